@@ -1,0 +1,33 @@
+"""spar_rectify: Support-Preserving Action Rectification for pretrained robot policies.
+
+A frozen base policy proposes an action; a learned residual, bounded and learned only where the
+logged data supports it, corrects it at every `step`.
+"""
+
+__version__ = "0.1.0"
+
+from spar_rectify.bc import BCPolicy  # noqa: E402
+from spar_rectify.checkpoint import RectifierCheckpoint, load_rectifier, save_rectifier  # noqa: E402
+from spar_rectify.policies import BasePolicy, CallablePolicy, SB3Policy, as_base_policy, load_sb3  # noqa: E402
+from spar_rectify.rectified_policy import RectifiedPolicy  # noqa: E402
+from spar_rectify.rectifier import Rectifier  # noqa: E402
+from spar_rectify.wrapper import SPARRectifierVectorWrapper, SPARRectifierWrapper  # noqa: E402
+
+__all__ = [
+    # deploy
+    "SPARRectifierWrapper",
+    "SPARRectifierVectorWrapper",
+    "RectifiedPolicy",
+    # base policies
+    "BasePolicy",
+    "SB3Policy",
+    "CallablePolicy",
+    "BCPolicy",
+    "as_base_policy",
+    "load_sb3",
+    # checkpoints
+    "Rectifier",
+    "RectifierCheckpoint",
+    "save_rectifier",
+    "load_rectifier",
+]

@@ -1,0 +1,106 @@
+"""The rectifier checkpoint: round trip without pickle, and a clear error for each failure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spar_rectify import load_rectifier, save_rectifier
+from spar_rectify.bundle import FORMAT_VERSION
+
+
+def _residuals(ck, obs, base):
+    with torch.no_grad():
+        return ck.rectifier(torch.as_tensor(obs), torch.as_tensor(base)).numpy()
+
+
+def test_round_trip_is_exact(tmp_path, point_checkpoint, point_anchor):
+    path = save_rectifier(point_checkpoint, tmp_path / "rect")
+    assert sorted(p.name for p in path.iterdir()) == ["rectifier.json", "rectifier.safetensors"]
+    loaded = load_rectifier(path)
+    rng = np.random.default_rng(0)
+    obs, base = rng.normal(size=(8, 6)).astype(np.float32), rng.uniform(-1, 1, (8, 2)).astype(np.float32)
+    np.testing.assert_array_equal(_residuals(loaded, obs, base), _residuals(point_checkpoint, obs, base))
+    assert loaded.anchor_fingerprint == point_checkpoint.anchor_fingerprint
+    meta = json.loads((path / "rectifier.json").read_text())
+    assert meta["format_version"] == FORMAT_VERSION and meta["package_version"]
+    assert len(meta["normalization"]["obs_mean"]) == 6 and len(meta["normalization"]["residual_bound"]) == 2
+    assert meta["action_space"]["low"] == [-1.0, -1.0]
+    loaded.check_anchor(point_anchor)  # same anchor: accepted
+
+
+def test_missing_folder_and_files(tmp_path, point_checkpoint):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_rectifier(tmp_path / "nowhere")
+    path = save_rectifier(point_checkpoint, tmp_path / "rect")
+    (path / "rectifier.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"rectifier\.safetensors does not exist"):
+        load_rectifier(path)
+
+
+def test_corrupted_weights(tmp_path, point_checkpoint):
+    path = save_rectifier(point_checkpoint, tmp_path / "rect")
+    weights = path / "rectifier.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"rectifier\.safetensors is corrupted: its SHA-256"):
+        load_rectifier(path)
+
+
+def test_corrupted_json(tmp_path, point_checkpoint):
+    path = save_rectifier(point_checkpoint, tmp_path / "rect")
+    (path / "rectifier.json").write_text("{not json")
+    with pytest.raises(ValueError, match="is corrupted: not valid JSON"):
+        load_rectifier(path)
+
+
+def test_inconsistent_json(tmp_path, point_checkpoint):
+    path = save_rectifier(point_checkpoint, tmp_path / "rect")
+    meta = json.loads((path / "rectifier.json").read_text())
+    meta["arch"]["hidden"] = [8, 8]
+    (path / "rectifier.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="corrupted or inconsistent"):
+        load_rectifier(path)
+
+
+def test_newer_format_version(tmp_path, point_checkpoint):
+    path = save_rectifier(point_checkpoint, tmp_path / "rect")
+    meta = json.loads((path / "rectifier.json").read_text())
+    meta["format_version"] = FORMAT_VERSION + 1
+    (path / "rectifier.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=f"format_version {FORMAT_VERSION + 1}.*upgrade spar_rectify"):
+        load_rectifier(path)
+
+
+def test_not_a_rectifier(tmp_path, point_checkpoint):
+    path = save_rectifier(point_checkpoint, tmp_path / "rect")
+    meta = json.loads((path / "rectifier.json").read_text())
+    meta["format"] = "something.else"
+    (path / "rectifier.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="is not a spar_rectify rectifier file"):
+        load_rectifier(path)
+
+
+def test_loading_never_unpickles(tmp_path, point_checkpoint, monkeypatch):
+    import pickle
+
+    path = save_rectifier(point_checkpoint, tmp_path / "rect")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle was used")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    load_rectifier(path)
+
+
+def test_save_over_existing_keeps_a_readable_checkpoint(tmp_path, point_checkpoint):
+    path = save_rectifier(point_checkpoint, tmp_path / "rect")
+    save_rectifier(point_checkpoint, path)
+    assert not [p for p in path.iterdir() if p.name.endswith(".tmp")]
+    load_rectifier(path)
