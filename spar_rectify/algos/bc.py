@@ -1,0 +1,38 @@
+"""Pure behaviour cloning: MSE regression of a tanh MLP on every dataset action."""
+
+from __future__ import annotations
+
+import torch
+
+from spar_rectify.algos.common import Batch, DataInfo
+from spar_rectify.config import TrainConfig
+from spar_rectify.losses import bc_loss
+from spar_rectify.networks import mlp
+
+
+class BC:
+    """Deterministic actor `tanh(mlp(obs))`; exported as a `BCPolicy`."""
+
+    def __init__(self, info: DataInfo, config: TrainConfig, generator: torch.Generator):
+        obs_dim, act_dim = info.obs_dim, info.act_dim
+        self.config = config
+        self.actor = mlp(obs_dim, act_dim, config.hidden)
+        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
+
+    def modules(self) -> dict:
+        return {"actor": self.actor}
+
+    def optimizers(self) -> dict:
+        return {"actor": self.optimizer}
+
+    def update(self, b: Batch, step: int) -> dict:
+        loss = bc_loss(torch.tanh(self.actor(b.obs)), b.action)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"bc_loss": loss.detach()}
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, base_action: torch.Tensor) -> torch.Tensor:
+        """(B, obs_dim) standardised -> (B, act_dim) normalised actions."""
+        return torch.tanh(self.actor(obs))

@@ -1,0 +1,101 @@
+"""Pieces every algorithm shares: the batch, Polyak updates, the in-sample IQL critic.
+
+Defines `DataInfo`, `Batch`, `soft_update`, `IQLCritic`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from spar_rectify.config import TrainConfig
+from spar_rectify.losses import expectile_loss, q_regression_loss
+from spar_rectify.networks import EnsembleMLP, mlp
+
+
+class DataInfo(NamedTuple):
+    """What an algorithm needs to know about the data to build its networks.
+
+    obs_mean, obs_std: (obs_dim,) standardisation (already applied to batches; stored with the
+    exported policy). residual_bound, residual_mean, residual_std: (act_dim,) statistics of the
+    data's residuals `a - a_b` in normalised units (SPAR only; None otherwise).
+    """
+
+    obs_dim: int
+    act_dim: int
+    obs_mean: object
+    obs_std: object
+    residual_bound: object = None
+    residual_mean: object = None
+    residual_std: object = None
+
+
+class Batch(NamedTuple):
+    """B transitions; observations standardised, actions normalised, rewards scaled.
+
+    obs, next_obs: (B, obs_dim); action, base_action: (B, act_dim); reward, not_done: (B,).
+    `not_done` is 1 - terminated: a truncated transition still bootstraps.
+    """
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_obs: torch.Tensor
+    not_done: torch.Tensor
+    base_action: torch.Tensor
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """`target <- (1 - tau) * target + tau * online`, in place."""
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.lerp_(o, tau)
+
+
+class IQLCritic(nn.Module):
+    """In-sample conservative critic (IQL): twin Q (one fused module), V by expectile regression.
+
+    It never evaluates an action outside the dataset while learning.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, config: TrainConfig):
+        super().__init__()
+        self.config = config
+        self.q = EnsembleMLP(2, obs_dim + act_dim, 1, config.hidden)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.v = mlp(obs_dim, 1, config.hidden)
+        self.optimizer = torch.optim.Adam([*self.q.parameters(), *self.v.parameters()], lr=config.lr)
+
+    def q_min(self, obs: torch.Tensor, action: torch.Tensor, target: bool = True) -> torch.Tensor:
+        """min(Q1, Q2)(s, a): (B, obs_dim), (B, act_dim) -> (B,)."""
+        net = self.q_target if target else self.q
+        return net(torch.cat([obs, action], -1)).min(0).values.squeeze(-1)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(s): (B, obs_dim) -> (B,)."""
+        return self.v(obs).squeeze(-1)
+
+    def update(self, b: Batch) -> tuple[torch.Tensor, dict]:
+        """One step of V (expectile) and Q (TD to r + gamma V(s')) plus the target update.
+
+        Returns:
+            The advantage `min Q_target(s, a) - V(s)` of the data actions (B,), detached, and metrics.
+        """
+        cfg = self.config
+        with torch.no_grad():
+            target_q = self.q_min(b.obs, b.action)
+            next_v = self.value(b.next_obs)
+            td_target = b.reward + cfg.gamma * b.not_done * next_v
+        v = self.value(b.obs)
+        adv = target_q - v
+        v_loss = expectile_loss(adv, cfg.expectile)
+        q = self.q(torch.cat([b.obs, b.action], -1)).squeeze(-1)
+        q_loss = q_regression_loss(q, td_target)
+        self.optimizer.zero_grad(set_to_none=True)
+        (v_loss + q_loss).backward()
+        self.optimizer.step()
+        soft_update(self.q_target, self.q, cfg.tau)
+        return adv.detach(), {"v_loss": v_loss.detach(), "q_loss": q_loss.detach(), "q_mean": target_q.mean()}

@@ -1,0 +1,179 @@
+"""Training configuration: one frozen dataclass, validated, saved as JSON beside every run.
+
+Defines `TrainConfig`, `ALGOS`.
+
+Defaults follow the papers of each method (TD3+BC: Fujimoto & Gu 2021; IQL: Kostrikov et al.
+2021, locomotion settings) and `shared/design/spar-method.md` for SPAR; every SPAR default is a
+starting point that the benchmarks measure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+ALGOS = ("spar", "bc", "td3bc", "iql")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train and how. Field docstrings become `spar train --help`."""
+
+    algo: Literal["spar", "bc", "td3bc", "iql"] = "spar"
+    """Method: spar (rectifier around the anchor), bc (pure behaviour cloning), td3bc, iql."""
+    steps: int = 1_000_000
+    """Gradient steps (the same budget for every method in a comparison)."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    seed: int = 0
+    """Seeds network initialisation, batch sampling and every training-time noise."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of every network (actors, critics, CVAE)."""
+    lr: float = 3e-4
+    """Adam learning rate of every network."""
+    gamma: float = 0.99
+    """Discount."""
+    tau: float = 0.005
+    """Polyak rate of target networks."""
+    reward_scale: Literal["returns", "none"] = "returns"
+    """returns: rewards * 1000 / (max - min episode return) (IQL's locomotion convention)."""
+
+    # IQL (also SPAR's conservative critic)
+    expectile: float = 0.7
+    """Expectile of V's regression onto min(Q1, Q2); higher: closer to the in-sample max."""
+    awr_temperature: float = 3.0
+    """IQL's inverse temperature beta for advantage-weighted extraction."""
+    awr_max_weight: float = 100.0
+    """Clip of the exponentiated advantage weights."""
+
+    # TD3+BC
+    td3bc_alpha: float = 2.5
+    """Weight of the Q term relative to the BC term (lambda = alpha / mean|Q|)."""
+    policy_noise: float = 0.2
+    """Target policy smoothing noise (normalised action units)."""
+    noise_clip: float = 0.5
+    """Clip of the smoothing noise."""
+    policy_freq: int = 2
+    """Actor updates every this many critic updates (TD3+BC)."""
+
+    # SPAR stage (i): residual manifold
+    latent_dim: Optional[int] = None
+    """Size of the CVAE latent; None: 2 * act_dim."""
+    latent_box: float = 2.0
+    """c: the latent policy stays in |z_i| <= c."""
+    kl_weight: float = 0.5
+    """lambda_kl of the residual CVAE."""
+    residual_bound: Optional[float] = None
+    """rho for every dimension; None: the data's quantile of |residual| per dimension."""
+    bound_quantile: float = 0.99
+    """Quantile of |a - a_b| per dimension that sets rho when residual_bound is None."""
+    bound_min: float = 0.05
+    """Lower clamp of the data-derived rho."""
+    bound_max: float = 1.0
+    """Upper clamp of the data-derived rho; larger: bigger corrections, further from the data."""
+    manifold_fraction: float = 0.1
+    """Share of the steps spent training the CVAE (with the critic), before it is frozen."""
+    fit_fraction: float = 0.05
+    """Share of the steps spent fitting mu to the encoder mean, before self-imitation."""
+
+    # SPAR stage (iii): Latent Self-Imitation
+    num_candidates: int = 8
+    """K perturbations of mu per state."""
+    candidate_sigma: float = 0.5
+    """Std of the perturbations in latent units."""
+    num_prior: int = 2
+    """Prior samples z ~ N(0, I) added to the candidates of each state."""
+    lsi_temperature: float = 1.0
+    """beta in softmax(A / beta) over a state's candidates (advantages standardised first)."""
+    lsi_states: int = 64
+    """States of each batch whose candidates are scored per update (cost grows with it)."""
+    lsi_every: int = 2
+    """Latent-policy updates every this many critic updates."""
+
+    # SPAR ablations
+    use_latent: bool = True
+    """False: no latent; the residual actor is improved with isotropic noise candidates."""
+    self_imitation: bool = True
+    """False: plain dQ/da through the frozen decoder (PLAS style)."""
+    anchored: bool = True
+    """False: no anchor; a global policy (zero base action) with rho = 1."""
+
+    # Bookkeeping
+    eval_every: int = 50_000
+    """Evaluate in the env every this many steps (0: never)."""
+    eval_episodes: int = 10
+    """Seeded episodes per evaluation."""
+    checkpoint_every: int = 50_000
+    """Write a resumable training checkpoint every this many steps (0: only at the end)."""
+    log_every: int = 1_000
+    """Average metrics over this many steps per log row."""
+
+    def __post_init__(self):
+        def need(ok: bool, name: str, rule: str):
+            if not ok:
+                raise ValueError(f"TrainConfig.{name} must be {rule}, got {getattr(self, name)!r}")
+
+        need(self.algo in ALGOS, "algo", f"one of {ALGOS}")
+        for name in ("steps", "batch_size", "num_candidates", "lsi_states", "lsi_every", "policy_freq",
+                     "eval_episodes", "log_every"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name, "an integer >= 1")
+        for name in ("eval_every", "checkpoint_every", "num_prior"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name, "an integer >= 0")
+        need(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "hidden", "non-empty positive widths")
+        for name in ("lr", "latent_box", "candidate_sigma", "lsi_temperature", "awr_temperature",
+                     "awr_max_weight", "td3bc_alpha", "bound_min", "bound_max"):
+            need(getattr(self, name) > 0, name, "> 0")
+        for name in ("gamma", "tau", "expectile", "bound_quantile"):
+            need(0 < getattr(self, name) <= 1, name, "in (0, 1]")
+        need(self.kl_weight >= 0, "kl_weight", ">= 0")
+        need(self.bound_min <= self.bound_max, "bound_min", f"<= bound_max ({self.bound_max})")
+        need(self.residual_bound is None or 0 < self.residual_bound <= 2, "residual_bound", "None or in (0, 2]")
+        need(self.latent_dim is None or self.latent_dim >= 1, "latent_dim", "None or >= 1")
+        need(0 <= self.manifold_fraction < 1, "manifold_fraction", "in [0, 1)")
+        need(0 <= self.fit_fraction < 1 and self.manifold_fraction + self.fit_fraction < 1, "fit_fraction",
+             "in [0, 1) with manifold_fraction + fit_fraction < 1")
+        need(self.reward_scale in ("returns", "none"), "reward_scale", "'returns' or 'none'")
+        need(self.policy_noise >= 0 and self.noise_clip >= 0, "policy_noise", ">= 0 (and noise_clip >= 0)")
+
+    @property
+    def manifold_steps(self) -> int:
+        """Steps of stage (i) (CVAE training), at the start of a SPAR run."""
+        return int(self.steps * self.manifold_fraction) if self.algo == "spar" and self.use_latent else 0
+
+    @property
+    def fit_steps(self) -> int:
+        """Steps of mu's fitting initialisation, right after stage (i)."""
+        return int(self.steps * self.fit_fraction) if self.algo == "spar" else 0
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["hidden"] = list(self.hidden)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """Build from a dict; unknown keys are an error (they usually are typos)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; known keys: {sorted(known)}")
+        data = dict(data)
+        if "hidden" in data:
+            data["hidden"] = tuple(data["hidden"])
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config not found at {path}")
+        return cls.from_dict(json.loads(path.read_text()))
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,285 @@
+"""Offline training: `Trainer.fit()` yields `(step, metrics)`; `train()` runs a whole job.
+
+Defines `Trainer`, `train`, `TrainResult`.
+
+`fit` is the loop only (sample, update, yield). `train` adds what a user expects around it: a
+progress bar with live metrics, CSV + TensorBoard logs, seeded evaluation episodes, atomic
+checkpoints every N steps, `resume=True`, and the exported policy or rectifier at the end.
+Resuming from a checkpoint ends bit-identical to an uninterrupted run on the same machine and
+thread count: weights, optimiser moments and the sampling generator are all restored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from spar_rectify.algos import ALGORITHMS, Batch, DataInfo
+from spar_rectify.bc import BCPolicy
+from spar_rectify.bundle import read_bundle, write_bundle
+from spar_rectify.checkpoint import RectifierCheckpoint, save_rectifier
+from spar_rectify.config import TrainConfig
+from spar_rectify.data import OfflineData
+from spar_rectify.policies import BasePolicy, as_base_policy
+
+NUM_PROBES = 64
+
+
+class Trainer:
+    """Holds one algorithm, its prepared data and its sampling generator.
+
+    Args:
+        config: what to train.
+        data: the dataset (`load_minari` / `from_arrays`).
+        anchor: the frozen base policy (required for SPAR; ignored by the others).
+        run_dir: where the anchor-action cache and checkpoints go (optional for `fit` alone).
+
+    Raises:
+        ValueError: SPAR without an anchor, or an anchor that does not fit the data.
+    """
+
+    def __init__(self, config: TrainConfig, data: OfflineData, anchor: Any = None, run_dir: str | Path | None = None):
+        self.config, self.data = config, data
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.anchor: BasePolicy | None = None
+        if config.algo == "spar":
+            if anchor is None:
+                raise ValueError(
+                    "SPAR needs the frozen anchor policy it rectifies: pass anchor=... (an SB3 model, a "
+                    "BCPolicy or a BasePolicy); to start from data alone, train --algo bc first and use it."
+                )
+            self.anchor = as_base_policy(anchor, data.action_space)
+            cache = self.run_dir / "anchor_actions.safetensors" if self.run_dir else None
+            data.attach_anchor(self.anchor, cache=cache)
+        self.obs_mean, self.obs_std = data.obs_stats()
+        mean, std = torch.from_numpy(self.obs_mean), torch.from_numpy(self.obs_std)
+        self._obs = (data.observations - mean) / std
+        self._next_obs = (data.next_observations - mean) / std
+        self._action = data.actions
+        self._reward = data.rewards * self.reward_scale()
+        self._not_done = 1.0 - data.terminations
+        self._base = self._prepare_base()
+        info = self._data_info()
+        torch.manual_seed(config.seed)  # network initialisation
+        self.generator = torch.Generator().manual_seed(config.seed + 1)  # batches and noise
+        self.algo = ALGORITHMS[config.algo](info, config, self.generator)
+        self.info = info
+        self.step = 0
+
+    # -- data ---------------------------------------------------------------------------------
+    def reward_scale(self) -> float:
+        """IQL's locomotion convention `1000 / (max - min episode return)` for iql and spar."""
+        if self.config.reward_scale == "none" or self.config.algo not in ("iql", "spar"):
+            return 1.0
+        spread = float(np.max(self.data.episode_returns) - np.min(self.data.episode_returns))
+        return 1000.0 / spread if spread > 1e-6 else 1.0
+
+    def _prepare_base(self) -> torch.Tensor | None:
+        if self.config.algo != "spar":
+            return None
+        if not self.config.anchored:  # "no anchor" ablation: a global policy around zero
+            return torch.zeros_like(self._action)
+        return self.data.base_actions
+
+    def _data_info(self) -> DataInfo:
+        obs_dim, act_dim = self._obs.shape[1], self._action.shape[1]
+        if self._base is None:
+            return DataInfo(obs_dim, act_dim, self.obs_mean, self.obs_std)
+        cfg = self.config
+        residual = self._action - self._base
+        if not cfg.anchored:
+            bound = torch.ones(act_dim)
+        elif cfg.residual_bound is not None:
+            bound = torch.full((act_dim,), float(cfg.residual_bound))
+        else:
+            bound = torch.quantile(residual.abs()[:1_000_000], cfg.bound_quantile, dim=0)
+            bound = bound.clamp(cfg.bound_min, cfg.bound_max)
+        clipped = torch.maximum(torch.minimum(residual, bound), -bound)
+        return DataInfo(obs_dim, act_dim, self.obs_mean, self.obs_std, bound.numpy(),
+                        clipped.mean(0).numpy(), clipped.std(0).clamp_min(1e-3).numpy())
+
+    def sample(self) -> Batch:
+        idx = torch.randint(len(self._reward), (self.config.batch_size,), generator=self.generator)
+        base = self._base[idx] if self._base is not None else None
+        return Batch(self._obs[idx], self._action[idx], self._reward[idx], self._next_obs[idx],
+                     self._not_done[idx], base)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def fit(self, until: int | None = None) -> Iterator[tuple[int, dict[str, float]]]:
+        """Run gradient steps up to `until` (default: `config.steps`), yielding `(step, metrics)`."""
+        until = self.config.steps if until is None else min(until, self.config.steps)
+        while self.step < until:
+            metrics = self.algo.update(self.sample(), self.step)
+            self.step += 1
+            yield self.step, {k: float(v) for k, v in metrics.items()}
+
+    # -- products -----------------------------------------------------------------------------
+    def probe_obs(self) -> np.ndarray:
+        """Fixed observations (spread over the dataset) that fingerprint the anchor."""
+        idx = np.linspace(0, len(self._reward) - 1, NUM_PROBES).astype(int)
+        return self.data.observations[idx].numpy()
+
+    def policy(self) -> BasePolicy:
+        """The current deployable policy (a snapshot of the weights)."""
+        if self.config.algo == "spar":
+            from spar_rectify.rectified_policy import RectifiedPolicy
+
+            return RectifiedPolicy(self.anchor, self.rectifier_checkpoint(), check_anchor=False)
+        policy = BCPolicy(self.data.observation_space, self.data.action_space, self.obs_mean, self.obs_std,
+                          self.config.hidden)
+        policy.net.load_state_dict(self.algo.actor.state_dict())
+        policy.name = f"{self.config.algo}:{self.data.name}"
+        return policy
+
+    def rectifier_checkpoint(self) -> RectifierCheckpoint:
+        import copy
+
+        rect = copy.deepcopy(self.algo.rect).eval().requires_grad_(False)
+        return RectifierCheckpoint.from_anchor(rect, self.data.observation_space, self.data.action_space,
+                                               self.anchor, self.probe_obs(), config=self.config.to_dict())
+
+    def export(self, folder: str | Path) -> Path:
+        """Write the deployable artefact: a rectifier (SPAR) or a `BCPolicy` folder (others)."""
+        if self.config.algo == "spar":
+            return save_rectifier(self.rectifier_checkpoint(), folder)
+        return self.policy().save(folder)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save_state(self, folder: str | Path) -> Path:
+        """Atomically write everything needed to resume (weights, optimisers, generator, step)."""
+        tensors: dict[str, torch.Tensor] = {"generator": self.generator.get_state()}
+        for name, module in self.algo.modules().items():
+            for key, value in module.state_dict().items():
+                tensors[f"module.{name}.{key}"] = value
+        optim_meta = {}
+        for name, opt in self.algo.optimizers().items():
+            state = opt.state_dict()
+            keys = {}
+            for pid, slots in state["state"].items():
+                keys[str(pid)] = sorted(slots)
+                for slot, value in slots.items():
+                    tensors[f"optim.{name}.{pid}.{slot}"] = torch.as_tensor(value)
+            optim_meta[name] = {"param_groups": state["param_groups"], "slots": keys}
+        meta = {"step": self.step, "config": self.config.to_dict(), "optimizers": optim_meta,
+                "dataset": self.data.name, "n": len(self._reward)}
+        return write_bundle(folder, "train_state", meta, tensors)
+
+    def load_state(self, folder: str | Path) -> None:
+        """Restore a `save_state` folder. Raises ValueError when it belongs to another config."""
+        meta, tensors = read_bundle(folder, "train_state")
+        if meta["config"] != self.config.to_dict() or meta["n"] != len(self._reward):
+            raise ValueError(
+                f"checkpoint at {folder} was written by a different config or dataset; resume with the "
+                f"same settings, or start a new run directory."
+            )
+        for name, module in self.algo.modules().items():
+            prefix = f"module.{name}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        for name, opt in self.algo.optimizers().items():
+            info = meta["optimizers"][name]
+            state = {int(pid): {slot: tensors[f"optim.{name}.{pid}.{slot}"] for slot in slots}
+                     for pid, slots in info["slots"].items()}
+            opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+        self.generator.set_state(tensors["generator"])
+        self.step = int(meta["step"])
+
+
+@dataclass
+class TrainResult:
+    """What `train` produced: the artefact folder, the run folder, the final evaluation."""
+
+    artifact: Path
+    run_dir: Path
+    steps: int
+    train_seconds: float
+    eval_returns: np.ndarray | None
+    normalized_score: float | None
+
+
+def train(config: TrainConfig, data: OfflineData, run_dir: str | Path, anchor: Any = None, env: Any = None,
+          resume: bool = False, progress: bool = True, eval_seed: int = 10_000) -> TrainResult:
+    """Train, log, evaluate, checkpoint and export in one call.
+
+    Args:
+        config: what to train.
+        data: the dataset.
+        run_dir: output folder (`config.json`, `metrics.csv`, `tb/`, `checkpoint/`, and `rectifier/`
+            or `policy/`).
+        anchor: the base policy (SPAR).
+        env: env id / spec / env for evaluation; None: the dataset's env spec if it has one.
+        resume: continue from `run_dir/checkpoint`.
+        progress: show a tqdm bar.
+        eval_seed: evaluation episode i uses seed `eval_seed + i` (the same for every method).
+
+    Raises:
+        FileExistsError: `run_dir` already holds a checkpoint and `resume` is False.
+    """
+    from tqdm.auto import tqdm
+
+    from spar_rectify.evaluation import evaluate
+    from spar_rectify.logger import RunLogger
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoint"
+    if (ckpt / "train_state.json").exists() and not resume:
+        raise FileExistsError(f"{run_dir} already holds a training checkpoint; pass resume=True (--resume) "
+                              "to continue it, or choose another run directory.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(config, data, anchor, run_dir)
+    if resume and (ckpt / "train_state.json").exists():
+        trainer.load_state(ckpt)
+    config.save(run_dir / "config.json")
+    env = env if env is not None else data.env_spec
+    logger = RunLogger(run_dir)
+
+    def run_eval(step: int) -> tuple[np.ndarray, float | None]:
+        returns = evaluate(trainer.policy(), env, config.eval_episodes, eval_seed)
+        score = data.normalized_score(returns.mean())
+        row = {"eval_return": float(returns.mean()), "eval_return_std": float(returns.std())}
+        if score is not None:
+            row["eval_normalized_score"] = float(score)
+        logger.log(step, row)
+        return returns, score
+
+    start = time.perf_counter()
+    sums: dict[str, float] = {}
+    count = 0
+    bar = tqdm(total=config.steps, initial=trainer.step, disable=not progress, desc=f"{config.algo} {data.name}",
+               dynamic_ncols=True)
+    try:
+        for step, metrics in trainer.fit():
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            if step % config.log_every == 0 or step == config.steps:
+                means = {k: v / count for k, v in sums.items()}
+                logger.log(step, means)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
+                sums, count = {}, 0
+            if env is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
+                returns, _ = run_eval(step)
+                bar.write(f"step {step}: eval return {returns.mean():.1f} +- {returns.std():.1f}")
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                trainer.save_state(ckpt)
+            bar.update(1)
+    finally:
+        bar.close()
+        if trainer.step > 0:
+            trainer.save_state(ckpt)  # an interruption keeps every finished step
+    seconds = time.perf_counter() - start
+    artifact = trainer.export(run_dir / ("rectifier" if config.algo == "spar" else "policy"))
+    returns, score = run_eval(trainer.step) if env is not None and config.eval_episodes else (None, None)
+    logger.close()
+    summary = {"algo": config.algo, "dataset": data.name, "steps": trainer.step, "train_seconds": seconds,
+               "artifact": str(artifact),
+               "eval_return_mean": None if returns is None else float(returns.mean()),
+               "eval_returns": None if returns is None else returns.tolist(),
+               "normalized_score": None if score is None else float(score)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return TrainResult(artifact, run_dir, trainer.step, seconds, returns, None if score is None else float(score))
