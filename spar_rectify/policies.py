@@ -1,7 +1,7 @@
 """Base-policy adapters: one small protocol, batched observations in, env-unit actions out.
 
 Defines `BasePolicy` (the protocol), `SB3Policy`, `CallablePolicy`, `as_base_policy`,
-`load_sb3` and `policy_fingerprint`. The package's own behaviour-cloning policy, `BCPolicy`
+`load_sb3`, `load_policy` and `policy_fingerprint`. The package's own behaviour-cloning policy, `BCPolicy`
 (in `spar_rectify.bc`), implements the protocol directly.
 
 Every adapter declares `action_units`: the space the wrapped object natively produces
@@ -158,6 +158,28 @@ def load_sb3(path: str | Path, algo: str | None = None, vec_normalize: Any = Non
     policy = SB3Policy(model, vec_normalize=vec_normalize)
     policy.name = f"sb3:{algo.upper()}:{path.name}"
     return policy
+
+
+def load_policy(path: str | Path, vec_normalize: Any = None) -> BasePolicy:
+    """Load a base policy from disk: a `BCPolicy` folder (no pickle) or an SB3 `.zip` (pickle:
+    load only files you trust).
+
+    Raises:
+        FileNotFoundError: nothing at `path`.
+        ValueError: `path` is neither kind.
+    """
+    from spar_rectify.bc import BCPolicy
+
+    path = Path(path)
+    if path.is_dir() and (path / "bc_policy.json").is_file():
+        return BCPolicy.load(path)
+    if path.is_dir() and (path / "policy" / "bc_policy.json").is_file():
+        return BCPolicy.load(path / "policy")
+    if path.suffix == ".zip":
+        return load_sb3(path, vec_normalize=vec_normalize)
+    if not path.exists():
+        raise FileNotFoundError(f"base policy not found at {path}")
+    raise ValueError(f"{path} is neither a BCPolicy folder (bc_policy.json) nor a Stable-Baselines3 .zip")
 
 
 def policy_fingerprint(policy: BasePolicy, probe_obs: np.ndarray) -> tuple[np.ndarray, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from spar_rectify.algos.common import Batch, DataInfo
+from spar_rectify.algos.common import adam, Batch, DataInfo
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import bc_loss
 from spar_rectify.networks import mlp
@@ -17,7 +17,7 @@ class BC:
         obs_dim, act_dim = info.obs_dim, info.act_dim
         self.config = config
         self.actor = mlp(obs_dim, act_dim, config.hidden)
-        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
+        self.optimizer = adam(self.actor.parameters(), config.lr)
 
     def modules(self) -> dict:
         return {"actor": self.actor}

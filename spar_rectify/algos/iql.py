@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from spar_rectify.algos.common import Batch, DataInfo, IQLCritic
+from spar_rectify.algos.common import adam, Batch, DataInfo, IQLCritic
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import awr_loss
 from spar_rectify.networks import mlp
@@ -20,7 +20,7 @@ class IQL:
         self.config = config
         self.critic = IQLCritic(obs_dim, act_dim, config)
         self.actor = mlp(obs_dim, act_dim, config.hidden)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
+        self.actor_opt = adam(self.actor.parameters(), config.lr)
 
     def modules(self) -> dict:
         return {"critic": self.critic, "actor": self.actor}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from spar_rectify.algos.common import Batch, DataInfo, IQLCritic
+from spar_rectify.algos.common import adam, Batch, DataInfo, IQLCritic
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import cvae_loss, latent_fit_loss, lsi_loss, lsi_weights
 from spar_rectify.networks import mlp
@@ -31,12 +31,12 @@ class SPAR:
                               residual_std=info.residual_std)
         self.rho = self.rect.residual_bound
         self.critic = IQLCritic(obs_dim, act_dim, config)
-        self.actor_opt = torch.optim.Adam(self.rect.actor.parameters(), lr=config.lr)
+        self.actor_opt = adam(self.rect.actor.parameters(), config.lr)
         self.encoder = None
         if config.use_latent:
             self.encoder = mlp(obs_dim + 2 * act_dim, 2 * latent, config.hidden)
             params = [*self.encoder.parameters(), *self.rect.decoder.parameters()]
-            self.cvae_opt = torch.optim.Adam(params, lr=config.lr)
+            self.cvae_opt = adam(params, config.lr)
 
     def modules(self) -> dict:
         mods = {"rectifier": self.rect, "critic": self.critic}
@@ -72,17 +72,17 @@ class SPAR:
     def update(self, b: Batch, step: int) -> dict:
         cfg = self.config
         _, metrics = self.critic.update(b)
-        x = torch.cat([b.obs, b.base_action], -1)
+        start = cfg.manifold_steps + cfg.fit_steps
         if step < cfg.manifold_steps:
-            metrics.update(self._cvae(x, b))
+            metrics.update(self._cvae(torch.cat([b.obs, b.base_action], -1), b))
         else:
             if self.encoder is not None and self.rect.decoder[0].weight.requires_grad:
                 self.rect.decoder.requires_grad_(False)  # stage (i) is over: the support is fixed
-            start = cfg.manifold_steps + cfg.fit_steps
             if step < start:
-                metrics.update(self._fit(x, b))
+                metrics.update(self._fit(torch.cat([b.obs, b.base_action], -1), b))
             elif (step - start) % cfg.lsi_every == 0:
-                metrics.update(self._improve(x, b))
+                n = min(cfg.lsi_states, b.obs.shape[0])
+                metrics.update(self._improve(torch.cat([b.obs[:n], b.base_action[:n]], -1), b))
         return metrics
 
     def _cvae(self, x: torch.Tensor, b: Batch) -> dict:
@@ -120,8 +120,8 @@ class SPAR:
 
     def _improve(self, x: torch.Tensor, b: Batch) -> dict:
         cfg = self.config
-        n = min(cfg.lsi_states, x.shape[0])
-        x, obs, base = x[:n], b.obs[:n], b.base_action[:n]
+        n = x.shape[0]  # the first lsi_states rows of the (random) batch
+        obs, base = b.obs[:n], b.base_action[:n]
         out, residual = self.residual_policy(x)
         if not cfg.self_imitation:  # PLAS-style ablation: follow dQ/da through the frozen decoder
             q = self.critic.q(torch.cat([obs, (base + residual).clamp(-1.0, 1.0)], -1))[0]

@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from spar_rectify.algos.common import Batch, DataInfo, soft_update
+from spar_rectify.algos.common import adam, Batch, DataInfo, soft_update
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import q_regression_loss, td3bc_actor_loss
 from spar_rectify.networks import EnsembleMLP, mlp
@@ -22,8 +22,8 @@ class TD3BC:
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = EnsembleMLP(2, obs_dim + act_dim, 1, config.hidden)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.lr)
+        self.actor_opt = adam(self.actor.parameters(), config.lr)
+        self.critic_opt = adam(self.critic.parameters(), config.lr)
 
     def modules(self) -> dict:
         return {"actor": self.actor, "actor_target": self.actor_target, "critic": self.critic,

@@ -1,0 +1,99 @@
+"""Gradient steps per second and peak memory of each method (issue targets: SPAR >= 100 steps/s,
+<= 1.5x the kit's IQL step time, peak RSS <= 2 GB on a 1M-transition dataset).
+
+Usage:
+    python benchmarks/train_throughput.py [--transitions 1000000] [--steps 400]
+
+Each method runs in its own subprocess, on one thread, at batch 256 with 256x256 networks, on a
+synthetic dataset of HalfCheetah's size (obs 17, act 6; the values do not matter for speed).
+Each rate is the median of five timed windows. SPAR is timed in its full step (critic + Latent Self-Imitation: the most expensive stage) and,
+separately, in its first stage (critic + CVAE). Writes benchmarks/results/train_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+OBS_DIM, ACT_DIM = 17, 6
+
+
+def run_one(method: str, transitions: int, steps: int) -> dict:
+    import numpy as np
+    import torch
+    from gymnasium import spaces
+
+    from spar_rectify import BCPolicy
+    from spar_rectify.config import TrainConfig
+    from spar_rectify.data import from_arrays
+    from spar_rectify.trainer import Trainer
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    obs_space = spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
+    act_space = spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
+    obs = rng.normal(size=(transitions, OBS_DIM)).astype(np.float32)
+    done = np.zeros(transitions, bool)
+    done[999::1000] = True
+    data = from_arrays(obs, rng.uniform(-1, 1, (transitions, ACT_DIM)).astype(np.float32),
+                       rng.normal(size=transitions).astype(np.float32), np.roll(obs, -1, 0), np.zeros(transitions, bool),
+                       done, obs_space, act_space, name="synthetic")
+    del obs
+    algo, stage = (method.split(":") + ["full"])[:2]
+    extra = {"manifold_fraction": 0.0, "fit_fraction": 0.0} if stage == "full" else {"manifold_fraction": 0.99, "fit_fraction": 0.0}
+    config = TrainConfig(algo=algo, steps=10**7, **(extra if algo == "spar" else {}))
+    anchor = BCPolicy(obs_space, act_space) if algo == "spar" else None
+    trainer = Trainer(config, data, anchor)
+    warm = 30
+    for i, _ in enumerate(trainer.fit()):
+        if i + 1 == warm:
+            break
+    # Five timed windows; the median window resists the load of whatever else runs on the machine.
+    rates = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for i, _ in enumerate(trainer.fit()):
+            if i + 1 == steps:
+                break
+        rates.append(steps / (time.perf_counter() - start))
+    return {"steps_per_s": round(float(np.median(rates)), 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--transitions", type=int, default=1_000_000)
+    parser.add_argument("--steps", type=int, default=200, help="steps per timed window (5 windows)")
+    parser.add_argument("--only", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=str(RESULTS / "train_throughput.json"))
+    args = parser.parse_args()
+    if args.only:
+        print(json.dumps(run_one(args.only, args.transitions, args.steps)))
+        return
+    methods = {}
+    for method in ("bc", "td3bc", "iql", "spar", "spar:cvae"):
+        out = subprocess.run([sys.executable, __file__, "--only", method, "--transitions", str(args.transitions),
+                              "--steps", str(args.steps)], check=True, capture_output=True, text=True)
+        methods[method] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(method, methods[method], flush=True)
+    spar, iql = methods["spar"], methods["iql"]
+    result = {
+        "methods": {k: v for k, v in methods.items() if ":" not in k},
+        "spar_stage1_cvae": methods["spar:cvae"],
+        "spar_step_time_vs_iql": round(iql["steps_per_s"] / spar["steps_per_s"], 3),
+        "batch_size": 256, "hidden": [256, 256], "threads": 1, "transitions": args.transitions,
+        "obs_dim": OBS_DIM, "act_dim": ACT_DIM, "timed_steps": 5 * args.steps,
+        "command": "python benchmarks/train_throughput.py",
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Small datasets made here: PointReach rolled out with the biased controller plus noise."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+import envs
+from spar_rectify.data import OfflineData, from_arrays
+
+
+def point_rollouts(episodes: int = 100, noise: float = 0.5, seed: int = 0) -> dict:
+    """Flat transition arrays from the biased controller with Gaussian action noise."""
+    envs.register_envs()
+    env = gym.make("PointReach-v0")
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "next", "term", "trunc")}
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed * 1000 + ep)
+        done = False
+        while not done:
+            action = envs.biased_controller(obs[None])[0] + rng.normal(0.0, noise, 2)
+            action = np.clip(action, -1, 1).astype(np.float32)
+            nxt, rew, term, trunc, _ = env.step(action)
+            for key, value in zip(cols, (obs, action, rew, nxt, term, trunc)):
+                cols[key].append(value)
+            obs, done = nxt, term or trunc
+    return {k: np.asarray(v) for k, v in cols.items()} | {"env": env}
+
+
+def point_data(episodes: int = 100, noise: float = 0.5, seed: int = 0) -> OfflineData:
+    r = point_rollouts(episodes, noise, seed)
+    env = r["env"]
+    return from_arrays(r["obs"], r["act"], r["rew"], r["next"], r["term"], r["trunc"],
+                       env.observation_space, env.action_space, name="point-noisy")

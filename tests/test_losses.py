@@ -1,0 +1,80 @@
+"""Each loss against numbers computed by hand on a two-sample batch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from spar_rectify import losses
+
+T = torch.tensor
+
+
+def test_bc_loss():
+    # rows: (0.5-0)^2 + (0-1)^2 = 1.25 ; (1-1)^2 + (-1-0)^2 = 1  -> mean 1.125
+    assert losses.bc_loss(T([[0.5, 0.0], [1.0, -1.0]]), T([[0.0, 1.0], [1.0, 0.0]])).item() == pytest.approx(1.125)
+
+
+def test_expectile_loss():
+    # diff 2 -> 0.7 * 4 = 2.8 ; diff -1 -> 0.3 * 1 = 0.3 -> mean 1.55
+    assert losses.expectile_loss(T([2.0, -1.0]), 0.7).item() == pytest.approx(1.55)
+
+
+def test_q_regression_loss():
+    q = T([[1.0, 2.0], [0.0, 4.0]])  # two members, two samples
+    target = T([0.0, 2.0])
+    # member 1: (1 + 0) / 2 = 0.5 ; member 2: (0 + 4) / 2 = 2 -> 2.5
+    assert losses.q_regression_loss(q, target).item() == pytest.approx(2.5)
+
+
+def test_awr_loss_weights_and_clip():
+    pred, data = T([[1.0], [0.0]]), T([[0.0], [2.0]])
+    adv = T([0.0, 10.0])
+    # weights: exp(0) = 1 ; exp(30) clipped to 100. errors 1, 4 -> (1 + 400) / 2
+    assert losses.awr_loss(pred, data, adv, temperature=3.0, max_weight=100.0).item() == pytest.approx(200.5)
+
+
+def test_td3bc_actor_loss():
+    q = T([2.0, -4.0])  # mean -1, mean |Q| 3 -> lambda = 2.5 / 3
+    pred, data = T([[0.5], [0.0]]), T([[0.0], [1.0]])  # mse = (0.25 + 1) / 2 = 0.625
+    expected = -(2.5 / 3) * -1.0 + 0.625
+    assert losses.td3bc_actor_loss(q, pred, data, 2.5).item() == pytest.approx(expected)
+
+
+def test_cvae_loss():
+    recon, residual = T([[0.1, 0.2], [0.0, 0.0]]), T([[0.0, 0.0], [0.3, 0.4]])
+    mean, log_std = T([[1.0], [0.0]]), T([[0.0], [math.log(2.0)]])
+    rec = (0.01 + 0.04 + 0.09 + 0.16) / 2  # 0.15
+    # KL row 1: 0.5 * (1 + 1 - 1 - 0) = 0.5 ; row 2: 0.5 * (0 + 4 - 1 - 2 ln 2)
+    kl = (0.5 + 0.5 * (3 - 2 * math.log(2.0))) / 2
+    total, r, k = losses.cvae_loss(recon, residual, mean, log_std, 0.5)
+    assert r.item() == pytest.approx(rec) and k.item() == pytest.approx(kl)
+    assert total.item() == pytest.approx(rec + 0.5 * kl)
+
+
+def test_latent_fit_loss():
+    assert losses.latent_fit_loss(T([[1.0, 0.0], [0.0, 0.0]]), T([[0.0, 0.0], [0.0, 2.0]])).item() == pytest.approx(2.5)
+
+
+def test_lsi_weights_use_within_state_scale():
+    q = T([[1.0, 3.0], [10.0, 10.0]])  # state 2 candidates are equal
+    v = T([0.0, 100.0])  # per-state shifts never matter
+    w = losses.lsi_weights(q, v, temperature=1.0)
+    # centred: [-1, 1], [0, 0] -> rms over batch = sqrt(2 / 4) ; scaled: +-sqrt(2)
+    s = math.sqrt(2.0)
+    assert w[0, 1].item() == pytest.approx(math.exp(s) / (math.exp(s) + math.exp(-s)), rel=1e-5)
+    assert w[1].tolist() == pytest.approx([0.5, 0.5])
+    assert torch.allclose(w.sum(-1), torch.ones(2))
+
+
+def test_lsi_loss():
+    z = T([[0.0], [1.0]])
+    cands = T([[[1.0], [2.0]], [[1.0], [3.0]]])
+    w = T([[0.5, 0.5], [1.0, 0.0]])
+    # state 1: 0.5 * 1 + 0.5 * 4 = 2.5 ; state 2: 1 * 0 = 0 -> 1.25
+    assert losses.lsi_loss(z, cands, w).item() == pytest.approx(1.25)
+    z.requires_grad_(True)
+    losses.lsi_loss(z, cands.requires_grad_(True), w).backward()
+    assert z.grad is not None

@@ -1,0 +1,153 @@
+"""Training: determinism, resume, the CVAE, and learning on PointReach."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from spar_rectify import CallablePolicy, RectifiedPolicy, SPARRectifierWrapper, load_rectifier
+from spar_rectify.config import TrainConfig
+from spar_rectify.evaluation import evaluate
+from spar_rectify.trainer import Trainer, train
+from tests.helpers_data import point_data
+
+FAST = dict(hidden=(64, 64), batch_size=128, lr=1e-3, gamma=0.9, eval_every=0, checkpoint_every=0, log_every=100)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return point_data(episodes=100)
+
+
+@pytest.fixture
+def anchor(point_env):
+    return CallablePolicy(envs.biased_controller, point_env.action_space, name="biased_controller")
+
+
+def _params(trainer):
+    return {f"{m}.{k}": v.clone() for m, mod in trainer.algo.modules().items() for k, v in mod.state_dict().items()}
+
+
+@pytest.mark.parametrize("algo", ["bc", "td3bc", "iql", "spar"])
+def test_same_seed_same_parameters_different_seed_differs(data, anchor, algo):
+    cfg = TrainConfig(algo=algo, steps=40, manifold_fraction=0.25, fit_fraction=0.25, lsi_every=1, **FAST)
+    runs = []
+    for seed in (0, 0, 1):
+        trainer = Trainer(cfg.replace(seed=seed), data, anchor if algo == "spar" else None)
+        list(trainer.fit())
+        runs.append(_params(trainer))
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize("algo", ["td3bc", "iql", "spar"])
+def test_resume_equals_uninterrupted(tmp_path, data, anchor, algo):
+    cfg = TrainConfig(algo=algo, steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST)
+    full = Trainer(cfg, data, anchor if algo == "spar" else None)
+    list(full.fit())
+    first = Trainer(cfg, data, anchor if algo == "spar" else None)
+    list(first.fit(until=25))  # stops inside the fitting stage for SPAR
+    first.save_state(tmp_path / "ckpt")
+    second = Trainer(cfg, data, anchor if algo == "spar" else None)
+    second.load_state(tmp_path / "ckpt")
+    assert second.step == 25
+    list(second.fit())
+    a, b = _params(full), _params(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_resume_after_interruption(tmp_path, data, anchor):
+    cfg = TrainConfig(algo="spar", steps=50, manifold_fraction=0.2, fit_fraction=0.2, **FAST).replace(
+        checkpoint_every=20, eval_episodes=2)
+    with pytest.raises(KeyboardInterrupt):
+        _interrupting_train(cfg, data, anchor, tmp_path / "run", at=30)
+    # The finally-block kept the 30 finished steps; --resume continues to the end.
+    with pytest.raises(FileExistsError, match="already holds a training checkpoint"):
+        train(cfg, data, tmp_path / "run", anchor=anchor, env="PointReach-v0", progress=False)
+    result = train(cfg, data, tmp_path / "run", anchor=anchor, env="PointReach-v0", resume=True, progress=False)
+    reference = train(cfg, data, tmp_path / "ref", anchor=anchor, env="PointReach-v0", progress=False)
+    assert result.steps == 50
+    a, b = load_rectifier(result.artifact), load_rectifier(reference.artifact)
+    for key, value in a.rectifier.state_dict().items():
+        assert torch.equal(value, b.rectifier.state_dict()[key]), key
+    assert (tmp_path / "run" / "metrics.csv").is_file() and (tmp_path / "run" / "config.json").is_file()
+    assert np.array_equal(result.eval_returns, reference.eval_returns)
+
+
+def _interrupting_train(cfg, data, anchor, run_dir, at):
+    """Run `train` and raise KeyboardInterrupt from inside the loop after `at` steps."""
+    import spar_rectify.trainer as trainer_mod
+
+    original = trainer_mod.Trainer.fit
+
+    def fit(self, until=None):
+        for step, metrics in original(self, until):
+            yield step, metrics
+            if step == at:
+                raise KeyboardInterrupt
+
+    trainer_mod.Trainer.fit = fit
+    try:
+        train(cfg, data, run_dir, anchor=anchor, env="PointReach-v0", progress=False)
+    finally:
+        trainer_mod.Trainer.fit = original
+
+
+def test_cvae_reconstructs_residuals_better_than_zero(data, anchor):
+    cfg = TrainConfig(algo="spar", steps=600, manifold_fraction=0.9, fit_fraction=0.05, **FAST)
+    trainer = Trainer(cfg, data, anchor)
+    list(trainer.fit())
+    spar = trainer.algo
+    batch = trainer.sample()
+    x = torch.cat([batch.obs, batch.base_action], -1)
+    with torch.no_grad():
+        r = spar.data_residual(batch)
+        recon = spar.rect.decode(x, spar.encode(x, r)[0])
+    recon_err = (recon - r).pow(2).sum(-1).mean().item()
+    zero_err = r.pow(2).sum(-1).mean().item()
+    assert recon_err < 0.5 * zero_err
+
+
+def test_spar_beats_biased_base_policy_within_bound(tmp_path, data, anchor):
+    cfg = TrainConfig(algo="spar", steps=2500, manifold_fraction=0.2, **FAST)
+    result = train(cfg, data, tmp_path / "run", anchor=anchor, env="PointReach-v0", progress=False)
+    checkpoint = load_rectifier(result.artifact)
+    policy = RectifiedPolicy(anchor, checkpoint)
+    base_returns = evaluate(anchor, "PointReach-v0", episodes=20, seed=500)
+    rect_returns = evaluate(policy, "PointReach-v0", episodes=20, seed=500)
+    gap = -envs.CONTROLLER_BIAS  # the ideal residual is about this
+    assert rect_returns.mean() > base_returns.mean() + 3.0, (rect_returns.mean(), base_returns.mean())
+    # Through the wrapper: every residual stays inside the bound.
+    env = SPARRectifierWrapper(__import__("gymnasium").make("PointReach-v0"), result.artifact, base_policy=anchor)
+    obs, _ = env.reset(seed=1)
+    bound = checkpoint.rectifier.residual_bound.numpy()
+    residuals = []
+    for _ in range(50):
+        obs, _, _, _, info = env.step(anchor(obs[None])[0])
+        assert np.all(np.abs(info["residual"]) <= bound + 1e-6)
+        residuals.append(info["residual"])
+    assert np.sign(np.mean(residuals, 0)).tolist() == np.sign(gap).tolist()
+
+
+def test_spar_needs_an_anchor(data):
+    with pytest.raises(ValueError, match="SPAR needs the frozen anchor policy"):
+        Trainer(TrainConfig(algo="spar", steps=10), data)
+
+
+def test_anchor_with_wrong_spaces_is_refused(data):
+    import gymnasium as gym
+
+    other = CallablePolicy(lambda o: np.zeros((len(o), 3)), gym.spaces.Box(-1, 1, (3,), np.float32))
+    with pytest.raises(ValueError, match="base policy acts in"):
+        Trainer(TrainConfig(algo="spar", steps=10), data, other)
+
+
+def test_resume_with_other_config_is_refused(tmp_path, data):
+    t = Trainer(TrainConfig(algo="bc", steps=10, **FAST), data)
+    list(t.fit())
+    t.save_state(tmp_path / "ck")
+    other = Trainer(TrainConfig(algo="bc", steps=20, **FAST), data)
+    with pytest.raises(ValueError, match="different config or dataset"):
+        other.load_state(tmp_path / "ck")
