@@ -76,6 +76,14 @@ class SB3Policy:
         action, _ = self.model.predict(obs, deterministic=True)
         return np.asarray(action).reshape(obs.shape[0], -1)
 
+    def sample(self, obs: np.ndarray) -> np.ndarray:
+        """The model's own stochastic actions (`predict(deterministic=False)`), env units."""
+        obs = np.asarray(obs, np.float32)
+        if self.vec_normalize is not None:
+            obs = self.vec_normalize.normalize_obs(obs).astype(np.float32)
+        action, _ = self.model.predict(obs, deterministic=False)
+        return np.asarray(action).reshape(obs.shape[0], -1)
+
 
 class CallablePolicy:
     """Any function `(B, obs_dim) -> (B, act_dim)`.

@@ -1,0 +1,178 @@
+"""Roll any policy in a Gymnasium env into a Minari dataset (hdf5), in chunks.
+
+Defines `Exploration`, `collect`.
+
+Each episode i is reset with seed `seed + i` and draws its exploration noise from
+`np.random.default_rng([seed, i])`, so a collection that is interrupted and continued with
+`append=True` produces the same data as one that never stopped. Complete episodes are written
+every `chunk_steps` steps and when the run is interrupted; a partial episode is dropped.
+
+Per-step extras are stored in the episode's `infos`: `base_action[t]` is the policy's action
+(env units, before exploration) at `observations[t]`; row N (the final observation) is zero.
+When `env` is a `SPARRectifierWrapper`, the stored `actions` are the executed (rectified) ones.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from spar_rectify.policies import BasePolicy, as_base_policy
+from spar_rectify.spaces import same_box
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """How collected actions depart from the policy's.
+
+    kind: "none"; "gaussian" (add N(0, scale^2) in normalised units); "epsilon" (a uniform random
+    action with probability `scale`); "stochastic" (the policy's own sampling; SB3 models).
+    """
+
+    kind: Literal["none", "gaussian", "epsilon", "stochastic"] = "none"
+    scale: float = 0.1
+
+    def __post_init__(self):
+        if self.kind not in ("none", "gaussian", "epsilon", "stochastic"):
+            raise ValueError(f"Exploration.kind must be none, gaussian, epsilon or stochastic, got {self.kind!r}")
+        if not np.isfinite(self.scale) or self.scale < 0 or (self.kind == "epsilon" and self.scale > 1):
+            raise ValueError(f"Exploration.scale must be >= 0 (<= 1 for epsilon), got {self.scale}")
+
+
+def _check_target(dataset_id: str, overwrite: bool, append: bool):
+    import minari
+    from minari.storage import get_dataset_path
+
+    if overwrite and append:
+        raise ValueError("pass overwrite=True or append=True, not both")
+    exists = (get_dataset_path(dataset_id) / "data").exists()
+    if exists and not (overwrite or append):
+        raise FileExistsError(
+            f"Minari dataset {dataset_id!r} already exists at {get_dataset_path(dataset_id)}; pass overwrite=True "
+            "(--overwrite) to replace it or append=True (--append) to continue it. Nothing was changed."
+        )
+    return minari.load_dataset(dataset_id) if exists and append else None
+
+
+def collect(policy: Any, env: gym.Env | str, dataset_id: str, steps: int, *, exploration: Exploration = Exploration(),
+            seed: int = 0, overwrite: bool = False, append: bool = False, chunk_steps: int = 10_000,
+            ref_min_score: float | None = None, ref_max_score: float | None = None, description: str | None = None,
+            algorithm_name: str | None = None, progress: bool = True):
+    """Collect at least `steps` transitions (whole episodes) into Minari dataset `dataset_id`.
+
+    Args:
+        policy: SB3 model, `BCPolicy`, `BasePolicy` or callable (with the env's action space).
+        env: env or env id (a `SPARRectifierWrapper` collects rectified behaviour).
+        steps: total transitions wanted in the dataset (with `append`, counting what is there).
+        exploration: how actions depart from the policy's.
+        seed: episode i resets with `seed + i`.
+        overwrite / append: what to do when `dataset_id` exists (otherwise FileExistsError).
+        chunk_steps: write complete episodes every this many steps.
+        ref_min_score, ref_max_score: reference returns for `minari.get_normalized_score`.
+
+    Returns:
+        The `MinariDataset`.
+
+    Raises:
+        ValueError: the policy's action space differs from the env's, bad arguments.
+        FileExistsError: the dataset exists and neither `overwrite` nor `append` was given.
+        TypeError: "stochastic" exploration with a policy that cannot sample.
+    """
+    import minari
+    from tqdm.auto import tqdm
+
+    env = gym.make(env) if isinstance(env, str) else env
+    policy = as_base_policy(policy, env.action_space)
+    if not same_box(policy.action_space, env.action_space, bounds=True):
+        raise ValueError(f"policy acts in {policy.action_space} but the env's action space is {env.action_space}; "
+                         "collect with a policy trained on this env.")
+    obs_space = getattr(policy, "observation_space", None)
+    if isinstance(obs_space, gym.spaces.Box) and obs_space.shape != env.observation_space.shape:
+        raise ValueError(f"policy observes {obs_space} but the env gives {env.observation_space}")
+    if exploration.kind == "stochastic" and not hasattr(policy, "sample"):
+        raise TypeError(f"exploration 'stochastic' needs a policy that samples (an SB3 model); "
+                        f"{type(policy).__name__} is deterministic: use 'gaussian' or 'epsilon'.")
+    if steps < 1 or chunk_steps < 1:
+        raise ValueError(f"steps and chunk_steps must be >= 1, got {steps} and {chunk_steps}")
+    dataset = _check_target(dataset_id, overwrite, append)
+    if overwrite:
+        minari.delete_dataset(dataset_id) if (minari.storage.get_dataset_path(dataset_id) / "data").exists() else None
+    done_steps = dataset.total_steps if dataset is not None else 0
+    episode = dataset.total_episodes if dataset is not None else 0
+    meta = dict(env=env.spec if env.spec is not None else None, action_space=env.action_space,
+                observation_space=env.observation_space, ref_min_score=ref_min_score, ref_max_score=ref_max_score,
+                description=description or f"collected by spar_rectify from {getattr(policy, 'name', 'a policy')}",
+                algorithm_name=algorithm_name or getattr(policy, "name", "policy"), data_format="hdf5")
+    if ref_max_score is None:
+        meta.pop("ref_min_score"), meta.pop("ref_max_score")
+    buffers: list = []
+    pending = 0
+    bar = tqdm(total=steps, initial=min(done_steps, steps), disable=not progress, desc=f"collect {dataset_id}",
+               unit="step", dynamic_ncols=True)
+
+    def flush():
+        nonlocal dataset, buffers, pending
+        if not buffers:
+            return
+        if dataset is None:
+            with warnings.catch_warnings():  # minari nags about optional metadata we leave unset
+                warnings.simplefilter("ignore", UserWarning)
+                dataset = minari.create_dataset_from_buffers(dataset_id, buffers, **meta)
+        else:
+            dataset.update_dataset_from_buffer(buffers)
+        buffers, pending = [], 0
+
+    try:
+        while done_steps < steps:
+            buf = _episode(policy, env, seed + episode, np.random.default_rng([seed, episode]), exploration, episode)
+            buffers.append(buf)
+            n = len(buf.rewards)
+            done_steps, pending, episode = done_steps + n, pending + n, episode + 1
+            bar.update(n)
+            if pending >= chunk_steps:
+                flush()
+    finally:
+        flush()  # complete episodes survive an interruption
+        bar.close()
+    return dataset
+
+
+def _episode(policy: BasePolicy, env: gym.Env, reset_seed: int, rng: np.random.Generator, exploration: Exploration,
+             episode_id: int):
+    from minari.data_collector import EpisodeBuffer
+
+    space = env.action_space
+    low, high = space.low, space.high
+    half = (high - low) / 2.0
+    obs, _ = env.reset(seed=reset_seed)
+    observations, actions, base_actions, rewards, terms, truncs = [obs], [], [], [], [], []
+    done = False
+    while not done:
+        batch = np.asarray(obs, np.float32)[None]
+        base = policy(batch)[0]
+        if exploration.kind == "stochastic":
+            action = policy.sample(batch)[0]
+        elif exploration.kind == "gaussian":
+            action = np.clip(base + rng.normal(0.0, exploration.scale, base.shape) * half, low, high)
+        elif exploration.kind == "epsilon" and rng.random() < exploration.scale:
+            action = rng.uniform(low, high)
+        else:
+            action = base
+        action = np.asarray(action, space.dtype)
+        obs, reward, terminated, truncated, info = env.step(action)
+        actions.append(info.get("executed_action", action))
+        base_actions.append(base)
+        observations.append(obs)
+        rewards.append(float(reward))
+        terms.append(bool(terminated))
+        truncs.append(bool(truncated))
+        done = terminated or truncated
+    base_actions.append(np.zeros_like(base_actions[0]))
+    return EpisodeBuffer(id=episode_id, seed=reset_seed, observations=np.asarray(observations),
+                         actions=np.asarray(actions, space.dtype), rewards=np.asarray(rewards),
+                         terminations=np.asarray(terms), truncations=np.asarray(truncs),
+                         infos={"base_action": np.asarray(base_actions, np.float32)})

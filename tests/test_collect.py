@@ -1,0 +1,115 @@
+"""Collection into Minari: round trip, interruption, base actions, errors, CLI."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs
+from spar_rectify import CallablePolicy, SPARRectifierWrapper
+from spar_rectify.cli import main as cli
+from spar_rectify.collect import Exploration, collect
+from spar_rectify.data import load_minari
+
+
+@pytest.fixture
+def policy(point_env):
+    return CallablePolicy(envs.biased_controller, point_env.action_space, name="biased")
+
+
+def _episodes(ds):
+    return list(ds.iterate_episodes())
+
+
+def test_collect_round_trip(point_env, policy):
+    ds = collect(policy, point_env, "t/point/rt-v0", 500, exploration=Exploration("gaussian", 0.2), seed=3,
+                 chunk_steps=120, progress=False, ref_min_score=-60.0, ref_max_score=-15.0)
+    assert ds.total_steps == 500 and ds.total_episodes == 10
+    # Replay the same seeds by hand: identical observations, actions and rewards.
+    env = gym.make("PointReach-v0")
+    for i, ep in enumerate(_episodes(ds)):
+        obs, _ = env.reset(seed=3 + i)
+        np.testing.assert_array_equal(ep.observations[0], obs)
+        for t, action in enumerate(ep.actions):
+            obs, reward, *_ = env.step(action)
+            np.testing.assert_array_equal(ep.observations[t + 1], obs)
+            assert ep.rewards[t] == pytest.approx(reward)
+        np.testing.assert_allclose(ep.infos["base_action"][:-1], envs.biased_controller(ep.observations[:-1]))
+        assert not np.allclose(ep.actions, ep.infos["base_action"][:-1])  # exploration happened
+    data = load_minari("t/point/rt-v0")
+    assert len(data) == 500 and data.env_spec.id == "PointReach-v0"
+    assert data.normalized_score(-37.5) == pytest.approx(50.0)
+
+
+def test_interrupted_collection_keeps_episodes_and_continues(point_env, policy):
+    reference = collect(policy, point_env, "t/point/ref-v0", 400, exploration=Exploration("epsilon", 0.3),
+                        progress=False, chunk_steps=100)
+    calls = {"n": 0}
+
+    def flaky(obs):
+        calls["n"] += 1
+        if calls["n"] == 230:  # mid-way through episode 5
+            raise KeyboardInterrupt
+        return envs.biased_controller(obs)
+
+    interrupted = CallablePolicy(flaky, point_env.action_space)
+    with pytest.raises(KeyboardInterrupt):
+        collect(interrupted, point_env, "t/point/int-v0", 400, exploration=Exploration("epsilon", 0.3),
+                progress=False, chunk_steps=100)
+    partial = load_minari("t/point/int-v0")
+    assert len(partial) == 200  # the 4 complete episodes, none lost, the partial one dropped
+    ds = collect(policy, point_env, "t/point/int-v0", 400, exploration=Exploration("epsilon", 0.3),
+                 progress=False, append=True, chunk_steps=100)
+    assert ds.total_steps == 400
+    for a, b in zip(_episodes(ds), _episodes(reference)):
+        np.testing.assert_array_equal(a.observations, b.observations)
+        np.testing.assert_array_equal(a.actions, b.actions)
+
+
+def test_existing_dataset_is_never_destroyed_by_mistake(point_env, policy):
+    collect(policy, point_env, "t/point/keep-v0", 100, progress=False)
+    with pytest.raises(FileExistsError, match="already exists.*Nothing was changed"):
+        collect(policy, point_env, "t/point/keep-v0", 100, progress=False)
+    assert load_minari("t/point/keep-v0").rewards.shape[0] == 100
+    with pytest.raises(ValueError, match="not both"):
+        collect(policy, point_env, "t/point/keep-v0", 100, progress=False, overwrite=True, append=True)
+    ds = collect(policy, point_env, "t/point/keep-v0", 150, progress=False, overwrite=True)
+    assert ds.total_steps == 150
+
+
+def test_bad_inputs(point_env, policy):
+    other = CallablePolicy(lambda o: np.zeros((len(o), 3)), gym.spaces.Box(-1, 1, (3,), np.float32))
+    with pytest.raises(ValueError, match="policy acts in"):
+        collect(other, point_env, "t/point/bad-v0", 10, progress=False)
+    with pytest.raises(TypeError, match="exploration 'stochastic' needs a policy that samples"):
+        collect(policy, point_env, "t/point/bad-v0", 10, exploration=Exploration("stochastic"), progress=False)
+    with pytest.raises(ValueError, match="Exploration.kind must be"):
+        Exploration("random")
+    with pytest.raises(ValueError, match="Exploration.scale must be >= 0"):
+        Exploration("epsilon", 2.0)
+
+
+def test_collect_through_the_wrapper_stores_executed_actions(point_env, policy, point_checkpoint):
+    env = SPARRectifierWrapper(point_env, point_checkpoint, base_policy=policy)
+    ds = collect(policy, env, "t/point/rect-v0", 100, progress=False)
+    ep = _episodes(ds)[0]
+    assert not np.allclose(ep.actions, ep.infos["base_action"][:-1])
+    assert np.all(np.abs(ep.actions) <= 1.0)
+
+
+def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
+    collect(policy, point_env, "t/point/cli-v0", 1000, exploration=Exploration("gaussian", 0.4), progress=False)
+    small = ["--config.hidden", "32", "32", "--config.eval-episodes", "2", "--config.log-every", "10"]
+    cli(["train", "--dataset", "t/point/cli-v0", "--run-dir", str(tmp_path / "bc"), "--config.algo", "bc",
+         "--config.steps", "30", "--env", "envs:PointReach-v0", *small])
+    assert (tmp_path / "bc" / "policy" / "bc_policy.json").is_file()
+    cli(["train", "--dataset", "t/point/cli-v0", "--run-dir", str(tmp_path / "spar"), "--base-policy",
+         str(tmp_path / "bc" / "policy"), "--config.steps", "30", *small])
+    assert (tmp_path / "spar" / "rectifier" / "rectifier.json").is_file()
+    cli(["collect", "--policy", str(tmp_path / "bc" / "policy"), "--env", "envs:PointReach-v0", "--dataset",
+         "t/point/cli-rect-v0", "--steps", "100", "--rectifier", str(tmp_path / "spar" / "rectifier")])
+    cli(["evaluate", "--policy", str(tmp_path / "bc" / "policy"), "--env", "envs:PointReach-v0",
+         "--rectifier", str(tmp_path / "spar" / "rectifier"), "--episodes", "2"])
+    out = capsys.readouterr().out
+    assert '"return_mean"' in out and "t/point/cli-rect-v0: 2 episodes, 100 steps" in out
