@@ -1,6 +1,6 @@
 """Roll any policy in a Gymnasium env into a Minari dataset (hdf5), in chunks.
 
-Defines `Exploration`, `collect`.
+Defines `Exploration`, `collect`, `write_arrays`.
 
 Each episode i is reset with seed `seed + i` and draws its exploration noise from
 `np.random.default_rng([seed, i])`, so a collection that is interrupted and continued with
@@ -176,3 +176,43 @@ def _episode(policy: BasePolicy, env: gym.Env, reset_seed: int, rng: np.random.G
                          actions=np.asarray(actions, space.dtype), rewards=np.asarray(rewards),
                          terminations=np.asarray(terms), truncations=np.asarray(truncs),
                          infos={"base_action": np.asarray(base_actions, np.float32)})
+
+
+def write_arrays(dataset_id: str, observations: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
+                 next_observations: np.ndarray, terminations: np.ndarray, truncations: np.ndarray, *,
+                 observation_space: gym.spaces.Box, action_space: gym.spaces.Box, env_spec: Any = None,
+                 ref_min_score: float | None = None, ref_max_score: float | None = None,
+                 description: str | None = None, overwrite: bool = False):
+    """Write flat, consecutive transitions (a replay buffer, say) as a Minari dataset.
+
+    Episodes end where `terminations | truncations`; a last episode with neither flag (a log cut
+    off mid-way) is stored as truncated. Each episode stores N + 1 observations: its N
+    observations plus the final `next_observation`. Terminations and truncations stay apart.
+
+    Raises:
+        FileExistsError: the dataset exists and `overwrite` is False (nothing is changed).
+    """
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    _check_target(dataset_id, overwrite, False)
+    if overwrite and (minari.storage.get_dataset_path(dataset_id) / "data").exists():
+        minari.delete_dataset(dataset_id)
+    term = np.asarray(terminations, bool)
+    trunc = np.asarray(truncations, bool).copy()
+    trunc[-1] = trunc[-1] or not term[-1]
+    ends = np.flatnonzero(term | trunc)
+    starts = np.r_[0, ends[:-1] + 1]
+    buffers = [
+        EpisodeBuffer(id=i, observations=np.concatenate([observations[s:e + 1], next_observations[e:e + 1]]),
+                      actions=np.asarray(actions[s:e + 1], action_space.dtype), rewards=np.asarray(rewards[s:e + 1]),
+                      terminations=term[s:e + 1], truncations=trunc[s:e + 1], infos={})
+        for i, (s, e) in enumerate(zip(starts, ends))
+    ]
+    meta = dict(env=env_spec, observation_space=observation_space, action_space=action_space,
+                description=description or "converted by spar_rectify.collect.write_arrays", data_format="hdf5")
+    if ref_max_score is not None:
+        meta.update(ref_min_score=ref_min_score, ref_max_score=ref_max_score)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return minari.create_dataset_from_buffers(dataset_id, buffers, **meta)

@@ -1,0 +1,156 @@
+"""Build the benchmark datasets (D4RL-style) from the base policies and replay data in the suite.
+
+Usage:
+    python benchmarks/build_suite.py [--suite ../shared/suite] [--transitions 200000] [--envs hopper halfcheetah]
+
+For each env, with reference returns from a uniform random policy and the expert policy
+(deterministic, `--ref-episodes` episodes each, default 20), written to Minari's metadata so that
+`minari.get_normalized_score` works:
+
+- `medium`: the medium SAC policy sampling its own stochastic actions, `--transitions` steps.
+- `medium-replay`: the SAC replay buffer up to the medium checkpoint, converted faithfully
+  (terminations kept apart from time-limit truncations; the cut-off last episode truncated).
+  With `--transitions` below its size, its first `--transitions` transitions.
+- `medium-expert`: the medium episodes plus `--transitions` steps of the expert policy sampling
+  its own stochastic actions.
+
+Idempotent: a dataset already built with the same recipe (recorded in `suite_manifest.json`
+under the Minari root) is skipped. Ids: `spar/<env>/<kind>-v0`, or `spar-<N>/<env>/<kind>-v0`
+for a `--transitions N` other than 200000. Loading the suite's SB3 zips runs pickle (our files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5"}
+FULL = 200_000
+
+
+def reference_returns(env_id: str, expert, episodes: int, seed: int = 123_456) -> tuple[float, float]:
+    """(random, expert) mean returns over `episodes` seeded episodes each."""
+    import gymnasium as gym
+    import numpy as np
+
+    from spar_rectify.evaluation import evaluate
+
+    env = gym.make(env_id)
+    rng = np.random.default_rng(seed)
+    space = env.action_space
+
+    def uniform(obs):
+        return rng.uniform(space.low, space.high, (len(obs), space.shape[0])).astype(space.dtype)
+
+    return float(evaluate(uniform, env, episodes, seed).mean()), float(evaluate(expert, env, episodes, seed).mean())
+
+
+def build_env(name: str, suite: Path, transitions: int, ref_episodes: int, manifest: dict, log) -> dict:
+    import gymnasium as gym
+    import minari
+    import numpy as np
+    from minari.storage import get_dataset_path
+
+    from spar_rectify.collect import Exploration, collect, write_arrays
+    from spar_rectify.policies import load_sb3
+
+    env_id = ENVS[name]
+    prefix = "spar" if transitions == FULL else f"spar-{transitions}"
+    medium, expert = load_sb3(suite / name / "sac_medium.zip"), load_sb3(suite / name / "sac_expert.zip")
+    ref_key = f"{env_id}/ref/{ref_episodes}"
+    if ref_key not in manifest:
+        log(f"{env_id}: reference returns over {ref_episodes} episodes each")
+        manifest[ref_key] = dict(zip(("ref_min_score", "ref_max_score"), reference_returns(env_id, expert, ref_episodes)))
+    refs = manifest[ref_key]
+    built = {}
+
+    def fresh(kind: str, recipe: dict) -> str | None:
+        dataset_id = f"{prefix}/{name}/{kind}-v0"
+        recipe = {**recipe, **refs}
+        if manifest.get(dataset_id) == recipe and (get_dataset_path(dataset_id) / "data").exists():
+            log(f"{dataset_id}: up to date, skipped")
+            built[kind] = dataset_id
+            return None
+        manifest[dataset_id] = None
+        return dataset_id
+
+    env = gym.make(env_id)
+    recipe = {"policy": "sac_medium.zip", "exploration": "stochastic", "transitions": transitions, "seed": 0}
+    if dataset_id := fresh("medium", recipe):
+        log(f"{dataset_id}: collecting")
+        collect(medium, env, dataset_id, transitions, exploration=Exploration("stochastic"), seed=0, overwrite=True,
+                description=f"{env_id} medium: SAC medium policy, stochastic actions", **refs)
+        manifest[dataset_id], built["medium"] = {**recipe, **refs}, dataset_id
+
+    replay = np.load(suite / name / "replay_to_medium.npz")
+    n = min(transitions, len(replay["rewards"]))
+    recipe = {"source": "replay_to_medium.npz", "transitions": n}
+    if dataset_id := fresh("medium-replay", recipe):
+        log(f"{dataset_id}: converting {n} replay transitions")
+        write_arrays(dataset_id, *(replay[k][:n] for k in ("observations", "actions", "rewards", "next_observations",
+                                                            "terminations", "truncations")),
+                     observation_space=env.observation_space, action_space=env.action_space, env_spec=env.spec,
+                     description=f"{env_id} medium-replay: SAC replay buffer up to the medium checkpoint",
+                     overwrite=True, **refs)
+        manifest[dataset_id], built["medium-replay"] = {**recipe, **refs}, dataset_id
+
+    recipe = {"medium": built["medium"], "expert": "sac_expert.zip", "exploration": "stochastic",
+              "transitions": transitions, "seed": 10_000}
+    if dataset_id := fresh("medium-expert", recipe):
+        log(f"{dataset_id}: medium episodes + {transitions} expert transitions")
+        expert_id = f"{prefix}/{name}/expert-part-v0"
+        collect(expert, env, expert_id, transitions, exploration=Exploration("stochastic"), seed=10_000,
+                overwrite=True, progress=True)
+        arrays = {k: [] for k in ("obs", "act", "rew", "next", "term", "trunc")}
+        for source in (built["medium"], expert_id):
+            for ep in minari.load_dataset(source).iterate_episodes():
+                for key, value in zip(arrays, (ep.observations[:-1], ep.actions, ep.rewards, ep.observations[1:],
+                                               ep.terminations, ep.truncations)):
+                    arrays[key].append(value)
+        write_arrays(dataset_id, *(np.concatenate(v) for v in arrays.values()),
+                     observation_space=env.observation_space, action_space=env.action_space, env_spec=env.spec,
+                     description=f"{env_id} medium-expert: medium + SAC expert, stochastic actions",
+                     overwrite=True, **refs)
+        minari.delete_dataset(expert_id)
+        manifest[dataset_id], built["medium-expert"] = {**recipe, **refs}, dataset_id
+    return built
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "suite"))
+    parser.add_argument("--transitions", type=int, default=FULL)
+    parser.add_argument("--ref-episodes", type=int, default=20)
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=list(ENVS))
+    args = parser.parse_args(argv)
+    import torch
+    from minari.storage import get_dataset_path
+
+    torch.set_num_threads(1)
+    suite = Path(args.suite)
+    if not (suite / "hopper" / "sac_medium.zip").is_file():
+        raise FileNotFoundError(f"suite inputs not found under {suite}; pass --suite PATH (see shared/suite/README.md)")
+    manifest_path = get_dataset_path() / "suite_manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    start = time.time()
+
+    def log(message: str) -> None:
+        print(f"[{time.time() - start:7.1f}s] {message}", flush=True)
+
+    built = {}
+    for name in args.envs:
+        try:
+            built[name] = build_env(name, suite, args.transitions, args.ref_episodes, manifest, log)
+        finally:
+            manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    log(f"done: {json.dumps(built)}")
+    return built
+
+
+if __name__ == "__main__":
+    main()
