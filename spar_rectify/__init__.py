@@ -8,7 +8,9 @@ __version__ = "0.1.0"
 
 from spar_rectify.bc import BCPolicy  # noqa: E402
 from spar_rectify.checkpoint import RectifierCheckpoint, load_rectifier, save_rectifier  # noqa: E402
-from spar_rectify.policies import BasePolicy, CallablePolicy, SB3Policy, as_base_policy, load_sb3  # noqa: E402
+from spar_rectify.policies import (  # noqa: E402
+    BasePolicy, CallablePolicy, SB3Policy, as_base_policy, load_policy, load_sb3,
+)
 from spar_rectify.rectified_policy import RectifiedPolicy  # noqa: E402
 from spar_rectify.rectifier import Rectifier  # noqa: E402
 from spar_rectify.wrapper import SPARRectifierVectorWrapper, SPARRectifierWrapper  # noqa: E402
@@ -25,6 +27,7 @@ __all__ = [
     "BCPolicy",
     "as_base_policy",
     "load_sb3",
+    "load_policy",
     # checkpoints
     "Rectifier",
     "RectifierCheckpoint",
