@@ -1,0 +1,198 @@
+"""Does rectification pay? Train every method on the suite's datasets and measure return and support.
+
+Usage:
+    MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/suite_bench.py quick   # ~15 min
+    MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/suite_bench.py full    # hours; resumable
+
+Methods, the same gradient-step budget each: `bc` (pure BC), `td3bc`, `iql`, `spar` (anchored to
+the pure-BC policy of the same seed, as in the paper), and on `medium` / `medium-replay`:
+`medium-raw` (the SB3 medium policy as is) and `medium-rectified` (SPAR around it). Each trained
+policy is evaluated over `--episodes` seeded episodes (seed 10000 + i, the same for all); the
+executed (state, action) pairs of those episodes give the support metric
+(`spar_rectify.support.SupportMetric`). Finished runs are recorded in the tier's JSON file and
+never redone. Writes `results/suite_<tier>.json`, `results/suite_<tier>.md` and
+`results/suite_<tier>.png`. Build the datasets first with `benchmarks/build_suite.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+SUITE = HERE.parent.parent / "shared" / "suite"
+TIERS = {
+    "quick": {"datasets": ["spar/hopper/medium-v0", "spar/hopper/medium-replay-v0"], "seeds": [0], "steps": 20_000,
+              "episodes": 10, "jobs": 2},
+    "full": {"datasets": [f"spar/{e}/{k}-v0" for e in ("hopper", "halfcheetah")
+                          for k in ("medium", "medium-replay", "medium-expert")],
+             "seeds": [0, 1, 2], "steps": 200_000, "episodes": 10, "jobs": 2},
+}
+TRAINED = ("bc", "td3bc", "iql", "spar")
+EVAL_SEED = 10_000
+
+
+def rollouts(policy, env_id: str, episodes: int):
+    """Returns and executed (obs, action) pairs of seeded episodes."""
+    import gymnasium as gym
+    import numpy as np
+
+    env = gym.make(env_id)
+    returns, obs_log, act_log = [], [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=EVAL_SEED + i)
+        total, done = 0.0, False
+        while not done:
+            action = policy(np.asarray(obs, np.float32)[None])[0]
+            obs_log.append(obs)
+            act_log.append(action)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return np.asarray(returns), np.asarray(obs_log), np.asarray(act_log)
+
+
+def run_one(job: dict) -> dict:
+    """Train (or load) one method on one dataset and seed; evaluate return and support."""
+    import numpy as np
+    import torch
+
+    from spar_rectify import BCPolicy, RectifiedPolicy, load_policy
+    from spar_rectify.config import TrainConfig
+    from spar_rectify.data import load_minari
+    from spar_rectify.spaces import ActionScaler
+    from spar_rectify.support import SupportMetric
+    from spar_rectify.trainer import train
+
+    torch.set_num_threads(1)
+    data = load_minari(job["dataset"])
+    env_id = data.env_spec.id
+    run_dir = Path(job["work"]) / job["dataset"].replace("/", "_") / job["method"] / f"seed{job['seed']}"
+    env_name = job["dataset"].split("/")[1]
+    medium = load_policy(SUITE / env_name / "sac_medium.zip") if job["method"].startswith("medium") else None
+    start = time.time()
+    method = job["method"]
+    if method == "medium-raw":
+        policy = medium
+    else:
+        cfg = TrainConfig(algo="spar" if method in ("spar", "medium-rectified") else method, steps=job["steps"],
+                          seed=job["seed"], eval_every=0, eval_episodes=1, checkpoint_every=10_000, log_every=1000)
+        anchor = None
+        if method == "spar":
+            bc_dir = run_dir.parent.parent / "bc" / f"seed{job['seed']}"
+            anchor = BCPolicy.load(bc_dir / "policy")  # the bc job of the same seed runs first
+        elif method == "medium-rectified":
+            anchor = medium
+        resume = (run_dir / "checkpoint" / "train_state.json").exists()
+        result = train(cfg, data, run_dir, anchor=anchor, env=env_id, resume=resume, progress=False)
+        policy = load_policy(result.artifact) if cfg.algo != "spar" else RectifiedPolicy(anchor, result.artifact)
+    seconds = time.time() - start
+    returns, obs, actions = rollouts(policy, env_id, job["episodes"])
+    scaler = ActionScaler(data.action_space)
+    metric = SupportMetric(data.observations.numpy(), data.actions.numpy())
+    support = metric.report(obs.astype(np.float32), np.clip(scaler.to_normalized(actions), -1, 1))
+    return {"dataset": job["dataset"], "method": method, "seed": job["seed"],
+            "steps": 0 if method == "medium-raw" else job["steps"],
+            "normalized_score": float(data.normalized_score(returns.mean())), "return": float(returns.mean()),
+            **support, "train_seconds": round(seconds, 1)}
+
+
+def jobs_for(tier: dict, work: Path) -> list[list[dict]]:
+    """Job waves: BC first (SPAR's anchors), then everything else."""
+    base = {"steps": tier["steps"], "episodes": tier["episodes"], "work": str(work)}
+    first, second = [], []
+    for dataset in tier["datasets"]:
+        for seed in tier["seeds"]:
+            first.append({**base, "dataset": dataset, "method": "bc", "seed": seed})
+            second += [{**base, "dataset": dataset, "method": m, "seed": seed} for m in ("td3bc", "iql", "spar")]
+            if "medium-expert" not in dataset:
+                second += [{**base, "dataset": dataset, "method": m, "seed": seed}
+                           for m in ("medium-raw", "medium-rectified")]
+    return [first, second]
+
+
+def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
+    import numpy as np
+
+    cells: dict = {}
+    for r in records:
+        cells.setdefault((r["dataset"], r["method"]), []).append(r)
+    methods = [m for m in (*TRAINED, "medium-raw", "medium-rectified") if any(k[1] == m for k in cells)]
+    datasets = sorted({k[0] for k in cells})
+    lines = ["| dataset | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for d in datasets:
+        row = []
+        for m in methods:
+            rs = cells.get((d, m), [])
+            if not rs:
+                row.append("-")
+                continue
+            s = np.array([r["normalized_score"] for r in rs])
+            v = np.mean([r["support_violation_rate"] for r in rs])
+            row.append(f"{s.mean():.1f} ± {s.std():.1f} (viol {100 * v:.1f}%, n={len(rs)})")
+        lines.append(f"| {d} | " + " | ".join(row) + " |")
+    table = "\n".join(lines)
+    out_md.write_text("Normalised score, mean ± std over seeds (support violations: share of executed steps "
+                      "beyond the dataset's 99th-percentile leave-one-out distance).\n\n" + table + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(datasets), 3.6))
+        width = 0.8 / max(len(methods), 1)
+        for j, m in enumerate(methods):
+            means = [np.mean([r["normalized_score"] for r in cells.get((d, m), [])] or [np.nan]) for d in datasets]
+            ax.bar(np.arange(len(datasets)) + j * width, means, width, label=m)
+        ax.set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, [d.split("/", 1)[1] for d in datasets], fontsize=8)
+        ax.set_ylabel("normalised score")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_png, dpi=120)
+    except ImportError:
+        pass
+    return table
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tier", choices=list(TIERS))
+    parser.add_argument("--steps", type=int, default=None, help="override the tier's gradient-step budget")
+    parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--datasets", nargs="+", default=None, help="override the tier's datasets")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the tier's seeds")
+    parser.add_argument("--episodes", type=int, default=None, help="override evaluation episodes")
+    parser.add_argument("--work", default=str(HERE / "_work"))
+    parser.add_argument("--out", default=None, help="result JSON (default results/suite_<tier>.json)")
+    args = parser.parse_args(argv)
+    tier = dict(TIERS[args.tier])
+    for key in ("steps", "datasets", "seeds", "episodes"):
+        if getattr(args, key):
+            tier[key] = getattr(args, key)
+    out = Path(args.out) if args.out else RESULTS / f"suite_{args.tier}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records = json.loads(out.read_text())["runs"] if out.is_file() else []
+    done = {(r["dataset"], r["method"], r["seed"], r["steps"]) for r in records}
+    for wave in jobs_for(tier, Path(args.work) / args.tier):
+        todo = [j for j in wave if (j["dataset"], j["method"], j["seed"],
+                                    0 if j["method"] == "medium-raw" else j["steps"]) not in done]
+        with ProcessPoolExecutor(max_workers=args.jobs or tier["jobs"]) as pool:
+            for future in as_completed([pool.submit(run_one, job) for job in todo]):
+                record = future.result()
+                records.append(record)
+                out.write_text(json.dumps({"tier": args.tier, "runs": records}, indent=2) + "\n")
+                print(json.dumps(record), flush=True)
+    print(summarise(records, out.with_suffix(".md"), out.with_suffix(".png")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The support metric: how far executed (state, action) pairs sit from the dataset.
+
+Defines `SupportMetric`.
+
+Every dimension of the joint vector `[obs, action]` (actions in normalised units) is
+standardised with the dataset's mean and std. A query's distance to its k-th nearest dataset
+point is divided by the dataset's own typical leave-one-out distance (the median, over a sample
+of dataset points, of the distance to their k-th nearest *other* point). A step is a support
+violation when its distance exceeds the 99th percentile of those leave-one-out distances.
+Needs scikit-learn (the `bench` or `test` extra).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class SupportMetric:
+    """k-NN support distances against a dataset.
+
+    Args:
+        observations: (N, obs_dim) dataset observations.
+        actions: (N, act_dim) dataset actions, normalised units.
+        k: neighbour rank used as the distance.
+        max_points: the dataset is subsampled to this many points for the index (speed).
+        loo_samples: dataset points whose leave-one-out distance sets the scale.
+        seed: subsampling seed.
+    """
+
+    def __init__(self, observations: np.ndarray, actions: np.ndarray, k: int = 1, max_points: int = 200_000,
+                 loo_samples: int = 5_000, seed: int = 0):
+        try:
+            from sklearn.neighbors import NearestNeighbors
+        except ImportError as err:
+            raise ImportError("the support metric needs scikit-learn: pip install 'spar_rectify[bench]'") from err
+        joint = np.concatenate([observations, actions], 1).astype(np.float64)
+        self.mean, self.std = joint.mean(0), np.maximum(joint.std(0), 1e-6)
+        rng = np.random.default_rng(seed)
+        if len(joint) > max_points:
+            joint = joint[rng.choice(len(joint), max_points, replace=False)]
+        points = (joint - self.mean) / self.std
+        self.k = k
+        self.index = NearestNeighbors(n_neighbors=k + 1).fit(points)
+        sample = points[rng.choice(len(points), min(loo_samples, len(points)), replace=False)]
+        loo = self.index.kneighbors(sample, n_neighbors=k + 1)[0][:, k]  # column 0 is the point itself
+        self.loo_median = float(np.median(loo))
+        self.threshold = float(np.quantile(loo, 0.99))
+
+    def distances(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """(M,) standardised k-NN distances of query pairs (actions normalised) to the dataset."""
+        joint = (np.concatenate([observations, actions], 1) - self.mean) / self.std
+        return self.index.kneighbors(joint, n_neighbors=self.k)[0][:, self.k - 1]
+
+    def report(self, observations: np.ndarray, actions: np.ndarray) -> dict[str, float]:
+        """`support_ratio_median` (distance / dataset LOO median) and `support_violation_rate`."""
+        d = self.distances(observations, actions)
+        return {"support_ratio_median": float(np.median(d) / max(self.loo_median, 1e-12)),
+                "support_violation_rate": float(np.mean(d > self.threshold))}
