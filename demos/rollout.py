@@ -62,7 +62,7 @@ def main(argv=None) -> dict:
         return wrap(env) if wrap else env
 
     raw_env, rect_env = make(False), make(True)
-    rows, frames = [], []
+    rows, frames, scores = [], [], []
     for i in range(args.episodes):
         seed = args.seed + i
 
@@ -80,6 +80,7 @@ def main(argv=None) -> dict:
         else:
             raw_ret, _, _ = _run(raw_env, act, seed, args.max_steps)
             rect_ret, infos, _ = _run(rect_env, act, seed, args.max_steps)
+        scores += [inf["support_score"] for inf in infos]
         score = float(np.mean([inf["support_score"] for inf in infos])) if infos else float("nan")
         resid = float(np.mean([np.abs(inf["residual"]).mean() for inf in infos])) if infos else float("nan")
         rows.append({"seed": seed, "raw": raw_ret, "rectified": rect_ret, "support": score, "residual": resid})
@@ -88,13 +89,22 @@ def main(argv=None) -> dict:
         print(f"{r['seed']:>5} {r['raw']:>11.1f} {r['rectified']:>11.1f} {r['support']:>14.3f} {r['residual']:>16.3f}")
     raw_mean, rect_mean = np.mean([r["raw"] for r in rows]), np.mean([r["rectified"] for r in rows])
     print(f" mean {raw_mean:>11.1f} {rect_mean:>11.1f}")
-    out = None
+    out, pictures = None, []
     if args.video:
+        from spar_rectify import plots
+
         path = Path(args.out).with_suffix(".gif") if args.gif else Path(args.out)
         out = video.write_video(frames, path, fps=args.fps)
-        print(f"wrote {out} ({len(frames)} frames)")
+        stem = path.with_suffix("")
+        pictures.append(plots.plot_returns([r["raw"] for r in rows], [r["rectified"] for r in rows],
+                                           f"{stem}_returns.png", title=f"{args.env}: raw vs rectified"))
+        pictures.append(plots.plot_support_scores(scores, f"{stem}_support.png"))
+        metrics = Path(args.rectifier).parent / "metrics.csv"
+        if metrics.is_file():  # the training run's logs sit beside a rectifier trained by `spar train`
+            pictures.append(plots.plot_learning_curves(metrics.parent, f"{stem}_learning.png"))
+        print(f"wrote {out} ({len(frames)} frames) and {', '.join(str(p) for p in pictures)}")
     print(f"done in {time.time() - start:.0f} s")
-    return {"rows": rows, "video": out, "frames": len(frames)}
+    return {"rows": rows, "video": out, "frames": len(frames), "pictures": pictures}
 
 
 def _run(env, act, seed, max_steps):
