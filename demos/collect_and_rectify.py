@@ -27,7 +27,10 @@ HERE = Path(__file__).parent
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="Hopper-v5")
-    p.add_argument("--base-policy", default=str(HERE / "assets" / "hopper" / "sac_medium.zip"))
+    p.add_argument("--base-policy", default=str(HERE / "assets" / "hopper" / "sac_medium.zip"),
+                   help="SB3 .zip, BCPolicy folder, or package.module:function")
+    p.add_argument("--noise", type=float, default=0.2,
+                   help="Gaussian exploration std (normalised units) for policies that cannot sample")
     p.add_argument("--transitions", type=int, default=50_000, help="transitions to collect")
     p.add_argument("--steps", type=int, default=20_000, help="SPAR gradient steps")
     p.add_argument("--episodes", type=int, default=5, help="evaluation episodes, raw and rectified")
@@ -54,10 +57,12 @@ def main(argv=None) -> dict:
     from spar_rectify.evaluation import evaluate
     from spar_rectify.trainer import train
 
+    import gymnasium as gym
+
     torch.set_num_threads(1)
     start = time.time()
-    policy = load_policy(args.base_policy)
-    exploration = Exploration("stochastic") if hasattr(policy, "sample") else Exploration("gaussian", 0.2)
+    policy = load_policy(args.base_policy, action_space=gym.make(args.env).action_space)
+    exploration = Exploration("stochastic") if hasattr(policy, "sample") else Exploration("gaussian", args.noise)
     dataset_id = f"journey/{args.env.split(':')[-1].lower()}/collected-v0"
     print(f"1/4 collecting {args.transitions} transitions with {policy.name} ({exploration.kind} exploration)")
     collect(policy, args.env, dataset_id, args.transitions, exploration=exploration, seed=args.seed, overwrite=True)

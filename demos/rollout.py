@@ -27,7 +27,8 @@ ASSETS = Path(__file__).parent / "assets" / "hopper"
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="Hopper-v5", help="Gymnasium env id (module:EnvId imports the module)")
-    p.add_argument("--base-policy", default=str(ASSETS / "sac_medium.zip"), help="SB3 .zip or BCPolicy folder")
+    p.add_argument("--base-policy", default=str(ASSETS / "sac_medium.zip"),
+                   help="SB3 .zip, BCPolicy folder, or package.module:function")
     p.add_argument("--rectifier", default=str(ASSETS / "rectifier"), help="rectifier checkpoint folder")
     p.add_argument("--episodes", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i, raw and rectified alike")
@@ -48,7 +49,7 @@ def main(argv=None) -> dict:
     from spar_rectify import video
 
     start = time.time()
-    policy = load_policy(args.base_policy)
+    policy = load_policy(args.base_policy, action_space=gym.make(args.env).action_space)
     checkpoint = load_rectifier(args.rectifier)
 
     def act(obs):

@@ -168,16 +168,26 @@ def load_sb3(path: str | Path, algo: str | None = None, vec_normalize: Any = Non
     return policy
 
 
-def load_policy(path: str | Path, vec_normalize: Any = None) -> BasePolicy:
-    """Load a base policy from disk: a `BCPolicy` folder (no pickle) or an SB3 `.zip` (pickle:
-    load only files you trust).
+def load_policy(path: str | Path, vec_normalize: Any = None, action_space: spaces.Box | None = None) -> BasePolicy:
+    """Load a base policy: a `BCPolicy` folder (no pickle), an SB3 `.zip` (pickle: load only
+    files you trust), or `"package.module:function"`, a callable `(B, obs_dim) -> (B, act_dim)`
+    in env units (needs `action_space`).
 
     Raises:
         FileNotFoundError: nothing at `path`.
-        ValueError: `path` is neither kind.
+        ValueError: `path` is none of those kinds.
     """
+    import importlib
+
     from spar_rectify.bc import BCPolicy
 
+    text = str(path)
+    if ":" in text and not Path(text).exists() and not text.endswith(".zip"):
+        module, _, name = text.partition(":")
+        fn = getattr(importlib.import_module(module), name, None)
+        if fn is None or action_space is None:
+            raise ValueError(f"{text!r}: a module:function policy needs an existing callable and action_space=...")
+        return CallablePolicy(fn, action_space, name=text)
     path = Path(path)
     if path.is_dir() and (path / "bc_policy.json").is_file():
         return BCPolicy.load(path)
