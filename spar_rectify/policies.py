@@ -69,20 +69,19 @@ class SB3Policy:
         self.vec_normalize = vec_normalize
         self.name = f"sb3:{type(model).__name__}"
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
+    def _predict(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         obs = np.asarray(obs, np.float32)
         if self.vec_normalize is not None:
             obs = self.vec_normalize.normalize_obs(obs).astype(np.float32)
-        action, _ = self.model.predict(obs, deterministic=True)
+        action, _ = self.model.predict(obs, deterministic=deterministic)
         return np.asarray(action).reshape(obs.shape[0], -1)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self._predict(obs, deterministic=True)
 
     def sample(self, obs: np.ndarray) -> np.ndarray:
         """The model's own stochastic actions (`predict(deterministic=False)`), env units."""
-        obs = np.asarray(obs, np.float32)
-        if self.vec_normalize is not None:
-            obs = self.vec_normalize.normalize_obs(obs).astype(np.float32)
-        action, _ = self.model.predict(obs, deterministic=False)
-        return np.asarray(action).reshape(obs.shape[0], -1)
+        return self._predict(obs, deterministic=False)
 
 
 class CallablePolicy:

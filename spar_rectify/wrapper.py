@@ -18,6 +18,17 @@ from spar_rectify.correction import build_corrector
 INFO_KEYS = ("base_action", "residual", "executed_action", "support_score", "rectifier_fallback")
 
 
+def _check_step(last_obs, action, shape: tuple, who: str, what: str) -> np.ndarray:
+    """The base action(s) as an array, after the checks both wrappers make before rectifying."""
+    if last_obs is None:
+        raise ResetNeeded(f"{who}.step called before reset(); call reset() first.")
+    base = np.asarray(action)
+    if base.shape != shape:
+        raise ValueError(f"{who}.step expected {what} of shape {shape}, got {base.shape}; pass the base "
+                         "policy's action in env units.")
+    return base
+
+
 def _record_args(rectifier, base_policy, alpha) -> dict:
     # A path is recorded as a string so `gym.make(env.spec)` can rebuild the wrapper stack.
     return {"rectifier": str(rectifier) if isinstance(rectifier, Path) else rectifier,
@@ -64,14 +75,7 @@ class SPARRectifierWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, info
 
     def step(self, action):
-        if self._last_obs is None:
-            raise ResetNeeded("SPARRectifierWrapper.step called before reset(); call env.reset() first.")
-        base = np.asarray(action)
-        if base.shape != self._act_shape:
-            raise ValueError(
-                f"SPARRectifierWrapper.step expected an action of shape {self._act_shape}, got "
-                f"{base.shape}; pass one base action in env units."
-            )
+        base = _check_step(self._last_obs, action, self._act_shape, "SPARRectifierWrapper", "an action")
         c = self.corrector(self._last_obs, base.reshape(1, -1))
         executed = c.executed_action[0]
         obs, reward, terminated, truncated, info = self.env.step(executed)
@@ -108,14 +112,7 @@ class SPARRectifierVectorWrapper(gym.vector.VectorWrapper):
         return obs, info
 
     def step(self, actions):
-        if self._last_obs is None:
-            raise ResetNeeded("SPARRectifierVectorWrapper.step called before reset(); call envs.reset() first.")
-        base = np.asarray(actions)
-        if base.shape != self._act_shape:
-            raise ValueError(
-                f"SPARRectifierVectorWrapper.step expected actions of shape {self._act_shape}, got "
-                f"{base.shape}; pass one base action per sub-env in env units."
-            )
+        base = _check_step(self._last_obs, actions, self._act_shape, "SPARRectifierVectorWrapper", "actions")
         c = self.corrector(self._last_obs, base)
         obs, reward, terminated, truncated, info = self.env.step(c.executed_action)
         self._last_obs = np.asarray(obs)
