@@ -249,19 +249,19 @@ def train(config: TrainConfig, data: OfflineData, run_dir: str | Path, anchor: A
 
     start = time.perf_counter()
     sums: dict[str, float] = {}
-    count = 0
+    counts: dict[str, int] = {}  # per metric: SPAR's LSI metrics exist only on every lsi_every-th step
     bar = tqdm(total=config.steps, initial=trainer.step, disable=not progress, desc=f"{config.algo} {data.name}",
                dynamic_ncols=True)
     try:
         for step, metrics in trainer.fit():
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
-            count += 1
+                counts[k] = counts.get(k, 0) + 1
             if step % config.log_every == 0 or step == config.steps:
-                means = {k: v / count for k, v in sums.items()}
+                means = {k: v / counts[k] for k, v in sums.items()}
                 logger.log(step, means)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
-                sums, count = {}, 0
+                sums, counts = {}, {}
             if env is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
                 returns, _ = run_eval(step)
                 bar.write(f"step {step}: eval return {returns.mean():.1f} +- {returns.std():.1f}")

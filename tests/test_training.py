@@ -151,3 +151,15 @@ def test_resume_with_other_config_is_refused(tmp_path, data):
     other = Trainer(TrainConfig(algo="bc", steps=20, **FAST), data)
     with pytest.raises(ValueError, match="different config or dataset"):
         other.load_state(tmp_path / "ck")
+
+
+def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, anchor):
+    cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.0, fit_fraction=0.0, **FAST).replace(
+        log_every=30, lsi_every=3)
+    train(cfg, data, tmp_path / "run", anchor=anchor, env=None, progress=False)
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    weights = [float(r["lsi_best_weight"]) for r in rows if r.get("lsi_best_weight")]
+    # A softmax over 12 candidates: the best weight is at least 1/12 on every LSI step.
+    assert len(weights) == 2 and all(1 / 12 - 1e-6 <= w <= 1.0 for w in weights)
