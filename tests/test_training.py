@@ -163,3 +163,24 @@ def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, 
     weights = [float(r["lsi_best_weight"]) for r in rows if r.get("lsi_best_weight")]
     # A softmax over 12 candidates: the best weight is at least 1/12 on every LSI step.
     assert len(weights) == 2 and all(1 / 12 - 1e-6 <= w <= 1.0 for w in weights)
+
+
+@pytest.mark.parametrize("ablation", [dict(use_latent=False), dict(self_imitation=False), dict(anchored=False),
+                                      dict(residual_bound=0.2)])
+def test_ablations_train_and_deploy(tmp_path, data, anchor, ablation):
+    cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.3, fit_fraction=0.2, lsi_every=1, **FAST).replace(
+        **ablation)
+    trainer = Trainer(cfg, data, anchor)
+    seen = set()
+    for _, metrics in trainer.fit():
+        seen |= set(metrics)
+    expected = {"lsi_loss"} if cfg.self_imitation else {"plas_loss"}
+    assert expected <= seen and ("cvae_recon" in seen) == cfg.use_latent
+    checkpoint = load_rectifier(trainer.export(tmp_path / "rect"))
+    bound = checkpoint.rectifier.residual_bound.numpy()
+    if "residual_bound" in ablation:
+        assert np.allclose(bound, 0.2)
+    if not cfg.anchored:
+        assert np.allclose(bound, 1.0) and not checkpoint.rectifier.anchored
+    policy = RectifiedPolicy(anchor, checkpoint)
+    assert np.isfinite(evaluate(policy, "PointReach-v0", episodes=1)).all()

@@ -122,12 +122,14 @@ class SPAR:
         cfg = self.config
         n = x.shape[0]  # the first lsi_states rows of the (random) batch
         obs, base = b.obs[:n], b.base_action[:n]
-        out, residual = self.residual_policy(x)
         if not cfg.self_imitation:  # PLAS-style ablation: follow dQ/da through the frozen decoder
+            residual = self.residual_policy(x)[1]
             q = self.critic.q(torch.cat([obs, (base + residual).clamp(-1.0, 1.0)], -1))[0]
             loss = -q.mean()
             self._step_actor(loss)
             return {"plas_loss": loss.detach()}
+        # What the actor outputs: the latent (or, without a latent, the residual itself).
+        out = self.rect.latent(x) if self.encoder is not None else self.residual_policy(x)[0]
         with torch.no_grad():
             cands = self._candidates(x, out.detach(), self.data_residual(b)[:n])
             k = cands.shape[1]
