@@ -88,6 +88,9 @@ class TrainConfig:
     """Prior samples z ~ N(0, I) added to the candidates of each state."""
     lsi_temperature: float = 1.0
     """beta in softmax(A / beta) over a state's candidates (advantages standardised first)."""
+    lsi_normalize: Literal["within", "batch", "none"] = "within"
+    """Scale of the advantages in the LSI softmax: within-state RMS, batch std, or none (raw
+    scaled-reward units, like IQL's extraction). See `losses.lsi_weights`."""
     lsi_states: int = 64
     """States of each batch whose candidates are scored per update (cost grows with it)."""
     lsi_every: int = 3
@@ -138,6 +141,7 @@ class TrainConfig:
         need(0 <= self.fit_fraction < 1 and self.manifold_fraction + self.fit_fraction < 1, "fit_fraction",
              "in [0, 1) with manifold_fraction + fit_fraction < 1")
         need(self.reward_scale in ("returns", "none"), "reward_scale", "'returns' or 'none'")
+        need(self.lsi_normalize in ("within", "batch", "none"), "lsi_normalize", "'within', 'batch' or 'none'")
         need(self.policy_noise >= 0 and self.noise_clip >= 0, "policy_noise", ">= 0 (and noise_clip >= 0)")
 
     @property

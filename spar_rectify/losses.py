@@ -59,18 +59,29 @@ def latent_fit_loss(z_pred: torch.Tensor, z_target: torch.Tensor) -> torch.Tenso
     return (z_pred - z_target.detach()).pow(2).sum(-1).mean()
 
 
-def lsi_weights(q_candidates: torch.Tensor, value: torch.Tensor, temperature: float) -> torch.Tensor:
+def lsi_weights(q_candidates: torch.Tensor, value: torch.Tensor, temperature: float,
+                normalize: str = "within") -> torch.Tensor:
     """Latent Self-Imitation weights `softmax_k(A_k / (beta * s))` per state. (B, K), (B,) -> (B, K).
 
-    `A_k = q_k - V(s)`. The softmax ignores any per-state shift, so what matters is the scale
-    `s`: the std over the batch of the *within-state* advantages `A_k - mean_k A_k`. (Our first
-    reading of the specification standardised the raw advantages over the batch; then the
-    spread of V across states dominates `s` and the weights come out nearly uniform, measured on
-    PointReach: best weight 0.088 for 12 candidates, i.e. no improvement signal.)
+    `A_k = q_k - V(s)`; the softmax ignores per-state shifts, so only the scale `s` matters:
+
+    - "within": the RMS over the batch of the within-state advantages `A_k - mean_k A_k`
+      (weights equally sharp whatever the critic's resolution);
+    - "batch": the std of the raw advantages over the batch (the specification's first reading:
+      the spread of V across states dominates, measured on PointReach: nearly uniform weights);
+    - "none": `s = 1`, advantages in the critic's (scaled-reward) units, as IQL's extraction
+      does: the policy moves only where the critic separates candidates by whole reward units.
     """
     adv = q_candidates - value.unsqueeze(-1)
     centred = adv - adv.mean(-1, keepdim=True)
-    scale = centred.pow(2).mean().sqrt() + 1e-6
+    if normalize == "within":
+        scale = centred.pow(2).mean().sqrt() + 1e-6
+    elif normalize == "batch":
+        scale = adv.std() + 1e-6
+    elif normalize == "none":
+        scale = 1.0
+    else:
+        raise ValueError(f"normalize must be 'within', 'batch' or 'none', got {normalize!r}")
     return torch.softmax(centred / (scale * temperature), dim=-1)
 
 

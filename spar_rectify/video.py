@@ -1,6 +1,7 @@
 """Side-by-side MuJoCo videos of raw and rectified behaviour.
 
-Defines `check_rendering`, `make_render_env`, `rollout_frames`, `side_by_side`, `write_video`.
+Defines `check_rendering`, `make_render_env`, `render_frame`, `rollout_frames`, `side_by_side`,
+`write_video`.
 Needs the `video` extra (imageio, imageio-ffmpeg, pillow).
 """
 
@@ -45,7 +46,7 @@ def check_rendering(env: gym.Env) -> None:
     """Render once; turn backend failures into an error that says what to try."""
     try:
         env.reset(seed=0)
-        frame = env.render()
+        frame = render_frame(env)
     except Exception as err:  # noqa: BLE001 - backend errors come in many types
         raise RuntimeError(
             f"rendering failed with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r} ({type(err).__name__}: {err}); "
@@ -56,6 +57,21 @@ def check_rendering(env: gym.Env) -> None:
         raise RuntimeError("env.render() returned no RGB frame; create the env with render_mode='rgb_array'")
 
 
+def render_frame(env: gym.Env) -> np.ndarray:
+    """`env.render()`, with the camera following the env's `trackbodyid` along x.
+
+    Gymnasium's offscreen renderer resets its camera to a free camera at every render, so the
+    tracking that `default_camera_config` asks for (Hopper, HalfCheetah, ...) never happens and
+    the robot walks out of the picture; moving the free camera's look-at point restores it.
+    """
+    renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+    body = (getattr(renderer, "default_cam_config", None) or {}).get("trackbodyid")
+    if renderer is not None and body is not None and body >= 0:
+        viewer = renderer._get_viewer(env.unwrapped.render_mode)
+        viewer.cam.lookat[0] = env.unwrapped.data.xpos[body][0]
+    return env.render()
+
+
 def rollout_frames(env: gym.Env, act: Callable[[np.ndarray], np.ndarray], seed: int, max_steps: int,
                    overlay: Callable[[dict, float, int], list[str]]) -> tuple[list[np.ndarray], list[list[str]], float, list[dict]]:
     """Run one seeded episode, rendering every step.
@@ -64,11 +80,11 @@ def rollout_frames(env: gym.Env, act: Callable[[np.ndarray], np.ndarray], seed: 
         frames (T + 1 RGB arrays), per-frame text lines, the return, and the step infos.
     """
     obs, _ = env.reset(seed=seed)
-    frames, texts, infos, total = [env.render()], [overlay({}, 0.0, 0)], [], 0.0
+    frames, texts, infos, total = [render_frame(env)], [overlay({}, 0.0, 0)], [], 0.0
     for t in range(max_steps):
         obs, reward, terminated, truncated, info = env.step(act(obs))
         total += float(reward)
-        frames.append(env.render())
+        frames.append(render_frame(env))
         texts.append(overlay(info, total, t + 1))
         infos.append(info)
         if terminated or truncated:
