@@ -6,7 +6,8 @@ Usage:
 
 Each method runs in its own subprocess, on one thread, at batch 256 with 256x256 networks, on a
 synthetic dataset of HalfCheetah's size (obs 17, act 6; the values do not matter for speed).
-Each rate is the median of five timed windows. SPAR is timed in its full step (critic + Latent Self-Imitation: the most expensive stage) and,
+Each rate is the median of five timed windows, and the methods take turns over `--rounds`
+rounds (median over rounds). SPAR is timed in its full step (critic + Latent Self-Imitation: the most expensive stage) and,
 separately, in its first stage (critic + CVAE). Writes benchmarks/results/train_throughput.json.
 """
 
@@ -70,18 +71,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transitions", type=int, default=1_000_000)
     parser.add_argument("--steps", type=int, default=200, help="steps per timed window (5 windows)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all methods; the median round counts")
     parser.add_argument("--only", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS / "train_throughput.json"))
     args = parser.parse_args()
     if args.only:
         print(json.dumps(run_one(args.only, args.transitions, args.steps)))
         return
-    methods = {}
-    for method in ("bc", "td3bc", "iql", "spar", "spar:cvae"):
-        out = subprocess.run([sys.executable, __file__, "--only", method, "--transitions", str(args.transitions),
-                              "--steps", str(args.steps)], check=True, capture_output=True, text=True)
-        methods[method] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(method, methods[method], flush=True)
+    # Methods take turns, round after round: this machine's speed drifts by 10-20% over minutes,
+    # and interleaving spreads that drift over every method instead of favouring one.
+    names = ("bc", "td3bc", "iql", "spar", "spar:cvae")
+    rounds: dict[str, list[dict]] = {m: [] for m in names}
+    for r in range(args.rounds):
+        for method in names:
+            out = subprocess.run([sys.executable, __file__, "--only", method, "--transitions", str(args.transitions),
+                                  "--steps", str(args.steps)], check=True, capture_output=True, text=True)
+            rounds[method].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"round {r + 1}: {method} {rounds[method][-1]}", flush=True)
+    import numpy as np
+
+    methods = {m: {"steps_per_s": round(float(np.median([x["steps_per_s"] for x in v])), 1),
+                   "steps_per_s_rounds": [x["steps_per_s"] for x in v],
+                   "peak_rss_mb": max(x["peak_rss_mb"] for x in v)} for m, v in rounds.items()}
     spar, iql = methods["spar"], methods["iql"]
     result = {
         "methods": {k: v for k, v in methods.items() if ":" not in k},

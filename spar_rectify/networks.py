@@ -21,7 +21,7 @@ def mlp(in_dim: int, out_dim: int, hidden: Sequence[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     last = in_dim
     for width in hidden:
-        layers += [nn.Linear(last, width), nn.ReLU(inplace=True)]
+        layers += [nn.Linear(last, width), nn.ReLU()]
         last = width
     layers.append(nn.Linear(last, out_dim))
     return nn.Sequential(*layers)
