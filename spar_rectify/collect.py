@@ -43,7 +43,11 @@ class Exploration:
             raise ValueError(f"Exploration.scale must be >= 0 (<= 1 for epsilon), got {self.scale}")
 
 
-def _check_target(dataset_id: str, overwrite: bool, append: bool):
+def _prepare_target(dataset_id: str, overwrite: bool, append: bool):
+    """The existing dataset to append to (or None), after deleting it when `overwrite`.
+
+    Call it only once every other argument has been checked: overwriting deletes the old data.
+    """
     import minari
     from minari.storage import get_dataset_path
 
@@ -55,6 +59,8 @@ def _check_target(dataset_id: str, overwrite: bool, append: bool):
             f"Minari dataset {dataset_id!r} already exists at {get_dataset_path(dataset_id)}; pass overwrite=True "
             "(--overwrite) to replace it or append=True (--append) to continue it. Nothing was changed."
         )
+    if exists and overwrite:
+        minari.delete_dataset(dataset_id)
     return minari.load_dataset(dataset_id) if exists and append else None
 
 
@@ -70,7 +76,8 @@ def collect(policy: Any, env: gym.Env | str, dataset_id: str, steps: int, *, exp
         steps: total transitions wanted in the dataset (with `append`, counting what is there).
         exploration: how actions depart from the policy's.
         seed: episode i resets with `seed + i`.
-        overwrite / append: what to do when `dataset_id` exists (otherwise FileExistsError).
+        overwrite / append: what to do when `dataset_id` exists (otherwise FileExistsError);
+            `overwrite` deletes the old dataset once every argument has been checked.
         chunk_steps: write complete episodes every this many steps.
         ref_min_score, ref_max_score: reference returns for `minari.get_normalized_score`.
 
@@ -98,9 +105,7 @@ def collect(policy: Any, env: gym.Env | str, dataset_id: str, steps: int, *, exp
                         f"{type(policy).__name__} is deterministic: use 'gaussian' or 'epsilon'.")
     if steps < 1 or chunk_steps < 1:
         raise ValueError(f"steps and chunk_steps must be >= 1, got {steps} and {chunk_steps}")
-    dataset = _check_target(dataset_id, overwrite, append)
-    if overwrite:
-        minari.delete_dataset(dataset_id) if (minari.storage.get_dataset_path(dataset_id) / "data").exists() else None
+    dataset = _prepare_target(dataset_id, overwrite, append)
     done_steps = dataset.total_steps if dataset is not None else 0
     episode = dataset.total_episodes if dataset is not None else 0
     meta = dict(env=env.spec if env.spec is not None else None, action_space=env.action_space,
@@ -195,9 +200,7 @@ def write_arrays(dataset_id: str, observations: np.ndarray, actions: np.ndarray,
     import minari
     from minari.data_collector import EpisodeBuffer
 
-    _check_target(dataset_id, overwrite, False)
-    if overwrite and (minari.storage.get_dataset_path(dataset_id) / "data").exists():
-        minari.delete_dataset(dataset_id)
+    _prepare_target(dataset_id, overwrite, False)
     term = np.asarray(terminations, bool)
     trunc = np.asarray(truncations, bool).copy()
     trunc[-1] = trunc[-1] or not term[-1]
