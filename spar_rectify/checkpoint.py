@@ -118,7 +118,8 @@ def save_rectifier(checkpoint: RectifierCheckpoint, folder: str | Path) -> Path:
 
 
 def load_rectifier(folder: str | Path) -> RectifierCheckpoint:
-    """Load a rectifier checkpoint folder without pickle.
+    """Load a rectifier checkpoint folder without pickle. A training run folder (`spar train
+    --run-dir`) works too: its `rectifier/` subfolder is loaded.
 
     Raises:
         FileNotFoundError: the folder or one of its files is missing.
@@ -126,6 +127,8 @@ def load_rectifier(folder: str | Path) -> RectifierCheckpoint:
             do not fit the recorded architecture.
     """
     folder = Path(folder)
+    if not (folder / "rectifier.json").exists() and (folder / "rectifier" / "rectifier.json").exists():
+        folder = folder / "rectifier"
     meta, tensors = read_bundle(folder, "rectifier")
     try:
         arch, stats = meta["arch"], meta["normalization"]

@@ -32,6 +32,11 @@ def test_round_trip_is_exact(tmp_path, point_checkpoint, point_anchor):
     loaded.check_anchor(point_anchor)  # same anchor: accepted
 
 
+def test_a_run_folder_loads_its_rectifier(tmp_path, point_checkpoint):
+    save_rectifier(point_checkpoint, tmp_path / "run" / "rectifier")
+    assert load_rectifier(tmp_path / "run").path == tmp_path / "run" / "rectifier"
+
+
 def test_missing_folder_and_files(tmp_path, point_checkpoint):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         load_rectifier(tmp_path / "nowhere")
