@@ -112,10 +112,9 @@ def jobs_for(tier: dict, work: Path) -> list[list[dict]]:
     for dataset in tier["datasets"]:
         for seed in tier["seeds"]:
             first.append({**base, "dataset": dataset, "method": "bc", "seed": seed})
-            second += [{**base, "dataset": dataset, "method": m, "seed": seed} for m in ("td3bc", "iql", "spar")]
-            if "medium-expert" not in dataset:
-                second += [{**base, "dataset": dataset, "method": m, "seed": seed}
-                           for m in ("medium-raw", "medium-rectified")]
+            # SPAR's runs first: they are the point of the benchmark and the longest.
+            methods = ["spar"] + (["medium-rectified", "medium-raw"] if "medium-expert" not in dataset else [])
+            second += [{**base, "dataset": dataset, "method": m, "seed": seed} for m in methods + ["td3bc", "iql"]]
     return [first, second]
 
 
