@@ -132,7 +132,13 @@ def main(argv: list[str] | None = None) -> None:
         {"train": TrainArgs, "collect": CollectArgs, "evaluate": EvaluateArgs}, args=argv,
         description="spar_rectify: support-preserving action rectification.",
     )
-    {TrainArgs: run_train, CollectArgs: run_collect, EvaluateArgs: run_evaluate}[type(command)](command)
+    try:
+        {TrainArgs: run_train, CollectArgs: run_collect, EvaluateArgs: run_evaluate}[type(command)](command)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as err:
+        # A user's mistake gets its message, not a traceback; set SPAR_DEBUG=1 for the traceback.
+        if os.environ.get("SPAR_DEBUG"):
+            raise
+        raise SystemExit(f"spar: error: {err}") from None
 
 
 if __name__ == "__main__":

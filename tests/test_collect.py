@@ -113,3 +113,11 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
          "--rectifier", str(tmp_path / "spar" / "rectifier"), "--episodes", "2"])
     out = capsys.readouterr().out
     assert '"return_mean"' in out and "t/point/cli-rect-v0: 2 episodes, 100 steps" in out
+
+
+def test_cli_reports_user_errors_without_a_traceback(tmp_path, point_env, policy):
+    collect(policy, point_env, "t/point/err-v0", 100, progress=False)
+    with pytest.raises(SystemExit, match="spar: error: SPAR needs the frozen anchor policy"):
+        cli(["train", "--dataset", "t/point/err-v0", "--run-dir", str(tmp_path / "r"), "--config.steps", "5"])
+    with pytest.raises(SystemExit, match=r"spar: error: Minari dataset 'nope/x-v0' not found"):
+        cli(["train", "--dataset", "nope/x-v0", "--run-dir", str(tmp_path / "r")])
