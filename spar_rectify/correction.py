@@ -76,14 +76,14 @@ class Corrector:
         self.fast = rectifier.fast(self.low, self.high)
         bound = rectifier.residual_bound.detach().cpu().numpy().astype(np.float64)
         self._scale = (alpha * bound).astype(np.float32)  # tanh(.) -> applied residual, normalised
-        self._to_env = (alpha * bound * self.scaler._half).astype(np.float32)  # ... -> env units
+        self._to_env = (alpha * bound * self.scaler.half_range).astype(np.float32)  # ... -> env units
         self._res_mean = rectifier.residual_mean.detach().cpu().numpy().astype(np.float32)
         self._res_inv_std = (1.0 / np.maximum(rectifier.residual_std.detach().cpu().numpy(), 1e-6)).astype(np.float32)
         self._score_k = np.float32(-0.5 / self.act_dim)
         self._consts = np.zeros((8, self.act_dim), np.float32)
         for row, value in ((C_LOW, self.low), (C_HIGH, self.high), (C_SCALE, self._scale), (C_TO_ENV, self._to_env),
                            (C_RES_MEAN, self._res_mean), (C_RES_INV_STD, self._res_inv_std), (C_SCORE_K, self._score_k),
-                           (C_START, np.nan if rectifier.anchored else self.scaler._mid)):
+                           (C_START, np.nan if rectifier.anchored else self.scaler.mid)):
             self._consts[row] = value
         self._empty_reasons: dict[int, np.ndarray] = {}
 

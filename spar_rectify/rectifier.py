@@ -15,10 +15,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from torch import nn
 
 from spar_rectify.kernel import pack_layers
 from spar_rectify.networks import mlp
+from spar_rectify.spaces import ActionScaler
 
 
 class Rectifier(nn.Module):
@@ -133,10 +135,8 @@ class FastRectifier:
         od, ad, ld = self.obs_dim, self.act_dim, self.latent_dim
         mean = rect.obs_mean.detach().cpu().numpy().astype(f64)
         std = rect.obs_std.detach().cpu().numpy().astype(f64)
-        low, high = np.asarray(action_low, f64), np.asarray(action_high, f64)
-        half = (high - low) / 2.0
-        inv_half = np.where(half > 0, 1.0 / np.where(half > 0, half, 1.0), 0.0)
-        mid = (high + low) / 2.0
+        scaler = ActionScaler(spaces.Box(np.asarray(action_low, f64), np.asarray(action_high, f64), dtype=f64))
+        inv_half, mid = scaler.inv_half_range, scaler.mid
         # Input row layout: [obs (od), base action in env units (ad), z (ld), 1].
         self.in_dim = od + ad + ld + 1
 

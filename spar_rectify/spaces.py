@@ -59,16 +59,17 @@ class ActionScaler:
         self.dtype = action_space.dtype
         self.low = action_space.low.astype(np.float64)
         self.high = action_space.high.astype(np.float64)
-        self._half = (self.high - self.low) / 2.0
-        self._mid = (self.high + self.low) / 2.0
+        #: (act_dim,) float64: half the range and the centre of each dimension, env units.
+        self.half_range = (self.high - self.low) / 2.0
+        self.mid = (self.high + self.low) / 2.0
         # Degenerate dimensions (low == high) map to 0 instead of dividing by zero.
-        self._inv_half = np.where(self._half > 0, 1.0 / np.where(self._half > 0, self._half, 1), 0)
+        self.inv_half_range = np.where(self.half_range > 0, 1.0 / np.where(self.half_range > 0, self.half_range, 1), 0)
         self._low_t = action_space.low
         self._high_t = action_space.high
 
     def to_normalized(self, action: np.ndarray) -> np.ndarray:
         """(B, act_dim) env units -> (B, act_dim) float32 normalised units (not clipped)."""
-        return ((np.asarray(action, np.float64) - self._mid) * self._inv_half).astype(np.float32)
+        return ((np.asarray(action, np.float64) - self.mid) * self.inv_half_range).astype(np.float32)
 
     def to_env(self, action_normalized: np.ndarray) -> np.ndarray:
         """(B, act_dim) normalised units in [-1, 1] -> env units, in the space's dtype.
@@ -76,7 +77,7 @@ class ActionScaler:
         The result is clipped to `[low, high]` after the dtype cast, so float rounding can never
         put it outside the space.
         """
-        env = np.asarray(action_normalized, np.float64) * self._half + self._mid
+        env = np.asarray(action_normalized, np.float64) * self.half_range + self.mid
         return np.clip(env.astype(self.dtype), self._low_t, self._high_t)
 
 
