@@ -46,3 +46,14 @@ def test_load_policy_errors(tmp_path):
     with pytest.raises(ValueError, match="neither a BCPolicy folder"):
         load_policy(tmp_path / "junk")
     assert envs.biased_controller  # the module the by-name policy came from
+
+
+def test_rendering_failure_names_the_backends_to_try():
+    from spar_rectify import video
+
+    class Broken(gym.Wrapper):
+        def render(self):
+            raise RuntimeError("gladLoadGL error")
+
+    with pytest.raises(RuntimeError, match="rendering failed with MUJOCO_GL=.*set MUJOCO_GL=egl.*osmesa"):
+        video.check_rendering(Broken(gym.make("PointReach-v0", render_mode="rgb_array")))
