@@ -21,8 +21,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from spar_rectify.policies import BasePolicy, as_base_policy
-from spar_rectify.spaces import same_box
+from spar_rectify.policies import BasePolicy, as_base_policy, check_policy_spaces
 
 
 @dataclass(frozen=True)
@@ -94,12 +93,7 @@ def collect(policy: Any, env: gym.Env | str, dataset_id: str, steps: int, *, exp
 
     env = gym.make(env) if isinstance(env, str) else env
     policy = as_base_policy(policy, env.action_space)
-    if not same_box(policy.action_space, env.action_space, bounds=True):
-        raise ValueError(f"policy acts in {policy.action_space} but the env's action space is {env.action_space}; "
-                         "collect with a policy trained on this env.")
-    obs_space = getattr(policy, "observation_space", None)
-    if isinstance(obs_space, gym.spaces.Box) and obs_space.shape != env.observation_space.shape:
-        raise ValueError(f"policy observes {obs_space} but the env gives {env.observation_space}")
+    check_policy_spaces(policy, env.observation_space, env.action_space, f"env {env.spec.id if env.spec else env}")
     if exploration.kind == "stochastic" and not hasattr(policy, "sample"):
         raise TypeError(f"exploration 'stochastic' needs a policy that samples (an SB3 model); "
                         f"{type(policy).__name__} is deterministic: use 'gaussian' or 'epsilon'.")

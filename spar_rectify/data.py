@@ -19,8 +19,8 @@ from gymnasium import spaces
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from spar_rectify.policies import BasePolicy, policy_fingerprint
-from spar_rectify.spaces import ActionScaler, check_box, same_box
+from spar_rectify.policies import BasePolicy, check_policy_spaces, policy_fingerprint
+from spar_rectify.spaces import ActionScaler, check_box
 
 
 @dataclass
@@ -82,25 +82,10 @@ class OfflineData:
         Raises:
             ValueError: the policy's action space (or observation space) differs from the data's.
         """
-        check_policy_spaces(policy, self)
+        check_policy_spaces(policy, self.observation_space, self.action_space, f"dataset {self.name!r}")
         fingerprint = policy_fingerprint(policy, self.observations[:64].numpy())[1]
         self.base_actions = anchor_actions(policy, self.observations.numpy(), fingerprint, cache, batch_size)
         self.anchor_fingerprint = fingerprint
-
-
-def check_policy_spaces(policy: BasePolicy, data: OfflineData) -> None:
-    """Raise ValueError naming both spaces when a base policy does not fit the dataset."""
-    if not same_box(policy.action_space, data.action_space, bounds=True):
-        raise ValueError(
-            f"base policy acts in {policy.action_space}, dataset {data.name!r} has actions in "
-            f"{data.action_space}; use a policy trained on the dataset's env."
-        )
-    obs_space = getattr(policy, "observation_space", None)
-    if isinstance(obs_space, spaces.Box) and obs_space.shape != data.observation_space.shape:
-        raise ValueError(
-            f"base policy observes {obs_space}, dataset {data.name!r} has observations of shape "
-            f"{data.observation_space.shape}; use a policy trained on the dataset's env."
-        )
 
 
 def anchor_actions(policy: BasePolicy, observations: np.ndarray, fingerprint: str,

@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 from gymnasium import spaces
 
-from spar_rectify.spaces import ActionScaler, check_box
+from spar_rectify.spaces import ActionScaler, check_box, same_box
 
 SB3_ALGOS = ("SAC", "TD3", "DDPG", "PPO", "A2C")
 
@@ -135,6 +135,18 @@ def as_base_policy(policy: Any, action_space: spaces.Box | None = None,
         f"base policy must be an SB3 model, a BCPolicy, a BasePolicy or a callable, got "
         f"{type(policy).__name__}"
     )
+
+
+def check_policy_spaces(policy: BasePolicy, observation_space: spaces.Box, action_space: spaces.Box,
+                        where: str) -> None:
+    """Raise ValueError naming both spaces when `policy` does not fit `where` (an env, a dataset)."""
+    if not same_box(policy.action_space, action_space, bounds=True):
+        raise ValueError(f"base policy acts in {policy.action_space}, {where} has actions in {action_space}; "
+                         f"use a policy trained on {where}'s env.")
+    obs_space = getattr(policy, "observation_space", None)
+    if isinstance(obs_space, spaces.Box) and obs_space.shape != observation_space.shape:
+        raise ValueError(f"base policy observes {obs_space}, {where} has observations of shape "
+                         f"{observation_space.shape}; use a policy trained on {where}'s env.")
 
 
 def load_sb3(path: str | Path, algo: str | None = None, vec_normalize: Any = None) -> SB3Policy:
