@@ -1,0 +1,77 @@
+"""How much of the residual to deploy: return and support of a trained rectifier at several alphas.
+
+Usage:
+    MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/alpha_sweep.py \
+        --dataset spar/hopper/medium-v0 --method spar --seed 0 [--tier full] [--alphas 0 0.25 0.5 0.75 1]
+
+Loads the rectifier that `suite_bench.py <tier>` trained for (dataset, method, seed) from its
+work folder, and evaluates the rectified policy at each alpha (the wrapper's residual scale;
+0 is the anchor itself) over the suite's seeded episodes (seeds 10000..), with the suite's
+support metric. Needs the run's work folder (`benchmarks/_work/<tier>/...`, not committed).
+Writes `results/alpha_sweep_<env>_<kind>_<method>_seed<seed>.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+HERE = Path(__file__).parent
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--method", choices=("spar", "medium-rectified"), default="spar")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tier", default="full")
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--work", default=str(HERE / "_work"))
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import torch
+
+    from spar_rectify import BCPolicy, RectifiedPolicy, load_policy
+    from spar_rectify.data import load_minari
+    from spar_rectify.spaces import ActionScaler
+    from spar_rectify.support import SupportMetric
+    from suite_bench import SUITE, rollouts
+
+    torch.set_num_threads(1)
+    run = Path(args.work) / args.tier / args.dataset.replace("/", "_") / args.method / f"seed{args.seed}"
+    rectifier = run / "rectifier"
+    if not (rectifier / "rectifier.json").is_file():
+        raise SystemExit(f"no trained rectifier at {rectifier}: run benchmarks/suite_bench.py {args.tier} "
+                         f"--datasets {args.dataset} --seeds {args.seed} first")
+    if args.method == "spar":
+        anchor = BCPolicy.load(run.parent.parent / "bc" / f"seed{args.seed}" / "policy")
+    else:
+        anchor = load_policy(SUITE / args.dataset.split("/")[1] / "sac_medium.zip")  # runs pickle: our own file
+    data = load_minari(args.dataset)
+    scaler = ActionScaler(data.action_space)
+    metric = SupportMetric(data.observations.numpy(), data.actions.numpy())
+    rows = []
+    for alpha in args.alphas:
+        policy = RectifiedPolicy(anchor, rectifier, alpha=alpha)
+        returns, obs, actions = rollouts(policy, data.env_spec.id, args.episodes)
+        support = metric.report(obs.astype(np.float32), np.clip(scaler.to_normalized(actions), -1, 1))
+        rows.append({"alpha": alpha, "return": float(returns.mean()), "return_std": float(returns.std()),
+                     "normalized_score": float(data.normalized_score(returns.mean())), **support})
+        print(json.dumps(rows[-1]), flush=True)
+    env_kind = "_".join(args.dataset.split("/")[1:]).removesuffix("-v0")
+    out = HERE / "results" / f"alpha_sweep_{env_kind}_{args.method}_seed{args.seed}.json"
+    out.write_text(json.dumps({"dataset": args.dataset, "method": args.method, "seed": args.seed, "tier": args.tier,
+                               "episodes": args.episodes, "rows": rows,
+                               "command": "python benchmarks/alpha_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
