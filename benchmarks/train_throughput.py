@@ -8,7 +8,10 @@ Each method runs in its own subprocess, on one thread, at batch 256 with 256x256
 synthetic dataset of HalfCheetah's size (obs 17, act 6; the values do not matter for speed).
 Each rate is the median of five timed windows, and the methods take turns over `--rounds`
 rounds (median over rounds). SPAR is timed in its full step (critic + Latent Self-Imitation: the most expensive stage) and,
-separately, in its first stage (critic + CVAE). Writes benchmarks/results/train_throughput.json.
+separately, in its first stage (critic + CVAE). `iql-reference` is a minimal hand-written IQL step
+(no framework: plain modules and losses, same sizes) timed beside them, the yardstick that says
+how much the kit's own IQL costs over the bare arithmetic on the same machine at the same time.
+Writes benchmarks/results/train_throughput.json.
 """
 
 from __future__ import annotations
@@ -23,6 +26,70 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 OBS_DIM, ACT_DIM = 17, 6
+
+
+def reference_iql_steps(obs, action, reward, next_obs, not_done):
+    """A minimal hand-written IQL (CORL style, no framework): the yardstick for the kit's IQL.
+
+    Separate twin Q modules, V, a deterministic tanh actor, fused Adam, the same losses and
+    sizes as `spar_rectify.algos.iql`. Returns a function doing one gradient step per call.
+    """
+    import copy
+
+    import torch
+    from torch import nn
+
+    def net(i, o):
+        return nn.Sequential(nn.Linear(i, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, o))
+
+    q1, q2, v, actor = net(OBS_DIM + ACT_DIM, 1), net(OBS_DIM + ACT_DIM, 1), net(OBS_DIM, 1), net(OBS_DIM, ACT_DIM)
+    q1_t, q2_t = copy.deepcopy(q1).requires_grad_(False), copy.deepcopy(q2).requires_grad_(False)
+    opt_q = torch.optim.Adam([*q1.parameters(), *q2.parameters()], 3e-4, fused=True)
+    opt_v = torch.optim.Adam(v.parameters(), 3e-4, fused=True)
+    opt_a = torch.optim.Adam(actor.parameters(), 3e-4, fused=True)
+    n = len(reward)
+
+    def step():
+        idx = torch.randint(n, (256,))
+        s, a, r, s2, nd = obs[idx], action[idx], reward[idx], next_obs[idx], not_done[idx]
+        sa = torch.cat([s, a], 1)
+        with torch.no_grad():
+            tq = torch.min(q1_t(sa), q2_t(sa)).squeeze(-1)
+            target = r + 0.99 * nd * v(s2).squeeze(-1)
+        adv = tq - v(s).squeeze(-1)
+        v_loss = (torch.abs(0.7 - (adv < 0).float()) * adv.pow(2)).mean()
+        opt_v.zero_grad(set_to_none=True)
+        v_loss.backward()
+        opt_v.step()
+        q_loss = (q1(sa).squeeze(-1) - target).pow(2).mean() + (q2(sa).squeeze(-1) - target).pow(2).mean()
+        opt_q.zero_grad(set_to_none=True)
+        q_loss.backward()
+        opt_q.step()
+        w = torch.exp(3.0 * adv.detach()).clamp(max=100.0)
+        a_loss = (w * (torch.tanh(actor(s)) - a).pow(2).sum(-1)).mean()
+        opt_a.zero_grad(set_to_none=True)
+        a_loss.backward()
+        opt_a.step()
+        with torch.no_grad():
+            for t, o in zip([*q1_t.parameters(), *q2_t.parameters()], [*q1.parameters(), *q2.parameters()]):
+                t.lerp_(o, 0.005)
+
+    return step
+
+
+def timed(step, steps: int) -> float:
+    """Median steps/s over five windows of `steps` calls, after 30 warm-up calls."""
+    import numpy as np
+
+    for _ in range(30):
+        step()
+    rates = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(steps / (time.perf_counter() - start))
+    return float(np.median(rates))
 
 
 def run_one(method: str, transitions: int, steps: int) -> dict:
@@ -45,25 +112,22 @@ def run_one(method: str, transitions: int, steps: int) -> dict:
     data = from_arrays(obs, rng.uniform(-1, 1, (transitions, ACT_DIM)).astype(np.float32),
                        rng.normal(size=transitions).astype(np.float32), np.roll(obs, -1, 0), np.zeros(transitions, bool),
                        done, obs_space, act_space, name="synthetic")
+    if method == "iql-reference":
+        t = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
+        step = reference_iql_steps(t(obs), t(rng.uniform(-1, 1, (transitions, ACT_DIM))), t(rng.normal(size=transitions)),
+                                   t(np.roll(obs, -1, 0)), t(~done))
+        return {"steps_per_s": round(timed(step, steps), 1),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     del obs
     algo, stage = (method.split(":") + ["full"])[:2]
     extra = {"manifold_fraction": 0.0, "fit_fraction": 0.0} if stage == "full" else {"manifold_fraction": 0.99, "fit_fraction": 0.0}
     config = TrainConfig(algo=algo, steps=10**7, **(extra if algo == "spar" else {}))
     anchor = BCPolicy(obs_space, act_space) if algo == "spar" else None
     trainer = Trainer(config, data, anchor)
-    warm = 30
-    for i, _ in enumerate(trainer.fit()):
-        if i + 1 == warm:
-            break
+    fit = trainer.fit()
     # Five timed windows; the median window resists the load of whatever else runs on the machine.
-    rates = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for i, _ in enumerate(trainer.fit()):
-            if i + 1 == steps:
-                break
-        rates.append(steps / (time.perf_counter() - start))
-    return {"steps_per_s": round(float(np.median(rates)), 1),
+    rate = timed(lambda: next(fit), steps)
+    return {"steps_per_s": round(rate, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
@@ -80,7 +144,7 @@ def main() -> None:
         return
     # Methods take turns, round after round: this machine's speed drifts by 10-20% over minutes,
     # and interleaving spreads that drift over every method instead of favouring one.
-    names = ("bc", "td3bc", "iql", "spar", "spar:cvae")
+    names = ("bc", "td3bc", "iql", "spar", "spar:cvae", "iql-reference")
     rounds: dict[str, list[dict]] = {m: [] for m in names}
     for r in range(args.rounds):
         for method in names:
@@ -95,8 +159,9 @@ def main() -> None:
                    "peak_rss_mb": max(x["peak_rss_mb"] for x in v)} for m, v in rounds.items()}
     spar, iql = methods["spar"], methods["iql"]
     result = {
-        "methods": {k: v for k, v in methods.items() if ":" not in k},
+        "methods": {k: v for k, v in methods.items() if k in ("bc", "td3bc", "iql", "spar")},
         "spar_stage1_cvae": methods["spar:cvae"],
+        "iql_reference": methods["iql-reference"],
         "spar_step_time_vs_iql": round(iql["steps_per_s"] / spar["steps_per_s"], 3),
         "batch_size": 256, "hidden": [256, 256], "threads": 1, "transitions": args.transitions,
         "obs_dim": OBS_DIM, "act_dim": ACT_DIM, "timed_steps": 5 * args.steps,
