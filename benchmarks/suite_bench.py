@@ -11,7 +11,8 @@ policy is evaluated over `--episodes` seeded episodes (seed 10000 + i, the same 
 executed (state, action) pairs of those episodes give the support metric
 (`spar_rectify.support.SupportMetric`). Finished runs are recorded in the tier's JSON file and
 never redone. Writes `results/suite_<tier>.json`, `results/suite_<tier>.md` and
-`results/suite_<tier>.png`. Build the datasets first with `benchmarks/build_suite.py`.
+`results/suite_<tier>.png`, and `results/suite.json`: every tier's records in one file, each with
+its `tier`. Build the datasets first with `benchmarks/build_suite.py`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ TIERS = {
              "seeds": [0, 1, 2], "steps": 200_000, "episodes": 10, "jobs": 2},
 }
 TRAINED = ("bc", "td3bc", "iql", "spar")
+RECORD_FIELDS = ("tier", "dataset", "method", "seed", "steps", "normalized_score", "return", "support_violation_rate",
+                 "support_ratio_median", "train_seconds")
 EVAL_SEED = 10_000
 
 
@@ -152,7 +155,7 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
         for j, m in enumerate(methods):
             means = [np.mean([r["normalized_score"] for r in cells.get((d, m), [])] or [np.nan]) for d in datasets]
             ax.bar(np.arange(len(datasets)) + j * width, means, width, label=m)
-        ax.set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, [d.split("/", 1)[1] for d in datasets], fontsize=8)
+        ax.set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, [d.split("/", 1)[-1] for d in datasets], fontsize=8)
         ax.set_ylabel("normalised score")
         ax.legend(fontsize=7)
         fig.tight_layout()
@@ -160,6 +163,18 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
     except ImportError:
         pass
     return table
+
+
+def combine(results: Path = RESULTS) -> Path:
+    """Write `results/suite.json`: the records of every `suite_<tier>.json`, each tagged with its tier."""
+    runs = []
+    for tier in TIERS:
+        path = results / f"suite_{tier}.json"
+        if path.is_file():
+            runs += [{"tier": tier, **r} for r in json.loads(path.read_text())["runs"]]
+    out = results / "suite.json"
+    out.write_text(json.dumps({"fields": list(RECORD_FIELDS), "runs": runs}, indent=2) + "\n")
+    return out
 
 
 def main(argv=None) -> None:
@@ -189,8 +204,12 @@ def main(argv=None) -> None:
                 record = future.result()
                 records.append(record)
                 out.write_text(json.dumps({"tier": args.tier, "runs": records}, indent=2) + "\n")
+                if out.parent == RESULTS:
+                    combine()
                 print(json.dumps(record), flush=True)
     print(summarise(records, out.with_suffix(".md"), out.with_suffix(".png")))
+    if out.parent == RESULTS:
+        print(f"all tiers: {combine()}")
 
 
 if __name__ == "__main__":

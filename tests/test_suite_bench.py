@@ -1,0 +1,44 @@
+"""The suite harness's bookkeeping: job order, the results table and the combined record file."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+import suite_bench  # noqa: E402
+
+
+def record(dataset, method, seed, score, viol=0.01):
+    return {"dataset": dataset, "method": method, "seed": seed, "steps": 100, "normalized_score": score,
+            "return": 10.0 * score, "support_violation_rate": viol, "support_ratio_median": 0.9, "train_seconds": 1.0}
+
+
+def test_jobs_put_bc_first_and_medium_policies_only_on_their_data(tmp_path):
+    tier = {"datasets": ["spar/hopper/medium-v0", "spar/hopper/medium-expert-v0"], "seeds": [0, 1], "steps": 100,
+            "episodes": 2}
+    first, second = suite_bench.jobs_for(tier, tmp_path)
+    assert {j["method"] for j in first} == {"bc"} and len(first) == 4  # SPAR's anchors exist before SPAR runs
+    methods = {(j["dataset"], j["method"]) for j in second}
+    assert ("spar/hopper/medium-v0", "medium-rectified") in methods
+    assert not any(m.startswith("medium-") for d, m in methods if "medium-expert" in d)
+    assert all(j["steps"] == 100 and j["episodes"] == 2 for j in first + second)  # one budget for every method
+
+
+def test_summary_table_has_mean_and_std_per_method(tmp_path):
+    runs = [record("spar/hopper/medium-v0", "bc", 0, 40.0), record("spar/hopper/medium-v0", "bc", 1, 50.0), record("spar/hopper/medium-v0", "spar", 0, 60.0, viol=0.02)]
+    table = suite_bench.summarise(runs, tmp_path / "t.md", tmp_path / "t.png")
+    row = [line for line in table.splitlines() if line.startswith("| spar/hopper/medium-v0 ")][0]
+    assert "45.0 ± 5.0 (viol 1.0%, n=2)" in row and "60.0 ± 0.0 (viol 2.0%, n=1)" in row
+    assert (tmp_path / "t.md").read_text().count("|") > 6
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "t.png").stat().st_size > 1000
+
+
+def test_combined_file_tags_every_record_with_its_tier(tmp_path):
+    (tmp_path / "suite_quick.json").write_text(json.dumps({"runs": [record("spar/hopper/medium-v0", "bc", 0, 1.0)]}))
+    (tmp_path / "suite_full.json").write_text(json.dumps({"runs": [record("spar/hopper/medium-v0", "iql", 2, 3.0)]}))
+    out = json.loads(suite_bench.combine(tmp_path).read_text())
+    assert [(r["tier"], r["method"]) for r in out["runs"]] == [("quick", "bc"), ("full", "iql")]
+    assert all(set(out["fields"]) <= set(r) for r in out["runs"])  # the issue's record fields, all present
