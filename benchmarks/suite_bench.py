@@ -150,14 +150,32 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(datasets), 3.6))
+        # Left: score per dataset and method (bars: mean over seeds, ticks: each seed). Right: the
+        # trade-off the product claims, score against support violations, one marker per run.
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(5.5 + 1.6 * len(datasets), 3.8),
+                                      gridspec_kw={"width_ratios": [1.6 + 1.6 * len(datasets), 4]})
         width = 0.8 / max(len(methods), 1)
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        markers = "osD^v<>p"
         for j, m in enumerate(methods):
-            means = [np.mean([r["normalized_score"] for r in cells.get((d, m), [])] or [np.nan]) for d in datasets]
-            ax.bar(np.arange(len(datasets)) + j * width, means, width, label=m)
+            x = np.arange(len(datasets)) + j * width
+            scores = [[r["normalized_score"] for r in cells.get((d, m), [])] for d in datasets]
+            ax.bar(x, [np.mean(v) if v else np.nan for v in scores], width, label=m, color=colors[j % len(colors)])
+            for xi, v in zip(x, scores):
+                ax.plot([xi] * len(v), v, "k_", ms=6)
+            for i, d in enumerate(datasets):
+                rs = cells.get((d, m), [])
+                ax2.scatter([100 * r["support_violation_rate"] for r in rs], [r["normalized_score"] for r in rs],
+                            color=colors[j % len(colors)], marker=markers[i % len(markers)], s=28)
         ax.set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, [d.split("/", 1)[-1] for d in datasets], fontsize=8)
         ax.set_ylabel("normalised score")
         ax.legend(fontsize=7)
+        for i, d in enumerate(datasets):  # legend entries for the datasets' markers, in grey
+            ax2.scatter([], [], color="grey", marker=markers[i % len(markers)], s=28, label=d.split("/", 1)[-1])
+        ax2.set_xlabel("support violations (% of executed steps)")
+        ax2.set_ylabel("normalised score")
+        ax2.set_title("return vs support (marker: dataset)", fontsize=8)
+        ax2.legend(fontsize=6)
         fig.tight_layout()
         fig.savefig(out_png, dpi=120)
     except ImportError:
