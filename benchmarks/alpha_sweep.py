@@ -70,7 +70,31 @@ def main(argv=None) -> None:
     out.write_text(json.dumps({"dataset": args.dataset, "method": args.method, "seed": args.seed, "tier": args.tier,
                                "episodes": args.episodes, "rows": rows,
                                "command": "python benchmarks/alpha_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)}, indent=2) + "\n")
-    print(f"wrote {out}")
+    plot(rows, out.with_suffix(".png"), f"{args.dataset} {args.method} seed {args.seed}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Return (left axis) and support violations (right axis) against alpha."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    alphas = [r["alpha"] for r in rows]
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    ax.errorbar(alphas, [r["return"] for r in rows], [r["return_std"] for r in rows], marker="o", capsize=3)
+    ax.set_xlabel("alpha (share of the residual applied; 0 = anchor)")
+    ax.set_ylabel("return (mean, std over episodes)")
+    ax2 = ax.twinx()
+    ax2.plot(alphas, [100 * r["support_violation_rate"] for r in rows], "s--", color="tab:red")
+    ax2.set_ylabel("support violations (%)", color="tab:red")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
