@@ -8,7 +8,9 @@ Loads the rectifier that `suite_bench.py <tier>` trained for (dataset, method, s
 work folder, and evaluates the rectified policy at each alpha (the wrapper's residual scale;
 0 is the anchor itself) over the suite's seeded episodes (seeds 10000..), with the suite's
 support metric. Needs the run's work folder (`benchmarks/_work/<tier>/...`, not committed).
-Writes `results/alpha_sweep_<env>_<kind>_<method>_seed<seed>.json`.
+Also reports the violation rate of the states alone (the same kNN metric on observations):
+the share of steps where the policy is somewhere the data never went, whatever the action.
+Writes `results/alpha_sweep_<env>_<kind>_<method>_seed<seed>.{json,png}`.
 """
 
 from __future__ import annotations
@@ -57,13 +59,19 @@ def main(argv=None) -> None:
     data = load_minari(args.dataset)
     scaler = ActionScaler(data.action_space)
     metric = SupportMetric(data.observations.numpy(), data.actions.numpy())
+    # The same metric on states alone: a violation there means the policy went somewhere the data
+    # never was (a better policy may have to), not that it chose an unsupported action.
+    no_action = np.zeros((len(data.rewards), 0), np.float32)
+    state_metric = SupportMetric(data.observations.numpy(), no_action)
     rows = []
     for alpha in args.alphas:
         policy = RectifiedPolicy(anchor, rectifier, alpha=alpha)
         returns, obs, actions = rollouts(policy, data.env_spec.id, args.episodes)
         support = metric.report(obs.astype(np.float32), np.clip(scaler.to_normalized(actions), -1, 1))
+        states = state_metric.report(obs.astype(np.float32), np.zeros((len(obs), 0), np.float32))
         rows.append({"alpha": alpha, "return": float(returns.mean()), "return_std": float(returns.std()),
-                     "normalized_score": float(data.normalized_score(returns.mean())), **support})
+                     "normalized_score": float(data.normalized_score(returns.mean())), **support,
+                     "state_violation_rate": states["support_violation_rate"]})
         print(json.dumps(rows[-1]), flush=True)
     env_kind = "_".join(args.dataset.split("/")[1:]).removesuffix("-v0")
     out = HERE / "results" / f"alpha_sweep_{env_kind}_{args.method}_seed{args.seed}.json"
@@ -89,7 +97,10 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     ax.set_xlabel("alpha (share of the residual applied; 0 = anchor)")
     ax.set_ylabel("return (mean, std over episodes)")
     ax2 = ax.twinx()
-    ax2.plot(alphas, [100 * r["support_violation_rate"] for r in rows], "s--", color="tab:red")
+    ax2.plot(alphas, [100 * r["support_violation_rate"] for r in rows], "s--", color="tab:red", label="(state, action)")
+    if all("state_violation_rate" in r for r in rows):
+        ax2.plot(alphas, [100 * r["state_violation_rate"] for r in rows], "^:", color="tab:orange", label="state only")
+        ax2.legend(fontsize=7, loc="upper left")
     ax2.set_ylabel("support violations (%)", color="tab:red")
     ax.set_title(title, fontsize=8)
     fig.tight_layout()

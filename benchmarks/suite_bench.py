@@ -102,6 +102,10 @@ def run_one(job: dict) -> dict:
     scaler = ActionScaler(data.action_space)
     metric = SupportMetric(data.observations.numpy(), data.actions.numpy())
     support = metric.report(obs.astype(np.float32), np.clip(scaler.to_normalized(actions), -1, 1))
+    # The same metric on states alone: how often the policy was where the data never went.
+    states = SupportMetric(data.observations.numpy(), np.zeros((len(data.rewards), 0), np.float32))
+    support["state_violation_rate"] = states.report(obs.astype(np.float32), np.zeros((len(obs), 0), np.float32))[
+        "support_violation_rate"]
     return {"dataset": job["dataset"], "method": method, "seed": job["seed"],
             "steps": 0 if method == "medium-raw" else job["steps"],
             "normalized_score": float(data.normalized_score(returns.mean())), "return": float(returns.mean()),
@@ -139,11 +143,14 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
                 continue
             s = np.array([r["normalized_score"] for r in rs])
             v = np.mean([r["support_violation_rate"] for r in rs])
-            row.append(f"{s.mean():.1f} ± {s.std():.1f} (viol {100 * v:.1f}%, n={len(rs)})")
+            sv = [r["state_violation_rate"] for r in rs if "state_violation_rate" in r]
+            states = f", states {100 * np.mean(sv):.1f}%" if len(sv) == len(rs) else ""
+            row.append(f"{s.mean():.1f} ± {s.std():.1f} (viol {100 * v:.1f}%{states}, n={len(rs)})")
         lines.append(f"| {d} | " + " | ".join(row) + " |")
     table = "\n".join(lines)
-    out_md.write_text("Normalised score, mean ± std over seeds (support violations: share of executed steps "
-                      "beyond the dataset's 99th-percentile leave-one-out distance).\n\n" + table + "\n")
+    out_md.write_text("Normalised score, mean ± std over seeds (viol: share of executed (state, action) steps "
+                      "beyond the dataset's 99th-percentile leave-one-out distance; states: the same for the "
+                      "states alone, where recorded).\n\n" + table + "\n")
     try:
         import matplotlib
 
@@ -183,6 +190,25 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
     return table
 
 
+def record_key(r: dict) -> tuple:
+    """What identifies a run (a job or a record): dataset, method, seed, gradient steps."""
+    return r["dataset"], r["method"], r["seed"], 0 if r["method"] == "medium-raw" else r["steps"]
+
+
+def save_record(out: Path, tier: str, record: dict, keep_train_seconds: bool = False) -> list[dict]:
+    """Add (or replace) one run in the tier's JSON, re-reading the file first so that harness
+    processes running side by side never drop each other's records. Returns every record."""
+    records = json.loads(out.read_text())["runs"] if out.is_file() else []
+    old = [r for r in records if record_key(r) == record_key(record)]
+    if old and keep_train_seconds:  # a re-evaluation: the training time is the original run's
+        record = {**record, "train_seconds": old[0]["train_seconds"]}
+    records = [r for r in records if record_key(r) != record_key(record)] + [record]
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"tier": tier, "runs": records}, indent=2) + "\n")
+    tmp.replace(out)
+    return records
+
+
 def combine(results: Path = RESULTS) -> Path:
     """Write `results/suite.json`: the records of every `suite_<tier>.json`, each tagged with its tier."""
     runs = []
@@ -205,6 +231,8 @@ def main(argv=None) -> None:
     parser.add_argument("--episodes", type=int, default=None, help="override evaluation episodes")
     parser.add_argument("--work", default=str(HERE / "_work"))
     parser.add_argument("--out", default=None, help="result JSON (default results/suite_<tier>.json)")
+    parser.add_argument("--refresh-support", action="store_true",
+                        help="re-evaluate finished runs that lack state_violation_rate (from their final checkpoints)")
     args = parser.parse_args(argv)
     tier = dict(TIERS[args.tier])
     for key in ("steps", "datasets", "seeds", "episodes"):
@@ -213,18 +241,21 @@ def main(argv=None) -> None:
     out = Path(args.out) if args.out else RESULTS / f"suite_{args.tier}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     records = json.loads(out.read_text())["runs"] if out.is_file() else []
-    done = {(r["dataset"], r["method"], r["seed"], r["steps"]) for r in records}
-    for wave in jobs_for(tier, Path(args.work) / args.tier):
-        todo = [j for j in wave if (j["dataset"], j["method"], j["seed"],
-                                    0 if j["method"] == "medium-raw" else j["steps"]) not in done]
+    done = {record_key(r) for r in records}
+    jobs = jobs_for(tier, Path(args.work) / args.tier)
+    if args.refresh_support:  # re-evaluate finished runs (no training: their checkpoints are final)
+        stale = {record_key(r) for r in records if "state_violation_rate" not in r}
+        jobs = [[j for wave in jobs for j in wave if record_key(j) in stale]]
+    for wave in jobs:
+        todo = wave if args.refresh_support else [j for j in wave if record_key(j) not in done]
         with ProcessPoolExecutor(max_workers=args.jobs or tier["jobs"]) as pool:
             for future in as_completed([pool.submit(run_one, job) for job in todo]):
                 record = future.result()
-                records.append(record)
-                out.write_text(json.dumps({"tier": args.tier, "runs": records}, indent=2) + "\n")
+                records = save_record(out, args.tier, record, keep_train_seconds=args.refresh_support)
                 if out.parent == RESULTS:
                     combine()
                 print(json.dumps(record), flush=True)
+    records = json.loads(out.read_text())["runs"] if out.is_file() else []  # with other processes' runs
     print(summarise(records, out.with_suffix(".md"), out.with_suffix(".png")))
     if out.parent == RESULTS:
         print(f"all tiers: {combine()}")

@@ -27,10 +27,11 @@ def test_jobs_put_bc_first_and_medium_policies_only_on_their_data(tmp_path):
 
 
 def test_summary_table_has_mean_and_std_per_method(tmp_path):
-    runs = [record("spar/hopper/medium-v0", "bc", 0, 40.0), record("spar/hopper/medium-v0", "bc", 1, 50.0), record("spar/hopper/medium-v0", "spar", 0, 60.0, viol=0.02)]
+    runs = [record("spar/hopper/medium-v0", "bc", 0, 40.0), record("spar/hopper/medium-v0", "bc", 1, 50.0),
+            {**record("spar/hopper/medium-v0", "spar", 0, 60.0, viol=0.02), "state_violation_rate": 0.03}]
     table = suite_bench.summarise(runs, tmp_path / "t.md", tmp_path / "t.png")
     row = [line for line in table.splitlines() if line.startswith("| spar/hopper/medium-v0 ")][0]
-    assert "45.0 ± 5.0 (viol 1.0%, n=2)" in row and "60.0 ± 0.0 (viol 2.0%, n=1)" in row
+    assert "45.0 ± 5.0 (viol 1.0%, n=2)" in row and "60.0 ± 0.0 (viol 2.0%, states 3.0%, n=1)" in row
     assert (tmp_path / "t.md").read_text().count("|") > 6
     pytest.importorskip("matplotlib")
     assert (tmp_path / "t.png").stat().st_size > 1000
@@ -42,3 +43,20 @@ def test_combined_file_tags_every_record_with_its_tier(tmp_path):
     out = json.loads(suite_bench.combine(tmp_path).read_text())
     assert [(r["tier"], r["method"]) for r in out["runs"]] == [("quick", "bc"), ("full", "iql")]
     assert all(set(out["fields"]) <= set(r) for r in out["runs"])  # the record fields, all present
+
+
+def test_saving_a_record_keeps_records_written_by_other_processes(tmp_path):
+    out = tmp_path / "suite_full.json"
+    suite_bench.save_record(out, "full", record("spar/hopper/medium-v0", "bc", 0, 40.0))
+    # Another harness process appends its own run to the file in the meantime.
+    other = json.loads(out.read_text())
+    other["runs"].append(record("spar/hopper/medium-replay-v0", "iql", 0, 20.0))
+    out.write_text(json.dumps(other))
+    runs = suite_bench.save_record(out, "full", record("spar/hopper/medium-v0", "spar", 0, 50.0))
+    assert [(r["dataset"].split("/")[-1], r["method"]) for r in runs] == [
+        ("medium-v0", "bc"), ("medium-replay-v0", "iql"), ("medium-v0", "spar")]
+    # A re-evaluation replaces the run in place of duplicating it, and keeps its training time.
+    fresh = {**record("spar/hopper/medium-v0", "bc", 0, 40.0), "state_violation_rate": 0.0, "train_seconds": 0.5}
+    runs = suite_bench.save_record(out, "full", fresh, keep_train_seconds=True)
+    bc = [r for r in runs if r["method"] == "bc"]
+    assert len(bc) == 1 and bc[0]["state_violation_rate"] == 0.0 and bc[0]["train_seconds"] == 1.0
