@@ -26,6 +26,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 OBS_DIM, ACT_DIM = 17, 6
+METHODS = ("bc", "td3bc", "iql", "spar", "spar:cvae", "iql-reference")
 
 
 def reference_iql_steps(obs, action, reward, next_obs, not_done):
@@ -136,6 +137,8 @@ def main() -> None:
     parser.add_argument("--transitions", type=int, default=1_000_000)
     parser.add_argument("--steps", type=int, default=200, help="steps per timed window (5 windows)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all methods; the median round counts")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                        help="methods to time (default: all); spar:cvae is SPAR's first stage")
     parser.add_argument("--only", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS / "train_throughput.json"))
     args = parser.parse_args()
@@ -144,7 +147,7 @@ def main() -> None:
         return
     # Methods take turns, round after round: this machine's speed drifts by 10-20% over minutes,
     # and interleaving spreads that drift over every method instead of favouring one.
-    names = ("bc", "td3bc", "iql", "spar", "spar:cvae", "iql-reference")
+    names = args.methods
     rounds: dict[str, list[dict]] = {m: [] for m in names}
     for r in range(args.rounds):
         for method in names:
@@ -157,16 +160,18 @@ def main() -> None:
     methods = {m: {"steps_per_s": round(float(np.median([x["steps_per_s"] for x in v])), 1),
                    "steps_per_s_rounds": [x["steps_per_s"] for x in v],
                    "peak_rss_mb": max(x["peak_rss_mb"] for x in v)} for m, v in rounds.items()}
-    spar, iql = methods["spar"], methods["iql"]
     result = {
         "methods": {k: v for k, v in methods.items() if k in ("bc", "td3bc", "iql", "spar")},
-        "spar_stage1_cvae": methods["spar:cvae"],
-        "iql_reference": methods["iql-reference"],
-        "spar_step_time_vs_iql": round(iql["steps_per_s"] / spar["steps_per_s"], 3),
         "batch_size": 256, "hidden": [256, 256], "threads": 1, "transitions": args.transitions,
-        "obs_dim": OBS_DIM, "act_dim": ACT_DIM, "timed_steps": 5 * args.steps,
-        "command": "python benchmarks/train_throughput.py",
+        "obs_dim": OBS_DIM, "act_dim": ACT_DIM, "timed_steps": 5 * args.steps, "rounds": args.rounds,
+        "command": " ".join(["python benchmarks/train_throughput.py", *sys.argv[1:]]),
     }
+    if "spar:cvae" in methods:
+        result["spar_stage1_cvae"] = methods["spar:cvae"]
+    if "iql-reference" in methods:
+        result["iql_reference"] = methods["iql-reference"]
+    if "spar" in methods and "iql" in methods:
+        result["spar_step_time_vs_iql"] = round(methods["iql"]["steps_per_s"] / methods["spar"]["steps_per_s"], 3)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
