@@ -42,25 +42,32 @@ RECORD_FIELDS = ("tier", "dataset", "method", "seed", "steps", "normalized_score
 EVAL_SEED = 10_000
 
 
-def rollouts(policy, env_id: str, episodes: int):
-    """Returns and executed (obs, action) pairs of seeded episodes."""
+def rollouts(policy, env_id: str, episodes: int, lengths: bool = False):
+    """Returns (episodes,) and the executed obs (T, obs_dim) and actions (T, act_dim) of seeded
+    episodes (seed EVAL_SEED + i), env units; with `lengths`, also each episode's length and
+    whether it ended by termination (a fall), as a fourth item `(lengths, terminated)`."""
     import gymnasium as gym
     import numpy as np
 
     env = gym.make(env_id)
-    returns, obs_log, act_log = [], [], []
+    returns, obs_log, act_log, ends = [], [], [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=EVAL_SEED + i)
-        total, done = 0.0, False
+        total, done, steps = 0.0, False, 0
         while not done:
             action = policy(np.asarray(obs, np.float32)[None])[0]
             obs_log.append(obs)
             act_log.append(action)
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
+            steps += 1
             done = terminated or truncated
         returns.append(total)
-    return np.asarray(returns), np.asarray(obs_log), np.asarray(act_log)
+        ends.append((steps, bool(terminated)))
+    out = np.asarray(returns), np.asarray(obs_log), np.asarray(act_log)
+    if lengths:
+        return (*out, (np.array([e[0] for e in ends]), np.array([e[1] for e in ends])))
+    return out
 
 
 def run_one(job: dict) -> dict:
