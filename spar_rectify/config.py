@@ -95,8 +95,8 @@ class TrainConfig:
     """States of each batch whose candidates are scored per update (cost grows with it)."""
     lsi_every: int = 3
     """Latent-policy updates every this many critic updates. Scoring 12 candidates for 64 states
-    costs about as much as a critic step (7 ms against 7.4 ms here), so 3 keeps SPAR's step
-    above 100 per second on one thread (benchmarks/train_throughput.py)."""
+    costs about as much as a critic step, so 3 keeps SPAR's step as cheap as IQL's
+    (benchmarks/train_throughput.py)."""
 
     # SPAR ablations
     use_latent: bool = True
