@@ -236,6 +236,8 @@ def main(argv=None) -> None:
     parser.add_argument("--datasets", nargs="+", default=None, help="override the tier's datasets")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the tier's seeds")
     parser.add_argument("--episodes", type=int, default=None, help="override evaluation episodes")
+    parser.add_argument("--methods", nargs="+", default=None, choices=[*TRAINED, "medium-raw", "medium-rectified"],
+                        help="run only these methods (spar still needs the bc run of its seed)")
     parser.add_argument("--work", default=str(HERE / "_work"))
     parser.add_argument("--out", default=None, help="result JSON (default results/suite_<tier>.json)")
     parser.add_argument("--refresh-support", action="store_true",
@@ -250,6 +252,8 @@ def main(argv=None) -> None:
     records = json.loads(out.read_text())["runs"] if out.is_file() else []
     done = {record_key(r) for r in records}
     jobs = jobs_for(tier, Path(args.work) / args.tier)
+    if args.methods:
+        jobs = [[j for j in wave if j["method"] in args.methods] for wave in jobs]
     if args.refresh_support:  # re-evaluate finished runs (no training: their checkpoints are final)
         stale = {record_key(r) for r in records if "state_violation_rate" not in r}
         jobs = [[j for wave in jobs for j in wave if record_key(j) in stale]]
