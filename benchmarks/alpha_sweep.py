@@ -35,6 +35,7 @@ def main(argv=None) -> None:
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--work", default=str(HERE / "_work"))
+    parser.add_argument("--tag", default="", help="suffix of the result file names (e.g. a variant's name)")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -74,7 +75,7 @@ def main(argv=None) -> None:
                      "state_violation_rate": states["support_violation_rate"]})
         print(json.dumps(rows[-1]), flush=True)
     env_kind = "_".join(args.dataset.split("/")[1:]).removesuffix("-v0")
-    out = HERE / "results" / f"alpha_sweep_{env_kind}_{args.method}_seed{args.seed}.json"
+    out = HERE / "results" / f"alpha_sweep_{env_kind}_{args.method}_seed{args.seed}{'_' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps({"dataset": args.dataset, "method": args.method, "seed": args.seed, "tier": args.tier,
                                "episodes": args.episodes, "rows": rows,
                                "command": "python benchmarks/alpha_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)}, indent=2) + "\n")
