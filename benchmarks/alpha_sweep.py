@@ -38,14 +38,11 @@ def main(argv=None) -> None:
     parser.add_argument("--tag", default="", help="suffix of the result file names (e.g. a variant's name)")
     args = parser.parse_args(argv)
 
-    import numpy as np
     import torch
 
-    from spar_rectify import BCPolicy, RectifiedPolicy, load_policy
+    from spar_rectify import RectifiedPolicy
     from spar_rectify.data import load_minari
-    from spar_rectify.spaces import ActionScaler
-    from spar_rectify.support import SupportMetric
-    from suite_bench import SUITE, rollouts
+    from suite_bench import anchor_policy, rollouts, SuiteSupport
 
     torch.set_num_threads(1)
     run = Path(args.work) / args.tier / args.dataset.replace("/", "_") / args.method / f"seed{args.seed}"
@@ -53,26 +50,15 @@ def main(argv=None) -> None:
     if not (rectifier / "rectifier.json").is_file():
         raise SystemExit(f"no trained rectifier at {rectifier}: run benchmarks/suite_bench.py {args.tier} "
                          f"--datasets {args.dataset} --seeds {args.seed} first")
-    if args.method == "spar":
-        anchor = BCPolicy.load(run.parent.parent / "bc" / f"seed{args.seed}" / "policy")
-    else:
-        anchor = load_policy(SUITE / args.dataset.split("/")[1] / "sac_medium.zip")  # runs pickle: our own file
+    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed)
     data = load_minari(args.dataset)
-    scaler = ActionScaler(data.action_space)
-    metric = SupportMetric(data.observations.numpy(), data.actions.numpy())
-    # The same metric on states alone: a violation there means the policy went somewhere the data
-    # never was (a better policy may have to), not that it chose an unsupported action.
-    no_action = np.zeros((len(data.rewards), 0), np.float32)
-    state_metric = SupportMetric(data.observations.numpy(), no_action)
+    support = SuiteSupport(data)  # the state-only rate: the policy went where the data never was
     rows = []
     for alpha in args.alphas:
         policy = RectifiedPolicy(anchor, rectifier, alpha=alpha)
         returns, obs, actions = rollouts(policy, data.env_spec.id, args.episodes)
-        support = metric.report(obs.astype(np.float32), np.clip(scaler.to_normalized(actions), -1, 1))
-        states = state_metric.report(obs.astype(np.float32), np.zeros((len(obs), 0), np.float32))
         rows.append({"alpha": alpha, "return": float(returns.mean()), "return_std": float(returns.std()),
-                     "normalized_score": float(data.normalized_score(returns.mean())), **support,
-                     "state_violation_rate": states["support_violation_rate"]})
+                     "normalized_score": float(data.normalized_score(returns.mean())), **support.report(obs, actions)})
         print(json.dumps(rows[-1]), flush=True)
     env_kind = "_".join(args.dataset.split("/")[1:]).removesuffix("-v0")
     out = HERE / "results" / f"alpha_sweep_{env_kind}_{args.method}_seed{args.seed}{'_' + args.tag if args.tag else ''}.json"

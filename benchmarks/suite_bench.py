@@ -70,49 +70,80 @@ def rollouts(policy, env_id: str, episodes: int, lengths: bool = False):
     return out
 
 
+def medium_policy_path(dataset: str) -> Path:
+    """The suite's SB3 medium policy for a dataset's env (loading it runs pickle: the suite's own file)."""
+    return SUITE / dataset.split("/")[1] / "sac_medium.zip"
+
+
+def anchor_policy(dataset_dir: Path, dataset: str, method: str, seed: int):
+    """The frozen anchor of a rectifier run: the `bc` policy of the same seed under `dataset_dir`
+    (`<work>/<tier>/<dataset>`) for `spar`, the SB3 medium policy for `medium-rectified`."""
+    from spar_rectify import BCPolicy, load_policy
+
+    if method == "spar":
+        return BCPolicy.load(dataset_dir / "bc" / f"seed{seed}" / "policy")  # the bc job of the same seed runs first
+    if method == "medium-rectified":
+        return load_policy(medium_policy_path(dataset))
+    raise ValueError(f"method {method!r} has no anchor; expected 'spar' or 'medium-rectified'")
+
+
+class SuiteSupport:
+    """The suite's support metrics for one dataset: on (state, action) pairs and on states alone.
+
+    Queries take executed actions in env units (as `rollouts` returns them)."""
+
+    def __init__(self, data):
+        from spar_rectify.spaces import ActionScaler
+        from spar_rectify.support import SupportMetric
+
+        self.scaler = ActionScaler(data.action_space)
+        self.joint = SupportMetric(data.observations.numpy(), data.actions.numpy())
+        self.states = SupportMetric(data.observations.numpy())
+
+    def _pairs(self, obs, actions):
+        import numpy as np
+
+        return np.asarray(obs, np.float32), np.clip(self.scaler.to_normalized(actions), -1, 1)
+
+    def report(self, obs, actions) -> dict[str, float]:
+        """`support_ratio_median`, `support_violation_rate` (pairs) and `state_violation_rate`."""
+        obs, actions = self._pairs(obs, actions)
+        return {**self.joint.report(obs, actions), "state_violation_rate":
+                self.states.report(obs)["support_violation_rate"]}
+
+    def violations(self, obs, actions):
+        """Per step (T,) bool flags: beyond the data for the pair, and for the state alone."""
+        obs, actions = self._pairs(obs, actions)
+        return self.joint.violations(obs, actions), self.states.violations(obs)
+
+
 def run_one(job: dict) -> dict:
     """Train (or load) one method on one dataset and seed; evaluate return and support."""
-    import numpy as np
     import torch
 
-    from spar_rectify import BCPolicy, RectifiedPolicy, load_policy
+    from spar_rectify import RectifiedPolicy, load_policy
     from spar_rectify.config import TrainConfig
     from spar_rectify.data import load_minari
-    from spar_rectify.spaces import ActionScaler
-    from spar_rectify.support import SupportMetric
     from spar_rectify.trainer import train
 
     torch.set_num_threads(1)
     data = load_minari(job["dataset"])
     env_id = data.env_spec.id
-    run_dir = Path(job["work"]) / job["dataset"].replace("/", "_") / job["method"] / f"seed{job['seed']}"
-    env_name = job["dataset"].split("/")[1]
-    medium = load_policy(SUITE / env_name / "sac_medium.zip") if job["method"].startswith("medium") else None
-    start = time.time()
     method = job["method"]
+    run_dir = Path(job["work"]) / job["dataset"].replace("/", "_") / method / f"seed{job['seed']}"
+    start = time.time()
     if method == "medium-raw":
-        policy = medium
+        policy = load_policy(medium_policy_path(job["dataset"]))
     else:
         cfg = TrainConfig(algo="spar" if method in ("spar", "medium-rectified") else method, steps=job["steps"],
                           seed=job["seed"], eval_every=0, eval_episodes=1, checkpoint_every=10_000, log_every=1000)
-        anchor = None
-        if method == "spar":
-            bc_dir = run_dir.parent.parent / "bc" / f"seed{job['seed']}"
-            anchor = BCPolicy.load(bc_dir / "policy")  # the bc job of the same seed runs first
-        elif method == "medium-rectified":
-            anchor = medium
+        anchor = anchor_policy(run_dir.parent.parent, job["dataset"], method, job["seed"]) if cfg.algo == "spar" else None
         resume = (run_dir / "checkpoint" / "train_state.json").exists()
         result = train(cfg, data, run_dir, anchor=anchor, env=env_id, resume=resume, progress=False)
         policy = load_policy(result.artifact) if cfg.algo != "spar" else RectifiedPolicy(anchor, result.artifact)
     seconds = time.time() - start
     returns, obs, actions = rollouts(policy, env_id, job["episodes"])
-    scaler = ActionScaler(data.action_space)
-    metric = SupportMetric(data.observations.numpy(), data.actions.numpy())
-    support = metric.report(obs.astype(np.float32), np.clip(scaler.to_normalized(actions), -1, 1))
-    # The same metric on states alone: how often the policy was where the data never went.
-    states = SupportMetric(data.observations.numpy(), np.zeros((len(data.rewards), 0), np.float32))
-    support["state_violation_rate"] = states.report(obs.astype(np.float32), np.zeros((len(obs), 0), np.float32))[
-        "support_violation_rate"]
+    support = SuiteSupport(data).report(obs, actions)
     return {"dataset": job["dataset"], "method": method, "seed": job["seed"],
             "steps": 0 if method == "medium-raw" else job["steps"],
             "normalized_score": float(data.normalized_score(returns.mean())), "return": float(returns.mean()),

@@ -25,14 +25,16 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 HERE = Path(__file__).parent
 
 
-def load_trained(run: Path, method: str, anchor_dir: Path):
+def load_trained(dataset_dir: Path, dataset: str, method: str, seed: int):
     """The deployable policy of a finished suite run (None if it is not there)."""
-    from spar_rectify import BCPolicy, RectifiedPolicy, load_policy
+    from spar_rectify import load_policy, RectifiedPolicy
+    from suite_bench import anchor_policy
 
+    run = dataset_dir / method / f"seed{seed}"
     if method in ("spar", "medium-rectified"):
         if not (run / "rectifier" / "rectifier.json").is_file():
             return None
-        return RectifiedPolicy(BCPolicy.load(anchor_dir) if method == "spar" else load_policy(anchor_dir), run / "rectifier")
+        return RectifiedPolicy(anchor_policy(dataset_dir, dataset, method, seed), run / "rectifier")
     return load_policy(run / "policy") if (run / "policy").is_dir() else None
 
 
@@ -51,29 +53,20 @@ def main(argv=None) -> None:
 
     from spar_rectify import load_policy
     from spar_rectify.data import load_minari
-    from spar_rectify.spaces import ActionScaler
-    from spar_rectify.support import SupportMetric
-    from suite_bench import SUITE, rollouts
+    from suite_bench import medium_policy_path, rollouts, SuiteSupport
 
     torch.set_num_threads(1)
     data = load_minari(args.dataset)
     root = Path(args.work) / args.tier / args.dataset.replace("/", "_")
-    medium = SUITE / args.dataset.split("/")[1] / "sac_medium.zip"
-    policies = {m: load_trained(root / m / f"seed{args.seed}", m,
-                                medium if m == "medium-rectified" else root / "bc" / f"seed{args.seed}" / "policy")
-                for m in ("bc", "td3bc", "iql", "spar", "medium-rectified")}
-    policies["medium-raw"] = load_policy(medium)  # runs pickle: the suite's own file
-    scaler = ActionScaler(data.action_space)
-    joint = SupportMetric(data.observations.numpy(), data.actions.numpy())
-    states = SupportMetric(data.observations.numpy(), np.zeros((len(data.rewards), 0), np.float32))
+    policies = {m: load_trained(root, args.dataset, m, args.seed) for m in ("bc", "td3bc", "iql", "spar", "medium-rectified")}
+    policies["medium-raw"] = load_policy(medium_policy_path(args.dataset))  # runs pickle: the suite's own file
+    support = SuiteSupport(data)
     rows = {}
     for method, policy in policies.items():
         if policy is None:
             continue
         returns, obs, actions, (lengths, fell) = rollouts(policy, data.env_spec.id, args.episodes, lengths=True)
-        obs = obs.astype(np.float32)
-        v_joint = joint.distances(obs, np.clip(scaler.to_normalized(actions), -1, 1)) > joint.threshold
-        v_state = states.distances(obs, np.zeros((len(obs), 0), np.float32)) > states.threshold
+        v_joint, v_state = support.violations(obs, actions)
         tail = np.zeros(len(obs), bool)
         for end, length, f in zip(np.cumsum(lengths), lengths, fell):
             if f:

@@ -2,7 +2,8 @@
 
 Defines `SupportMetric`.
 
-Every dimension of the joint vector `[obs, action]` (actions in normalised units) is
+Every dimension of the joint vector `[obs, action]` (actions in normalised units; without
+actions, the states alone: how often a policy is where the data never went) is
 standardised with the dataset's mean and std. A query's distance to its k-th nearest dataset
 point is divided by the dataset's own typical leave-one-out distance (the median, over a sample
 of dataset points, of the distance to their k-th nearest *other* point). A step is a support
@@ -20,20 +21,21 @@ class SupportMetric:
 
     Args:
         observations: (N, obs_dim) dataset observations.
-        actions: (N, act_dim) dataset actions, normalised units.
+        actions: (N, act_dim) dataset actions, normalised units; None: the metric on states alone
+            (then query without actions too).
         k: neighbour rank used as the distance.
         max_points: the dataset is subsampled to this many points for the index (speed).
         loo_samples: dataset points whose leave-one-out distance sets the scale.
         seed: subsampling seed.
     """
 
-    def __init__(self, observations: np.ndarray, actions: np.ndarray, k: int = 1, max_points: int = 200_000,
+    def __init__(self, observations: np.ndarray, actions: np.ndarray | None = None, k: int = 1, max_points: int = 200_000,
                  loo_samples: int = 5_000, seed: int = 0):
         try:
             from sklearn.neighbors import NearestNeighbors
         except ImportError as err:
             raise ImportError("the support metric needs scikit-learn: pip install 'spar_rectify[bench]'") from err
-        joint = np.concatenate([observations, actions], 1).astype(np.float64)
+        joint = self._joint(observations, actions).astype(np.float64)
         self.mean, self.std = joint.mean(0), np.maximum(joint.std(0), 1e-6)
         rng = np.random.default_rng(seed)
         if len(joint) > max_points:
@@ -46,12 +48,20 @@ class SupportMetric:
         self.loo_median = float(np.median(loo))
         self.threshold = float(np.quantile(loo, 0.99))
 
-    def distances(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _joint(observations: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
+        return observations if actions is None else np.concatenate([observations, actions], 1)
+
+    def distances(self, observations: np.ndarray, actions: np.ndarray | None = None) -> np.ndarray:
         """(M,) standardised k-NN distances of query pairs (actions normalised) to the dataset."""
-        joint = (np.concatenate([observations, actions], 1) - self.mean) / self.std
+        joint = (self._joint(observations, actions) - self.mean) / self.std
         return self.index.kneighbors(joint, n_neighbors=self.k)[0][:, self.k - 1]
 
-    def report(self, observations: np.ndarray, actions: np.ndarray) -> dict[str, float]:
+    def violations(self, observations: np.ndarray, actions: np.ndarray | None = None) -> np.ndarray:
+        """(M,) bool: queries beyond the dataset's 99th-percentile leave-one-out distance."""
+        return self.distances(observations, actions) > self.threshold
+
+    def report(self, observations: np.ndarray, actions: np.ndarray | None = None) -> dict[str, float]:
         """`support_ratio_median` (distance / dataset LOO median) and `support_violation_rate`."""
         d = self.distances(observations, actions)
         return {"support_ratio_median": float(np.median(d) / max(self.loo_median, 1e-12)),

@@ -23,3 +23,13 @@ def test_support_metric_on_and_off_data():
     # The dataset itself: about 1% above its own 99th percentile, ratio about 1.
     self_report = metric.report(obs[:1000] + 1e-9, actions[:1000])
     assert self_report["support_ratio_median"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_support_metric_on_states_alone():
+    rng = np.random.default_rng(1)
+    obs = rng.normal(size=(3000, 4))
+    metric = SupportMetric(obs, loo_samples=1000)  # no actions: where the policy is, not what it does
+    near, far = rng.normal(size=(300, 4)), rng.normal(size=(300, 4)) + 6.0
+    assert metric.violations(near).mean() < 0.1 and metric.violations(far).mean() > 0.9
+    assert metric.report(far)["support_violation_rate"] == pytest.approx(metric.violations(far).mean())
+    assert metric.distances(near).shape == (300,)
