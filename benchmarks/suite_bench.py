@@ -13,6 +13,11 @@ executed (state, action) pairs of those episodes give the support metric
 never redone. Writes `results/suite_<tier>.json`, `results/suite_<tier>.md` and
 `results/suite_<tier>.png`, and `results/suite.json`: every tier's records in one file, each with
 its `tier`. Build the datasets first with `benchmarks/build_suite.py`.
+
+Variants (a method change measured beside the defaults, never mixed into the tier's own table):
+    python benchmarks/suite_bench.py full --variant bound05 --set bound_max=0.5 --methods medium-rectified
+trains with those `TrainConfig` overrides under `_work/variant_<name>/` and writes
+`results/suite_<tier>_<name>.{json,md,png}`; each record carries `variant` and `overrides`.
 """
 
 from __future__ import annotations
@@ -135,8 +140,10 @@ def run_one(job: dict) -> dict:
     if method == "medium-raw":
         policy = load_policy(medium_policy_path(job["dataset"]))
     else:
-        cfg = TrainConfig(algo="spar" if method in ("spar", "medium-rectified") else method, steps=job["steps"],
-                          seed=job["seed"], eval_every=0, eval_episodes=1, checkpoint_every=10_000, log_every=1000)
+        cfg = TrainConfig.from_dict({
+            "algo": "spar" if method in ("spar", "medium-rectified") else method, "steps": job["steps"],
+            "seed": job["seed"], "eval_every": 0, "eval_episodes": 1, "checkpoint_every": 10_000, "log_every": 1000,
+            **job.get("overrides", {})})
         anchor = anchor_policy(run_dir.parent.parent, job["dataset"], method, job["seed"]) if cfg.algo == "spar" else None
         resume = (run_dir / "checkpoint" / "train_state.json").exists()
         result = train(cfg, data, run_dir, anchor=anchor, env=env_id, resume=resume, progress=False)
@@ -144,15 +151,36 @@ def run_one(job: dict) -> dict:
     seconds = time.time() - start
     returns, obs, actions = rollouts(policy, env_id, job["episodes"])
     support = SuiteSupport(data).report(obs, actions)
+    variant = {"variant": job["variant"], "overrides": job["overrides"]} if job.get("variant") else {}
     return {"dataset": job["dataset"], "method": method, "seed": job["seed"],
             "steps": 0 if method == "medium-raw" else job["steps"],
             "normalized_score": float(data.normalized_score(returns.mean())), "return": float(returns.mean()),
-            **support, "train_seconds": round(seconds, 1)}
+            **support, "train_seconds": round(seconds, 1), **variant}
 
 
-def jobs_for(tier: dict, work: Path) -> list[list[dict]]:
+def parse_overrides(items: list[str]) -> dict:
+    """`["bound_max=0.5", "lsi_normalize=batch"]` -> `{"bound_max": 0.5, "lsi_normalize": "batch"}`
+    (values read as JSON where they parse, else as strings), checked against `TrainConfig`."""
+    from spar_rectify.config import TrainConfig
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE (a TrainConfig field), got {item!r}; e.g. --set bound_max=0.5")
+        try:
+            out[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = value
+    TrainConfig.from_dict(out)  # unknown keys and invalid values fail here, before any training
+    return out
+
+
+def jobs_for(tier: dict, work: Path, variant: str | None = None, overrides: dict | None = None) -> list[list[dict]]:
     """Job waves: BC first (SPAR's anchors), then everything else."""
     base = {"steps": tier["steps"], "episodes": tier["episodes"], "work": str(work)}
+    if variant:
+        base.update(variant=variant, overrides=overrides or {})
     first, second = [], []
     for dataset in tier["datasets"]:
         for seed in tier["seeds"]:
@@ -248,12 +276,13 @@ def save_record(out: Path, tier: str, record: dict, keep_train_seconds: bool = F
 
 
 def combine(results: Path = RESULTS) -> Path:
-    """Write `results/suite.json`: the records of every `suite_<tier>.json`, each tagged with its tier."""
+    """Write `results/suite.json`: the records of every `suite_<tier>.json` and of its variants
+    (`suite_<tier>_<variant>.json`), each tagged with its tier."""
     runs = []
     for tier in TIERS:
-        path = results / f"suite_{tier}.json"
-        if path.is_file():
-            runs += [{"tier": tier, **r} for r in json.loads(path.read_text())["runs"]]
+        for path in [results / f"suite_{tier}.json", *sorted(results.glob(f"suite_{tier}_*.json"))]:
+            if path.is_file():
+                runs += [{"tier": tier, **r} for r in json.loads(path.read_text())["runs"]]
     out = results / "suite.json"
     out.write_text(json.dumps({"fields": list(RECORD_FIELDS), "runs": runs}, indent=2) + "\n")
     return out
@@ -269,20 +298,34 @@ def main(argv=None) -> None:
     parser.add_argument("--episodes", type=int, default=None, help="override evaluation episodes")
     parser.add_argument("--methods", nargs="+", default=None, choices=[*TRAINED, "medium-raw", "medium-rectified"],
                         help="run only these methods (spar still needs the bc run of its seed)")
-    parser.add_argument("--work", default=str(HERE / "_work"))
+    parser.add_argument("--variant", default=None, help="name of a method variant (needs --set): its own work "
+                        "folder and result files, never mixed into the tier's")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="TrainConfig overrides of a --variant, e.g. bound_max=0.5")
+    parser.add_argument("--work", default=None, help="work folder (default _work, or _work/variant_<name>)")
     parser.add_argument("--out", default=None, help="result JSON (default results/suite_<tier>.json)")
     parser.add_argument("--refresh-support", action="store_true",
                         help="re-evaluate finished runs that lack state_violation_rate (from their final checkpoints)")
     args = parser.parse_args(argv)
+    if bool(args.variant) != bool(args.overrides):
+        parser.error("--variant NAME and --set KEY=VALUE go together (a variant is a named set of overrides)")
+    if args.variant and not args.variant.replace("-", "").replace("_", "").isalnum():
+        parser.error(f"--variant {args.variant!r}: use letters, digits, '-' and '_' (it names files)")
+    try:
+        overrides = parse_overrides(args.overrides)
+    except ValueError as e:
+        parser.error(str(e))
+    work = Path(args.work) if args.work else HERE / "_work" / (f"variant_{args.variant}" if args.variant else "")
     tier = dict(TIERS[args.tier])
     for key in ("steps", "datasets", "seeds", "episodes"):
         if getattr(args, key):
             tier[key] = getattr(args, key)
-    out = Path(args.out) if args.out else RESULTS / f"suite_{args.tier}.json"
+    out = Path(args.out) if args.out else RESULTS / (f"suite_{args.tier}_{args.variant}.json" if args.variant
+                                                     else f"suite_{args.tier}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     records = json.loads(out.read_text())["runs"] if out.is_file() else []
     done = {record_key(r) for r in records}
-    jobs = jobs_for(tier, Path(args.work) / args.tier)
+    jobs = jobs_for(tier, work / args.tier, args.variant, overrides)
     if args.methods:
         jobs = [[j for j in wave if j["method"] in args.methods] for wave in jobs]
     if args.refresh_support:  # re-evaluate finished runs (no training: their checkpoints are final)

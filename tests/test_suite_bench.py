@@ -43,6 +43,33 @@ def test_combined_file_tags_every_record_with_its_tier(tmp_path):
     out = json.loads(suite_bench.combine(tmp_path).read_text())
     assert [(r["tier"], r["method"]) for r in out["runs"]] == [("quick", "bc"), ("full", "iql")]
     assert all(set(out["fields"]) <= set(r) for r in out["runs"])  # the record fields, all present
+    # A variant's file joins the combined file, its records still marked as the variant's.
+    variant = {**record("spar/hopper/medium-v0", "spar", 0, 5.0), "variant": "b", "overrides": {"bound_max": 0.5}}
+    (tmp_path / "suite_full_b.json").write_text(json.dumps({"runs": [variant]}))
+    out = json.loads(suite_bench.combine(tmp_path).read_text())
+    assert [(r["tier"], r.get("variant")) for r in out["runs"]] == [("quick", None), ("full", None), ("full", "b")]
+
+
+def test_variant_overrides_are_parsed_checked_and_carried_by_every_job(tmp_path):
+    overrides = suite_bench.parse_overrides(["bound_max=0.5", "lsi-normalize=batch", "hidden=[64, 64]"])
+    assert overrides == {"bound_max": 0.5, "lsi_normalize": "batch", "hidden": [64, 64]}
+    with pytest.raises(ValueError, match="bound_maxx"):
+        suite_bench.parse_overrides(["bound_maxx=0.5"])  # a typo fails before any training
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        suite_bench.parse_overrides(["bound_max"])
+    with pytest.raises(ValueError, match="bound_max"):
+        suite_bench.parse_overrides(["bound_max=-1"])  # TrainConfig's own validation
+    tier = {"datasets": ["spar/hopper/medium-v0"], "seeds": [0], "steps": 100, "episodes": 2}
+    jobs = [j for wave in suite_bench.jobs_for(tier, tmp_path, "b05", {"bound_max": 0.5}) for j in wave]
+    assert jobs and all(j["variant"] == "b05" and j["overrides"] == {"bound_max": 0.5} for j in jobs)
+    assert all("variant" not in j for wave in suite_bench.jobs_for(tier, tmp_path) for j in wave)
+
+
+def test_variant_flags_must_come_together():
+    for argv in (["quick", "--variant", "b05"], ["quick", "--set", "bound_max=0.5"],
+                 ["quick", "--variant", "a/b", "--set", "bound_max=0.5"], ["quick", "--variant", "x", "--set", "nope=1"]):
+        with pytest.raises(SystemExit):
+            suite_bench.main(argv)
 
 
 def test_saving_a_record_keeps_records_written_by_other_processes(tmp_path):
