@@ -86,7 +86,12 @@ def anchor_policy(dataset_dir: Path, dataset: str, method: str, seed: int):
     from spar_rectify import BCPolicy, load_policy
 
     if method == "spar":
-        return BCPolicy.load(dataset_dir / "bc" / f"seed{seed}" / "policy")  # the bc job of the same seed runs first
+        folder = dataset_dir / "bc" / f"seed{seed}" / "policy"  # the bc job of the same seed runs first
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"spar's anchor, the bc policy of seed {seed}, is not at {folder}: run the bc job first (leave "
+                f"bc in --methods), or for a variant that does not change BC, link the tier's own bc run there")
+        return BCPolicy.load(folder)
     if method == "medium-rectified":
         return load_policy(medium_policy_path(dataset))
     raise ValueError(f"method {method!r} has no anchor; expected 'spar' or 'medium-rectified'")
