@@ -153,7 +153,8 @@ def run_one(job: dict) -> dict:
         resume = (run_dir / "checkpoint" / "train_state.json").exists()
         result = train(cfg, data, run_dir, anchor=anchor, env=env_id, resume=resume, progress=False)
         policy = load_policy(result.artifact) if cfg.algo != "spar" else RectifiedPolicy(anchor, result.artifact)
-    seconds = time.time() - start
+    # Training time over every resume of the run (the trainer keeps it in its checkpoint), not this call's.
+    seconds = time.time() - start if method == "medium-raw" else result.train_seconds
     returns, obs, actions = rollouts(policy, env_id, job["episodes"])
     support = SuiteSupport(data).report(obs, actions)
     variant = {"variant": job["variant"], "overrides": job["overrides"]} if job.get("variant") else {}

@@ -71,6 +71,7 @@ class Trainer:
         self.algo = ALGORITHMS[config.algo](info, config, self.generator)
         self.info = info
         self.step = 0
+        self.train_seconds = 0.0  # wall-clock seconds of training so far, over every resume (s)
 
     # -- data ---------------------------------------------------------------------------------
     def reward_scale(self) -> float:
@@ -167,7 +168,7 @@ class Trainer:
                     tensors[f"optim.{name}.{pid}.{slot}"] = torch.as_tensor(value)
             optim_meta[name] = {"param_groups": state["param_groups"], "slots": keys}
         meta = {"step": self.step, "config": self.config.to_dict(), "optimizers": optim_meta,
-                "dataset": self.data.name, "n": len(self._reward)}
+                "dataset": self.data.name, "n": len(self._reward), "train_seconds": self.train_seconds}
         return write_bundle(folder, "train_state", meta, tensors)
 
     def load_state(self, folder: str | Path) -> None:
@@ -188,6 +189,7 @@ class Trainer:
             opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
         self.generator.set_state(tensors["generator"])
         self.step = int(meta["step"])
+        self.train_seconds = float(meta.get("train_seconds", 0.0))  # 0 for checkpoints written before it was kept
 
 
 @dataclass
@@ -247,7 +249,7 @@ def train(config: TrainConfig, data: OfflineData, run_dir: str | Path, anchor: A
         logger.log(step, row)
         return returns, score
 
-    start = time.perf_counter()
+    start, before = time.perf_counter(), trainer.train_seconds
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}  # per metric: SPAR's LSI metrics exist only on every lsi_every-th step
     bar = tqdm(total=config.steps, initial=trainer.step, disable=not progress, desc=f"{config.algo} {data.name}",
@@ -266,13 +268,15 @@ def train(config: TrainConfig, data: OfflineData, run_dir: str | Path, anchor: A
                 returns, _ = run_eval(step)
                 bar.write(f"step {step}: eval return {returns.mean():.1f} +- {returns.std():.1f}")
             if config.checkpoint_every and step % config.checkpoint_every == 0:
+                trainer.train_seconds = before + time.perf_counter() - start
                 trainer.save_state(ckpt)
             bar.update(1)
     finally:
         bar.close()
+        trainer.train_seconds = before + time.perf_counter() - start
         if trainer.step > 0:
             trainer.save_state(ckpt)  # an interruption keeps every finished step
-    seconds = time.perf_counter() - start
+    seconds = trainer.train_seconds
     artifact = trainer.export(run_dir / ("rectifier" if config.algo == "spar" else "policy"))
     returns, score = run_eval(trainer.step) if env is not None and config.eval_episodes else (None, None)
     logger.close()

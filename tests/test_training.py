@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -64,11 +66,14 @@ def test_train_resume_after_interruption(tmp_path, data, anchor):
     with pytest.raises(KeyboardInterrupt):
         _interrupting_train(cfg, data, anchor, tmp_path / "run", at=30)
     # The finally-block kept the 30 finished steps; --resume continues to the end.
+    meta = json.loads((tmp_path / "run" / "checkpoint" / "train_state.json").read_text())
+    assert meta["step"] == 30 and meta["train_seconds"] > 0
     with pytest.raises(FileExistsError, match="already holds a training checkpoint"):
         train(cfg, data, tmp_path / "run", anchor=anchor, env="PointReach-v0", progress=False)
     result = train(cfg, data, tmp_path / "run", anchor=anchor, env="PointReach-v0", resume=True, progress=False)
     reference = train(cfg, data, tmp_path / "ref", anchor=anchor, env="PointReach-v0", progress=False)
     assert result.steps == 50
+    assert result.train_seconds > meta["train_seconds"]  # the time before the interruption counts too
     a, b = load_rectifier(result.artifact), load_rectifier(reference.artifact)
     for key, value in a.rectifier.state_dict().items():
         assert torch.equal(value, b.rectifier.state_dict()[key]), key
