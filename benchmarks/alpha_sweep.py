@@ -10,6 +10,9 @@ work folder, and evaluates the rectified policy at each alpha (the wrapper's res
 support metric. Needs the run's work folder (`benchmarks/_work/<tier>/...`, not committed).
 Also reports the violation rate of the states alone (the same kNN metric on observations):
 the share of steps where the policy is somewhere the data never went, whatever the action.
+With `--tune-episodes N`, alpha is also chosen as a user would choose it (`spar tune-alpha`: the
+best mean return over N episodes from seed 20000) and the chosen alpha's row on the reported
+episodes is recorded under `tuned.held_out`: a score with no selection on the reported seeds.
 Writes `results/alpha_sweep_<env>_<kind>_<method>_seed<seed>.{json,png}`.
 """
 
@@ -36,6 +39,9 @@ def main(argv=None) -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--work", default=str(HERE / "_work"))
     parser.add_argument("--tag", default="", help="suffix of the result file names (e.g. a variant's name)")
+    parser.add_argument("--tune-episodes", type=int, default=0,
+                        help="also pick alpha the way a user would (spar_rectify.tune_alpha on these many episodes "
+                             "from seed 20000, apart from the reported ones) and report the pick's held-out row")
     args = parser.parse_args(argv)
 
     import torch
@@ -60,10 +66,18 @@ def main(argv=None) -> None:
         rows.append({"alpha": alpha, "return": float(returns.mean()), "return_std": float(returns.std()),
                      "normalized_score": float(data.normalized_score(returns.mean())), **support.report(obs, actions)})
         print(json.dumps(rows[-1]), flush=True)
+    tuned = {}
+    if args.tune_episodes:
+        from spar_rectify import tune_alpha
+
+        sweep = tune_alpha(anchor, rectifier, data.env_spec.id, args.alphas, args.tune_episodes)
+        held_out = next(r for r in rows if r["alpha"] == sweep.best_alpha)
+        tuned = {"tuned": {**sweep.to_dict(), "held_out": held_out}}
+        print(sweep.table(), "\nheld out at the pick:", json.dumps(held_out), flush=True)
     env_kind = "_".join(args.dataset.split("/")[1:]).removesuffix("-v0")
     out = HERE / "results" / f"alpha_sweep_{env_kind}_{args.method}_seed{args.seed}{'_' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps({"dataset": args.dataset, "method": args.method, "seed": args.seed, "tier": args.tier,
-                               "episodes": args.episodes, "rows": rows,
+                               "episodes": args.episodes, "rows": rows, **tuned,
                                "command": "python benchmarks/alpha_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)}, indent=2) + "\n")
     plot(rows, out.with_suffix(".png"), f"{args.dataset} {args.method} seed {args.seed}")
     print(f"wrote {out} and {out.with_suffix('.png')}")

@@ -7,12 +7,13 @@ logged data supports it, corrects it at every `step`.
 __version__ = "0.1.0"
 
 from spar_rectify.bc import BCPolicy  # noqa: E402
-from spar_rectify.checkpoint import RectifierCheckpoint, load_rectifier, save_rectifier  # noqa: E402
+from spar_rectify.checkpoint import RectifierCheckpoint, load_rectifier, save_rectifier, set_default_alpha  # noqa: E402
 from spar_rectify.policies import (  # noqa: E402
     BasePolicy, CallablePolicy, SB3Policy, as_base_policy, load_policy, load_sb3,
 )
 from spar_rectify.rectified_policy import RectifiedPolicy  # noqa: E402
 from spar_rectify.rectifier import Rectifier  # noqa: E402
+from spar_rectify.tuning import AlphaSweep, tune_alpha  # noqa: E402
 from spar_rectify.wrapper import SPARRectifierVectorWrapper, SPARRectifierWrapper  # noqa: E402
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "SPARRectifierWrapper",
     "SPARRectifierVectorWrapper",
     "RectifiedPolicy",
+    "tune_alpha",
+    "AlphaSweep",
     # base policies
     "BasePolicy",
     "SB3Policy",
@@ -33,4 +36,5 @@ __all__ = [
     "RectifierCheckpoint",
     "save_rectifier",
     "load_rectifier",
+    "set_default_alpha",
 ]

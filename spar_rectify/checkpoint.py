@@ -1,6 +1,6 @@
 """The rectifier's checkpoint: a folder with `rectifier.safetensors` + `rectifier.json`.
 
-Defines `RectifierCheckpoint`, `save_rectifier`, `load_rectifier`.
+Defines `RectifierCheckpoint`, `save_rectifier`, `load_rectifier`, `set_default_alpha`.
 
 The JSON holds the architecture, the training config, both spaces, the normalisation
 statistics, the residual bound, the default alpha, the package version and the fingerprint of
@@ -151,4 +151,21 @@ def load_rectifier(folder: str | Path) -> RectifierCheckpoint:
         )
     except (KeyError, TypeError, RuntimeError, ValueError) as err:
         raise ValueError(f"rectifier checkpoint at {folder} is corrupted or inconsistent: {err}") from err
+    return checkpoint
+
+
+def set_default_alpha(folder: str | Path, alpha: float) -> RectifierCheckpoint:
+    """Store `alpha` (in [0, 1]) as the checkpoint's default residual scale, rewriting the folder
+    atomically (weights unchanged). Wrappers and `RectifiedPolicy` built with `alpha=None` use it.
+    Pick it with `spar_rectify.tuning.tune_alpha` / `spar tune-alpha`.
+
+    Raises:
+        ValueError: alpha outside [0, 1] or not finite.
+    """
+    alpha = float(alpha)
+    if not (0.0 <= alpha <= 1.0):  # also false for NaN
+        raise ValueError(f"alpha must be in [0, 1] (0: the base policy, 1: the full residual), got {alpha}")
+    checkpoint = load_rectifier(folder)
+    checkpoint.alpha = alpha
+    save_rectifier(checkpoint, checkpoint.path)
     return checkpoint

@@ -1,4 +1,4 @@
-"""The `spar` command line: `spar train`, `spar collect`, `spar evaluate`.
+"""The `spar` command line: `spar train`, `spar collect`, `spar evaluate`, `spar tune-alpha`.
 
 Envs from a module register on import with Gymnasium's `module:EnvId` syntax, e.g.
 `--env envs:PointReach-v0`. Loading an SB3 `.zip` runs pickle: pass only files you trust.
@@ -75,8 +75,29 @@ class EvaluateArgs:
     policy: Path
     env: str
     rectifier: Optional[Path] = None
+    alpha: Optional[float] = None
+    """Residual scale in [0, 1] with --rectifier; default: the rectifier's own (see spar tune-alpha)."""
     episodes: int = 10
     seed: int = 0
+    vec_normalize: Optional[Path] = None
+
+
+@dataclass(frozen=True)
+class TuneAlphaArgs:
+    """Pick how much of the residual to deploy: evaluate the rectified policy at several alphas on
+    the same seeded episodes; with --save, store the best as the rectifier's default alpha."""
+
+    policy: Path
+    """The base policy the rectifier was trained with (an SB3 zip runs pickle on load: use your own files)."""
+    rectifier: Path
+    env: str
+    alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    """Residual scales in [0, 1] to try (0: the base policy alone)."""
+    episodes: int = 10
+    seed: int = 20_000
+    """First reset seed of the tuning episodes; report results on other seeds (spar evaluate uses 0..)."""
+    save: bool = False
+    """Write the best alpha into the rectifier folder as its default."""
     vec_normalize: Optional[Path] = None
 
 
@@ -120,20 +141,36 @@ def run_evaluate(args: EvaluateArgs) -> None:
 
     policy = load_policy(args.policy, args.vec_normalize)
     if args.rectifier is not None:
-        policy = RectifiedPolicy(policy, args.rectifier)
+        policy = RectifiedPolicy(policy, args.rectifier, alpha=args.alpha)
     returns = evaluate(policy, args.env, args.episodes, args.seed)
     print(json.dumps({"return_mean": float(returns.mean()), "return_std": float(returns.std()),
                       "returns": returns.tolist()}, indent=2))
 
 
+def run_tune_alpha(args: TuneAlphaArgs) -> None:
+    from spar_rectify.checkpoint import set_default_alpha
+    from spar_rectify.policies import load_policy
+    from spar_rectify.tuning import tune_alpha
+
+    sweep = tune_alpha(load_policy(args.policy, args.vec_normalize), args.rectifier, args.env, args.alphas,
+                       args.episodes, args.seed)
+    print(sweep.table())
+    if args.save:
+        checkpoint = set_default_alpha(args.rectifier, sweep.best_alpha)
+        print(f"default alpha of {checkpoint.path} is now {sweep.best_alpha}")
+    print(json.dumps(sweep.to_dict()))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `spar` console script."""
     command = tyro.extras.subcommand_cli_from_dict(
-        {"train": TrainArgs, "collect": CollectArgs, "evaluate": EvaluateArgs}, args=argv,
+        {"train": TrainArgs, "collect": CollectArgs, "evaluate": EvaluateArgs, "tune-alpha": TuneAlphaArgs}, args=argv,
         description="spar_rectify: support-preserving action rectification.",
     )
     try:
-        {TrainArgs: run_train, CollectArgs: run_collect, EvaluateArgs: run_evaluate}[type(command)](command)
+        runners = {TrainArgs: run_train, CollectArgs: run_collect, EvaluateArgs: run_evaluate,
+                   TuneAlphaArgs: run_tune_alpha}
+        runners[type(command)](command)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as err:
         # A user's mistake gets its message, not a traceback; set SPAR_DEBUG=1 for the traceback.
         if os.environ.get("SPAR_DEBUG"):

@@ -1,0 +1,69 @@
+"""Choosing the deployed residual scale: `tune_alpha`, `set_default_alpha`, `spar tune-alpha`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spar_rectify import RectifiedPolicy, load_rectifier, save_rectifier, set_default_alpha, tune_alpha
+from spar_rectify.cli import main as cli
+from spar_rectify.evaluation import evaluate
+from spar_rectify.tuning import AlphaSweep
+
+
+def test_sweep_rows_are_the_rectified_policy_at_each_alpha(point_anchor, point_checkpoint):
+    sweep = tune_alpha(point_anchor, point_checkpoint, "PointReach-v0", alphas=(1.0, 0.0, 0.5), episodes=3, seed=7)
+    assert sweep.alphas.tolist() == [0.0, 0.5, 1.0] and sweep.returns.shape == (3, 3)
+    # alpha 0 is the base policy itself, on the same seeded episodes.
+    assert np.array_equal(sweep.returns[0], evaluate(point_anchor, "PointReach-v0", 3, seed=7))
+    half = RectifiedPolicy(point_anchor, point_checkpoint, alpha=0.5)
+    assert np.array_equal(sweep.returns[1], evaluate(half, "PointReach-v0", 3, seed=7))
+    assert not np.array_equal(sweep.returns[0], sweep.returns[2])  # the residual changes the episodes
+    assert sweep.best_alpha == sweep.alphas[np.argmax(sweep.returns.mean(1))]
+    assert "<- best" in sweep.table() and json.dumps(sweep.to_dict())
+
+
+def test_ties_go_to_the_smaller_alpha():
+    sweep = AlphaSweep(np.array([0.0, 0.5, 1.0]), np.array([[1.0, 2.0], [3.0, 3.0], [3.0, 3.0]]), 0)
+    assert sweep.best_alpha == 0.5
+
+
+@pytest.mark.parametrize("alphas, match", [((), "at least one"), ((0.5, 1.5), r"\[1.5\]"), ((float("nan"),), "nan")])
+def test_bad_alphas_are_named(point_anchor, point_checkpoint, alphas, match):
+    with pytest.raises(ValueError, match=match):
+        tune_alpha(point_anchor, point_checkpoint, "PointReach-v0", alphas=alphas, episodes=1)
+
+
+def test_default_alpha_is_stored_and_used(tmp_path, point_env, point_anchor, point_checkpoint):
+    folder = save_rectifier(point_checkpoint, tmp_path / "rect")
+    weights = (folder / "rectifier.safetensors").read_bytes()
+    set_default_alpha(folder, 0.25)
+    assert load_rectifier(folder).alpha == 0.25
+    assert (folder / "rectifier.safetensors").read_bytes() == weights  # only the default changes
+    obs = np.stack([point_env.observation_space.sample() for _ in range(5)]).astype(np.float32)
+    stored = RectifiedPolicy(point_anchor, folder)(obs)
+    assert np.array_equal(stored, RectifiedPolicy(point_anchor, folder, alpha=0.25)(obs))
+    assert not np.array_equal(stored, RectifiedPolicy(point_anchor, folder, alpha=1.0)(obs))
+    with pytest.raises(ValueError, match="1.5"):
+        set_default_alpha(folder, 1.5)
+
+
+def test_cli_tunes_saves_and_evaluates(tmp_path, capsys, point_env):
+    from spar_rectify import BCPolicy
+    from tests.helpers import make_checkpoint
+
+    obs_dim = point_env.observation_space.shape[0]
+    base = BCPolicy(point_env.observation_space, point_env.action_space, np.zeros(obs_dim), np.ones(obs_dim), (8,))
+    base_dir = base.save(tmp_path / "base")
+    folder = save_rectifier(make_checkpoint(point_env.observation_space, point_env.action_space, base),
+                            tmp_path / "rect")
+    cli(["tune-alpha", "--policy", str(base_dir), "--rectifier", str(folder), "--env", "PointReach-v0",
+         "--alphas", "0", "1", "--episodes", "2", "--save"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["alphas"] == [0.0, 1.0] and load_rectifier(folder).alpha == result["best_alpha"]
+    cli(["evaluate", "--policy", str(base_dir), "--rectifier", str(folder), "--env", "PointReach-v0",
+         "--episodes", "2", "--seed", "20000", "--alpha", "0"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["return_mean"] == pytest.approx(result["return_mean"][0])  # alpha 0 on the same seeds
