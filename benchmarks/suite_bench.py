@@ -6,7 +6,10 @@ Usage:
 
 Methods, the same gradient-step budget each: `bc` (pure BC), `td3bc`, `iql`, `spar` (anchored to
 the pure-BC policy of the same seed, as in the paper), and on `medium` / `medium-replay`:
-`medium-raw` (the SB3 medium policy as is) and `medium-rectified` (SPAR around it). Each trained
+`medium-raw` (the SB3 medium policy as is) and `medium-rectified` (SPAR around it); then
+`spar-tuned` and `medium-rectified-tuned`: the same rectifiers (no new training) at the alpha that
+`spar_rectify.tune_alpha` picks on 10 episodes from seed 20000, a deployment step a user takes
+(`spar tune-alpha`), reported on the usual evaluation episodes. Each trained
 policy is evaluated over `--episodes` seeded episodes (seed 10000 + i, the same for all); the
 executed (state, action) pairs of those episodes give the support metric
 (`spar_rectify.support.SupportMetric`). Finished runs are recorded in the tier's JSON file and
@@ -42,6 +45,8 @@ TIERS = {
              "seeds": [0, 1, 2], "steps": 200_000, "episodes": 10, "jobs": 2},
 }
 TRAINED = ("bc", "td3bc", "iql", "spar")
+TUNED = ("spar-tuned", "medium-rectified-tuned")  # a trained rectifier at the alpha `tune_alpha` picks
+METHODS = (*TRAINED, "medium-raw", "medium-rectified", *TUNED)
 RECORD_FIELDS = ("tier", "dataset", "method", "seed", "steps", "normalized_score", "return", "support_violation_rate",
                  "support_ratio_median", "train_seconds")
 EVAL_SEED = 10_000
@@ -85,6 +90,7 @@ def anchor_policy(dataset_dir: Path, dataset: str, method: str, seed: int):
     (`<work>/<tier>/<dataset>`) for `spar`, the SB3 medium policy for `medium-rectified`."""
     from spar_rectify import BCPolicy, load_policy
 
+    method = method.removesuffix("-tuned")
     if method == "spar":
         folder = dataset_dir / "bc" / f"seed{seed}" / "policy"  # the bc job of the same seed runs first
         if not folder.is_dir():
@@ -142,8 +148,17 @@ def run_one(job: dict) -> dict:
     method = job["method"]
     run_dir = Path(job["work"]) / job["dataset"].replace("/", "_") / method / f"seed{job['seed']}"
     start = time.time()
+    tuned = {}
     if method == "medium-raw":
         policy = load_policy(medium_policy_path(job["dataset"]))
+    elif method in TUNED:  # no training: the trained rectifier of the base method, alpha picked on other seeds
+        from spar_rectify.tuning import tune_alpha
+
+        run_dir = run_dir.parent.parent / method.removesuffix("-tuned") / f"seed{job['seed']}"
+        anchor = anchor_policy(run_dir.parent.parent, job["dataset"], method, job["seed"])
+        sweep = tune_alpha(anchor, run_dir / "rectifier", env_id, episodes=job["episodes"])
+        policy = RectifiedPolicy(anchor, run_dir / "rectifier", alpha=sweep.best_alpha)
+        tuned = {"alpha": sweep.best_alpha, "tune": sweep.to_dict()}
     else:
         cfg = TrainConfig.from_dict({
             "algo": "spar" if method in ("spar", "medium-rectified") else method, "steps": job["steps"],
@@ -153,15 +168,23 @@ def run_one(job: dict) -> dict:
         resume = (run_dir / "checkpoint" / "train_state.json").exists()
         result = train(cfg, data, run_dir, anchor=anchor, env=env_id, resume=resume, progress=False)
         policy = load_policy(result.artifact) if cfg.algo != "spar" else RectifiedPolicy(anchor, result.artifact)
-    # Training time over every resume of the run (the trainer keeps it in its checkpoint), not this call's.
-    seconds = time.time() - start if method == "medium-raw" else result.train_seconds
+    # Training time over every resume of the run (the trainer keeps it in its checkpoint), not this call's;
+    # for a tuned method, the tuning episodes' time.
+    seconds = time.time() - start if method == "medium-raw" or method in TUNED else result.train_seconds
     returns, obs, actions = rollouts(policy, env_id, job["episodes"])
     support = SuiteSupport(data).report(obs, actions)
     variant = {"variant": job["variant"], "overrides": job["overrides"]} if job.get("variant") else {}
     return {"dataset": job["dataset"], "method": method, "seed": job["seed"],
             "steps": 0 if method == "medium-raw" else job["steps"],
             "normalized_score": float(data.normalized_score(returns.mean())), "return": float(returns.mean()),
-            **support, "train_seconds": round(seconds, 1), **variant}
+            **support, "train_seconds": round(seconds, 1), **tuned, **variant}
+
+
+def tuned_ready(job: dict) -> bool:
+    """Whether the trained rectifier a tuned job needs exists (its base method's run finished)."""
+    base = job["method"].removesuffix("-tuned")
+    folder = Path(job["work"]) / job["dataset"].replace("/", "_") / base / f"seed{job['seed']}" / "rectifier"
+    return (folder / "rectifier.json").is_file()
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -183,18 +206,20 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def jobs_for(tier: dict, work: Path, variant: str | None = None, overrides: dict | None = None) -> list[list[dict]]:
-    """Job waves: BC first (SPAR's anchors), then everything else."""
+    """Job waves: BC first (SPAR's anchors), then everything else, then the tuned rectifiers."""
     base = {"steps": tier["steps"], "episodes": tier["episodes"], "work": str(work)}
     if variant:
         base.update(variant=variant, overrides=overrides or {})
-    first, second = [], []
+    first, second, third = [], [], []
     for dataset in tier["datasets"]:
         for seed in tier["seeds"]:
             first.append({**base, "dataset": dataset, "method": "bc", "seed": seed})
             # SPAR's runs first: they are the point of the benchmark and the longest.
             methods = ["spar"] + (["medium-rectified", "medium-raw"] if "medium-expert" not in dataset else [])
             second += [{**base, "dataset": dataset, "method": m, "seed": seed} for m in methods + ["td3bc", "iql"]]
-    return [first, second]
+            third += [{**base, "dataset": dataset, "method": f"{m}-tuned", "seed": seed}
+                      for m in methods if f"{m}-tuned" in TUNED]
+    return [first, second, third]
 
 
 def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
@@ -203,7 +228,7 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
     cells: dict = {}
     for r in records:
         cells.setdefault((r["dataset"], r["method"]), []).append(r)
-    methods = [m for m in (*TRAINED, "medium-raw", "medium-rectified") if any(k[1] == m for k in cells)]
+    methods = [m for m in METHODS if any(k[1] == m for k in cells)]
     datasets = sorted({k[0] for k in cells})
     lines = ["| dataset | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for d in datasets:
@@ -302,7 +327,7 @@ def main(argv=None) -> None:
     parser.add_argument("--datasets", nargs="+", default=None, help="override the tier's datasets")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the tier's seeds")
     parser.add_argument("--episodes", type=int, default=None, help="override evaluation episodes")
-    parser.add_argument("--methods", nargs="+", default=None, choices=[*TRAINED, "medium-raw", "medium-rectified"],
+    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
                         help="run only these methods (spar still needs the bc run of its seed)")
     parser.add_argument("--variant", default=None, help="name of a method variant (needs --set): its own work "
                         "folder and result files, never mixed into the tier's")
@@ -339,6 +364,11 @@ def main(argv=None) -> None:
         jobs = [[j for wave in jobs for j in wave if record_key(j) in stale]]
     for wave in jobs:
         todo = wave if args.refresh_support else [j for j in wave if record_key(j) not in done]
+        waiting = [j for j in todo if j["method"] in TUNED and not tuned_ready(j)]
+        for j in waiting:
+            print(f"skipped {j['method']} {j['dataset']} seed {j['seed']}: its "
+                  f"{j['method'].removesuffix('-tuned')} run has not finished", flush=True)
+        todo = [j for j in todo if j not in waiting]
         with ProcessPoolExecutor(max_workers=args.jobs or tier["jobs"]) as pool:
             for future in as_completed([pool.submit(run_one, job) for job in todo]):
                 record = future.result()

@@ -18,12 +18,21 @@ def record(dataset, method, seed, score, viol=0.01):
 def test_jobs_put_bc_first_and_medium_policies_only_on_their_data(tmp_path):
     tier = {"datasets": ["spar/hopper/medium-v0", "spar/hopper/medium-expert-v0"], "seeds": [0, 1], "steps": 100,
             "episodes": 2}
-    first, second = suite_bench.jobs_for(tier, tmp_path)
+    first, second, third = suite_bench.jobs_for(tier, tmp_path)
     assert {j["method"] for j in first} == {"bc"} and len(first) == 4  # SPAR's anchors exist before SPAR runs
     methods = {(j["dataset"], j["method"]) for j in second}
     assert ("spar/hopper/medium-v0", "medium-rectified") in methods
     assert not any(m.startswith("medium-") for d, m in methods if "medium-expert" in d)
-    assert all(j["steps"] == 100 and j["episodes"] == 2 for j in first + second)  # one budget for every method
+    # The tuned rectifiers come last (they reuse trained ones), one per rectifier run.
+    assert {(j["dataset"], j["method"].removesuffix("-tuned")) for j in third} == {
+        (d, m) for d, m in methods if m in ("spar", "medium-rectified")}
+    assert all(j["steps"] == 100 and j["episodes"] == 2 for j in first + second + third)  # one budget for every method
+    job = third[0]
+    assert not suite_bench.tuned_ready(job)
+    folder = (tmp_path / job["dataset"].replace("/", "_") / job["method"].removesuffix("-tuned") / "seed0" / "rectifier")
+    folder.mkdir(parents=True)
+    (folder / "rectifier.json").write_text("{}")
+    assert suite_bench.tuned_ready(job)
 
 
 def test_summary_table_has_mean_and_std_per_method(tmp_path):
