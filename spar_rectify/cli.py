@@ -153,7 +153,7 @@ def run_tune_alpha(args: TuneAlphaArgs) -> None:
     from spar_rectify.tuning import tune_alpha
 
     sweep = tune_alpha(load_policy(args.policy, args.vec_normalize), args.rectifier, args.env, args.alphas,
-                       args.episodes, args.seed)
+                       args.episodes, args.seed, progress=True)
     print(sweep.table())
     if args.save:
         checkpoint = set_default_alpha(args.rectifier, sweep.best_alpha)

@@ -63,7 +63,7 @@ class AlphaSweep:
 
 
 def tune_alpha(base_policy: Any, rectifier: Any, env: Any, alphas: Sequence[float] = DEFAULT_ALPHAS,
-               episodes: int = 10, seed: int = TUNE_SEED) -> AlphaSweep:
+               episodes: int = 10, seed: int = TUNE_SEED, progress: bool = False) -> AlphaSweep:
     """Evaluate the rectified policy at each alpha on the same `episodes` seeded episodes.
 
     Args:
@@ -73,6 +73,7 @@ def tune_alpha(base_policy: Any, rectifier: Any, env: Any, alphas: Sequence[floa
         alphas: residual scales in [0, 1] (0 is the base policy itself).
         episodes: episodes per alpha; episode j is reset with seed `seed + j` for every alpha.
         seed: first reset seed; keep it apart from the seeds you report results on.
+        progress: show a tqdm bar over the alphas.
 
     Returns:
         An `AlphaSweep`; `best_alpha` is the choice, `spar_rectify.set_default_alpha` stores it.
@@ -96,6 +97,9 @@ def tune_alpha(base_policy: Any, rectifier: Any, env: Any, alphas: Sequence[floa
         rectifier = load_rectifier(rectifier)
     env = make_env(env)
     base = RectifiedPolicy(base_policy, rectifier).base_policy  # checks the anchor once
+    from tqdm.auto import tqdm
+
     returns = np.stack([evaluate(RectifiedPolicy(base, rectifier, alpha=float(a), check_anchor=False), env,
-                                 episodes, seed) for a in values])
+                                 episodes, seed)
+                        for a in tqdm(values, desc="alphas", disable=not progress, leave=False)])
     return AlphaSweep(values, returns, int(seed))
