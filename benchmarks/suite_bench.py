@@ -146,7 +146,7 @@ def run_one(job: dict) -> dict:
     data = load_minari(job["dataset"])
     env_id = data.env_spec.id
     method = job["method"]
-    run_dir = Path(job["work"]) / job["dataset"].replace("/", "_") / method / f"seed{job['seed']}"
+    run_dir = run_path(job)
     start = time.time()
     tuned = {}
     if method == "medium-raw":
@@ -154,7 +154,7 @@ def run_one(job: dict) -> dict:
     elif method in TUNED:  # no training: the trained rectifier of the base method, alpha picked on other seeds
         from spar_rectify.tuning import tune_alpha
 
-        run_dir = run_dir.parent.parent / method.removesuffix("-tuned") / f"seed{job['seed']}"
+        run_dir = run_path(job, method.removesuffix("-tuned"))
         anchor = anchor_policy(run_dir.parent.parent, job["dataset"], method, job["seed"])
         sweep = tune_alpha(anchor, run_dir / "rectifier", env_id, episodes=job["episodes"])
         policy = RectifiedPolicy(anchor, run_dir / "rectifier", alpha=sweep.best_alpha)
@@ -180,11 +180,14 @@ def run_one(job: dict) -> dict:
             **support, "train_seconds": round(seconds, 1), **tuned, **variant}
 
 
+def run_path(job: dict, method: str | None = None) -> Path:
+    """A job's run folder `<work>/<dataset>/<method>/seed<seed>` (`method`: another method's, same seed)."""
+    return Path(job["work"]) / job["dataset"].replace("/", "_") / (method or job["method"]) / f"seed{job['seed']}"
+
+
 def tuned_ready(job: dict) -> bool:
     """Whether the trained rectifier a tuned job needs exists (its base method's run finished)."""
-    base = job["method"].removesuffix("-tuned")
-    folder = Path(job["work"]) / job["dataset"].replace("/", "_") / base / f"seed{job['seed']}" / "rectifier"
-    return (folder / "rectifier.json").is_file()
+    return (run_path(job, job["method"].removesuffix("-tuned")) / "rectifier" / "rectifier.json").is_file()
 
 
 def parse_overrides(items: list[str]) -> dict:

@@ -162,9 +162,9 @@ def set_default_alpha(folder: str | Path, alpha: float) -> RectifierCheckpoint:
     Raises:
         ValueError: alpha outside [0, 1] or not finite.
     """
-    alpha = float(alpha)
-    if not (0.0 <= alpha <= 1.0):  # also false for NaN
-        raise ValueError(f"alpha must be in [0, 1] (0: the base policy, 1: the full residual), got {alpha}")
+    from spar_rectify.correction import check_alpha
+
+    alpha = check_alpha(alpha)
     checkpoint = load_rectifier(folder)
     checkpoint.alpha = alpha
     save_rectifier(checkpoint, checkpoint.path)

@@ -19,6 +19,7 @@ import tyro  # noqa: E402
 
 from spar_rectify.collect import Exploration  # noqa: E402
 from spar_rectify.config import TrainConfig  # noqa: E402
+from spar_rectify.tuning import DEFAULT_ALPHAS, TUNE_SEED  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,10 @@ class TuneAlphaArgs:
     """The base policy the rectifier was trained with (an SB3 zip runs pickle on load: use your own files)."""
     rectifier: Path
     env: str
-    alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
     """Residual scales in [0, 1] to try (0: the base policy alone)."""
     episodes: int = 10
-    seed: int = 20_000
+    seed: int = TUNE_SEED
     """First reset seed of the tuning episodes; report results on other seeds (spar evaluate uses 0..)."""
     save: bool = False
     """Write the best alpha into the rectifier folder as its default."""

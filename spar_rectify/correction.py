@@ -1,6 +1,6 @@
 """The one correction code path shared by the wrapper, the vector wrapper and `RectifiedPolicy`.
 
-Defines `Corrector` and `Correction`.
+Defines `Corrector`, `Correction`, `build_corrector`, `check_alpha`.
 
 `executed = clip(clip(base, -1, 1) + alpha * residual(obs, base), -1, 1)` in normalised action
 units, then mapped to env units and cast to the action space's dtype. A row whose observation or
@@ -27,6 +27,15 @@ except ImportError:  # numpy < 2
 #: Reasons reported in `info["rectifier_fallback"]` ("" when the residual was applied).
 FALLBACK_OBS = "non-finite observation: executed the base action"
 FALLBACK_RESIDUAL = "non-finite residual: executed the base action"
+
+
+
+def check_alpha(alpha: float) -> float:
+    """`alpha` as a float, or ValueError unless it lies in [0, 1] (NaN included)."""
+    alpha = float(alpha)
+    if not (0.0 <= alpha <= 1.0):
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}; use 0 to disable the residual.")
+    return alpha
 
 
 class Correction(NamedTuple):
@@ -63,9 +72,7 @@ class Corrector:
     """
 
     def __init__(self, rectifier: Rectifier, action_space: spaces.Box, alpha: float = 1.0):
-        alpha = float(alpha)
-        if not (0.0 <= alpha <= 1.0):
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}; use 0 to disable the residual.")
+        alpha = check_alpha(alpha)
         self.rectifier = rectifier
         self.scaler = ActionScaler(action_space)
         self.alpha = alpha

@@ -81,6 +81,8 @@ def tune_alpha(base_policy: Any, rectifier: Any, env: Any, alphas: Sequence[floa
     Raises:
         ValueError: no alphas, an alpha outside [0, 1] or not finite, or episodes < 1.
     """
+    from tqdm.auto import tqdm
+
     from spar_rectify.checkpoint import load_rectifier
     from spar_rectify.rectified_policy import RectifiedPolicy
 
@@ -97,8 +99,6 @@ def tune_alpha(base_policy: Any, rectifier: Any, env: Any, alphas: Sequence[floa
         rectifier = load_rectifier(rectifier)
     env = make_env(env)
     base = RectifiedPolicy(base_policy, rectifier).base_policy  # checks the anchor once
-    from tqdm.auto import tqdm
-
     returns = np.stack([evaluate(RectifiedPolicy(base, rectifier, alpha=float(a), check_anchor=False), env,
                                  episodes, seed)
                         for a in tqdm(values, desc="alphas", disable=not progress, leave=False)])
