@@ -4,7 +4,10 @@ Defines `write_bundle`, `read_bundle`, `FORMAT_VERSION`.
 
 Files are written to a temporary name and moved into place with `os.replace`, weights first and
 JSON last, so an interrupted save leaves the previous bundle readable. The JSON records the
-SHA-256 of the weights file; a mismatch on read is reported as corruption.
+SHA-256 of the weights file (`weights_sha256`) and, from format version 2, of its own content
+(`meta_sha256`: canonical JSON of every other field), so that every byte that affects behaviour
+is covered; a mismatch on read is reported as corruption. Version 1 files (no `meta_sha256`)
+still load; their values are validated by the reader (e.g. `checkpoint.load_rectifier`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 #: Version of the on-disk format written by this package; newer versions are refused on read.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _sha256(path: Path) -> str:
@@ -30,6 +33,13 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def meta_digest(meta: dict) -> str:
+    """SHA-256 of the canonical JSON of `meta` without its own `meta_sha256` field."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -56,7 +66,9 @@ def write_bundle(folder: str | Path, name: str, meta: dict, tensors: dict[str, t
     _atomic_write(weights, lambda tmp: save_file(tensors, tmp))
     meta = {"format": f"spar_rectify.{name}", "format_version": FORMAT_VERSION, **meta,
             "weights_sha256": _sha256(weights)}
-    text = json.dumps(meta, indent=2, default=_json_default)
+    meta = json.loads(json.dumps(meta, default=_json_default))  # the digest covers what is read back
+    meta["meta_sha256"] = meta_digest(meta)
+    text = json.dumps(meta, indent=2)
     _atomic_write(folder / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
     return folder
 
@@ -99,6 +111,13 @@ def read_bundle(folder: str | Path, name: str) -> tuple[dict, dict[str, torch.Te
             f"{meta_path} has format_version {version!r}, this spar_rectify reads versions 1.."
             f"{FORMAT_VERSION}; upgrade spar_rectify (pip install -U spar_rectify)."
         )
+    if version >= 2 or "meta_sha256" in meta:
+        recorded, digest = meta.get("meta_sha256"), meta_digest(meta)
+        if recorded != digest:
+            raise ValueError(
+                f"{meta_path} is corrupted or was edited: the SHA-256 of its content {digest[:12]}... does not "
+                f"match the {str(recorded)[:12]}... it records; re-save or re-train (the file is not loaded)."
+            )
     actual = _sha256(weights)
     if actual != meta.get("weights_sha256"):
         raise ValueError(

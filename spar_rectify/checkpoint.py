@@ -117,6 +117,62 @@ def save_rectifier(checkpoint: RectifierCheckpoint, folder: str | Path) -> Path:
     return folder
 
 
+def _bad(folder: Path, field: str, value: Any, rule: str) -> ValueError:
+    return ValueError(
+        f"rectifier checkpoint at {folder} has {field} = {value!r}, which must be {rule}; the file was "
+        "edited or damaged after it was written: re-export it (spar train ... --resume) or re-train."
+    )
+
+
+def validate_rectifier_meta(meta: dict, folder: Path) -> None:
+    """Refuse values that would make the deployed residual unbounded, non-finite or ill-defined.
+
+    Checked: architecture sizes (positive integers; latent >= 0), latent box (finite, > 0),
+    `anchored` (a bool), normalisation statistics (finite, the right length; stds > 0), the
+    residual bound (finite, in (0, 1] per dimension), the default alpha ([0, 1]), and the action
+    space (finite bounds, low < high).
+
+    Raises:
+        ValueError: naming the folder, the field, its value and the fix.
+    """
+    arch, stats = meta["arch"], meta["normalization"]
+    for key in ("obs_dim", "act_dim"):
+        if not (isinstance(arch.get(key), int) and not isinstance(arch.get(key), bool) and arch[key] >= 1):
+            raise _bad(folder, f"arch.{key}", arch.get(key), "an integer >= 1")
+    if not (isinstance(arch.get("latent_dim"), int) and arch["latent_dim"] >= 0):
+        raise _bad(folder, "arch.latent_dim", arch.get("latent_dim"), "an integer >= 0")
+    box = arch.get("latent_box")
+    if not (isinstance(box, (int, float)) and np.isfinite(box) and box > 0):
+        raise _bad(folder, "arch.latent_box", box, "a finite number > 0")
+    hidden = arch.get("hidden")
+    if not (isinstance(hidden, list) and hidden and all(isinstance(h, int) and h >= 1 for h in hidden)):
+        raise _bad(folder, "arch.hidden", hidden, "a non-empty list of integers >= 1")
+    if not isinstance(arch.get("anchored"), bool):
+        raise _bad(folder, "arch.anchored", arch.get("anchored"), "true or false")
+    sizes = {"obs_mean": arch["obs_dim"], "obs_std": arch["obs_dim"], "residual_mean": arch["act_dim"],
+             "residual_std": arch["act_dim"], "residual_bound": arch["act_dim"]}
+    for key, size in sizes.items():
+        try:
+            values = np.asarray(stats[key], np.float64)
+        except (TypeError, ValueError):
+            raise _bad(folder, f"normalization.{key}", stats.get(key), f"a list of {size} numbers") from None
+        if values.shape != (size,) or not np.isfinite(values).all():
+            raise _bad(folder, f"normalization.{key}", stats[key], f"a list of {size} finite numbers")
+        if key in ("obs_std", "residual_std") and not (values > 0).all():
+            raise _bad(folder, f"normalization.{key}", stats[key], "positive in every dimension")
+        if key == "residual_bound" and not ((values > 0) & (values <= 1)).all():
+            raise _bad(folder, f"normalization.{key}", stats[key], "in (0, 1] in every dimension (normalised units)")
+    alpha = meta.get("alpha", 1.0)
+    if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0.0 <= alpha <= 1.0):
+        raise _bad(folder, "alpha", alpha, "a number in [0, 1]")
+    action = meta["action_space"]
+    low, high = action.get("low"), action.get("high")
+    if not (isinstance(low, list) and isinstance(high, list) and len(low) == len(high) == arch["act_dim"]
+            and all(isinstance(v, (int, float)) and np.isfinite(v) for v in low + high)
+            and all(a < b for a, b in zip(low, high))):
+        raise _bad(folder, "action_space", action, f"{arch['act_dim']} finite bounds with low < high")
+
+
 def load_rectifier(folder: str | Path) -> RectifierCheckpoint:
     """Load a rectifier checkpoint folder without pickle. A training run folder (`spar train
     --run-dir`) works too: its `rectifier/` subfolder is loaded.
@@ -131,6 +187,11 @@ def load_rectifier(folder: str | Path) -> RectifierCheckpoint:
         folder = folder / "rectifier"
     meta, tensors = read_bundle(folder, "rectifier")
     try:
+        validate_rectifier_meta(meta, folder)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"rectifier checkpoint at {folder} is corrupted or inconsistent: missing or malformed "
+                         f"field {err}; re-export or re-train it") from err
+    try:
         arch, stats = meta["arch"], meta["normalization"]
         rect = Rectifier(
             obs_dim=arch["obs_dim"], act_dim=arch["act_dim"], residual_bound=stats["residual_bound"],
@@ -144,6 +205,9 @@ def load_rectifier(folder: str | Path) -> RectifierCheckpoint:
         missing = [k for k in missing if k not in _STATS]
         if missing or unexpected:
             raise ValueError(f"missing weights {missing}, unexpected weights {unexpected}")
+        bad = [k for k, v in rect.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise ValueError(f"non-finite values in weights {bad}")
         checkpoint = RectifierCheckpoint(
             rect.eval(), box_from_json(meta["observation_space"]), box_from_json(meta["action_space"]),
             probe_obs, probe_actions, meta["anchor"]["fingerprint"], meta["anchor"].get("name", "unknown"),

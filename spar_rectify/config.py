@@ -135,7 +135,8 @@ class TrainConfig:
             need(0 < getattr(self, name) <= 1, name, "in (0, 1]")
         need(self.kl_weight >= 0, "kl_weight", ">= 0")
         need(self.bound_min <= self.bound_max, "bound_min", f"<= bound_max ({self.bound_max})")
-        need(self.residual_bound is None or 0 < self.residual_bound <= 2, "residual_bound", "None or in (0, 2]")
+        need(self.residual_bound is None or 0 < self.residual_bound <= 1, "residual_bound", "None or in (0, 1]")
+        need(self.bound_max <= 1, "bound_max", "<= 1 (a residual of 1 already spans half the action range)")
         need(self.latent_dim is None or self.latent_dim >= 1, "latent_dim", "None or >= 1")
         need(0 <= self.manifold_fraction < 1, "manifold_fraction", "in [0, 1)")
         need(0 <= self.fit_fraction < 1 and self.manifold_fraction + self.fit_fraction < 1, "fit_fraction",

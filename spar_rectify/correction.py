@@ -15,7 +15,7 @@ import numpy as np
 from gymnasium import spaces
 
 from spar_rectify.kernel import (C_HIGH, C_LOW, C_RES_INV_STD, C_RES_MEAN, C_SCALE, C_SCORE_K, C_START, C_TO_ENV,
-                                  FLAG_OBS, FLAG_RESIDUAL, correct_rows)
+                                  FLAG_EXECUTED, FLAG_OBS, FLAG_RESIDUAL, correct_rows)
 from spar_rectify.rectifier import Rectifier
 from spar_rectify.spaces import ActionScaler
 
@@ -27,6 +27,7 @@ except ImportError:  # numpy < 2
 #: Reasons reported in `info["rectifier_fallback"]` ("" when the residual was applied).
 FALLBACK_OBS = "non-finite observation: executed the base action"
 FALLBACK_RESIDUAL = "non-finite residual: executed the base action"
+FALLBACK_EXECUTED = "non-finite or out-of-bounds rectified action: executed the base action"
 
 
 
@@ -148,6 +149,7 @@ class Corrector:
             fallback = np.full(batch, "", dtype=object)
             fallback[flags == FLAG_OBS] = FALLBACK_OBS
             fallback[flags == FLAG_RESIDUAL] = FALLBACK_RESIDUAL
+            fallback[flags == FLAG_EXECUTED] = FALLBACK_EXECUTED
         return Correction(executed, base_action, residual, score, fallback)
 
     @staticmethod

@@ -18,8 +18,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-#: `flags` values written by `correct_rows`.
-FLAG_OK, FLAG_OBS, FLAG_RESIDUAL, FLAG_BASE = 0, 1, 2, 3
+#: `flags` values written by `correct_rows` (`FLAG_EXECUTED`: the executed action came out
+#: non-finite or outside the bounds, e.g. from a damaged bound or scale; the row ran the base action).
+FLAG_OK, FLAG_OBS, FLAG_RESIDUAL, FLAG_BASE, FLAG_EXECUTED = 0, 1, 2, 3, 4
 #: Rows of the `consts` array.
 C_LOW, C_HIGH, C_SCALE, C_TO_ENV, C_RES_MEAN, C_RES_INV_STD, C_SCORE_K, C_START = range(8)
 
@@ -79,8 +80,8 @@ def correct_rows(obs, base, weights, dims, consts, out):  # pragma: no cover - c
             (normalised units), support score, flag.
 
     Returns:
-        The largest flag written (0: every row rectified; `FLAG_BASE`: a base action was not
-        finite, the caller must refuse the batch).
+        The largest flag written (0: every row rectified; otherwise the caller looks at the
+        flags: `FLAG_BASE` means a base action was not finite and the batch must be refused).
     """
     n, obs_dim = obs.shape
     act_dim = base.shape[1]
@@ -114,21 +115,27 @@ def correct_rows(obs, base, weights, dims, consts, out):  # pragma: no cover - c
             for i in range(act_dim):
                 if not np.isfinite(h[i]):
                     flag = FLAG_RESIDUAL
-        sq = np.float32(0.0)
-        for i in range(act_dim):
-            if flag == FLAG_OK:
+        if flag == FLAG_OK:
+            for i in range(act_dim):
                 u = np.tanh(h[i])
-                res = u * consts[C_SCALE, i]
                 start = consts[C_START, i]
                 if np.isnan(start):
                     start = x[obs_dim + i]
-                act = start + u * consts[C_TO_ENV, i]
-                out[r, i] = min(max(act, consts[C_LOW, i]), consts[C_HIGH, i])
-            else:
-                res = np.float32(0.0)
+                act = min(max(start + u * consts[C_TO_ENV, i], consts[C_LOW, i]), consts[C_HIGH, i])
+                res = u * consts[C_SCALE, i]
+                # The last line of defence: whatever the weights or constants, only a finite action
+                # inside the Box leaves this kernel.
+                if not (np.isfinite(act) and np.isfinite(res) and consts[C_LOW, i] <= act <= consts[C_HIGH, i]):
+                    flag = FLAG_EXECUTED
+                out[r, i] = act
+                out[r, act_dim + i] = res
+        if flag != FLAG_OK:
+            for i in range(act_dim):
                 out[r, i] = x[obs_dim + i]
-            out[r, act_dim + i] = res
-            d = (res - consts[C_RES_MEAN, i]) * consts[C_RES_INV_STD, i]
+                out[r, act_dim + i] = 0.0
+        sq = np.float32(0.0)
+        for i in range(act_dim):
+            d = (out[r, act_dim + i] - consts[C_RES_MEAN, i]) * consts[C_RES_INV_STD, i]
             sq += d * d
         out[r, 2 * act_dim] = np.exp(sq * score_k)
         out[r, 2 * act_dim + 1] = flag

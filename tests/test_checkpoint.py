@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spar_rectify import load_rectifier, save_rectifier
-from spar_rectify.bundle import FORMAT_VERSION
+from spar_rectify.bundle import FORMAT_VERSION, meta_digest
 
 
 def _residuals(ck, obs, base):
@@ -63,12 +63,65 @@ def test_corrupted_json(tmp_path, point_checkpoint):
         load_rectifier(path)
 
 
+def _resign(path, meta):
+    """Write `meta` with a matching content digest: a file edited by someone who knows the format."""
+    meta["meta_sha256"] = meta_digest(meta)
+    (path / "rectifier.json").write_text(json.dumps(meta))
+
+
 def test_inconsistent_json(tmp_path, point_checkpoint):
     path = save_rectifier(point_checkpoint, tmp_path / "rect")
     meta = json.loads((path / "rectifier.json").read_text())
     meta["arch"]["hidden"] = [8, 8]
-    (path / "rectifier.json").write_text(json.dumps(meta))
+    _resign(path, meta)
     with pytest.raises(ValueError, match="corrupted or inconsistent"):
+        load_rectifier(path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), 100.0, 1.0])
+def test_edited_json_is_refused_by_its_checksum(tmp_path, point_checkpoint, value):
+    path = save_rectifier(point_checkpoint, tmp_path / "rect")
+    meta = json.loads((path / "rectifier.json").read_text())
+    meta["normalization"]["residual_bound"] = [value, value]  # even a plausible edit is refused
+    (path / "rectifier.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="corrupted or was edited"):
+        load_rectifier(path)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("residual_bound", [float("nan"), 0.5], r"normalization\.residual_bound .*finite"),
+    ("residual_bound", [100.0, 0.5], r"normalization\.residual_bound .*\(0, 1\]"),
+    ("residual_bound", [0.0, 0.5], r"normalization\.residual_bound .*\(0, 1\]"),
+    ("obs_std", [0.0] * 6, r"normalization\.obs_std .*positive"),
+    ("obs_mean", [1.0] * 5, r"normalization\.obs_mean .*6 finite numbers"),
+    ("alpha", 2.0, r"alpha = 2\.0, which must be a number in \[0, 1\]"),
+    ("anchored", "yes", r"arch\.anchored = 'yes'"),
+    ("latent_box", float("inf"), r"arch\.latent_box = inf"),
+])
+def test_invalid_values_are_refused_even_with_a_matching_checksum(tmp_path, point_checkpoint, field, value, message):
+    path = save_rectifier(point_checkpoint, tmp_path / "rect")
+    meta = json.loads((path / "rectifier.json").read_text())
+    if field in meta["normalization"]:
+        meta["normalization"][field] = value
+    elif field in meta["arch"]:
+        meta["arch"][field] = value
+    else:
+        meta[field] = value
+    _resign(path, meta)
+    with pytest.raises(ValueError, match=message):
+        load_rectifier(path)
+
+
+def test_version_1_files_still_load_and_are_validated(tmp_path, point_checkpoint):
+    path = save_rectifier(point_checkpoint, tmp_path / "rect")
+    meta = json.loads((path / "rectifier.json").read_text())
+    meta.pop("meta_sha256")
+    meta["format_version"] = 1  # written before the JSON had its own checksum
+    (path / "rectifier.json").write_text(json.dumps(meta))
+    load_rectifier(path)
+    meta["normalization"]["residual_bound"] = [float("nan")] * 2
+    (path / "rectifier.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"normalization\.residual_bound"):
         load_rectifier(path)
 
 

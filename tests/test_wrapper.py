@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from spar_rectify import CallablePolicy, SPARRectifierWrapper, save_rectifier
-from spar_rectify.correction import FALLBACK_OBS, FALLBACK_RESIDUAL, Corrector
+from spar_rectify.correction import FALLBACK_EXECUTED, FALLBACK_OBS, FALLBACK_RESIDUAL, Corrector
 from tests.helpers import make_checkpoint
 
 
@@ -165,6 +165,18 @@ def test_non_finite_residual_executes_base_action(point_env, point_checkpoint):
     assert info["rectifier_fallback"] == FALLBACK_RESIDUAL
     assert np.array_equal(env.env.received[-1], np.array([0.2, 0.1], np.float32))
     assert np.isfinite(env.env.received[-1]).all()
+
+
+@pytest.mark.parametrize("bound", [float("nan"), float("inf")])
+def test_a_damaged_bound_never_reaches_the_env(point_env, point_checkpoint, bound):
+    # A bound the loader would refuse, set in memory: the per-step check is the last line of defence.
+    point_checkpoint.rectifier.residual_bound.fill_(bound)
+    env = SPARRectifierWrapper(RecordActions(point_env), point_checkpoint)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([0.2, 0.1], np.float32))
+    assert info["rectifier_fallback"] == FALLBACK_EXECUTED
+    assert np.array_equal(env.env.received[-1], np.array([0.2, 0.1], np.float32))
+    assert not info["residual"].any()
 
 
 def test_step_before_reset_raises(point_env, point_checkpoint):
