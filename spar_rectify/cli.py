@@ -35,7 +35,11 @@ class TrainArgs:
     vec_normalize: Optional[Path] = None
     """VecNormalize statistics of an SB3 base policy (pickle: trusted files only)."""
     env: Optional[str] = None
-    """Env for evaluation (default: the dataset's recorded env)."""
+    """Env for evaluation (default: the dataset's recorded env, if Gymnasium's registry knows its id and
+    entry point; module:EnvId imports your module first)."""
+    trust_dataset_env: bool = False
+    """Build the evaluation env from the dataset's recorded spec even when it names code outside
+    Gymnasium's registry (imports and runs that code: only for datasets you trust)."""
     resume: bool = False
     """Continue from run_dir/checkpoint."""
     threads: int = 1
@@ -110,7 +114,7 @@ def run_train(args: TrainArgs) -> None:
     from spar_rectify.trainer import train
 
     torch.set_num_threads(args.threads)
-    data = load_minari(args.dataset)
+    data = load_minari(args.dataset, trust_env=args.trust_dataset_env)
     anchor = load_policy(args.base_policy, args.vec_normalize) if args.base_policy else None
     result = train(args.config, data, args.run_dir, anchor=anchor, env=args.env, resume=args.resume)
     print(json.dumps({"artifact": str(result.artifact), "steps": result.steps,

@@ -63,6 +63,40 @@ def _prepare_target(dataset_id: str, overwrite: bool, append: bool):
     return minari.load_dataset(dataset_id) if exists and append else None
 
 
+def _check_append(dataset, dataset_id: str, env: gym.Env) -> None:
+    """Refuse to append from an env whose id or spaces differ from the dataset's (ValueError)."""
+    from spar_rectify.spaces import same_box
+
+    try:
+        theirs = dataset.spec.env_spec.id if dataset.spec.env_spec is not None else None
+    except Exception:  # noqa: BLE001 - a dataset written without an env spec
+        theirs = None
+    mine = env.spec.id if env.spec is not None else None
+    problems = []
+    if theirs is not None and mine != theirs:
+        problems.append(f"env {mine!r} (the dataset's: {theirs!r})")
+    for kind, a, b in (("observation space", env.observation_space, dataset.observation_space),
+                       ("action space", env.action_space, dataset.action_space)):
+        if not (isinstance(a, gym.spaces.Box) and isinstance(b, gym.spaces.Box) and same_box(a, b, bounds=True)):
+            problems.append(f"{kind} {a} (the dataset's: {b})")
+    if problems:
+        raise ValueError(
+            f"cannot append to Minari dataset {dataset_id!r}: this run has " + "; ".join(problems) + ". Appending "
+            "must continue the same env; collect into a new dataset id instead (nothing was changed)."
+        )
+
+
+def _record_append(dataset, policy: BasePolicy, seed: int, first_episode: int) -> None:
+    """Note in the dataset's metadata which policy and seed collected the episodes from here on
+    (`spar_collect_appends`, a JSON list), so a dataset continued by another policy says so."""
+    import json
+
+    name = getattr(policy, "name", type(policy).__name__)
+    log = json.loads(dataset.storage.metadata.get("spar_collect_appends", "[]"))
+    log.append({"first_episode": int(first_episode), "policy": str(name), "seed": int(seed)})
+    dataset.storage.update_metadata({"spar_collect_appends": json.dumps(log)})
+
+
 def collect(policy: Any, env: gym.Env | str, dataset_id: str, steps: int, *, exploration: Exploration = Exploration(),
             seed: int = 0, overwrite: bool = False, append: bool = False, chunk_steps: int = 10_000,
             ref_min_score: float | None = None, ref_max_score: float | None = None, description: str | None = None,
@@ -100,8 +134,12 @@ def collect(policy: Any, env: gym.Env | str, dataset_id: str, steps: int, *, exp
     if steps < 1 or chunk_steps < 1:
         raise ValueError(f"steps and chunk_steps must be >= 1, got {steps} and {chunk_steps}")
     dataset = _prepare_target(dataset_id, overwrite, append)
+    if dataset is not None:
+        _check_append(dataset, dataset_id, env)
     done_steps = dataset.total_steps if dataset is not None else 0
     episode = dataset.total_episodes if dataset is not None else 0
+    if dataset is not None and done_steps < steps:
+        _record_append(dataset, policy, seed, episode)
     meta = dict(env=env.spec if env.spec is not None else None, action_space=env.action_space,
                 observation_space=env.observation_space, ref_min_score=ref_min_score, ref_max_score=ref_max_score,
                 description=description or f"collected by spar_rectify from {getattr(policy, 'name', 'a policy')}",

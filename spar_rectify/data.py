@@ -37,7 +37,9 @@ class OfflineData:
         observation_space, action_space: 1-D Boxes.
         name: dataset id (or a description).
         ref_min_score, ref_max_score: reference returns (random, expert) when known.
-        env_spec: the Gymnasium spec of the env, when the dataset records one.
+        env_spec: the Gymnasium spec of the env, when the dataset records one that builds from
+            Gymnasium's registry (see `spar_rectify.envspec`).
+        env_refused: why a recorded spec was refused (None when accepted or absent).
         base_actions: (N, act_dim) the anchor's actions, normalised; set by `attach_anchor`.
     """
 
@@ -54,6 +56,7 @@ class OfflineData:
     ref_min_score: float | None = None
     ref_max_score: float | None = None
     env_spec: Any = None
+    env_refused: str | None = None
     base_actions: torch.Tensor | None = None
     anchor_fingerprint: str | None = field(default=None, repr=False)
 
@@ -154,21 +157,31 @@ def from_arrays(observations: np.ndarray, actions: np.ndarray, rewards: np.ndarr
                        returns, observation_space, action_space, name, **extra)
 
 
-def load_minari(dataset_id: str, download: bool = False, nonfinite: Literal["raise", "drop"] = "raise") -> OfflineData:
+def load_minari(dataset_id: str, download: bool = False, nonfinite: Literal["raise", "drop"] = "raise",
+                trust_env: bool = False) -> OfflineData:
     """Load a Minari dataset into `OfflineData`.
+
+    The dataset's recorded env is vetted first (`spar_rectify.envspec.vet_env_spec`): its entry
+    point must be the one Gymnasium's registry has for its id, or nothing named by the dataset
+    is imported. A refused spec leaves `env_spec=None` and the reason in `env_refused` (training
+    then needs an env from you); a dataset without stored spaces whose spec is refused cannot
+    be loaded at all (Minari would build the env to learn them).
 
     Args:
         dataset_id: e.g. "spar/hopper/medium-v0" (local), or a remote id with `download=True`.
         download: fetch remote datasets that are not found locally (needs network).
         nonfinite: see `from_arrays`.
+        trust_env: build the env from the dataset's spec as recorded, whatever code it names.
 
     Raises:
         FileNotFoundError: not found locally (the message says where it looked).
         TypeError: non-Box observation or action spaces.
+        UntrustedEnvSpec: the spec is refused and the dataset stores no spaces.
     """
     import minari
     from minari.storage import get_dataset_path
 
+    spec, refused = _vetted_spec(dataset_id, trust_env)
     try:
         dataset = minari.load_dataset(dataset_id, download=download)
     except FileNotFoundError as err:
@@ -176,6 +189,8 @@ def load_minari(dataset_id: str, download: bool = False, nonfinite: Literal["rai
             f"Minari dataset {dataset_id!r} not found at {get_dataset_path(dataset_id)} (MINARI_DATASETS_PATH sets "
             f"the root); build it with `spar collect` or pass download=True for a remote id."
         ) from err
+    if download and spec is None and refused is None:  # fetched just now: vet what arrived
+        spec, refused = _vetted_spec(dataset_id, trust_env)
     obs_space, act_space = dataset.observation_space, dataset.action_space
     check_box(obs_space, f"dataset {dataset_id!r} observations", finite=False)
     check_box(act_space, f"dataset {dataset_id!r} actions", finite=True)
@@ -195,11 +210,37 @@ def load_minari(dataset_id: str, download: bool = False, nonfinite: Literal["rai
         raise ValueError(f"Minari dataset {dataset_id!r} has no episodes")
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     meta = dataset.storage.metadata
-    try:
-        env_spec = dataset.env_spec
-    except Exception:  # noqa: BLE001 - datasets from create_dataset_from_buffers may have none
-        env_spec = None
     return from_arrays(cat["obs"], cat["act"], cat["rew"], cat["next"], cat["term"], cat["trunc"],
                        obs_space, act_space, name=dataset_id, nonfinite=nonfinite,
                        ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"),
-                       env_spec=env_spec)
+                       env_spec=spec, env_refused=refused)
+
+
+def _vetted_spec(dataset_id: str, trust: bool) -> tuple[Any, str | None]:
+    """(vetted spec or None, why it was refused or None), read from the dataset's raw metadata
+    before Minari touches it. Raises `UntrustedEnvSpec` when refused and no spaces are stored."""
+    from gymnasium.envs.registration import EnvSpec
+    from minari.dataset.minari_storage import MinariStorage
+    from minari.storage import get_dataset_path
+
+    from spar_rectify.envspec import UntrustedEnvSpec, vet_env_spec
+
+    data_path = get_dataset_path(dataset_id) / "data"
+    if not (data_path / "metadata.json").is_file():
+        return None, None  # not here (yet): load_dataset reports it
+    raw = MinariStorage.read_raw_metadata(data_path)
+    text = raw.get("env_spec")
+    if not isinstance(text, str):
+        return None, None
+    for old in ('"order_enforce": true,', '"apply_api_compatibility": false,', '"autoreset": false, '):
+        text = text.replace(old, "")  # what Minari strips for gymnasium 1.x, too
+    try:
+        spec = EnvSpec.from_json(text)
+    except (ValueError, TypeError) as err:
+        return None, f"dataset {dataset_id!r} records an unreadable env spec ({err})"
+    try:
+        return vet_env_spec(spec, f"dataset {dataset_id!r}", trust), None
+    except UntrustedEnvSpec as err:
+        if "observation_space" not in raw or "action_space" not in raw:
+            raise UntrustedEnvSpec(f"{err} (it stores no spaces, so it cannot be loaded without its env)") from None
+        return None, str(err)

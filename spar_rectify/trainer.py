@@ -232,6 +232,10 @@ def train(config: TrainConfig, data: OfflineData, run_dir: str | Path, anchor: A
     if (ckpt / "train_state.json").exists() and not resume:
         raise FileExistsError(f"{run_dir} already holds a training checkpoint; pass resume=True (--resume) "
                               "to continue it, or choose another run directory.")
+    if env is None and data.env_refused and config.eval_episodes:
+        from spar_rectify.envspec import UntrustedEnvSpec
+
+        raise UntrustedEnvSpec(data.env_refused)  # before any training: evaluation would need that env
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, data, anchor, run_dir)
     if resume and (ckpt / "train_state.json").exists():

@@ -121,3 +121,21 @@ def test_cli_reports_user_errors_without_a_traceback(tmp_path, point_env, policy
         cli(["train", "--dataset", "t/point/err-v0", "--run-dir", str(tmp_path / "r"), "--config.steps", "5"])
     with pytest.raises(SystemExit, match=r"spar: error: Minari dataset 'nope/x-v0' not found"):
         cli(["train", "--dataset", "nope/x-v0", "--run-dir", str(tmp_path / "r")])
+
+
+def test_append_refuses_another_env_and_records_another_policy(point_env, policy):
+    import json
+
+    collect(policy, point_env, "t/point/app-v0", 100, progress=False)
+    arm = gym.make("PlanarArm-v0")
+    arm_policy = CallablePolicy(lambda obs: np.zeros((len(obs), arm.action_space.shape[0]), np.float32),
+                                arm.action_space, name="zeros")
+    with pytest.raises(ValueError, match=r"cannot append.*'PlanarArm-v0' \(the dataset's: 'PointReach-v0'\)"
+                                         r".*observation space.*nothing was changed"):
+        collect(arm_policy, arm, "t/point/app-v0", 300, progress=False, append=True)
+    assert load_minari("t/point/app-v0").rewards.shape[0] == 100  # untouched
+    other = CallablePolicy(lambda obs: 0.5 * envs.biased_controller(obs), point_env.action_space, name="half")
+    ds = collect(other, point_env, "t/point/app-v0", 200, seed=7, progress=False, append=True)
+    assert ds.total_steps == 200
+    log = json.loads(ds.storage.metadata["spar_collect_appends"])
+    assert log == [{"first_episode": 2, "policy": "half", "seed": 7}]

@@ -18,7 +18,8 @@ from tests.helpers_data import point_rollouts
     ("steps", 0, r"TrainConfig.steps must be an integer >= 1, got 0"),
     ("gamma", 1.5, r"TrainConfig.gamma must be in \(0, 1\], got 1.5"),
     ("lr", -1.0, r"TrainConfig.lr must be > 0"),
-    ("residual_bound", 3.0, r"TrainConfig.residual_bound must be None or in \(0, 2\]"),
+    ("residual_bound", 3.0, r"TrainConfig.residual_bound must be None or in \(0, 1\]"),
+    ("bound_max", 1.5, r"TrainConfig.bound_max must be <= 1"),
     ("fit_fraction", 0.95, r"TrainConfig.fit_fraction must be in \[0, 1\) with manifold_fraction"),
 ])
 def test_config_rejects_bad_values(field, value, match):
