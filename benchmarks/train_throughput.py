@@ -11,6 +11,11 @@ rounds (median over rounds). SPAR is timed in its full step (critic + Latent Sel
 separately, in its first stage (critic + CVAE). `iql-reference` is a minimal hand-written IQL step
 (no framework: plain modules and losses, same sizes) timed beside them, the yardstick that says
 how much the kit's own IQL costs over the bare arithmetic on the same machine at the same time.
+Achieved GFLOP/s per method: the floating-point operations of one update (matrix products,
+forward and backward, counted by `torch.utils.flop_counter` over 6 steps, which spans SPAR's
+`lsi_every` and TD3+BC's `policy_freq`) times steps/s. `--mkl both` (default) times every method
+with MKL's Intel code path on and off (`SPAR_MKL_INTEL_PATH`, see `spar_rectify.mkl`), interleaved,
+and reports the speed-up; `on` / `off` time one setting.
 Writes benchmarks/results/train_throughput.json.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -93,8 +99,21 @@ def timed(step, steps: int) -> float:
     return float(np.median(rates))
 
 
+def flops_per_step(step, steps: int = 6) -> float:
+    """Floating-point operations of one call of `step`, averaged over `steps` calls."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        for _ in range(steps):
+            step()
+    return counter.get_total_flops() / steps
+
+
 def run_one(method: str, transitions: int, steps: int) -> dict:
     import numpy as np
+
+    import spar_rectify  # before torch: MKL's fast path, when SPAR_MKL_INTEL_PATH allows it
     import torch
     from gymnasium import spaces
 
@@ -117,7 +136,9 @@ def run_one(method: str, transitions: int, steps: int) -> dict:
         t = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
         step = reference_iql_steps(t(obs), t(rng.uniform(-1, 1, (transitions, ACT_DIM))), t(rng.normal(size=transitions)),
                                    t(np.roll(obs, -1, 0)), t(~done))
-        return {"steps_per_s": round(timed(step, steps), 1),
+        rate = timed(step, steps)
+        return {"steps_per_s": round(rate, 1), "gflops": round(rate * flops_per_step(step) / 1e9, 1),
+                "mkl_intel_path": spar_rectify.mkl.status()["active"],
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     del obs
     algo, stage = (method.split(":") + ["full"])[:2]
@@ -128,7 +149,9 @@ def run_one(method: str, transitions: int, steps: int) -> dict:
     fit = trainer.fit()
     # Five timed windows; the median window resists the load of whatever else runs on the machine.
     rate = timed(lambda: next(fit), steps)
-    return {"steps_per_s": round(rate, 1),
+    flops = flops_per_step(lambda: next(fit))
+    return {"steps_per_s": round(rate, 1), "gflops": round(rate * flops / 1e9, 1),
+            "gflop_per_step": round(flops / 1e9, 3), "mkl_intel_path": spar_rectify.mkl.status()["active"],
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
@@ -139,39 +162,63 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all methods; the median round counts")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
                         help="methods to time (default: all); spar:cvae is SPAR's first stage")
+    parser.add_argument("--mkl", choices=("on", "off", "both"), default="both",
+                        help="MKL's Intel code path (spar_rectify.mkl): time with it on, off, or both (interleaved)")
     parser.add_argument("--only", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS / "train_throughput.json"))
     args = parser.parse_args()
     if args.only:
         print(json.dumps(run_one(args.only, args.transitions, args.steps)))
         return
-    # Methods take turns, round after round: this machine's speed drifts by 10-20% over minutes,
-    # and interleaving spreads that drift over every method instead of favouring one.
-    names = args.methods
-    rounds: dict[str, list[dict]] = {m: [] for m in names}
-    for r in range(args.rounds):
-        for method in names:
-            out = subprocess.run([sys.executable, __file__, "--only", method, "--transitions", str(args.transitions),
-                                  "--steps", str(args.steps)], check=True, capture_output=True, text=True)
-            rounds[method].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"round {r + 1}: {method} {rounds[method][-1]}", flush=True)
     import numpy as np
 
-    methods = {m: {"steps_per_s": round(float(np.median([x["steps_per_s"] for x in v])), 1),
-                   "steps_per_s_rounds": [x["steps_per_s"] for x in v],
-                   "peak_rss_mb": max(x["peak_rss_mb"] for x in v)} for m, v in rounds.items()}
+    # Methods (and settings) take turns, round after round: this machine's speed drifts by 10-20%
+    # over minutes, and interleaving spreads that drift over every method instead of favouring one.
+    settings = ["on", "off"] if args.mkl == "both" else [args.mkl]
+    names = args.methods
+    rounds: dict[tuple[str, str], list[dict]] = {(m, k): [] for m in names for k in settings}
+    for r in range(args.rounds):
+        for method in names:
+            for setting in settings:
+                env = {**os.environ, "SPAR_MKL_INTEL_PATH": "1" if setting == "on" else "0"}
+                out = subprocess.run([sys.executable, __file__, "--only", method, "--transitions", str(args.transitions),
+                                      "--steps", str(args.steps)], check=True, capture_output=True, text=True, env=env)
+                rounds[(method, setting)].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                print(f"round {r + 1}: {method} mkl {setting} {rounds[(method, setting)][-1]}", flush=True)
+
+    def summary(setting: str) -> dict:
+        out = {}
+        for m in names:
+            v = rounds[(m, setting)]
+            out[m] = {"steps_per_s": round(float(np.median([x["steps_per_s"] for x in v])), 1),
+                      "steps_per_s_rounds": [x["steps_per_s"] for x in v],
+                      "gflops": round(float(np.median([x["gflops"] for x in v])), 1),
+                      "mkl_intel_path": all(x["mkl_intel_path"] for x in v),
+                      "peak_rss_mb": max(x["peak_rss_mb"] for x in v)}
+            if "gflop_per_step" in v[0]:
+                out[m]["gflop_per_step"] = v[0]["gflop_per_step"]
+        return out
+
+    primary = summary(settings[0])
+    main_methods = ("bc", "td3bc", "iql", "spar")
     result = {
-        "methods": {k: v for k, v in methods.items() if k in ("bc", "td3bc", "iql", "spar")},
+        "methods": {k: v for k, v in primary.items() if k in main_methods},
+        "mkl_setting": settings[0],
         "batch_size": 256, "hidden": [256, 256], "threads": 1, "transitions": args.transitions,
         "obs_dim": OBS_DIM, "act_dim": ACT_DIM, "timed_steps": 5 * args.steps, "rounds": args.rounds,
         "command": " ".join(["python benchmarks/train_throughput.py", *sys.argv[1:]]),
     }
-    if "spar:cvae" in methods:
-        result["spar_stage1_cvae"] = methods["spar:cvae"]
-    if "iql-reference" in methods:
-        result["iql_reference"] = methods["iql-reference"]
-    if "spar" in methods and "iql" in methods:
-        result["spar_step_time_vs_iql"] = round(methods["iql"]["steps_per_s"] / methods["spar"]["steps_per_s"], 3)
+    if "spar:cvae" in primary:
+        result["spar_stage1_cvae"] = primary["spar:cvae"]
+    if "iql-reference" in primary:
+        result["iql_reference"] = primary["iql-reference"]
+    if "spar" in primary and "iql" in primary:
+        result["spar_step_time_vs_iql"] = round(primary["iql"]["steps_per_s"] / primary["spar"]["steps_per_s"], 3)
+    if args.mkl == "both":
+        off = summary("off")
+        result["methods_mkl_off"] = off
+        result["speedup_mkl_on_vs_off"] = {m: round(primary[m]["steps_per_s"] / off[m]["steps_per_s"], 3)
+                                          for m in names}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

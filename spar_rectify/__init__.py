@@ -6,6 +6,10 @@ logged data supports it, corrects it at every `step`.
 
 __version__ = "0.1.0"
 
+from spar_rectify import mkl as _mkl  # noqa: E402  (before anything imports torch)
+
+_mkl.enable()  # MKL's fast path on AMD CPUs; SPAR_MKL_INTEL_PATH=0 turns it off (see spar_rectify.mkl)
+
 from spar_rectify.bc import BCPolicy  # noqa: E402
 from spar_rectify.checkpoint import RectifierCheckpoint, load_rectifier, save_rectifier, set_default_alpha  # noqa: E402
 from spar_rectify.policies import (  # noqa: E402

@@ -113,7 +113,10 @@ def run_train(args: TrainArgs) -> None:
     from spar_rectify.policies import load_policy
     from spar_rectify.trainer import train
 
+    from spar_rectify import mkl
+
     torch.set_num_threads(args.threads)
+    print(f"MKL fast path: {mkl.status()['reason']}", flush=True)
     data = load_minari(args.dataset, trust_env=args.trust_dataset_env)
     anchor = load_policy(args.base_policy, args.vec_normalize) if args.base_policy else None
     result = train(args.config, data, args.run_dir, anchor=anchor, env=args.env, resume=args.resume)

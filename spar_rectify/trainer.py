@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,6 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from spar_rectify import mkl
 from spar_rectify.algos import ALGORITHMS, Batch, DataInfo
 from spar_rectify.bc import BCPolicy
 from spar_rectify.bundle import read_bundle, write_bundle
@@ -168,7 +170,8 @@ class Trainer:
                     tensors[f"optim.{name}.{pid}.{slot}"] = torch.as_tensor(value)
             optim_meta[name] = {"param_groups": state["param_groups"], "slots": keys}
         meta = {"step": self.step, "config": self.config.to_dict(), "optimizers": optim_meta,
-                "dataset": self.data.name, "n": len(self._reward), "train_seconds": self.train_seconds}
+                "dataset": self.data.name, "n": len(self._reward), "train_seconds": self.train_seconds,
+                "mkl_intel_path": mkl.status()["active"]}
         return write_bundle(folder, "train_state", meta, tensors)
 
     def load_state(self, folder: str | Path) -> None:
@@ -188,6 +191,13 @@ class Trainer:
                      for pid, slots in info["slots"].items()}
             opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
         self.generator.set_state(tensors["generator"])
+        recorded, now = meta.get("mkl_intel_path"), mkl.status()["active"]
+        if recorded is not None and recorded != now:
+            warnings.warn(
+                f"checkpoint at {folder} was written with MKL's Intel path {'on' if recorded else 'off'}, this "
+                f"process has it {'on' if now else 'off'} ({mkl.status()['reason']}); the run continues but will "
+                f"not be bit-identical to an uninterrupted one. Set {mkl.ENV_VAR}={int(recorded)} to match.",
+                stacklevel=2)
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))  # 0 for checkpoints written before it was kept
 
