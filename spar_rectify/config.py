@@ -91,6 +91,10 @@ class TrainConfig:
     lsi_normalize: Literal["within", "batch", "none"] = "within"
     """Scale of the advantages in the LSI softmax: within-state RMS, batch std, or none (raw
     scaled-reward units, like IQL's extraction). See `losses.lsi_weights`."""
+    lsi_prior_weight: float = 0.0
+    """lambda: adds lambda * log N(z_k; 0, I) to each candidate's scaled advantage in the LSI softmax, so
+    the weights target p_data(z | s, a_b) * exp(A / beta), the KL-regularised improvement step, instead
+    of the best candidate in the box. 0: off (the specification's LSI). See `losses.lsi_weights`."""
     lsi_states: int = 64
     """States of each batch whose candidates are scored per update (cost grows with it)."""
     lsi_every: int = 3
@@ -134,6 +138,7 @@ class TrainConfig:
         for name in ("gamma", "tau", "expectile", "bound_quantile"):
             need(0 < getattr(self, name) <= 1, name, "in (0, 1]")
         need(self.kl_weight >= 0, "kl_weight", ">= 0")
+        need(self.lsi_prior_weight >= 0, "lsi_prior_weight", ">= 0")
         need(self.bound_min <= self.bound_max, "bound_min", f"<= bound_max ({self.bound_max})")
         need(self.residual_bound is None or 0 < self.residual_bound <= 1, "residual_bound", "None or in (0, 1]")
         need(self.bound_max <= 1, "bound_max", "<= 1 (a residual of 1 already spans half the action range)")

@@ -60,8 +60,11 @@ def latent_fit_loss(z_pred: torch.Tensor, z_target: torch.Tensor) -> torch.Tenso
 
 
 def lsi_weights(q_candidates: torch.Tensor, value: torch.Tensor, temperature: float,
-                normalize: str = "within") -> torch.Tensor:
-    """Latent Self-Imitation weights `softmax_k(A_k / (beta * s))` per state. (B, K), (B,) -> (B, K).
+                normalize: str = "within", log_prior: torch.Tensor | None = None,
+                prior_weight: float = 0.0) -> torch.Tensor:
+    """Latent Self-Imitation weights `softmax_k(A_k / (beta * s) + lambda * log p(z_k))` per state.
+    (B, K), (B,) -> (B, K); `log_prior` (B, K): the candidates' log prior density (up to a constant),
+    `prior_weight` lambda (0: the prior plays no part).
 
     `A_k = q_k - V(s)`; the softmax ignores per-state shifts, so only the scale `s` matters:
 
@@ -82,7 +85,12 @@ def lsi_weights(q_candidates: torch.Tensor, value: torch.Tensor, temperature: fl
         scale = 1.0
     else:
         raise ValueError(f"normalize must be 'within', 'batch' or 'none', got {normalize!r}")
-    return torch.softmax(centred / (scale * temperature), dim=-1)
+    logits = centred / (scale * temperature)
+    if prior_weight and log_prior is not None:
+        # The data's own density of each candidate: with it the weights target p(z) * exp(A / beta)
+        # (the KL-regularised improvement step) rather than the best candidate anywhere in the box.
+        logits = logits + prior_weight * log_prior
+    return torch.softmax(logits, dim=-1)
 
 
 def lsi_loss(z_pred: torch.Tensor, candidates: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -140,7 +140,9 @@ class SPAR:
                 res = self.rect.decode(flat_x, cands.reshape(n * k, -1))
             actions = (base.repeat_interleave(k, 0) + res).clamp(-1.0, 1.0)
             q = self.critic.q_min(obs.repeat_interleave(k, 0), actions).view(n, k)
-            weights = lsi_weights(q, self.critic.value(obs), cfg.lsi_temperature, cfg.lsi_normalize)
+            log_prior = -0.5 * cands.pow(2).sum(-1) if self.encoder is not None else None
+            weights = lsi_weights(q, self.critic.value(obs), cfg.lsi_temperature, cfg.lsi_normalize,
+                                  log_prior, cfg.lsi_prior_weight)
         loss = lsi_loss(out, cands, weights)
         self._step_actor(loss)
         return {"lsi_loss": loss.detach(), "lsi_best_weight": weights.max(-1).values.mean(),
