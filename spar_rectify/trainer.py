@@ -174,14 +174,16 @@ class Trainer:
                 "mkl_intel_path": mkl.status()["active"]}
         return write_bundle(folder, "train_state", meta, tensors)
 
+    def _check_resumable(self, saved: TrainConfig, step: int, folder) -> None:
+        _check_resumable_config(saved, self.config, step, folder)
+
     def load_state(self, folder: str | Path) -> None:
         """Restore a `save_state` folder. Raises ValueError when it belongs to another config."""
         meta, tensors = read_bundle(folder, "train_state")
-        if meta["config"] != self.config.to_dict() or meta["n"] != len(self._reward):
-            raise ValueError(
-                f"checkpoint at {folder} was written by a different config or dataset; resume with the "
-                f"same settings, or start a new run directory."
-            )
+        if meta["n"] != len(self._reward):
+            raise ValueError(f"checkpoint at {folder} was written on a dataset of {meta['n']} transitions, this one "
+                             f"has {len(self._reward)}; resume on the same dataset, or start a new run directory.")
+        self._check_resumable(TrainConfig.from_dict(meta["config"]), int(meta["step"]), folder)
         for name, module in self.algo.modules().items():
             prefix = f"module.{name}."
             module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -200,6 +202,26 @@ class Trainer:
                 stacklevel=2)
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))  # 0 for checkpoints written before it was kept
+
+
+#: Settings that do not change what is trained: a resumed run may use other values.
+BOOKKEEPING = ("eval_every", "eval_episodes", "checkpoint_every", "log_every")
+
+
+def _check_resumable_config(saved: TrainConfig, now: TrainConfig, step: int, folder) -> None:
+    """Raise ValueError naming the fields that differ, unless only bookkeeping differs or a non-SPAR
+    run's step budget grew. Fields added to `TrainConfig` after the checkpoint was written take
+    their defaults (`from_dict`), so older checkpoints stay resumable."""
+    a, b = saved.to_dict(), now.to_dict()
+    differ = [k for k in a if a[k] != b[k] and k not in BOOKKEEPING]
+    if differ == ["steps"] and now.algo != "spar" and now.steps >= step:
+        return  # extending (or shortening to no less than what is done) a run whose schedule has no stages
+    if differ:
+        listed = ", ".join(f"{k}: {a[k]!r} in the checkpoint, {b[k]!r} now" for k in differ)
+        hint = (" (SPAR's stages are fractions of steps, so a SPAR run cannot be extended: start a new run directory)"
+                if "steps" in differ and now.algo == "spar" else "")
+        raise ValueError(f"checkpoint at {folder} was trained with other settings ({listed}){hint}; resume with the "
+                         "same settings (--config.<field>), or start a new run directory.")
 
 
 @dataclass

@@ -149,13 +149,40 @@ def test_anchor_with_wrong_spaces_is_refused(data):
         Trainer(TrainConfig(algo="spar", steps=10), data, other)
 
 
-def test_resume_with_other_config_is_refused(tmp_path, data):
+def test_resume_with_other_config_is_refused_naming_the_fields(tmp_path, data, anchor):
     t = Trainer(TrainConfig(algo="bc", steps=10, **FAST), data)
     list(t.fit())
     t.save_state(tmp_path / "ck")
-    other = Trainer(TrainConfig(algo="bc", steps=20, **FAST), data)
-    with pytest.raises(ValueError, match="different config or dataset"):
+    other = Trainer(TrainConfig(algo="bc", steps=10, **FAST).replace(gamma=0.99), data)
+    with pytest.raises(ValueError, match=r"other settings \(gamma: 0.9 in the checkpoint, 0.99 now\)"):
         other.load_state(tmp_path / "ck")
+    # A larger step budget extends a run; bookkeeping settings may change too.
+    longer = Trainer(TrainConfig(algo="bc", steps=20, **FAST).replace(log_every=5), data)
+    longer.load_state(tmp_path / "ck")
+    assert longer.step == 10 and len(list(longer.fit())) == 10
+    s = Trainer(TrainConfig(algo="spar", steps=10, **FAST), data, anchor)
+    list(s.fit())
+    s.save_state(tmp_path / "spar")
+    with pytest.raises(ValueError, match="a SPAR run cannot be extended"):
+        Trainer(TrainConfig(algo="spar", steps=20, **FAST), data, anchor).load_state(tmp_path / "spar")
+
+
+def test_a_checkpoint_from_before_a_new_config_field_still_resumes(tmp_path, data):
+    import json
+
+    from spar_rectify.bundle import meta_digest
+
+    t = Trainer(TrainConfig(algo="bc", steps=10, **FAST), data)
+    list(t.fit(until=5))
+    t.save_state(tmp_path / "ck")
+    path = tmp_path / "ck" / "train_state.json"
+    meta = json.loads(path.read_text())
+    del meta["config"]["lsi_prior_weight"]  # a field added after this checkpoint was written
+    meta["meta_sha256"] = meta_digest(meta)
+    path.write_text(json.dumps(meta))
+    resumed = Trainer(TrainConfig(algo="bc", steps=10, **FAST), data)
+    resumed.load_state(tmp_path / "ck")
+    assert resumed.step == 5
 
 
 def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, anchor):
