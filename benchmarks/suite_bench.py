@@ -17,6 +17,9 @@ never redone. Writes `results/suite_<tier>.json`, `results/suite_<tier>.md` and
 `results/suite_<tier>.png`, and `results/suite.json`: every tier's records in one file, each with
 its `tier`. Build the datasets first with `benchmarks/build_suite.py`.
 
+Jobs run as Ray tasks (`spar_rectify.sweep.run_jobs`, one CPU each; `--jobs N` on a local Ray,
+`--address` for an existing cluster); a failed job is retried and resumes from its checkpoint.
+
 Variants (a method change measured beside the defaults, never mixed into the tier's own table):
     python benchmarks/suite_bench.py full --variant bound05 --set bound_max=0.5 --methods medium-rectified
 trains with those `TrainConfig` overrides under `_work/variant_<name>/` and writes
@@ -29,10 +32,11 @@ import argparse
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+from spar_rectify.sweep import run_jobs  # noqa: E402
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -326,7 +330,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tier", choices=list(TIERS))
     parser.add_argument("--steps", type=int, default=None, help="override the tier's gradient-step budget")
-    parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--jobs", type=int, default=None, help="jobs at once on a local Ray (one CPU each)")
+    parser.add_argument("--address", default=None, help="an existing Ray cluster to run the jobs on (default: a "
+                        "local Ray started for this command)")
     parser.add_argument("--datasets", nargs="+", default=None, help="override the tier's datasets")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the tier's seeds")
     parser.add_argument("--episodes", type=int, default=None, help="override evaluation episodes")
@@ -372,13 +378,18 @@ def main(argv=None) -> None:
             print(f"skipped {j['method']} {j['dataset']} seed {j['seed']}: its "
                   f"{j['method'].removesuffix('-tuned')} run has not finished", flush=True)
         todo = [j for j in todo if j not in waiting]
-        with ProcessPoolExecutor(max_workers=args.jobs or tier["jobs"]) as pool:
-            for future in as_completed([pool.submit(run_one, job) for job in todo]):
-                record = future.result()
-                records = save_record(out, args.tier, record, keep_train_seconds=args.refresh_support)
-                if out.parent == RESULTS:
-                    combine()
-                print(json.dumps(record), flush=True)
+        def land(job: dict, record: dict) -> None:  # as each job finishes, in this process
+            save_record(out, args.tier, record, keep_train_seconds=args.refresh_support)
+            if out.parent == RESULTS:
+                combine()
+            print(json.dumps(record), flush=True)
+
+        # Each job is a Ray task with one CPU; a failed one is retried and resumes from its checkpoint.
+        _, failed = run_jobs(run_one, todo, on_result=land, address=args.address,
+                             num_cpus=args.jobs or tier["jobs"], progress=False)
+        for job, error in failed:
+            print(f"FAILED {job['method']} {job['dataset']} seed {job['seed']}: {error.strip().splitlines()[-1]}; "
+                  "run the same command again to resume it", flush=True)
     records = json.loads(out.read_text())["runs"] if out.is_file() else []  # with other processes' runs
     print(summarise(records, out.with_suffix(".md"), out.with_suffix(".png")))
     if out.parent == RESULTS:

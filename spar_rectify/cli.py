@@ -1,4 +1,4 @@
-"""The `spar` command line: `spar train`, `spar collect`, `spar evaluate`, `spar tune-alpha`.
+"""The `spar` command line: `spar train`, `spar collect`, `spar evaluate`, `spar tune-alpha`, `spar sweep`.
 
 Envs from a module register on import with Gymnasium's `module:EnvId` syntax, e.g.
 `--env envs:PointReach-v0`. Loading an SB3 `.zip` runs pickle: pass only files you trust.
@@ -106,6 +106,46 @@ class TuneAlphaArgs:
     vec_normalize: Optional[Path] = None
 
 
+@dataclass(frozen=True)
+class SweepArgs:
+    """Train one config over datasets x seeds x settings, one CPU per job, on Ray (pip install
+    "spar_rectify[sweep]"). Records land in OUT_DIR/sweep.json as jobs finish, with a table in
+    OUT_DIR/sweep.md; run the same command again to resume interrupted jobs from their checkpoints."""
+
+    datasets: tuple[str, ...]
+    """Minari dataset ids (local; MINARI_DATASETS_PATH sets the root)."""
+    out_dir: Path
+    """Sweep folder: sweep.json, sweep.md and one run folder per job."""
+    seeds: tuple[int, ...] = (0,)
+    """Training seeds."""
+    set: tuple[str, ...] = ()
+    """Settings to sweep, KEY=V1,V2,... for any --config field, e.g. --set lsi_temperature=0.5,1,2."""
+    base_policy: Optional[Path] = None
+    """The anchor (SPAR): a BCPolicy folder or an SB3 .zip (pickle: trusted files only)."""
+    episodes: int = 10
+    """Seeded evaluation episodes per job (seeds 10000..)."""
+    env: Optional[str] = None
+    """Env for evaluation (default: each dataset's recorded env; module:EnvId for your own)."""
+    address: Optional[str] = None
+    """An existing Ray cluster (e.g. auto); default: start Ray on this machine."""
+    num_cpus: Optional[int] = None
+    """Jobs at once on a local Ray (default: every CPU of this machine)."""
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+
+def run_sweep(args: SweepArgs) -> None:
+    from spar_rectify.sweep import parse_settings, summarise, sweep
+
+    settings = parse_settings(args.set)
+    if args.config.algo == "spar" and args.base_policy is None:
+        raise ValueError("--config.algo spar needs --base-policy (the anchor to rectify); train --config.algo bc "
+                         "first to start from data alone")
+    records = sweep(args.datasets, args.seeds, settings, args.out_dir, args.config, args.base_policy, args.episodes,
+                    args.address, args.num_cpus, env=args.env)
+    print(summarise(records))
+    print(f"records: {args.out_dir / 'sweep.json'}")
+
+
 def run_train(args: TrainArgs) -> None:
     import torch
 
@@ -172,14 +212,15 @@ def run_tune_alpha(args: TuneAlphaArgs) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `spar` console script."""
     command = tyro.extras.subcommand_cli_from_dict(
-        {"train": TrainArgs, "collect": CollectArgs, "evaluate": EvaluateArgs, "tune-alpha": TuneAlphaArgs}, args=argv,
+        {"train": TrainArgs, "collect": CollectArgs, "evaluate": EvaluateArgs, "tune-alpha": TuneAlphaArgs,
+         "sweep": SweepArgs}, args=argv,
         description="spar_rectify: support-preserving action rectification.",
     )
     try:
         runners = {TrainArgs: run_train, CollectArgs: run_collect, EvaluateArgs: run_evaluate,
-                   TuneAlphaArgs: run_tune_alpha}
+                   TuneAlphaArgs: run_tune_alpha, SweepArgs: run_sweep}
         runners[type(command)](command)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError, RuntimeError) as err:
         # A user's mistake gets its message, not a traceback; set SPAR_DEBUG=1 for the traceback.
         if os.environ.get("SPAR_DEBUG"):
             raise
