@@ -168,7 +168,8 @@ def run_one(job: dict) -> dict:
             "algo": "spar" if method in ("spar", "medium-rectified") else method, "steps": job["steps"],
             "seed": job["seed"], "eval_every": 0, "eval_episodes": 1, "checkpoint_every": 10_000, "log_every": 1000,
             **job.get("overrides", {})})
-        anchor = anchor_policy(run_dir.parent.parent, job["dataset"], method, job["seed"]) if cfg.algo == "spar" else None
+        anchor = (anchor_policy(run_dir.parent.parent, job["dataset"], method, job["seed"]) if cfg.algo == "spar"
+                  else None)
         resume = (run_dir / "checkpoint" / "train_state.json").exists()
         result = train(cfg, data, run_dir, anchor=anchor, env=env_id, resume=resume, progress=False)
         policy = load_policy(result.artifact) if cfg.algo != "spar" else RectifiedPolicy(anchor, result.artifact)

@@ -167,7 +167,8 @@ def train_job(job: dict) -> dict:
     score = data.normalized_score(returns.mean())
     return {"dataset": job["dataset"], "seed": job["seed"], "overrides": job["overrides"], "algo": config.algo,
             "steps": result.steps, "return": float(returns.mean()), "return_std": float(returns.std()),
-            "normalized_score": None if score is None else float(score), "train_seconds": round(result.train_seconds, 1),
+            "normalized_score": None if score is None else float(score),
+            "train_seconds": round(result.train_seconds, 1),
             "resumed": resume, "run_dir": str(run_dir)}
 
 
