@@ -79,6 +79,12 @@ class TrainConfig:
     fit_fraction: float = 0.05
     """Share of the steps spent fitting mu to the encoder mean, before self-imitation."""
 
+    fit_to: Literal["data", "anchor"] = "data"
+    """What mu is fitted to before self-imitation: "data", the encoder mean of the dataset's residual
+    (the specification: the rectifier starts by reproducing the data's typical action), or "anchor",
+    the encoder mean of a zero residual (it starts as the base policy). "anchor" also centres the LSI
+    prior term (lsi_prior_weight) on the anchor's latent."""
+
     # SPAR stage (iii): Latent Self-Imitation
     num_candidates: int = 8
     """K perturbations of mu per state."""
@@ -86,6 +92,9 @@ class TrainConfig:
     """Std of the perturbations in latent units."""
     num_prior: int = 2
     """Prior samples z ~ N(0, I) added to the candidates of each state."""
+    anchor_candidate: bool = False
+    """Add the anchor's own action (the latent of a zero residual) to each state's candidates, so the
+    critic can prefer the base action itself over every residual."""
     lsi_temperature: float = 1.0
     """beta in softmax(A / beta) over a state's candidates (advantages standardised first)."""
     lsi_normalize: Literal["within", "batch", "none"] = "within"
@@ -148,6 +157,7 @@ class TrainConfig:
              "in [0, 1) with manifold_fraction + fit_fraction < 1")
         need(self.reward_scale in ("returns", "none"), "reward_scale", "'returns' or 'none'")
         need(self.lsi_normalize in ("within", "batch", "none"), "lsi_normalize", "'within', 'batch' or 'none'")
+        need(self.fit_to in ("data", "anchor"), "fit_to", "'data' or 'anchor'")
         need(self.policy_noise >= 0 and self.noise_clip >= 0, "policy_noise", ">= 0 (and noise_clip >= 0)")
 
     @property

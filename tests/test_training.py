@@ -198,7 +198,10 @@ def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, 
 
 
 @pytest.mark.parametrize("ablation", [dict(use_latent=False), dict(self_imitation=False), dict(anchored=False),
-                                      dict(residual_bound=0.2)])
+                                      dict(residual_bound=0.2),
+                                      dict(fit_to="anchor", anchor_candidate=True, lsi_prior_weight=1.0,
+                                           lsi_normalize="none", lsi_temperature=0.3),
+                                      dict(use_latent=False, fit_to="anchor", anchor_candidate=True)])
 def test_ablations_train_and_deploy(tmp_path, data, anchor, ablation):
     cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.3, fit_fraction=0.2, lsi_every=1, **FAST).replace(
         **ablation)
@@ -216,3 +219,31 @@ def test_ablations_train_and_deploy(tmp_path, data, anchor, ablation):
         assert np.allclose(bound, 1.0) and not checkpoint.rectifier.anchored
     policy = RectifiedPolicy(anchor, checkpoint)
     assert np.isfinite(evaluate(policy, "PointReach-v0", episodes=1)).all()
+
+
+@pytest.mark.parametrize("fit_to", ["data", "anchor"])
+def test_fit_to_sets_where_the_rectifier_starts(data, point_env, fit_to):
+    # An anchor offset by +0.3 from the data's actions: the data's typical residual is about -0.3.
+    offset = CallablePolicy(lambda o: np.clip(envs.biased_controller(o) + 0.3, -1, 1), point_env.action_space)
+    cfg = TrainConfig(algo="spar", steps=600, manifold_fraction=0.5, fit_fraction=0.49, fit_to=fit_to, **FAST)
+    trainer = Trainer(cfg, data, offset)
+    list(trainer.fit())  # the CVAE and the fit only: no self-imitation step
+    with torch.no_grad():
+        residual = trainer.algo.rect(data.observations[:2000], data.base_actions[:2000]).mean(0)
+    if fit_to == "data":
+        assert torch.all(residual < -0.15), residual  # it reproduces the data's typical action
+    else:
+        assert torch.all(residual.abs() < 0.1), residual  # it starts as the base policy
+
+
+def test_anchor_candidate_is_scored(data, anchor):
+    cfg = TrainConfig(algo="spar", steps=20, manifold_fraction=0.5, fit_fraction=0.0, anchor_candidate=True,
+                      lsi_every=1, **FAST)
+    trainer = Trainer(cfg, data, anchor)
+    list(trainer.fit())
+    b = trainer.sample()
+    x = torch.cat([b.obs[:8], b.base_action[:8]], -1)
+    algo = trainer.algo
+    cands = algo._candidates(x, algo.rect.latent(x).detach(), algo.data_residual(b)[:8])
+    assert cands.shape[1] == 1 + cfg.num_candidates + 1 + cfg.num_prior + 1
+    assert torch.allclose(cands[:, -1], algo.anchor_latent(x))

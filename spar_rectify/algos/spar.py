@@ -106,8 +106,16 @@ class SPAR:
         loss.backward(inputs=list(self.rect.actor.parameters()))
         self.actor_opt.step()
 
+    def anchor_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent (or, without one, the residual) of the anchor's own action: (B, L), in the box."""
+        zero = torch.zeros(x.shape[0], self.rect.act_dim)
+        if self.encoder is None:
+            return zero
+        with torch.no_grad():
+            return self.encode(x, zero)[0].clamp(-self.config.latent_box, self.config.latent_box)
+
     def _fit(self, x: torch.Tensor, b: Batch) -> dict:
-        r = self.data_residual(b)
+        r = torch.zeros_like(b.action) if self.config.fit_to == "anchor" else self.data_residual(b)
         out, _ = self.residual_policy(x)
         if self.encoder is None:
             loss = latent_fit_loss(out, r)
@@ -140,7 +148,10 @@ class SPAR:
                 res = self.rect.decode(flat_x, cands.reshape(n * k, -1))
             actions = (base.repeat_interleave(k, 0) + res).clamp(-1.0, 1.0)
             q = self.critic.q_min(obs.repeat_interleave(k, 0), actions).view(n, k)
-            log_prior = -0.5 * cands.pow(2).sum(-1) if self.encoder is not None else None
+            log_prior = None
+            if self.encoder is not None and cfg.lsi_prior_weight:
+                centre = self.anchor_latent(x).unsqueeze(1) if cfg.fit_to == "anchor" else 0.0
+                log_prior = -0.5 * (cands - centre).pow(2).sum(-1)
             weights = lsi_weights(q, self.critic.value(obs), cfg.lsi_temperature, cfg.lsi_normalize,
                                   log_prior, cfg.lsi_prior_weight)
         loss = lsi_loss(out, cands, weights)
@@ -149,7 +160,8 @@ class SPAR:
                 "lsi_q_gain": (q * weights).sum(-1).mean() - q[:, 0].mean()}
 
     def _candidates(self, x: torch.Tensor, current: torch.Tensor, data_residual: torch.Tensor) -> torch.Tensor:
-        """(n, 1 + K + 1 + P, L): current, K perturbations, the data's own, P prior samples."""
+        """(n, 1 + K + 1 + P [+ 1], L): current, K perturbations, the data's own, P prior samples
+        [and, with `anchor_candidate`, the anchor's own]."""
         cfg, g = self.config, self.generator
         n, dim = current.shape
         if self.encoder is None:  # "no latent": isotropic noise on the residual itself
@@ -161,7 +173,10 @@ class SPAR:
             data = self.encode(x, data_residual)[0]
             prior = torch.randn((n, cfg.num_prior, dim), generator=g)
         noise = torch.randn((n, cfg.num_candidates, dim), generator=g) * scale
-        cands = torch.cat([current.unsqueeze(1), current.unsqueeze(1) + noise, data.unsqueeze(1), prior], 1)
+        parts = [current.unsqueeze(1), current.unsqueeze(1) + noise, data.unsqueeze(1), prior]
+        if cfg.anchor_candidate:
+            parts.append(self.anchor_latent(x).unsqueeze(1))
+        cands = torch.cat(parts, 1)
         return torch.maximum(torch.minimum(cands, box), -box) if torch.is_tensor(box) else cands.clamp(-box, box)
 
     @torch.no_grad()
