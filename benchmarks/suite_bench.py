@@ -170,7 +170,7 @@ def run_one(job: dict) -> dict:
             **job.get("overrides", {})})
         anchor = (anchor_policy(run_dir.parent.parent, job["dataset"], method, job["seed"]) if cfg.algo == "spar"
                   else None)
-        resume = (run_dir / "checkpoint" / "train_state.json").exists()
+        resume = True  # continues from the run's checkpoint when there is one, else starts
         result = train(cfg, data, run_dir, anchor=anchor, env=env_id, resume=resume, progress=False)
         policy = load_policy(result.artifact) if cfg.algo != "spar" else RectifiedPolicy(anchor, result.artifact)
     # Training time over every resume of the run (the trainer keeps it in its checkpoint), not this call's;

@@ -2,8 +2,10 @@
 
 Defines `write_bundle`, `read_bundle`, `FORMAT_VERSION`.
 
-Files are written to a temporary name and moved into place with `os.replace`, weights first and
-JSON last, so an interrupted save leaves the previous bundle readable. The JSON records the
+A save stages a complete new pair (`<name>.safetensors.new`, `<name>.json.new`, each written to a
+temporary name and renamed) and then moves it into place, weights first; reading falls back to the
+staged pair when the main one is incomplete or inconsistent, so a save killed at any point leaves
+a complete bundle (the previous or the new one) readable. The JSON records the
 SHA-256 of the weights file (`weights_sha256`) and, from format version 2, of its own content
 (`meta_sha256`: canonical JSON of every other field), so that every byte that affects behaviour
 is covered; a mismatch on read is reported as corruption. Version 1 files (no `meta_sha256`)
@@ -16,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -61,15 +64,21 @@ def write_bundle(folder: str | Path, name: str, meta: dict, tensors: dict[str, t
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / f"{name}.safetensors"
+    weights, meta_path = folder / f"{name}.safetensors", folder / f"{name}.json"
+    staged_weights, staged_meta = folder / f"{name}.safetensors.new", folder / f"{name}.json.new"
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    _atomic_write(weights, lambda tmp: save_file(tensors, tmp))
+    # 1. A complete new pair is staged beside the current one (each file written atomically) ...
+    _atomic_write(staged_weights, lambda tmp: save_file(tensors, tmp))
     meta = {"format": f"spar_rectify.{name}", "format_version": FORMAT_VERSION, **meta,
-            "weights_sha256": _sha256(weights)}
+            "weights_sha256": _sha256(staged_weights)}
     meta = json.loads(json.dumps(meta, default=_json_default))  # the digest covers what is read back
     meta["meta_sha256"] = meta_digest(meta)
     text = json.dumps(meta, indent=2)
-    _atomic_write(folder / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
+    _atomic_write(staged_meta, lambda tmp: Path(tmp).write_text(text))
+    # 2. ... then moved into place. A kill between the two moves leaves the new weights beside the
+    # staged JSON, which `read_bundle` pairs up: some complete bundle always survives.
+    os.replace(staged_weights, weights)
+    os.replace(staged_meta, meta_path)
     return folder
 
 
@@ -93,6 +102,25 @@ def read_bundle(folder: str | Path, name: str) -> tuple[dict, dict[str, torch.Te
     """
     folder = Path(folder)
     meta_path, weights = folder / f"{name}.json", folder / f"{name}.safetensors"
+    try:
+        return _read_pair(folder, name, meta_path, weights)
+    except (FileNotFoundError, ValueError) as err:
+        # An interrupted write: the newest complete pair is the staged JSON with the moved or the
+        # staged weights (see `write_bundle`).
+        staged_meta, staged_weights = folder / f"{name}.json.new", folder / f"{name}.safetensors.new"
+        for pair in ((staged_meta, weights), (staged_meta, staged_weights)):
+            if folder.is_dir() and all(p.exists() for p in pair):
+                try:
+                    result = _read_pair(folder, name, *pair)
+                except (FileNotFoundError, ValueError):
+                    continue
+                warnings.warn(f"{folder}: {err}; loaded the complete bundle an interrupted save left "
+                              f"({pair[0].name}, {pair[1].name}) instead", stacklevel=2)
+                return result
+        raise
+
+
+def _read_pair(folder: Path, name: str, meta_path: Path, weights: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     for path in (folder, meta_path, weights):
         if not path.exists():
             raise FileNotFoundError(

@@ -220,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         runners = {TrainArgs: run_train, CollectArgs: run_collect, EvaluateArgs: run_evaluate,
                    TuneAlphaArgs: run_tune_alpha, SweepArgs: run_sweep}
         runners[type(command)](command)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None  # what was done is saved and said (e.g. "interrupted at step N")
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError, RuntimeError) as err:
         # A user's mistake gets its message, not a traceback; set SPAR_DEBUG=1 for the traceback.
         if os.environ.get("SPAR_DEBUG"):

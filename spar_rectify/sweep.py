@@ -159,7 +159,7 @@ def train_job(job: dict) -> dict:
     data = load_minari(job["dataset"])
     anchor = load_policy(job["base_policy"]) if job.get("base_policy") else None
     run_dir = Path(job["run_dir"])
-    resume = (run_dir / "checkpoint" / "train_state.json").exists()
+    resume = any((run_dir / "checkpoint" / f).exists() for f in ("train_state.json", "train_state.json.new"))
     # The final evaluation of `train`: episodes seeded 10000.., the same for every job and method.
     result = train(config.replace(eval_every=0, eval_episodes=job["episodes"]), data, run_dir, anchor=anchor,
                    env=job.get("env"), resume=resume, progress=False)

@@ -12,6 +12,8 @@ thread count: weights, optimiser moments and the sampling generator are all rest
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -73,6 +75,7 @@ class Trainer:
         self.algo = ALGORITHMS[config.algo](info, config, self.generator)
         self.info = info
         self.step = 0
+        self.mid_step = False  # True while an update is half-applied (see `fit`)
         self.train_seconds = 0.0  # wall-clock seconds of training so far, over every resume (s)
 
     # -- data ---------------------------------------------------------------------------------
@@ -118,8 +121,10 @@ class Trainer:
         """Run gradient steps up to `until` (default: `config.steps`), yielding `(step, metrics)`."""
         until = self.config.steps if until is None else min(until, self.config.steps)
         while self.step < until:
+            self.mid_step = True  # stays True if the update raises: the state mixes two steps
             metrics = self.algo.update(self.sample(), self.step)
             self.step += 1
+            self.mid_step = False
             yield self.step, {k: float(v) for k, v in metrics.items()}
 
     # -- products -----------------------------------------------------------------------------
@@ -204,6 +209,33 @@ class Trainer:
         self.train_seconds = float(meta.get("train_seconds", 0.0))  # 0 for checkpoints written before it was kept
 
 
+class _StopAtStepBoundary:
+    """While active (main thread only), SIGINT and SIGTERM ask the training loop to stop after the
+    current step instead of interrupting it; a second SIGINT interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # asked twice: stop now (the last checkpoint stays as it was)
+        self.requested = True
+        print(f"\n{signal.Signals(signum).name}: stopping after the current step (Ctrl-C again to stop now)",
+              flush=True)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
 #: Settings that do not change what is trained: a resumed run may use other values.
 BOOKKEEPING = ("eval_every", "eval_episodes", "checkpoint_every", "log_every")
 
@@ -261,7 +293,8 @@ def train(config: TrainConfig, data: OfflineData, run_dir: str | Path, anchor: A
 
     run_dir = Path(run_dir)
     ckpt = run_dir / "checkpoint"
-    if (ckpt / "train_state.json").exists() and not resume:
+    has_checkpoint = (ckpt / "train_state.json").exists() or (ckpt / "train_state.json.new").exists()
+    if has_checkpoint and not resume:
         raise FileExistsError(f"{run_dir} already holds a training checkpoint; pass resume=True (--resume) "
                               "to continue it, or choose another run directory.")
     if env is None and data.env_refused and config.eval_episodes:
@@ -270,7 +303,7 @@ def train(config: TrainConfig, data: OfflineData, run_dir: str | Path, anchor: A
         raise UntrustedEnvSpec(data.env_refused)  # before any training: evaluation would need that env
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, data, anchor, run_dir)
-    if resume and (ckpt / "train_state.json").exists():
+    if resume and has_checkpoint:
         trainer.load_state(ckpt)
     config.save(run_dir / "config.json")
     env = env if env is not None else data.env_spec
@@ -290,28 +323,41 @@ def train(config: TrainConfig, data: OfflineData, run_dir: str | Path, anchor: A
     counts: dict[str, int] = {}  # per metric: SPAR's LSI metrics exist only on every lsi_every-th step
     bar = tqdm(total=config.steps, initial=trainer.step, disable=not progress, desc=f"{config.algo} {data.name}",
                dynamic_ncols=True)
-    try:
-        for step, metrics in trainer.fit():
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v
-                counts[k] = counts.get(k, 0) + 1
-            if step % config.log_every == 0 or step == config.steps:
-                means = {k: v / counts[k] for k, v in sums.items()}
-                logger.log(step, means)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
-                sums, counts = {}, {}
-            if env is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
-                returns, _ = run_eval(step)
-                bar.write(f"step {step}: eval return {returns.mean():.1f} +- {returns.std():.1f}")
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                trainer.train_seconds = before + time.perf_counter() - start
+    steps = trainer.fit()
+    with _StopAtStepBoundary() as stop:
+        try:
+            while not stop.requested:
+                try:
+                    step, metrics = next(steps)
+                except StopIteration:
+                    break
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                    counts[k] = counts.get(k, 0) + 1
+                if step % config.log_every == 0 or step == config.steps:
+                    means = {k: v / counts[k] for k, v in sums.items()}
+                    logger.log(step, means)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
+                    sums, counts = {}, {}
+                if env is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
+                    returns, _ = run_eval(step)
+                    bar.write(f"step {step}: eval return {returns.mean():.1f} +- {returns.std():.1f}")
+                if config.checkpoint_every and step % config.checkpoint_every == 0:
+                    trainer.train_seconds = before + time.perf_counter() - start
+                    trainer.save_state(ckpt)
+                bar.update(1)
+        finally:
+            bar.close()
+            trainer.train_seconds = before + time.perf_counter() - start
+            # Every finished step is kept; a step cut off half-way (an error, a second Ctrl-C) is not
+            # written over the last checkpoint, whose state it would mix with the next step's.
+            if trainer.step > 0 and not trainer.mid_step:
                 trainer.save_state(ckpt)
-            bar.update(1)
-    finally:
-        bar.close()
-        trainer.train_seconds = before + time.perf_counter() - start
-        if trainer.step > 0:
-            trainer.save_state(ckpt)  # an interruption keeps every finished step
+    if stop.requested:
+        logger.close()
+        print(f"interrupted at step {trainer.step}, checkpoint saved in {ckpt}; resume with `spar train ... "
+              f"--resume` (resume=True)", flush=True)
+        raise KeyboardInterrupt(f"training interrupted at step {trainer.step}; checkpoint saved in {ckpt}")
     seconds = trainer.train_seconds
     artifact = trainer.export(run_dir / ("rectifier" if config.algo == "spar" else "policy"))
     returns, score = run_eval(trainer.step) if env is not None and config.eval_episodes else (None, None)

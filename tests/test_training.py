@@ -247,3 +247,62 @@ def test_anchor_candidate_is_scored(data, anchor):
     cands = algo._candidates(x, algo.rect.latent(x).detach(), algo.data_residual(b)[:8])
     assert cands.shape[1] == 1 + cfg.num_candidates + 1 + cfg.num_prior + 1
     assert torch.allclose(cands[:, -1], algo.anchor_latent(x))
+
+
+def test_ctrl_c_stops_at_a_step_boundary_and_resumes_bit_identically(tmp_path, data, monkeypatch, capsys):
+    import os
+    import signal
+
+    from spar_rectify.algos import ALGORITHMS
+    from spar_rectify.bundle import read_bundle
+
+    cfg = TrainConfig(algo="iql", steps=20, **FAST)
+    train(cfg, data, tmp_path / "ref", progress=False)
+    calls = {"n": 0}
+    update = ALGORITHMS["iql"].update
+
+    def interrupted_update(self, batch, step):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives in the middle of step 8
+        return update(self, batch, step)
+
+    monkeypatch.setattr(ALGORITHMS["iql"], "update", interrupted_update)
+    with pytest.raises(KeyboardInterrupt, match="interrupted at step 8"):
+        train(cfg, data, tmp_path / "run", progress=False)
+    assert "interrupted at step 8, checkpoint saved" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    monkeypatch.setattr(ALGORITHMS["iql"], "update", update)
+    train(cfg, data, tmp_path / "run", resume=True, progress=False)
+    ref, run = read_bundle(tmp_path / "ref" / "checkpoint", "train_state"), read_bundle(tmp_path / "run" / "checkpoint",
+                                                                                         "train_state")
+    assert run[0]["step"] == ref[0]["step"] == 20 and set(run[1]) == set(ref[1])
+    for key, value in ref[1].items():
+        assert torch.equal(value, run[1][key]), key
+
+
+def test_a_checkpoint_write_killed_between_its_moves_leaves_a_complete_bundle(tmp_path, data, monkeypatch):
+    import spar_rectify.bundle as bundle
+
+    trainer = Trainer(TrainConfig(algo="bc", steps=10, **FAST), data)
+    list(trainer.fit(until=5))
+    trainer.save_state(tmp_path / "ck")
+    list(trainer.fit())
+    real, calls = bundle.os.replace, {"n": 0}
+
+    def killed(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 4:  # staged weights and JSON written, weights moved in: the kill comes now
+            raise SystemExit("killed")
+        return real(src, dst)
+
+    monkeypatch.setattr(bundle.os, "replace", killed)
+    with pytest.raises(SystemExit):
+        trainer.save_state(tmp_path / "ck")
+    monkeypatch.setattr(bundle.os, "replace", real)
+    resumed = Trainer(TrainConfig(algo="bc", steps=10, **FAST), data)
+    with pytest.warns(UserWarning, match="loaded the complete bundle an interrupted save left"):
+        resumed.load_state(tmp_path / "ck")
+    assert resumed.step == 10
+    for key, value in _params(trainer).items():
+        assert torch.equal(value, _params(resumed)[key]), key
