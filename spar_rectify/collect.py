@@ -60,7 +60,12 @@ def _prepare_target(dataset_id: str, overwrite: bool, append: bool):
         )
     if exists and overwrite:
         minari.delete_dataset(dataset_id)
-    return minari.load_dataset(dataset_id) if exists and append else None
+    if exists and append:
+        from spar_rectify.dataset_repair import ensure_consistent
+
+        ensure_consistent(dataset_id)  # an earlier append killed between Minari's two writes
+        return minari.load_dataset(dataset_id)
+    return None
 
 
 def _check_append(dataset, dataset_id: str, env: gym.Env) -> None:
@@ -160,6 +165,9 @@ def collect(policy: Any, env: gym.Env | str, dataset_id: str, steps: int, *, exp
                 warnings.simplefilter("ignore", UserWarning)
                 dataset = minari.create_dataset_from_buffers(dataset_id, buffers, **meta)
         else:
+            from spar_rectify.dataset_repair import backup_metadata
+
+            backup_metadata(dataset_id)  # Minari rewrites metadata.json in place after the HDF5 append
             dataset.update_dataset_from_buffer(buffers)
         buffers, pending = [], 0
 

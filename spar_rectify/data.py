@@ -181,6 +181,9 @@ def load_minari(dataset_id: str, download: bool = False, nonfinite: Literal["rai
     import minari
     from minari.storage import get_dataset_path
 
+    from spar_rectify.dataset_repair import ensure_consistent
+
+    ensure_consistent(dataset_id)  # metadata left behind its HDF5 episodes by an interrupted append
     spec, refused = _vetted_spec(dataset_id, trust_env)
     try:
         dataset = minari.load_dataset(dataset_id, download=download)

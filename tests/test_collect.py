@@ -139,3 +139,23 @@ def test_append_refuses_another_env_and_records_another_policy(point_env, policy
     assert ds.total_steps == 200
     log = json.loads(ds.storage.metadata["spar_collect_appends"])
     assert log == [{"first_episode": 2, "policy": "half", "seed": 7}]
+
+
+@pytest.mark.parametrize("damage", ["stale counts", "truncated json"])
+def test_an_append_killed_after_the_hdf5_write_is_repaired_on_open(point_env, policy, damage):
+    import json
+
+    from minari.storage import get_dataset_path
+
+    collect(policy, point_env, "t/point/rep-v0", 100, progress=False, chunk_steps=50)
+    meta_path = get_dataset_path("t/point/rep-v0") / "data" / "metadata.json"
+    before = meta_path.read_text()
+    collect(policy, point_env, "t/point/rep-v0", 200, progress=False, append=True, chunk_steps=50)
+    # Undo Minari's metadata write of the last append, as a kill right after the HDF5 append would.
+    meta_path.write_text(before if damage == "stale counts" else before[: len(before) // 2])
+    with pytest.warns(UserWarning, match="repaired from its HDF5 episodes"):
+        data = load_minari("t/point/rep-v0")
+    assert len(data) == 200
+    assert json.loads(meta_path.read_text())["total_steps"] == 200
+    ds = collect(policy, point_env, "t/point/rep-v0", 300, progress=False, append=True)
+    assert ds.total_steps == 300 and len(load_minari("t/point/rep-v0")) == 300
