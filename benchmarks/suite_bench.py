@@ -5,7 +5,7 @@ Usage:
     MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/suite_bench.py full    # hours; resumable
 
 Methods, the same gradient-step budget each: `bc` (pure BC), `td3bc`, `iql`, `spar` (anchored to
-the pure-BC policy of the same seed, as in the paper), and on `medium` / `medium-replay`:
+the pure-BC policy of the same seed, as in the paper), and on every dataset (medium-expert too):
 `medium-raw` (the SB3 medium policy as is) and `medium-rectified` (SPAR around it); then
 `spar-tuned` and `medium-rectified-tuned`: the same rectifiers (no new training) at the alpha that
 `spar_rectify.tune_alpha` picks on 10 episodes from seed 20000, a deployment step a user takes
@@ -223,7 +223,9 @@ def jobs_for(tier: dict, work: Path, variant: str | None = None, overrides: dict
         for seed in tier["seeds"]:
             first.append({**base, "dataset": dataset, "method": "bc", "seed": seed})
             # SPAR's runs first: they are the point of the benchmark and the longest.
-            methods = ["spar"] + (["medium-rectified", "medium-raw"] if "medium-expert" not in dataset else [])
+            # The SB3 medium policy raw and rectified on every dataset, medium-expert included: there the data
+            # supports expert behaviour, and the rectifier must travel as far as it does.
+            methods = ["spar", "medium-rectified", "medium-raw"]
             second += [{**base, "dataset": dataset, "method": m, "seed": seed} for m in methods + ["td3bc", "iql"]]
             third += [{**base, "dataset": dataset, "method": f"{m}-tuned", "seed": seed}
                       for m in methods if f"{m}-tuned" in TUNED]
