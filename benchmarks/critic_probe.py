@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--alphas", nargs="+", type=float, default=[0.0, 0.25, 0.5, 0.75, 1.0])
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--data-states", type=int, default=4096)
+    parser.add_argument("--gate", action="store_true", help="also roll out the critic-gated policy at each alpha")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -85,6 +86,28 @@ def main() -> None:
 
     data_scaler = ActionScaler(data.action_space)
     env_id = data.env_spec.id
+    obs_mean, obs_std = torch.from_numpy(trainer.obs_mean), torch.from_numpy(trainer.obs_std)
+    held = {"steps": 0, "held": 0}
+
+    def gated(alpha: float):
+        """The rectified policy with a per-state critic gate: the residual only where the pessimistic
+        critic (min of the twin targets) scores the rectified action above the base action."""
+
+        @torch.no_grad()
+        def act(obs_env: np.ndarray) -> np.ndarray:
+            obs = torch.as_tensor(obs_env, dtype=torch.float32)
+            base = torch.as_tensor(np.clip(data_scaler.to_normalized(anchor(obs_env)), -1, 1), dtype=torch.float32)
+            action = (base + alpha * rect(obs, base)).clamp(-1, 1)
+            obs_n = (obs - obs_mean) / obs_std
+            q_r = critic.q_min(obs_n, action)
+            q_b = critic.q_min(obs_n, base)
+            keep = (q_r > q_b).unsqueeze(-1)
+            held["steps"] += len(keep)
+            held["held"] += int((~keep).sum())
+            return data_scaler.to_env(torch.where(keep, action, base).numpy())
+
+        return act
+
     returns, visited = {}, None
     for alpha in args.alphas:
         policy = anchor if alpha == 0 else RectifiedPolicy(anchor, run / "rectifier", alpha=alpha)
@@ -93,6 +116,12 @@ def main() -> None:
                                "return_std": float(ret.std())}
         if alpha == 1.0:
             visited = obs
+        if args.gate and alpha > 0:
+            held.update(steps=0, held=0)
+            ret, _, _ = rollouts(gated(alpha), env_id, args.episodes)
+            returns[str(alpha)]["gated"] = {"normalized_score": float(data.normalized_score(ret.mean())),
+                                            "return": float(ret.mean()),
+                                            "held_back": round(held["held"] / max(held["steps"], 1), 3)}
     rng = np.random.default_rng(0)
     idx = rng.choice(len(data), min(args.data_states, len(data)), replace=False)
     result = {"run": str(run), "dataset": args.dataset, "method": args.method, "seed": args.seed,
@@ -108,8 +137,11 @@ def main() -> None:
     for alpha in args.alphas:
         a, v, d = str(alpha), result["critic_on_visited_states"] or {}, result["critic_on_dataset_states"]
         vv = v.get(a, {"q_min": float("nan"), "twin_gap": float("nan"), "beats_alpha0": float("nan")})
+        g = returns[a].get("gated")
+        gate = f" | gated {g['normalized_score']:5.1f} (held back {100 * g['held_back']:.0f}%)" if g else ""
         print(f"{alpha:6.2f} {returns[a]['normalized_score']:7.1f} | {vv['q_min']:17.2f} {vv['twin_gap']:6.3f} "
-              f"{vv['beats_alpha0']:6.2f} | {d[a]['q_min']:14.2f} {d[a]['twin_gap']:6.3f} {d[a]['beats_alpha0']:6.2f}")
+              f"{vv['beats_alpha0']:6.2f} | {d[a]['q_min']:14.2f} {d[a]['twin_gap']:6.3f} {d[a]['beats_alpha0']:6.2f}"
+              + gate)
     print(f"wrote {out}")
 
 

@@ -147,6 +147,10 @@ def validate_rectifier_meta(meta: dict, folder: Path) -> None:
     hidden = arch.get("hidden")
     if not (isinstance(hidden, list) and hidden and all(isinstance(h, int) and h >= 1 for h in hidden)):
         raise _bad(folder, "arch.hidden", hidden, "a non-empty list of integers >= 1")
+    critic_hidden = arch.get("critic_hidden")
+    if critic_hidden is not None and not (isinstance(critic_hidden, list) and critic_hidden
+                                          and all(isinstance(h, int) and h >= 1 for h in critic_hidden)):
+        raise _bad(folder, "arch.critic_hidden", critic_hidden, "null or a non-empty list of integers >= 1")
     if not isinstance(arch.get("anchored"), bool):
         raise _bad(folder, "arch.anchored", arch.get("anchored"), "true or false")
     sizes = {"obs_mean": arch["obs_dim"], "obs_std": arch["obs_dim"], "residual_mean": arch["act_dim"],
@@ -198,6 +202,7 @@ def load_rectifier(folder: str | Path) -> RectifierCheckpoint:
             obs_mean=stats["obs_mean"], obs_std=stats["obs_std"], latent_dim=arch["latent_dim"],
             latent_box=arch["latent_box"], hidden=arch["hidden"], anchored=arch["anchored"],
             residual_mean=stats["residual_mean"], residual_std=stats["residual_std"],
+            critic_hidden=arch.get("critic_hidden"),
         )
         probe_obs = tensors.pop("anchor.probe_obs").numpy()
         probe_actions = tensors.pop("anchor.probe_actions").numpy()

@@ -49,6 +49,8 @@ class Correction(NamedTuple):
             (zero on fallback rows).
         support_score: (B,) float32 in (0, 1], see `FastRectifier.support_score`.
         fallback: (B,) str, "" where the residual was applied, else the reason it was not.
+        gate_held: (B,) bool, True where the critic gate executed the base action because the
+            pessimistic critic did not score the rectified action above it.
     """
 
     executed_action: np.ndarray
@@ -56,6 +58,7 @@ class Correction(NamedTuple):
     residual: np.ndarray
     support_score: np.ndarray
     fallback: np.ndarray
+    gate_held: np.ndarray
 
 
 class Corrector:
@@ -70,10 +73,17 @@ class Corrector:
         rectifier: a trained `Rectifier`.
         action_space: the env's 1-D Box action space (finite bounds).
         alpha: residual scale in [0, 1]; 0 is an exact pass-through of the clipped base action.
+        gate: execute the residual only where the rectifier's own pessimistic critic (min of its twin
+            Q) scores the rectified action above the base action; None: on when the rectifier
+            carries a critic. True without a critic is an error.
     """
 
-    def __init__(self, rectifier: Rectifier, action_space: spaces.Box, alpha: float = 1.0):
+    def __init__(self, rectifier: Rectifier, action_space: spaces.Box, alpha: float = 1.0, gate: bool | None = None):
         alpha = check_alpha(alpha)
+        if gate and rectifier.critic is None:
+            raise ValueError("gate=True needs a rectifier that carries its critic; this one was exported before "
+                             "the gate existed: retrain it (spar train), or deploy it with gate=False")
+        self.gate = rectifier.critic is not None if gate is None else bool(gate)
         self.rectifier = rectifier
         self.scaler = ActionScaler(action_space)
         self.alpha = alpha
@@ -129,14 +139,16 @@ class Corrector:
             self._check_finite(base_action)
             base = _clip(base_action, self.low, self.high).astype(self.dtype, copy=False)
             residual = np.zeros((batch, self.act_dim), np.float32)
-            return Correction(base, base_action, residual, self.support_score(residual), self._no_fallback(batch))
+            return Correction(base, base_action, residual, self.support_score(residual), self._no_fallback(batch),
+                              np.zeros(batch, bool))
         obs = np.asarray(obs)
         if obs.shape != (batch, self.obs_dim):
             raise ValueError(f"expected observations of shape ({batch}, {self.obs_dim}), got {obs.shape}")
         ad = self.act_dim
-        out = np.empty((batch, 2 * ad + 2), np.float32)
-        worst = correct_rows(obs, base_action, self.fast.weights, self.fast.dims, self._consts, out)
+        out = np.empty((batch, 2 * ad + 3), np.float32)
+        worst = correct_rows(obs, base_action, self.fast.weights, self.fast.dims, self._consts, out, self.gate)
         executed, residual, score = out[:, :ad], out[:, ad:2 * ad], out[:, 2 * ad]
+        held = out[:, 2 * ad + 2] != 0
         fallback = self._no_fallback(batch)
         if self.dtype != np.float32:
             executed = _clip(executed.astype(self.dtype), self.low, self.high)
@@ -150,7 +162,9 @@ class Corrector:
             fallback[flags == FLAG_OBS] = FALLBACK_OBS
             fallback[flags == FLAG_RESIDUAL] = FALLBACK_RESIDUAL
             fallback[flags == FLAG_EXECUTED] = FALLBACK_EXECUTED
-        return Correction(executed, base_action, residual, score, fallback)
+        if held.any() and self.dtype != np.float32:  # the kernel executed the clipped base there
+            executed[held] = _clip(base_action[held], self.low, self.high).astype(self.dtype, copy=False)
+        return Correction(executed, base_action, residual, score, fallback, held)
 
     @staticmethod
     def _check_finite(base_action: np.ndarray) -> None:
@@ -162,7 +176,8 @@ class Corrector:
 
 
 def build_corrector(rectifier, observation_space, action_space, base_policy=None,
-                    alpha: float | None = None, where: str = "SPARRectifierWrapper") -> Corrector:
+                    alpha: float | None = None, where: str = "SPARRectifierWrapper",
+                    gate: bool | None = None) -> Corrector:
     """Load (if a path) and validate a rectifier for an env, then build its `Corrector`.
 
     Args:
@@ -171,6 +186,7 @@ def build_corrector(rectifier, observation_space, action_space, base_policy=None
         base_policy: optional; if given, it must be the anchor the rectifier was trained with.
         alpha: residual scale in [0, 1]; None uses the checkpoint's default.
         where: who is asking, for error messages.
+        gate: the critic gate (see `Corrector`); None: on when the rectifier carries a critic.
 
     Raises:
         TypeError: `rectifier` is neither a path nor a checkpoint.
@@ -193,6 +209,6 @@ def build_corrector(rectifier, observation_space, action_space, base_policy=None
     rectifier.check_spaces(observation_space, action_space, where)
     if base_policy is not None:
         rectifier.check_anchor(as_base_policy(base_policy, action_space))
-    corrector = Corrector(rectifier.rectifier, action_space, rectifier.alpha if alpha is None else alpha)
+    corrector = Corrector(rectifier.rectifier, action_space, rectifier.alpha if alpha is None else alpha, gate)
     corrector.checkpoint = rectifier
     return corrector

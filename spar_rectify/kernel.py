@@ -10,7 +10,10 @@ are few, flat arrays because numba's dispatch cost grows with the number and nes
 
 Layers are "augmented": `(in + 1, out)` float32 with the bias as the last row, applied to an
 input vector that carries a trailing 1. They are packed into one flat `weights` array, described
-by `dims = [n_actor_layers, n_decoder_layers, latent_dim, in_0 + 1, out_0, in_1 + 1, out_1, ...]`.
+by `dims = [n_actor_layers, n_decoder_layers, latent_dim, n_critic_layers, in_0 + 1, out_0, ...]`:
+actor layers, then decoder layers, then (when the rectifier carries its critic) the layers of the
+first and then the second critic head, each head `n_critic_layers` long with input `[obs, action
+in env units, 1]`.
 """
 
 from __future__ import annotations
@@ -21,14 +24,18 @@ from numba import njit
 #: `flags` values written by `correct_rows` (`FLAG_EXECUTED`: the executed action came out
 #: non-finite or outside the bounds, e.g. from a damaged bound or scale; the row ran the base action).
 FLAG_OK, FLAG_OBS, FLAG_RESIDUAL, FLAG_BASE, FLAG_EXECUTED = 0, 1, 2, 3, 4
+#: Column of `out` after the flag: 1 where the critic gate held the residual back.
 #: Rows of the `consts` array.
 C_LOW, C_HIGH, C_SCALE, C_TO_ENV, C_RES_MEAN, C_RES_INV_STD, C_SCORE_K, C_START = range(8)
 
 
-def pack_layers(actor: list, decoder: list, latent_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flatten augmented layer matrices into the kernel's `(weights, dims)`."""
-    layers = list(actor) + list(decoder)
-    dims = [len(actor), len(decoder), latent_dim]
+def pack_layers(actor: list, decoder: list, latent_dim: int, critic: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten augmented layer matrices into the kernel's `(weights, dims)`; `critic`: () or the two
+    heads' layer lists (equal lengths)."""
+    if critic and (len(critic) != 2 or len(critic[0]) != len(critic[1])):
+        raise ValueError("critic must be two heads of equally many layers")
+    layers = list(actor) + list(decoder) + [w for head in critic for w in head]
+    dims = [len(actor), len(decoder), latent_dim, len(critic[0]) if critic else 0]
     for w in layers:
         dims += list(w.shape)
     weights = np.concatenate([np.ascontiguousarray(w, np.float32).ravel() for w in layers])
@@ -40,7 +47,7 @@ def _chain(x, weights, dims, first, count, offset):  # pragma: no cover - compil
     """ReLU MLP of `count` layers starting at layer index `first` (flat offset `offset`)."""
     h = x
     for li in range(count):
-        n_rows, n_out = dims[3 + 2 * (first + li)], dims[4 + 2 * (first + li)]
+        n_rows, n_out = dims[4 + 2 * (first + li)], dims[5 + 2 * (first + li)]
         n_in = n_rows - 1
         w = weights[offset:offset + n_rows * n_out].reshape(n_rows, n_out)
         offset += n_rows * n_out
@@ -63,7 +70,15 @@ def _chain(x, weights, dims, first, count, offset):  # pragma: no cover - compil
 
 
 @njit(cache=True, nogil=True)
-def correct_rows(obs, base, weights, dims, consts, out):  # pragma: no cover - compiled
+def _q_min(xq, weights, dims, first, n_q, offset):  # pragma: no cover - compiled
+    """min over the two critic heads of Q(xq), xq = [obs, action env units, 1]."""
+    q0, offset = _chain(xq, weights, dims, first, n_q, offset)
+    q1, _ = _chain(xq, weights, dims, first + n_q, n_q, offset)
+    return min(q0[0], q1[0])
+
+
+@njit(cache=True, nogil=True)
+def correct_rows(obs, base, weights, dims, consts, out, gate):  # pragma: no cover - compiled
     """Rectify B rows.
 
     Args:
@@ -76,8 +91,10 @@ def correct_rows(obs, base, weights, dims, consts, out):  # pragma: no cover - c
             half_range`, residual mean and 1/std, `-0.5 / act_dim` (any column), and the action
             the residual starts from when there is no anchor (NaN when anchored: start from the
             clipped base action).
-        out: (B, 2 * act_dim + 2) float32, written: executed action (env units), applied residual
-            (normalised units), support score, flag.
+        out: (B, 2 * act_dim + 3) float32, written: executed action (env units), applied residual
+            (normalised units), support score, flag, gate (1 where the gate held the residual back).
+        gate: apply the critic gate (needs critic layers in `dims`): the residual is executed only
+            where min(Q1, Q2) of the rectified action exceeds that of the (clipped) base action.
 
     Returns:
         The largest flag written (0: every row rectified; otherwise the caller looks at the
@@ -85,8 +102,10 @@ def correct_rows(obs, base, weights, dims, consts, out):  # pragma: no cover - c
     """
     n, obs_dim = obs.shape
     act_dim = base.shape[1]
-    n_actor, n_dec, latent_dim = dims[0], dims[1], dims[2]
+    n_actor, n_dec, latent_dim, n_q = dims[0], dims[1], dims[2], dims[3]
     x = np.empty(obs_dim + act_dim + latent_dim + 1, np.float32)
+    xq = np.empty(obs_dim + act_dim + 1, np.float32)
+    use_gate = gate and n_q > 0
     score_k = consts[C_SCORE_K, 0]
     worst = 0
     for r in range(n):
@@ -129,10 +148,24 @@ def correct_rows(obs, base, weights, dims, consts, out):  # pragma: no cover - c
                     flag = FLAG_EXECUTED
                 out[r, i] = act
                 out[r, act_dim + i] = res
-        if flag != FLAG_OK:
+        held = False
+        if flag == FLAG_OK and use_gate:
+            # The critic gate: the residual only where the pessimistic critic prefers it to the base.
+            for i in range(obs_dim):
+                xq[i] = x[i]
+            xq[obs_dim + act_dim] = 1.0
+            for i in range(act_dim):
+                xq[obs_dim + i] = x[obs_dim + i]
+            q_base = _q_min(xq, weights, dims, n_actor + n_dec, n_q, offset)
+            for i in range(act_dim):
+                xq[obs_dim + i] = out[r, i]
+            q_rect = _q_min(xq, weights, dims, n_actor + n_dec, n_q, offset)
+            held = not (q_rect > q_base)
+        if flag != FLAG_OK or held:
             for i in range(act_dim):
                 out[r, i] = x[obs_dim + i]
                 out[r, act_dim + i] = 0.0
+        out[r, 2 * act_dim + 2] = 1.0 if held else 0.0
         sq = np.float32(0.0)
         for i in range(act_dim):
             d = (out[r, act_dim + i] - consts[C_RES_MEAN, i]) * consts[C_RES_INV_STD, i]

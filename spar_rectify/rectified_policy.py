@@ -24,13 +24,14 @@ class RectifiedPolicy:
         observation_space, action_space: default to the checkpoint's spaces.
         alpha: residual scale in [0, 1]; None: the checkpoint's default.
         check_anchor: verify that `base_policy` is the anchor the rectifier was trained with.
+        gate: the critic gate (see `SPARRectifierWrapper`); None: on when the rectifier has a critic.
     """
 
     action_units = "env"
 
     def __init__(self, base_policy: Any, rectifier: Any, observation_space: spaces.Box | None = None,
                  action_space: spaces.Box | None = None, alpha: float | None = None,
-                 check_anchor: bool = True):
+                 check_anchor: bool = True, gate: bool | None = None):
         from spar_rectify.checkpoint import load_rectifier
 
         if not hasattr(rectifier, "rectifier"):
@@ -39,7 +40,7 @@ class RectifiedPolicy:
         self.action_space = action_space or rectifier.action_space
         self.base_policy = as_base_policy(base_policy, self.action_space)
         self.corrector = build_corrector(rectifier, self.observation_space, self.action_space,
-                                         self.base_policy if check_anchor else None, alpha, "RectifiedPolicy")
+                                         self.base_policy if check_anchor else None, alpha, "RectifiedPolicy", gate)
         self.name = f"rectified:{getattr(self.base_policy, 'name', 'base')}"
         self.last_correction: Correction | None = None
 

@@ -19,7 +19,7 @@ from gymnasium import spaces
 from torch import nn
 
 from spar_rectify.kernel import pack_layers
-from spar_rectify.networks import mlp
+from spar_rectify.networks import EnsembleMLP, mlp
 from spar_rectify.spaces import ActionScaler
 
 
@@ -38,6 +38,8 @@ class Rectifier(nn.Module):
             global and its output is an absolute action).
         residual_mean, residual_std: `(act_dim,)` statistics of dataset residuals, used by the
             per-step support score.
+        critic_hidden: widths of the conservative twin critic carried for the deployment gate
+            (`critic`, input `[standardised obs, normalised action]`); None: no critic, no gate.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class Rectifier(nn.Module):
         anchored: bool = True,
         residual_mean: np.ndarray | None = None,
         residual_std: np.ndarray | None = None,
+        critic_hidden: Sequence[int] | None = None,
     ):
         super().__init__()
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
@@ -76,6 +79,28 @@ class Rectifier(nn.Module):
         out = self.latent_dim if self.latent_dim > 0 else act_dim
         self.actor = mlp(in_dim, out, self.hidden)
         self.decoder = mlp(in_dim + self.latent_dim, act_dim, self.hidden) if self.latent_dim > 0 else None
+        self.critic_hidden = tuple(int(h) for h in critic_hidden) if critic_hidden else None
+        self.critic = EnsembleMLP(2, in_dim, 1, self.critic_hidden) if self.critic_hidden else None
+
+    def with_critic(self, q: EnsembleMLP) -> "Rectifier":
+        """A copy of this rectifier carrying `q` (a trained twin critic on `[standardised obs,
+        normalised action]`, scaled rewards) for the deployment gate."""
+        import copy
+
+        if q.n != 2:
+            raise ValueError(f"the gate needs a twin critic (2 heads), got {q.n}")
+        out = copy.deepcopy(self)
+        out.critic_hidden = tuple(int(w.shape[2]) for w in q.weights[:-1])
+        out.critic = copy.deepcopy(q).requires_grad_(False)
+        return out
+
+    def q_min(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Pessimistic value min(Q1, Q2) of `(B, obs_dim)` env-unit observations and `(B, act_dim)`
+        normalised actions: `(B,)`. Needs the critic (`critic_hidden`)."""
+        if self.critic is None:
+            raise ValueError("this rectifier carries no critic (trained before the gate existed): no gate")
+        obs_n = (obs - self.obs_mean) / self.obs_std
+        return self.critic(torch.cat([obs_n, action], -1)).min(0).values.squeeze(-1)
 
     def arch(self) -> dict:
         """Constructor arguments that are not tensors (stored in the checkpoint JSON)."""
@@ -86,6 +111,7 @@ class Rectifier(nn.Module):
             "latent_box": self.latent_box,
             "hidden": list(self.hidden),
             "anchored": self.anchored,
+            "critic_hidden": list(self.critic_hidden) if self.critic_hidden else None,
         }
 
     def inputs(self, obs: torch.Tensor, base_action: torch.Tensor) -> torch.Tensor:
@@ -162,4 +188,21 @@ class FastRectifier:
         if rect.decoder is not None:
             dec = [m for m in rect.decoder if isinstance(m, nn.Linear)]
             self.decoder = [first_layer(dec[0], True)] + [augment(m) for m in dec[1:]]
-        self.weights, self.dims = pack_layers(self.actor, self.decoder or [], self.latent_dim if self.decoder else 0)
+        self.critic: tuple = ()
+        if rect.critic is not None:
+            heads = []
+            for h in range(2):
+                ws = [w[h].detach().cpu().numpy().astype(f64) for w in rect.critic.weights]  # (in, out)
+                bs = [b[h, 0].detach().cpu().numpy().astype(f64) for b in rect.critic.biases]
+                # First layer on [obs env units, action env units, 1]: standardisation and the
+                # env-to-normalised action map folded in, as for actor and decoder.
+                w0 = ws[0]
+                first = np.zeros((od + ad + 1, w0.shape[1]), f64)
+                first[:od] = w0[:od] / std[:, None]
+                first[od:od + ad] = w0[od:] * inv_half[:, None]
+                first[-1] = bs[0] - mean @ first[:od] - mid @ first[od:od + ad]
+                rest = [np.concatenate([w, b[None]], 0) for w, b in zip(ws[1:], bs[1:])]
+                heads.append([np.ascontiguousarray(m, dtype=np.float32) for m in [first, *rest]])
+            self.critic = tuple(heads)
+        self.weights, self.dims = pack_layers(self.actor, self.decoder or [], self.latent_dim if self.decoder else 0,
+                                              self.critic)

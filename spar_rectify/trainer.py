@@ -148,7 +148,8 @@ class Trainer:
     def rectifier_checkpoint(self) -> RectifierCheckpoint:
         import copy
 
-        rect = copy.deepcopy(self.algo.rect).eval().requires_grad_(False)
+        # The target twin critic LSI scored candidates with travels along for the deployment gate.
+        rect = self.algo.rect.with_critic(self.algo.critic.q_target).eval().requires_grad_(False)
         return RectifierCheckpoint.from_anchor(rect, self.data.observation_space, self.data.action_space,
                                                self.anchor, self.probe_obs(), config=self.config.to_dict())
 

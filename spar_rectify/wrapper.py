@@ -15,7 +15,8 @@ from gymnasium.error import ResetNeeded
 
 from spar_rectify.correction import build_corrector
 
-INFO_KEYS = ("base_action", "residual", "executed_action", "support_score", "rectifier_fallback")
+INFO_KEYS = ("base_action", "residual", "executed_action", "support_score", "rectifier_fallback",
+             "rectifier_gate_held")
 
 
 def _check_step(last_obs, action, shape: tuple, who: str, what: str) -> np.ndarray:
@@ -29,10 +30,10 @@ def _check_step(last_obs, action, shape: tuple, who: str, what: str) -> np.ndarr
     return base
 
 
-def _record_args(rectifier, base_policy, alpha) -> dict:
+def _record_args(rectifier, base_policy, alpha, gate) -> dict:
     # A path is recorded as a string so `gym.make(env.spec)` can rebuild the wrapper stack.
     return {"rectifier": str(rectifier) if isinstance(rectifier, Path) else rectifier,
-            "base_policy": base_policy, "alpha": alpha}
+            "base_policy": base_policy, "alpha": alpha, "gate": gate}
 
 
 class SPARRectifierWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -41,14 +42,18 @@ class SPARRectifierWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     `step(action)` treats `action` as the base policy's action (env units) at the last
     observation and executes `clip(base + alpha * residual(obs, base))` (normalised units,
     mapped back to env units and cast to the action space's dtype). `info` gains `base_action`,
-    `residual` (normalised units), `executed_action`, `support_score` and `rectifier_fallback`
-    ("" or why the base action was executed unchanged).
+    `residual` (normalised units), `executed_action`, `support_score`, `rectifier_fallback`
+    ("" or why the base action was executed unchanged) and `rectifier_gate_held` (True where the
+    critic gate kept the base action because the rectifier's own pessimistic critic did not score
+    the rectified action above it).
 
     Args:
         env: env with 1-D Box observation and (finite) action spaces.
         rectifier: checkpoint folder (str or Path) or a `RectifierCheckpoint`.
         base_policy: optional; checked to be the anchor the rectifier was trained with.
         alpha: residual scale in [0, 1]; 0 is an exact pass-through; None: checkpoint default.
+        gate: the critic gate; None (default): on when the rectifier carries its critic (every
+            rectifier trained by this version does), False: always execute the residual.
 
     Example:
         >>> env = SPARRectifierWrapper(gym.make("Hopper-v5"), rectifier="runs/hopper")  # doctest: +SKIP
@@ -56,11 +61,12 @@ class SPARRectifierWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         >>> obs, reward, terminated, truncated, info = env.step(base_action)             # doctest: +SKIP
     """
 
-    def __init__(self, env: gym.Env, rectifier: Any, base_policy: Any = None, alpha: float | None = None):
-        gym.utils.RecordConstructorArgs.__init__(self, **_record_args(rectifier, base_policy, alpha))
+    def __init__(self, env: gym.Env, rectifier: Any, base_policy: Any = None, alpha: float | None = None,
+                 gate: bool | None = None):
+        gym.utils.RecordConstructorArgs.__init__(self, **_record_args(rectifier, base_policy, alpha, gate))
         gym.Wrapper.__init__(self, env)
         self.corrector = build_corrector(rectifier, env.observation_space, env.action_space,
-                                         base_policy, alpha, "SPARRectifierWrapper")
+                                         base_policy, alpha, "SPARRectifierWrapper", gate)
         self._act_shape = env.action_space.shape
         self._last_obs: np.ndarray | None = None
 
@@ -81,7 +87,8 @@ class SPARRectifierWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         obs, reward, terminated, truncated, info = self.env.step(executed)
         self._last_obs = np.asarray(obs).reshape(1, -1)
         info.update(base_action=base, residual=c.residual[0], executed_action=executed,
-                    support_score=float(c.support_score[0]), rectifier_fallback=c.fallback[0])
+                    support_score=float(c.support_score[0]), rectifier_fallback=c.fallback[0],
+                    rectifier_gate_held=bool(c.gate_held[0]))
         return obs, reward, terminated, truncated, info
 
 
@@ -95,14 +102,14 @@ class SPARRectifierVectorWrapper(gym.vector.VectorWrapper):
 
     Args:
         env: a vector env whose single spaces are 1-D Boxes.
-        rectifier, base_policy, alpha: as for `SPARRectifierWrapper`.
+        rectifier, base_policy, alpha, gate: as for `SPARRectifierWrapper`.
     """
 
     def __init__(self, env: gym.vector.VectorEnv, rectifier: Any, base_policy: Any = None,
-                 alpha: float | None = None):
+                 alpha: float | None = None, gate: bool | None = None):
         super().__init__(env)
         self.corrector = build_corrector(rectifier, env.single_observation_space, env.single_action_space,
-                                         base_policy, alpha, "SPARRectifierVectorWrapper")
+                                         base_policy, alpha, "SPARRectifierVectorWrapper", gate)
         self._act_shape = (env.num_envs, *env.single_action_space.shape)
         self._last_obs: np.ndarray | None = None
 
@@ -118,6 +125,7 @@ class SPARRectifierVectorWrapper(gym.vector.VectorWrapper):
         self._last_obs = np.asarray(obs)
         info = dict(info)
         mask = np.ones(self.num_envs, dtype=bool)
-        for key, value in zip(INFO_KEYS, (base, c.residual, c.executed_action, c.support_score, c.fallback)):
+        for key, value in zip(INFO_KEYS, (base, c.residual, c.executed_action, c.support_score, c.fallback,
+                                          c.gate_held)):
             info[key], info[f"_{key}"] = value, mask
         return obs, reward, terminated, truncated, info
