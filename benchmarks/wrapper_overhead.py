@@ -61,22 +61,31 @@ def main() -> None:
 
     raw = gym.make(args.env)
     checkpoint = load_rectifier(args.rectifier) if args.rectifier else default_checkpoint(raw)
-    rectified = SPARRectifierWrapper(gym.make(args.env), checkpoint)
+    rectified = SPARRectifierWrapper(gym.make(args.env), checkpoint)  # the default: gated when it has a critic
+    gated = rectified.corrector.gate
+    ungated = SPARRectifierWrapper(gym.make(args.env), checkpoint, gate=False) if gated else None
     rng = np.random.default_rng(0)
     block = 1000
-    raw_t, rect_t = [], []
-    time_block(rectified, rng.uniform(-1, 1, (block, raw.action_space.shape[0])).astype(np.float32), 0)  # warm-up/JIT
+    raw_t, rect_t, open_t = [], [], []
+    for env in (rectified, ungated):  # warm-up / JIT
+        if env is not None:
+            time_block(env, rng.uniform(-1, 1, (block, raw.action_space.shape[0])).astype(np.float32), 0)
     for b in range(max(1, args.steps // block)):
         actions = rng.uniform(raw.action_space.low, raw.action_space.high,
                               (block, raw.action_space.shape[0])).astype(raw.action_space.dtype)
         raw_t += time_block(raw, actions, b)
         rect_t += time_block(rectified, actions, b)
+        if ungated is not None:
+            open_t += time_block(ungated, actions, b)
     raw_us, rect_us = float(np.median(raw_t) * 1e6), float(np.median(rect_t) * 1e6)
     result = {
         "env": args.env,
         "raw_step_us": round(raw_us, 2),
         "rectified_step_us": round(rect_us, 2),
         "ratio": round(rect_us / raw_us, 3),
+        "gate": gated,
+        **({"ungated_step_us": round(float(np.median(open_t) * 1e6), 2),
+            "ungated_ratio": round(float(np.median(open_t) * 1e6) / raw_us, 3)} if open_t else {}),
         "steps": len(raw_t),
         "rectifier": args.rectifier or "untrained default architecture",
         "hidden": list(checkpoint.rectifier.hidden),
