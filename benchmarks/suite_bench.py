@@ -179,10 +179,12 @@ def run_one(job: dict) -> dict:
     returns, obs, actions = rollouts(policy, env_id, job["episodes"])
     support = SuiteSupport(data).report(obs, actions)
     variant = {"variant": job["variant"], "overrides": job["overrides"]} if job.get("variant") else {}
+    # How a rectifier was deployed: the critic gate (on by default when the rectifier carries its critic).
+    deployed = {"gate": bool(policy.corrector.gate)} if hasattr(policy, "corrector") else {}
     return {"dataset": job["dataset"], "method": method, "seed": job["seed"],
             "steps": 0 if method == "medium-raw" else job["steps"],
             "normalized_score": float(data.normalized_score(returns.mean())), "return": float(returns.mean()),
-            **support, "train_seconds": round(seconds, 1), **tuned, **variant}
+            **support, "train_seconds": round(seconds, 1), **tuned, **variant, **deployed}
 
 
 def run_path(job: dict, method: str | None = None) -> Path:
