@@ -72,7 +72,8 @@ def main(argv=None) -> dict:
 
         def rect_text(info, total, t):
             r = np.abs(info.get("residual", np.zeros(1))).max()
-            return ["rectified (SPAR)", f"step {t}  return {total:8.1f}", f"|residual| {r:.3f}"]
+            gate = "  gate: base action" if info.get("rectifier_gate_held") else ""
+            return ["rectified (SPAR)", f"step {t}  return {total:8.1f}", f"|residual| {r:.3f}{gate}"]
 
         if args.video:
             lf, lt, raw_ret, _ = video.rollout_frames(raw_env, act, seed, args.max_steps, raw_text)
@@ -84,10 +85,15 @@ def main(argv=None) -> dict:
         scores += [inf["support_score"] for inf in infos]
         score = float(np.mean([inf["support_score"] for inf in infos])) if infos else float("nan")
         resid = float(np.mean([np.abs(inf["residual"]).mean() for inf in infos])) if infos else float("nan")
-        rows.append({"seed": seed, "raw": raw_ret, "rectified": rect_ret, "support": score, "residual": resid})
-    print(f"{'seed':>5} {'return raw':>11} {'rectified':>11} {'support score':>14} {'mean |residual|':>16}")
+        held = float(np.mean([inf.get("rectifier_gate_held", False) for inf in infos])) if infos else float("nan")
+        rows.append({"seed": seed, "raw": raw_ret, "rectified": rect_ret, "support": score, "residual": resid,
+                     "held": held})
+    # "gate held": share of steps where the rectifier's own critic kept the base action (0 without a gate).
+    print(f"{'seed':>5} {'return raw':>11} {'rectified':>11} {'support score':>14} {'mean |residual|':>16} "
+          f"{'gate held':>10}")
     for r in rows:
-        print(f"{r['seed']:>5} {r['raw']:>11.1f} {r['rectified']:>11.1f} {r['support']:>14.3f} {r['residual']:>16.3f}")
+        print(f"{r['seed']:>5} {r['raw']:>11.1f} {r['rectified']:>11.1f} {r['support']:>14.3f} {r['residual']:>16.3f} "
+              f"{100 * r['held']:>9.0f}%")
     raw_mean, rect_mean = np.mean([r["raw"] for r in rows]), np.mean([r["rectified"] for r in rows])
     print(f" mean {raw_mean:>11.1f} {rect_mean:>11.1f}")
     out, pictures = None, []
