@@ -75,16 +75,26 @@ class CollectArgs:
 
 @dataclass(frozen=True)
 class EvaluateArgs:
-    """Seeded evaluation of a policy, raw or rectified."""
+    """Seeded evaluation of a policy; with --rectifier, raw and rectified side by side on the same seeds."""
 
     policy: Path
+    """The base policy: a BCPolicy folder or an SB3 .zip (pickle: trusted files only)."""
     env: str
+    """Gymnasium env id (module:EnvId imports the module first)."""
     rectifier: Optional[Path] = None
+    """A rectifier folder (or spar train run folder) trained around --policy."""
     alpha: Optional[float] = None
     """Residual scale in [0, 1] with --rectifier; default: the rectifier's own (see spar tune-alpha)."""
+    gate: Optional[bool] = None
+    """The critic gate with --rectifier (default: on when the rectifier carries its critic)."""
     episodes: int = 10
+    """Episodes per policy; episode i resets with seed --seed + i."""
     seed: int = 0
+    """First reset seed."""
+    json: bool = False
+    """Print JSON instead of a table."""
     vec_normalize: Optional[Path] = None
+    """VecNormalize statistics of an SB3 --policy (pickle: trusted files only)."""
 
 
 @dataclass(frozen=True)
@@ -179,20 +189,51 @@ def run_collect(args: CollectArgs) -> None:
         env = SPARRectifierWrapper(env, args.rectifier, base_policy=policy)
     ds = collect(policy, env, args.dataset, args.steps, exploration=args.exploration, seed=args.seed,
                  overwrite=args.overwrite, append=args.append, chunk_steps=args.chunk_steps)
-    print(f"{args.dataset}: {ds.total_episodes} episodes, {ds.total_steps} steps")
+    from minari.storage import get_dataset_path
+
+    print(f"{args.dataset}: {ds.total_episodes} episodes, {ds.total_steps} steps, written to "
+          f"{get_dataset_path(args.dataset)} (MINARI_DATASETS_PATH sets the root)")
 
 
 def run_evaluate(args: EvaluateArgs) -> None:
+    import numpy as np
+
     from spar_rectify.evaluation import evaluate
     from spar_rectify.policies import load_policy
     from spar_rectify.rectified_policy import RectifiedPolicy
 
-    policy = load_policy(args.policy, args.vec_normalize)
+    base = load_policy(args.policy, args.vec_normalize)
+    rows = {"raw": {"policy": str(args.policy)}}
     if args.rectifier is not None:
-        policy = RectifiedPolicy(policy, args.rectifier, alpha=args.alpha)
-    returns = evaluate(policy, args.env, args.episodes, args.seed)
-    print(json.dumps({"return_mean": float(returns.mean()), "return_std": float(returns.std()),
-                      "returns": returns.tolist()}, indent=2))
+        rectified = RectifiedPolicy(base, args.rectifier, alpha=args.alpha, gate=args.gate)
+        steps: dict[str, list] = {"support": [], "held": []}
+
+        def tracked(obs):
+            c = rectified.correct(obs)
+            steps["support"] += c.support_score.tolist()
+            steps["held"] += c.gate_held.tolist()
+            return c.executed_action
+
+        rows["rectified"] = {"policy": f"{args.policy} + {args.rectifier}", "alpha": rectified.corrector.alpha,
+                             "gate": rectified.corrector.gate}
+    for name, row in rows.items():
+        returns = evaluate(base if name == "raw" else tracked, args.env, args.episodes, args.seed)
+        row.update(return_mean=float(returns.mean()), return_std=float(returns.std()), episodes=args.episodes,
+                   seeds=f"{args.seed}..{args.seed + args.episodes - 1}", returns=returns.tolist())
+        if name == "rectified":
+            row.update(support_score_mean=float(np.mean(steps["support"])),
+                       gate_held_share=float(np.mean(steps["held"])))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'policy':>10} {'mean return':>12} {'std':>8} {'episodes':>9} {'support score':>14} {'gate held':>10}")
+    for name, row in rows.items():
+        extra = (f"{row['support_score_mean']:>14.3f} {100 * row['gate_held_share']:>9.0f}%" if name == "rectified"
+                 else f"{'-':>14} {'-':>10}")
+        print(f"{name:>10} {row['return_mean']:>12.1f} {row['return_std']:>8.1f} {row['episodes']:>9} {extra}")
+    if "rectified" in rows:
+        print(f"same seeds ({rows['raw']['seeds']}); alpha {rows['rectified']['alpha']}, gate "
+              f"{'on' if rows['rectified']['gate'] else 'off'}; support score: 1 = the data's typical residual")
 
 
 def run_tune_alpha(args: TuneAlphaArgs) -> None:

@@ -112,7 +112,9 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
     cli(["evaluate", "--policy", str(tmp_path / "bc" / "policy"), "--env", "envs:PointReach-v0",
          "--rectifier", str(tmp_path / "spar" / "rectifier"), "--episodes", "2"])
     out = capsys.readouterr().out
-    assert '"return_mean"' in out and "t/point/cli-rect-v0: 2 episodes, 100 steps" in out
+    assert "t/point/cli-rect-v0: 2 episodes, 100 steps, written to " in out
+    table = out[out.index("mean return"):]
+    assert "raw" in table and "rectified" in table and "same seeds (0..1)" in table
 
 
 def test_cli_reports_user_errors_without_a_traceback(tmp_path, point_env, policy):

@@ -64,6 +64,8 @@ def test_cli_tunes_saves_and_evaluates(tmp_path, capsys, point_env):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["alphas"] == [0.0, 1.0] and load_rectifier(folder).alpha == result["best_alpha"]
     cli(["evaluate", "--policy", str(base_dir), "--rectifier", str(folder), "--env", "PointReach-v0",
-         "--episodes", "2", "--seed", "20000", "--alpha", "0"])
+         "--episodes", "2", "--seed", "20000", "--alpha", "0", "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert out["return_mean"] == pytest.approx(result["return_mean"][0])  # alpha 0 on the same seeds
+    assert out["rectified"]["return_mean"] == pytest.approx(result["return_mean"][0])  # alpha 0 on the same seeds
+    assert out["raw"]["return_mean"] == pytest.approx(out["rectified"]["return_mean"])  # alpha 0 is the base policy
+    assert out["rectified"]["episodes"] == 2 and 0 < out["rectified"]["support_score_mean"] <= 1
