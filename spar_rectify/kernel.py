@@ -69,12 +69,47 @@ def _chain(x, weights, dims, first, count, offset):  # pragma: no cover - compil
     return h, offset
 
 
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _chain2(xa, xb, weights, dims, first, count, offset):  # pragma: no cover - compiled
+    """`_chain` on two inputs at once: each weight row is read once for both (the per-step cost
+    is reading the weights from memory after a MuJoCo step has evicted them from the caches)."""
+    ha, hb = xa, xb
+    for li in range(count):
+        n_rows, n_out = dims[4 + 2 * (first + li)], dims[5 + 2 * (first + li)]
+        n_in = n_rows - 1
+        w = weights[offset:offset + n_rows * n_out].reshape(n_rows, n_out)
+        offset += n_rows * n_out
+        last = li == count - 1
+        oa = np.empty(n_out if last else n_out + 1, np.float32)
+        ob = np.empty(n_out if last else n_out + 1, np.float32)
+        for j in range(n_out):
+            oa[j] = w[n_in, j]
+            ob[j] = w[n_in, j]
+        for i in range(n_in):
+            va, vb = ha[i], hb[i]
+            if va != 0.0 or vb != 0.0:
+                for j in range(n_out):
+                    wij = w[i, j]
+                    oa[j] += va * wij
+                    ob[j] += vb * wij
+        if not last:
+            for j in range(n_out):
+                if oa[j] < 0.0:
+                    oa[j] = 0.0
+                if ob[j] < 0.0:
+                    ob[j] = 0.0
+            oa[n_out] = 1.0
+            ob[n_out] = 1.0
+        ha, hb = oa, ob
+    return ha, hb, offset
+
+
 @njit(cache=True, nogil=True)
-def _q_min(xq, weights, dims, first, n_q, offset):  # pragma: no cover - compiled
-    """min over the two critic heads of Q(xq), xq = [obs, action env units, 1]."""
-    q0, offset = _chain(xq, weights, dims, first, n_q, offset)
-    q1, _ = _chain(xq, weights, dims, first + n_q, n_q, offset)
-    return min(q0[0], q1[0])
+def _q_min2(xa, xb, weights, dims, first, n_q, offset):  # pragma: no cover - compiled
+    """min over the two critic heads of Q(xa) and of Q(xb), inputs `[obs, action env units, 1]`."""
+    a0, b0, offset = _chain2(xa, xb, weights, dims, first, n_q, offset)
+    a1, b1, _ = _chain2(xa, xb, weights, dims, first + n_q, n_q, offset)
+    return min(a0[0], a1[0]), min(b0[0], b1[0])
 
 
 @njit(cache=True, nogil=True)
@@ -105,6 +140,7 @@ def correct_rows(obs, base, weights, dims, consts, out, gate):  # pragma: no cov
     n_actor, n_dec, latent_dim, n_q = dims[0], dims[1], dims[2], dims[3]
     x = np.empty(obs_dim + act_dim + latent_dim + 1, np.float32)
     xq = np.empty(obs_dim + act_dim + 1, np.float32)
+    xr = np.empty(obs_dim + act_dim + 1, np.float32)
     use_gate = gate and n_q > 0
     score_k = consts[C_SCORE_K, 0]
     worst = 0
@@ -153,13 +189,13 @@ def correct_rows(obs, base, weights, dims, consts, out, gate):  # pragma: no cov
             # The critic gate: the residual only where the pessimistic critic prefers it to the base.
             for i in range(obs_dim):
                 xq[i] = x[i]
+                xr[i] = x[i]
             xq[obs_dim + act_dim] = 1.0
+            xr[obs_dim + act_dim] = 1.0
             for i in range(act_dim):
                 xq[obs_dim + i] = x[obs_dim + i]
-            q_base = _q_min(xq, weights, dims, n_actor + n_dec, n_q, offset)
-            for i in range(act_dim):
-                xq[obs_dim + i] = out[r, i]
-            q_rect = _q_min(xq, weights, dims, n_actor + n_dec, n_q, offset)
+                xr[obs_dim + i] = out[r, i]
+            q_base, q_rect = _q_min2(xq, xr, weights, dims, n_actor + n_dec, n_q, offset)
             held = not (q_rect > q_base)
         if flag != FLAG_OK or held:
             for i in range(act_dim):
