@@ -1,4 +1,5 @@
-"""The `spar` command line: `spar train`, `spar collect`, `spar evaluate`, `spar tune-alpha`, `spar sweep`.
+"""The `spar` command line: `spar train`, `spar collect`, `spar import`, `spar evaluate`, `spar tune-alpha`,
+`spar sweep`.
 
 Envs from a module register on import with Gymnasium's `module:EnvId` syntax, e.g.
 `--env envs:PointReach-v0`. Loading an SB3 `.zip` runs pickle: pass only files you trust.
@@ -117,6 +118,24 @@ class TuneAlphaArgs:
 
 
 @dataclass(frozen=True)
+class ImportArgs:
+    """Write logged transitions (no policy needed) as a Minari dataset: from an .npz file with arrays
+    observations, actions, rewards, next_observations, terminations, truncations (env units), or from
+    an SB3 replay buffer saved with model.save_replay_buffer (pickle: trusted files only)."""
+
+    env: str
+    """Gymnasium env id the log comes from (module:EnvId imports the module first)."""
+    dataset: str
+    """Minari dataset id to write, e.g. me/hopper/logs-v0."""
+    npz: Optional[Path] = None
+    """An .npz file with the six arrays (loaded without pickle)."""
+    sb3_replay_buffer: Optional[Path] = None
+    """An SB3 ReplayBuffer .pkl (loading it runs pickle: only files you trust)."""
+    overwrite: bool = False
+    """Replace an existing dataset of that id."""
+
+
+@dataclass(frozen=True)
 class SweepArgs:
     """Train one config over datasets x seeds x settings, one CPU per job, on Ray (pip install
     "spar_rectify[sweep]"). Records land in OUT_DIR/sweep.json as jobs finish, with a table in
@@ -154,6 +173,21 @@ def run_sweep(args: SweepArgs) -> None:
                     args.address, args.num_cpus, env=args.env)
     print(summarise(records))
     print(f"records: {args.out_dir / 'sweep.json'}")
+
+
+def run_import(args: ImportArgs) -> None:
+    from spar_rectify.importing import arrays_from_npz, arrays_from_sb3_replay_buffer, import_transitions
+
+    if (args.npz is None) == (args.sb3_replay_buffer is None):
+        raise ValueError("pass exactly one of --npz FILE or --sb3-replay-buffer FILE")
+    if args.npz is not None:
+        arrays, source = arrays_from_npz(args.npz), str(args.npz)
+    else:
+        arrays, source = arrays_from_sb3_replay_buffer(args.sb3_replay_buffer), str(args.sb3_replay_buffer)
+    summary = import_transitions(arrays, args.env, args.dataset, overwrite=args.overwrite, source=source)
+    print(f"{summary['dataset']}: {summary['transitions']} transitions in {summary['episodes']} episodes "
+          f"({summary['terminations']} ended by termination, {summary['truncations']} truncated or cut off), "
+          f"written to {summary['folder']}")
 
 
 def run_train(args: TrainArgs) -> None:
@@ -254,12 +288,12 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `spar` console script."""
     command = tyro.extras.subcommand_cli_from_dict(
         {"train": TrainArgs, "collect": CollectArgs, "evaluate": EvaluateArgs, "tune-alpha": TuneAlphaArgs,
-         "sweep": SweepArgs}, args=argv,
+         "sweep": SweepArgs, "import": ImportArgs}, args=argv,
         description="spar_rectify: support-preserving action rectification.",
     )
     try:
         runners = {TrainArgs: run_train, CollectArgs: run_collect, EvaluateArgs: run_evaluate,
-                   TuneAlphaArgs: run_tune_alpha, SweepArgs: run_sweep}
+                   TuneAlphaArgs: run_tune_alpha, SweepArgs: run_sweep, ImportArgs: run_import}
         runners[type(command)](command)
     except KeyboardInterrupt:
         raise SystemExit(130) from None  # what was done is saved and said (e.g. "interrupted at step N")
