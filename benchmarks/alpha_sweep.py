@@ -39,23 +39,29 @@ def main(argv=None) -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--work", default=str(HERE / "_work"))
     parser.add_argument("--tag", default="", help="suffix of the result file names (e.g. a variant's name)")
-    parser.add_argument("--tune-episodes", type=int, default=0,
-                        help="also pick alpha the way a user would (spar_rectify.tune_alpha on these many episodes "
-                             "from seed 20000, apart from the reported ones) and report the pick's held-out row")
+    parser.add_argument(
+        "--tune-episodes",
+        type=int,
+        default=0,
+        help="also pick alpha the way a user would (spar_rectify.tune_alpha on these many episodes "
+        "from seed 20000, apart from the reported ones) and report the pick's held-out row",
+    )
     args = parser.parse_args(argv)
 
     import torch
+    from suite_bench import SuiteSupport, anchor_policy, rollouts
 
     from spar_rectify import RectifiedPolicy
     from spar_rectify.data import load_minari
-    from suite_bench import anchor_policy, rollouts, SuiteSupport
 
     torch.set_num_threads(1)
     run = Path(args.work) / args.tier / args.dataset.replace("/", "_") / args.method / f"seed{args.seed}"
     rectifier = run / "rectifier"
     if not (rectifier / "rectifier.json").is_file():
-        raise SystemExit(f"no trained rectifier at {rectifier}: run benchmarks/suite_bench.py {args.tier} "
-                         f"--datasets {args.dataset} --seeds {args.seed} first")
+        raise SystemExit(
+            f"no trained rectifier at {rectifier}: run benchmarks/suite_bench.py {args.tier} "
+            f"--datasets {args.dataset} --seeds {args.seed} first"
+        )
     anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed)
     data = load_minari(args.dataset)
     support = SuiteSupport(data)  # the state-only rate: the policy went where the data never was
@@ -63,8 +69,15 @@ def main(argv=None) -> None:
     for alpha in args.alphas:
         policy = RectifiedPolicy(anchor, rectifier, alpha=alpha)
         returns, obs, actions = rollouts(policy, data.env_spec.id, args.episodes)
-        rows.append({"alpha": alpha, "return": float(returns.mean()), "return_std": float(returns.std()),
-                     "normalized_score": float(data.normalized_score(returns.mean())), **support.report(obs, actions)})
+        rows.append(
+            {
+                "alpha": alpha,
+                "return": float(returns.mean()),
+                "return_std": float(returns.std()),
+                "normalized_score": float(data.normalized_score(returns.mean())),
+                **support.report(obs, actions),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     tuned = {}
     if args.tune_episodes:
@@ -75,10 +88,27 @@ def main(argv=None) -> None:
         tuned = {"tuned": {**sweep.to_dict(), "held_out": held_out}}
         print(sweep.table(), "\nheld out at the pick:", json.dumps(held_out), flush=True)
     env_kind = "_".join(args.dataset.split("/")[1:]).removesuffix("-v0")
-    out = HERE / "results" / f"alpha_sweep_{env_kind}_{args.method}_seed{args.seed}{'_' + args.tag if args.tag else ''}.json"
-    out.write_text(json.dumps({"dataset": args.dataset, "method": args.method, "seed": args.seed, "tier": args.tier,
-                               "episodes": args.episodes, "rows": rows, **tuned,
-                               "command": "python benchmarks/alpha_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)}, indent=2) + "\n")
+    out = (
+        HERE
+        / "results"
+        / f"alpha_sweep_{env_kind}_{args.method}_seed{args.seed}{'_' + args.tag if args.tag else ''}.json"
+    )
+    out.write_text(
+        json.dumps(
+            {
+                "dataset": args.dataset,
+                "method": args.method,
+                "seed": args.seed,
+                "tier": args.tier,
+                "episodes": args.episodes,
+                "rows": rows,
+                **tuned,
+                "command": "python benchmarks/alpha_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     plot(rows, out.with_suffix(".png"), f"{args.dataset} {args.method} seed {args.seed}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
 

@@ -65,7 +65,9 @@ def build_env(name: str, suite: Path, transitions: int, ref_episodes: int, manif
     ref_key = f"{env_id}/ref/{ref_episodes}"
     if ref_key not in manifest:
         log(f"{env_id}: reference returns over {ref_episodes} episodes each")
-        manifest[ref_key] = dict(zip(("ref_min_score", "ref_max_score"), reference_returns(env_id, expert, ref_episodes)))
+        manifest[ref_key] = dict(
+            zip(("ref_min_score", "ref_max_score"), reference_returns(env_id, expert, ref_episodes))
+        )
     refs = manifest[ref_key]
     built = {}
 
@@ -83,8 +85,17 @@ def build_env(name: str, suite: Path, transitions: int, ref_episodes: int, manif
     recipe = {"policy": "sac_medium.zip", "exploration": "stochastic", "transitions": transitions, "seed": 0}
     if dataset_id := fresh("medium", recipe):
         log(f"{dataset_id}: collecting")
-        collect(medium, env, dataset_id, transitions, exploration=Exploration("stochastic"), seed=0, overwrite=True,
-                description=f"{env_id} medium: SAC medium policy, stochastic actions", **refs)
+        collect(
+            medium,
+            env,
+            dataset_id,
+            transitions,
+            exploration=Exploration("stochastic"),
+            seed=0,
+            overwrite=True,
+            description=f"{env_id} medium: SAC medium policy, stochastic actions",
+            **refs,
+        )
         manifest[dataset_id], built["medium"] = {**recipe, **refs}, dataset_id
 
     replay = np.load(suite / name / "replay_to_medium.npz")
@@ -92,30 +103,66 @@ def build_env(name: str, suite: Path, transitions: int, ref_episodes: int, manif
     recipe = {"source": "replay_to_medium.npz", "transitions": n}
     if dataset_id := fresh("medium-replay", recipe):
         log(f"{dataset_id}: converting {n} replay transitions")
-        write_arrays(dataset_id, *(replay[k][:n] for k in ("observations", "actions", "rewards", "next_observations",
-                                                            "terminations", "truncations")),
-                     observation_space=env.observation_space, action_space=env.action_space, env_spec=env.spec,
-                     description=f"{env_id} medium-replay: SAC replay buffer up to the medium checkpoint",
-                     overwrite=True, **refs)
+        write_arrays(
+            dataset_id,
+            *(
+                replay[k][:n]
+                for k in ("observations", "actions", "rewards", "next_observations", "terminations", "truncations")
+            ),
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            env_spec=env.spec,
+            description=f"{env_id} medium-replay: SAC replay buffer up to the medium checkpoint",
+            overwrite=True,
+            **refs,
+        )
         manifest[dataset_id], built["medium-replay"] = {**recipe, **refs}, dataset_id
 
-    recipe = {"medium": built["medium"], "expert": "sac_expert.zip", "exploration": "stochastic",
-              "transitions": transitions, "seed": 10_000}
+    recipe = {
+        "medium": built["medium"],
+        "expert": "sac_expert.zip",
+        "exploration": "stochastic",
+        "transitions": transitions,
+        "seed": 10_000,
+    }
     if dataset_id := fresh("medium-expert", recipe):
         log(f"{dataset_id}: medium episodes + {transitions} expert transitions")
         expert_id = f"{prefix}/{name}/expert-part-v0"
-        collect(expert, env, expert_id, transitions, exploration=Exploration("stochastic"), seed=10_000,
-                overwrite=True, progress=True)
+        collect(
+            expert,
+            env,
+            expert_id,
+            transitions,
+            exploration=Exploration("stochastic"),
+            seed=10_000,
+            overwrite=True,
+            progress=True,
+        )
         arrays = {k: [] for k in ("obs", "act", "rew", "next", "term", "trunc")}
         for source in (built["medium"], expert_id):
             for ep in minari.load_dataset(source).iterate_episodes():
-                for key, value in zip(arrays, (ep.observations[:-1], ep.actions, ep.rewards, ep.observations[1:],
-                                               ep.terminations, ep.truncations)):
+                for key, value in zip(
+                    arrays,
+                    (
+                        ep.observations[:-1],
+                        ep.actions,
+                        ep.rewards,
+                        ep.observations[1:],
+                        ep.terminations,
+                        ep.truncations,
+                    ),
+                ):
                     arrays[key].append(value)
-        write_arrays(dataset_id, *(np.concatenate(v) for v in arrays.values()),
-                     observation_space=env.observation_space, action_space=env.action_space, env_spec=env.spec,
-                     description=f"{env_id} medium-expert: medium + SAC expert, stochastic actions",
-                     overwrite=True, **refs)
+        write_arrays(
+            dataset_id,
+            *(np.concatenate(v) for v in arrays.values()),
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            env_spec=env.spec,
+            description=f"{env_id} medium-expert: medium + SAC expert, stochastic actions",
+            overwrite=True,
+            **refs,
+        )
         minari.delete_dataset(expert_id)
         manifest[dataset_id], built["medium-expert"] = {**recipe, **refs}, dataset_id
     return built

@@ -54,9 +54,15 @@ def main() -> None:
     start = time.perf_counter()
     ds = collect(policy, gym.make("Hopper-v5"), "bench/hopper/collect-v0", args.steps, progress=False)
     collected = ds.total_steps / (time.perf_counter() - start)
-    result = {"env": "Hopper-v5", "bare_steps_per_s": round(bare, 1), "collect_steps_per_s": round(collected, 1),
-              "ratio": round(collected / bare, 3), "steps": args.steps, "policy": "suite hopper/sac_medium.zip",
-              "command": "python benchmarks/collect_throughput.py"}
+    result = {
+        "env": "Hopper-v5",
+        "bare_steps_per_s": round(bare, 1),
+        "collect_steps_per_s": round(collected, 1),
+        "ratio": round(collected / bare, 3),
+        "steps": args.steps,
+        "policy": "suite hopper/sac_medium.zip",
+        "command": "python benchmarks/collect_throughput.py",
+    }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

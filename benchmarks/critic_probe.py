@@ -33,8 +33,8 @@ HERE = Path(__file__).parent
 def main() -> None:
     import numpy as np
     import torch
-
     from suite_bench import EVAL_SEED, anchor_policy, rollouts
+
     from spar_rectify import RectifiedPolicy
     from spar_rectify.config import TrainConfig
     from spar_rectify.data import load_minari
@@ -76,9 +76,12 @@ def main() -> None:
             q_min = q.min(0).values
             if q0 is None:
                 q0 = q_min
-            out[str(alpha)] = {"q_min": float(q_min.mean()), "twin_gap": float((q[0] - q[1]).abs().mean()),
-                               "beats_alpha0": float((q_min > q0 + 1e-6).float().mean()),
-                               "q_min_minus_alpha0": float((q_min - q0).mean())}
+            out[str(alpha)] = {
+                "q_min": float(q_min.mean()),
+                "twin_gap": float((q[0] - q[1]).abs().mean()),
+                "beats_alpha0": float((q_min > q0 + 1e-6).float().mean()),
+                "q_min_minus_alpha0": float((q_min - q0).mean()),
+            }
         out["residual_abs_mean"] = float(residual.abs().mean())
         return out
 
@@ -112,36 +115,57 @@ def main() -> None:
     for alpha in args.alphas:
         policy = anchor if alpha == 0 else RectifiedPolicy(anchor, run / "rectifier", alpha=alpha)
         ret, obs, _ = rollouts(policy, env_id, args.episodes)
-        returns[str(alpha)] = {"return": float(ret.mean()), "normalized_score": float(data.normalized_score(ret.mean())),
-                               "return_std": float(ret.std())}
+        returns[str(alpha)] = {
+            "return": float(ret.mean()),
+            "normalized_score": float(data.normalized_score(ret.mean())),
+            "return_std": float(ret.std()),
+        }
         if alpha == 1.0:
             visited = obs
         if args.gate and alpha > 0:
             held.update(steps=0, held=0)
             ret, _, _ = rollouts(gated(alpha), env_id, args.episodes)
-            returns[str(alpha)]["gated"] = {"normalized_score": float(data.normalized_score(ret.mean())),
-                                            "return": float(ret.mean()),
-                                            "held_back": round(held["held"] / max(held["steps"], 1), 3)}
+            returns[str(alpha)]["gated"] = {
+                "normalized_score": float(data.normalized_score(ret.mean())),
+                "return": float(ret.mean()),
+                "held_back": round(held["held"] / max(held["steps"], 1), 3),
+            }
     rng = np.random.default_rng(0)
     idx = rng.choice(len(data), min(args.data_states, len(data)), replace=False)
-    result = {"run": str(run), "dataset": args.dataset, "method": args.method, "seed": args.seed,
-              "eval_seed": EVAL_SEED, "episodes": args.episodes, "alphas": args.alphas, "returns": returns,
-              "critic_on_visited_states": probe(visited) if visited is not None else None,
-              "critic_on_dataset_states": probe(data.observations[idx].numpy()),
-              "command": "python benchmarks/critic_probe.py " + " ".join(os.sys.argv[1:])}
+    result = {
+        "run": str(run),
+        "dataset": args.dataset,
+        "method": args.method,
+        "seed": args.seed,
+        "eval_seed": EVAL_SEED,
+        "episodes": args.episodes,
+        "alphas": args.alphas,
+        "returns": returns,
+        "critic_on_visited_states": probe(visited) if visited is not None else None,
+        "critic_on_dataset_states": probe(data.observations[idx].numpy()),
+        "command": "python benchmarks/critic_probe.py " + " ".join(os.sys.argv[1:]),
+    }
     env, kind = args.dataset.split("/")[1], args.dataset.split("/")[2].removesuffix("-v0")
-    out = Path(args.out) if args.out else HERE / "results" / f"critic_probe_{env}_{kind}_{args.method}_seed{args.seed}.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else HERE / "results" / f"critic_probe_{env}_{kind}_{args.method}_seed{args.seed}.json"
+    )
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'alpha':>6} {'score':>7} | visited: {'q_min':>8} {'gap':>6} {'beats0':>6} | data: {'q_min':>8} {'gap':>6} "
-          f"{'beats0':>6}")
+    print(
+        f"{'alpha':>6} {'score':>7} | visited: {'q_min':>8} {'gap':>6} {'beats0':>6} | data: {'q_min':>8} {'gap':>6} "
+        f"{'beats0':>6}"
+    )
     for alpha in args.alphas:
         a, v, d = str(alpha), result["critic_on_visited_states"] or {}, result["critic_on_dataset_states"]
         vv = v.get(a, {"q_min": float("nan"), "twin_gap": float("nan"), "beats_alpha0": float("nan")})
         g = returns[a].get("gated")
         gate = f" | gated {g['normalized_score']:5.1f} (held back {100 * g['held_back']:.0f}%)" if g else ""
-        print(f"{alpha:6.2f} {returns[a]['normalized_score']:7.1f} | {vv['q_min']:17.2f} {vv['twin_gap']:6.3f} "
-              f"{vv['beats_alpha0']:6.2f} | {d[a]['q_min']:14.2f} {d[a]['twin_gap']:6.3f} {d[a]['beats_alpha0']:6.2f}"
-              + gate)
+        print(
+            f"{alpha:6.2f} {returns[a]['normalized_score']:7.1f} | {vv['q_min']:17.2f} {vv['twin_gap']:6.3f} "
+            f"{vv['beats_alpha0']:6.2f} | {d[a]['q_min']:14.2f} {d[a]['twin_gap']:6.3f} {d[a]['beats_alpha0']:6.2f}"
+            + gate
+        )
     print(f"wrote {out}")
 
 

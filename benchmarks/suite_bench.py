@@ -42,17 +42,38 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 SUITE = HERE.parent.parent / "shared" / "suite"
 TIERS = {
-    "quick": {"datasets": ["spar/hopper/medium-v0", "spar/hopper/medium-replay-v0"], "seeds": [0], "steps": 20_000,
-              "episodes": 10, "jobs": 2},
-    "full": {"datasets": [f"spar/{e}/{k}-v0" for e in ("hopper", "halfcheetah")
-                          for k in ("medium", "medium-replay", "medium-expert")],
-             "seeds": [0, 1, 2], "steps": 200_000, "episodes": 10, "jobs": 2},
+    "quick": {
+        "datasets": ["spar/hopper/medium-v0", "spar/hopper/medium-replay-v0"],
+        "seeds": [0],
+        "steps": 20_000,
+        "episodes": 10,
+        "jobs": 2,
+    },
+    "full": {
+        "datasets": [
+            f"spar/{e}/{k}-v0" for e in ("hopper", "halfcheetah") for k in ("medium", "medium-replay", "medium-expert")
+        ],
+        "seeds": [0, 1, 2],
+        "steps": 200_000,
+        "episodes": 10,
+        "jobs": 2,
+    },
 }
 TRAINED = ("bc", "td3bc", "iql", "spar")
 TUNED = ("spar-tuned", "medium-rectified-tuned")  # a trained rectifier at the alpha `tune_alpha` picks
 METHODS = (*TRAINED, "medium-raw", "medium-rectified", *TUNED)
-RECORD_FIELDS = ("tier", "dataset", "method", "seed", "steps", "normalized_score", "return", "support_violation_rate",
-                 "support_ratio_median", "train_seconds")
+RECORD_FIELDS = (
+    "tier",
+    "dataset",
+    "method",
+    "seed",
+    "steps",
+    "normalized_score",
+    "return",
+    "support_violation_rate",
+    "support_ratio_median",
+    "train_seconds",
+)
 EVAL_SEED = 10_000
 
 
@@ -100,7 +121,8 @@ def anchor_policy(dataset_dir: Path, dataset: str, method: str, seed: int):
         if not folder.is_dir():
             raise FileNotFoundError(
                 f"spar's anchor, the bc policy of seed {seed}, is not at {folder}: run the bc job first (leave "
-                f"bc in --methods), or for a variant that does not change BC, link the tier's own bc run there")
+                f"bc in --methods), or for a variant that does not change BC, link the tier's own bc run there"
+            )
         return BCPolicy.load(folder)
     if method == "medium-rectified":
         return load_policy(medium_policy_path(dataset))
@@ -128,8 +150,10 @@ class SuiteSupport:
     def report(self, obs, actions) -> dict[str, float]:
         """`support_ratio_median`, `support_violation_rate` (pairs) and `state_violation_rate`."""
         obs, actions = self._pairs(obs, actions)
-        return {**self.joint.report(obs, actions), "state_violation_rate":
-                self.states.report(obs)["support_violation_rate"]}
+        return {
+            **self.joint.report(obs, actions),
+            "state_violation_rate": self.states.report(obs)["support_violation_rate"],
+        }
 
     def violations(self, obs, actions):
         """Per step (T,) bool flags: beyond the data for the pair, and for the state alone."""
@@ -164,12 +188,21 @@ def run_one(job: dict) -> dict:
         policy = RectifiedPolicy(anchor, run_dir / "rectifier", alpha=sweep.best_alpha)
         tuned = {"alpha": sweep.best_alpha, "tune": sweep.to_dict()}
     else:
-        cfg = TrainConfig.from_dict({
-            "algo": "spar" if method in ("spar", "medium-rectified") else method, "steps": job["steps"],
-            "seed": job["seed"], "eval_every": 0, "eval_episodes": 1, "checkpoint_every": 10_000, "log_every": 1000,
-            **job.get("overrides", {})})
-        anchor = (anchor_policy(run_dir.parent.parent, job["dataset"], method, job["seed"]) if cfg.algo == "spar"
-                  else None)
+        cfg = TrainConfig.from_dict(
+            {
+                "algo": "spar" if method in ("spar", "medium-rectified") else method,
+                "steps": job["steps"],
+                "seed": job["seed"],
+                "eval_every": 0,
+                "eval_episodes": 1,
+                "checkpoint_every": 10_000,
+                "log_every": 1000,
+                **job.get("overrides", {}),
+            }
+        )
+        anchor = (
+            anchor_policy(run_dir.parent.parent, job["dataset"], method, job["seed"]) if cfg.algo == "spar" else None
+        )
         resume = True  # continues from the run's checkpoint when there is one, else starts
         result = train(cfg, data, run_dir, anchor=anchor, env=env_id, resume=resume, progress=False)
         policy = load_policy(result.artifact) if cfg.algo != "spar" else RectifiedPolicy(anchor, result.artifact)
@@ -181,10 +214,19 @@ def run_one(job: dict) -> dict:
     variant = {"variant": job["variant"], "overrides": job["overrides"]} if job.get("variant") else {}
     # How a rectifier was deployed: the critic gate (on by default when the rectifier carries its critic).
     deployed = {"gate": bool(policy.corrector.gate)} if hasattr(policy, "corrector") else {}
-    return {"dataset": job["dataset"], "method": method, "seed": job["seed"],
-            "steps": 0 if method == "medium-raw" else job["steps"],
-            "normalized_score": float(data.normalized_score(returns.mean())), "return": float(returns.mean()),
-            **support, "train_seconds": round(seconds, 1), **tuned, **variant, **deployed}
+    return {
+        "dataset": job["dataset"],
+        "method": method,
+        "seed": job["seed"],
+        "steps": 0 if method == "medium-raw" else job["steps"],
+        "normalized_score": float(data.normalized_score(returns.mean())),
+        "return": float(returns.mean()),
+        **support,
+        "train_seconds": round(seconds, 1),
+        **tuned,
+        **variant,
+        **deployed,
+    }
 
 
 def run_path(job: dict, method: str | None = None) -> Path:
@@ -229,8 +271,11 @@ def jobs_for(tier: dict, work: Path, variant: str | None = None, overrides: dict
             # supports expert behaviour, and the rectifier must travel as far as it does.
             methods = ["spar", "medium-rectified", "medium-raw"]
             second += [{**base, "dataset": dataset, "method": m, "seed": seed} for m in methods + ["td3bc", "iql"]]
-            third += [{**base, "dataset": dataset, "method": f"{m}-tuned", "seed": seed}
-                      for m in methods if f"{m}-tuned" in TUNED]
+            third += [
+                {**base, "dataset": dataset, "method": f"{m}-tuned", "seed": seed}
+                for m in methods
+                if f"{m}-tuned" in TUNED
+            ]
     return [first, second, third]
 
 
@@ -257,9 +302,11 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
             row.append(f"{s.mean():.1f} ± {s.std():.1f} (viol {100 * v:.1f}%{states}, n={len(rs)})")
         lines.append(f"| {d} | " + " | ".join(row) + " |")
     table = "\n".join(lines)
-    out_md.write_text("Normalised score, mean ± std over seeds (viol: share of executed (state, action) steps "
-                      "beyond the dataset's 99th-percentile leave-one-out distance; states: the same for the "
-                      "states alone, where recorded).\n\n" + table + "\n")
+    out_md.write_text(
+        "Normalised score, mean ± std over seeds (viol: share of executed (state, action) steps "
+        "beyond the dataset's 99th-percentile leave-one-out distance; states: the same for the "
+        "states alone, where recorded).\n\n" + table + "\n"
+    )
     try:
         import matplotlib
 
@@ -268,8 +315,9 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
 
         # Left: score per dataset and method (bars: mean over seeds, ticks: each seed). Right: the
         # trade-off the product claims, score against support violations, one marker per run.
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(5.5 + 1.6 * len(datasets), 3.8),
-                                      gridspec_kw={"width_ratios": [1.6 + 1.6 * len(datasets), 4]})
+        fig, (ax, ax2) = plt.subplots(
+            1, 2, figsize=(5.5 + 1.6 * len(datasets), 3.8), gridspec_kw={"width_ratios": [1.6 + 1.6 * len(datasets), 4]}
+        )
         width = 0.8 / max(len(methods), 1)
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         markers = "osD^v<>p"
@@ -281,8 +329,13 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
                 ax.plot([xi] * len(v), v, "k_", ms=6)
             for i, d in enumerate(datasets):
                 rs = cells.get((d, m), [])
-                ax2.scatter([100 * r["support_violation_rate"] for r in rs], [r["normalized_score"] for r in rs],
-                            color=colors[j % len(colors)], marker=markers[i % len(markers)], s=28)
+                ax2.scatter(
+                    [100 * r["support_violation_rate"] for r in rs],
+                    [r["normalized_score"] for r in rs],
+                    color=colors[j % len(colors)],
+                    marker=markers[i % len(markers)],
+                    s=28,
+                )
         ax.set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, [d.split("/", 1)[-1] for d in datasets], fontsize=8)
         ax.set_ylabel("normalised score")
         ax.legend(fontsize=7)
@@ -336,21 +389,42 @@ def main(argv=None) -> None:
     parser.add_argument("tier", choices=list(TIERS))
     parser.add_argument("--steps", type=int, default=None, help="override the tier's gradient-step budget")
     parser.add_argument("--jobs", type=int, default=None, help="jobs at once on a local Ray (one CPU each)")
-    parser.add_argument("--address", default=None, help="an existing Ray cluster to run the jobs on (default: a "
-                        "local Ray started for this command)")
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="an existing Ray cluster to run the jobs on (default: a local Ray started for this command)",
+    )
     parser.add_argument("--datasets", nargs="+", default=None, help="override the tier's datasets")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the tier's seeds")
     parser.add_argument("--episodes", type=int, default=None, help="override evaluation episodes")
-    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
-                        help="run only these methods (spar still needs the bc run of its seed)")
-    parser.add_argument("--variant", default=None, help="name of a method variant (needs --set): its own work "
-                        "folder and result files, never mixed into the tier's")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="TrainConfig overrides of a --variant, e.g. bound_max=0.5")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        choices=list(METHODS),
+        help="run only these methods (spar still needs the bc run of its seed)",
+    )
+    parser.add_argument(
+        "--variant",
+        default=None,
+        help="name of a method variant (needs --set): its own work "
+        "folder and result files, never mixed into the tier's",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="TrainConfig overrides of a --variant, e.g. bound_max=0.5",
+    )
     parser.add_argument("--work", default=None, help="work folder (default _work, or _work/variant_<name>)")
     parser.add_argument("--out", default=None, help="result JSON (default results/suite_<tier>.json)")
-    parser.add_argument("--refresh-support", action="store_true",
-                        help="re-evaluate finished runs that lack state_violation_rate (from their final checkpoints)")
+    parser.add_argument(
+        "--refresh-support",
+        action="store_true",
+        help="re-evaluate finished runs that lack state_violation_rate (from their final checkpoints)",
+    )
     args = parser.parse_args(argv)
     if bool(args.variant) != bool(args.overrides):
         parser.error("--variant NAME and --set KEY=VALUE go together (a variant is a named set of overrides)")
@@ -365,8 +439,11 @@ def main(argv=None) -> None:
     for key in ("steps", "datasets", "seeds", "episodes"):
         if getattr(args, key):
             tier[key] = getattr(args, key)
-    out = Path(args.out) if args.out else RESULTS / (f"suite_{args.tier}_{args.variant}.json" if args.variant
-                                                     else f"suite_{args.tier}.json")
+    out = (
+        Path(args.out)
+        if args.out
+        else RESULTS / (f"suite_{args.tier}_{args.variant}.json" if args.variant else f"suite_{args.tier}.json")
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     records = json.loads(out.read_text())["runs"] if out.is_file() else []
     done = {record_key(r) for r in records}
@@ -380,9 +457,13 @@ def main(argv=None) -> None:
         todo = wave if args.refresh_support else [j for j in wave if record_key(j) not in done]
         waiting = [j for j in todo if j["method"] in TUNED and not tuned_ready(j)]
         for j in waiting:
-            print(f"skipped {j['method']} {j['dataset']} seed {j['seed']}: its "
-                  f"{j['method'].removesuffix('-tuned')} run has not finished", flush=True)
+            print(
+                f"skipped {j['method']} {j['dataset']} seed {j['seed']}: its "
+                f"{j['method'].removesuffix('-tuned')} run has not finished",
+                flush=True,
+            )
         todo = [j for j in todo if j not in waiting]
+
         def land(job: dict, record: dict) -> None:  # as each job finishes, in this process
             save_record(out, args.tier, record, keep_train_seconds=args.refresh_support)
             if out.parent == RESULTS:
@@ -390,11 +471,15 @@ def main(argv=None) -> None:
             print(json.dumps(record), flush=True)
 
         # Each job is a Ray task with one CPU; a failed one is retried and resumes from its checkpoint.
-        _, failed = run_jobs(run_one, todo, on_result=land, address=args.address,
-                             num_cpus=args.jobs or tier["jobs"], progress=False)
+        _, failed = run_jobs(
+            run_one, todo, on_result=land, address=args.address, num_cpus=args.jobs or tier["jobs"], progress=False
+        )
         for job, error in failed:
-            print(f"FAILED {job['method']} {job['dataset']} seed {job['seed']}: {error.strip().splitlines()[-1]}; "
-                  "run the same command again to resume it", flush=True)
+            print(
+                f"FAILED {job['method']} {job['dataset']} seed {job['seed']}: {error.strip().splitlines()[-1]}; "
+                "run the same command again to resume it",
+                flush=True,
+            )
     records = json.loads(out.read_text())["runs"] if out.is_file() else []  # with other processes' runs
     print(summarise(records, out.with_suffix(".md"), out.with_suffix(".png")))
     if out.parent == RESULTS:

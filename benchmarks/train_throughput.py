@@ -7,7 +7,8 @@ Usage:
 Each method runs in its own subprocess, on one thread, at batch 256 with 256x256 networks, on a
 synthetic dataset of HalfCheetah's size (obs 17, act 6; the values do not matter for speed).
 Each rate is the median of five timed windows, and the methods take turns over `--rounds`
-rounds (median over rounds). SPAR is timed in its full step (critic + Latent Self-Imitation: the most expensive stage) and,
+rounds (median over rounds). SPAR is timed in its full step (critic + Latent Self-Imitation: the most
+expensive stage) and,
 separately, in its first stage (critic + CVAE). `iql-reference` is a minimal hand-written IQL step
 (no framework: plain modules and losses, same sizes) timed beside them, the yardstick that says
 how much the kit's own IQL costs over the bare arithmetic on the same machine at the same time.
@@ -112,11 +113,10 @@ def flops_per_step(step, steps: int = 6) -> float:
 
 def run_one(method: str, transitions: int, steps: int) -> dict:
     import numpy as np
-
-    import spar_rectify  # before torch: MKL's fast path, when SPAR_MKL_INTEL_PATH allows it
     import torch
     from gymnasium import spaces
 
+    import spar_rectify  # before torch: MKL's fast path, when SPAR_MKL_INTEL_PATH allows it
     from spar_rectify import BCPolicy
     from spar_rectify.config import TrainConfig
     from spar_rectify.data import from_arrays
@@ -129,20 +129,40 @@ def run_one(method: str, transitions: int, steps: int) -> dict:
     obs = rng.normal(size=(transitions, OBS_DIM)).astype(np.float32)
     done = np.zeros(transitions, bool)
     done[999::1000] = True
-    data = from_arrays(obs, rng.uniform(-1, 1, (transitions, ACT_DIM)).astype(np.float32),
-                       rng.normal(size=transitions).astype(np.float32), np.roll(obs, -1, 0), np.zeros(transitions, bool),
-                       done, obs_space, act_space, name="synthetic")
+    data = from_arrays(
+        obs,
+        rng.uniform(-1, 1, (transitions, ACT_DIM)).astype(np.float32),
+        rng.normal(size=transitions).astype(np.float32),
+        np.roll(obs, -1, 0),
+        np.zeros(transitions, bool),
+        done,
+        obs_space,
+        act_space,
+        name="synthetic",
+    )
     if method == "iql-reference":
         t = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
-        step = reference_iql_steps(t(obs), t(rng.uniform(-1, 1, (transitions, ACT_DIM))), t(rng.normal(size=transitions)),
-                                   t(np.roll(obs, -1, 0)), t(~done))
+        step = reference_iql_steps(
+            t(obs),
+            t(rng.uniform(-1, 1, (transitions, ACT_DIM))),
+            t(rng.normal(size=transitions)),
+            t(np.roll(obs, -1, 0)),
+            t(~done),
+        )
         rate = timed(step, steps)
-        return {"steps_per_s": round(rate, 1), "gflops": round(rate * flops_per_step(step) / 1e9, 1),
-                "mkl_intel_path": spar_rectify.mkl.status()["active"],
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+        return {
+            "steps_per_s": round(rate, 1),
+            "gflops": round(rate * flops_per_step(step) / 1e9, 1),
+            "mkl_intel_path": spar_rectify.mkl.status()["active"],
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
     del obs
     algo, stage = (method.split(":") + ["full"])[:2]
-    extra = {"manifold_fraction": 0.0, "fit_fraction": 0.0} if stage == "full" else {"manifold_fraction": 0.99, "fit_fraction": 0.0}
+    extra = (
+        {"manifold_fraction": 0.0, "fit_fraction": 0.0}
+        if stage == "full"
+        else {"manifold_fraction": 0.99, "fit_fraction": 0.0}
+    )
     config = TrainConfig(algo=algo, steps=10**7, **(extra if algo == "spar" else {}))
     anchor = BCPolicy(obs_space, act_space) if algo == "spar" else None
     trainer = Trainer(config, data, anchor)
@@ -150,9 +170,13 @@ def run_one(method: str, transitions: int, steps: int) -> dict:
     # Five timed windows; the median window resists the load of whatever else runs on the machine.
     rate = timed(lambda: next(fit), steps)
     flops = flops_per_step(lambda: next(fit))
-    return {"steps_per_s": round(rate, 1), "gflops": round(rate * flops / 1e9, 1),
-            "gflop_per_step": round(flops / 1e9, 3), "mkl_intel_path": spar_rectify.mkl.status()["active"],
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "steps_per_s": round(rate, 1),
+        "gflops": round(rate * flops / 1e9, 1),
+        "gflop_per_step": round(flops / 1e9, 3),
+        "mkl_intel_path": spar_rectify.mkl.status()["active"],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def main() -> None:
@@ -160,10 +184,19 @@ def main() -> None:
     parser.add_argument("--transitions", type=int, default=1_000_000)
     parser.add_argument("--steps", type=int, default=200, help="steps per timed window (5 windows)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all methods; the median round counts")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
-                        help="methods to time (default: all); spar:cvae is SPAR's first stage")
-    parser.add_argument("--mkl", choices=("on", "off", "both"), default="both",
-                        help="MKL's Intel code path (spar_rectify.mkl): time with it on, off, or both (interleaved)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        choices=METHODS,
+        help="methods to time (default: all); spar:cvae is SPAR's first stage",
+    )
+    parser.add_argument(
+        "--mkl",
+        choices=("on", "off", "both"),
+        default="both",
+        help="MKL's Intel code path (spar_rectify.mkl): time with it on, off, or both (interleaved)",
+    )
     parser.add_argument("--only", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS / "train_throughput.json"))
     args = parser.parse_args()
@@ -181,8 +214,22 @@ def main() -> None:
         for method in names:
             for setting in settings:
                 env = {**os.environ, "SPAR_MKL_INTEL_PATH": "1" if setting == "on" else "0"}
-                out = subprocess.run([sys.executable, __file__, "--only", method, "--transitions", str(args.transitions),
-                                      "--steps", str(args.steps)], check=True, capture_output=True, text=True, env=env)
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--only",
+                        method,
+                        "--transitions",
+                        str(args.transitions),
+                        "--steps",
+                        str(args.steps),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
                 rounds[(method, setting)].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(f"round {r + 1}: {method} mkl {setting} {rounds[(method, setting)][-1]}", flush=True)
 
@@ -190,11 +237,13 @@ def main() -> None:
         out = {}
         for m in names:
             v = rounds[(m, setting)]
-            out[m] = {"steps_per_s": round(float(np.median([x["steps_per_s"] for x in v])), 1),
-                      "steps_per_s_rounds": [x["steps_per_s"] for x in v],
-                      "gflops": round(float(np.median([x["gflops"] for x in v])), 1),
-                      "mkl_intel_path": all(x["mkl_intel_path"] for x in v),
-                      "peak_rss_mb": max(x["peak_rss_mb"] for x in v)}
+            out[m] = {
+                "steps_per_s": round(float(np.median([x["steps_per_s"] for x in v])), 1),
+                "steps_per_s_rounds": [x["steps_per_s"] for x in v],
+                "gflops": round(float(np.median([x["gflops"] for x in v])), 1),
+                "mkl_intel_path": all(x["mkl_intel_path"] for x in v),
+                "peak_rss_mb": max(x["peak_rss_mb"] for x in v),
+            }
             if "gflop_per_step" in v[0]:
                 out[m]["gflop_per_step"] = v[0]["gflop_per_step"]
         return out
@@ -204,8 +253,14 @@ def main() -> None:
     result = {
         "methods": {k: v for k, v in primary.items() if k in main_methods},
         "mkl_setting": settings[0],
-        "batch_size": 256, "hidden": [256, 256], "threads": 1, "transitions": args.transitions,
-        "obs_dim": OBS_DIM, "act_dim": ACT_DIM, "timed_steps": 5 * args.steps, "rounds": args.rounds,
+        "batch_size": 256,
+        "hidden": [256, 256],
+        "threads": 1,
+        "transitions": args.transitions,
+        "obs_dim": OBS_DIM,
+        "act_dim": ACT_DIM,
+        "timed_steps": 5 * args.steps,
+        "rounds": args.rounds,
         "command": " ".join(["python benchmarks/train_throughput.py", *sys.argv[1:]]),
     }
     if "spar:cvae" in primary:
@@ -217,8 +272,9 @@ def main() -> None:
     if args.mkl == "both":
         off = summary("off")
         result["methods_mkl_off"] = off
-        result["speedup_mkl_on_vs_off"] = {m: round(primary[m]["steps_per_s"] / off[m]["steps_per_s"], 3)
-                                          for m in names}
+        result["speedup_mkl_on_vs_off"] = {
+            m: round(primary[m]["steps_per_s"] / off[m]["steps_per_s"], 3) for m in names
+        }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

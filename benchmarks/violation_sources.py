@@ -27,8 +27,9 @@ HERE = Path(__file__).parent
 
 def load_trained(dataset_dir: Path, dataset: str, method: str, seed: int):
     """The deployable policy of a finished suite run (None if it is not there)."""
-    from spar_rectify import load_policy, RectifiedPolicy
     from suite_bench import anchor_policy
+
+    from spar_rectify import RectifiedPolicy, load_policy
 
     run = dataset_dir / method / f"seed{seed}"
     if method in ("spar", "medium-rectified"):
@@ -50,15 +51,17 @@ def main(argv=None) -> None:
 
     import numpy as np
     import torch
+    from suite_bench import SuiteSupport, medium_policy_path, rollouts
 
     from spar_rectify import load_policy
     from spar_rectify.data import load_minari
-    from suite_bench import medium_policy_path, rollouts, SuiteSupport
 
     torch.set_num_threads(1)
     data = load_minari(args.dataset)
     root = Path(args.work) / args.tier / args.dataset.replace("/", "_")
-    policies = {m: load_trained(root, args.dataset, m, args.seed) for m in ("bc", "td3bc", "iql", "spar", "medium-rectified")}
+    policies = {
+        m: load_trained(root, args.dataset, m, args.seed) for m in ("bc", "td3bc", "iql", "spar", "medium-rectified")
+    }
     policies["medium-raw"] = load_policy(medium_policy_path(args.dataset))  # runs pickle: the suite's own file
     support = SuiteSupport(data)
     rows = {}
@@ -70,10 +73,13 @@ def main(argv=None) -> None:
         tail = np.zeros(len(obs), bool)
         for end, length, f in zip(np.cumsum(lengths), lengths, fell):
             if f:
-                tail[end - min(args.tail, length):end] = True
+                tail[end - min(args.tail, length) : end] = True
         rows[method] = {
-            "return": float(returns.mean()), "steps": int(len(obs)), "falls": int(fell.sum()),
-            "violation_rate": float(v_joint.mean()), "state_violation_rate": float(v_state.mean()),
+            "return": float(returns.mean()),
+            "steps": int(len(obs)),
+            "falls": int(fell.sum()),
+            "violation_rate": float(v_joint.mean()),
+            "state_violation_rate": float(v_state.mean()),
             "share_of_violations_in_fall": float(v_joint[tail].sum() / max(v_joint.sum(), 1)),
             "violation_rate_outside_fall": float(v_joint[~tail].mean()),
             "state_violation_rate_outside_fall": float(v_state[~tail].mean()),
@@ -81,10 +87,23 @@ def main(argv=None) -> None:
         print(method, json.dumps({k: round(v, 4) for k, v in rows[method].items()}), flush=True)
     env_kind = "_".join(args.dataset.split("/")[1:]).removesuffix("-v0")
     out = HERE / "results" / f"violation_sources_{env_kind}_seed{args.seed}.json"
-    out.write_text(json.dumps({"dataset": args.dataset, "seed": args.seed, "tier": args.tier, "tail": args.tail,
-                               "episodes": args.episodes, "methods": rows,
-                               "command": " ".join(["python benchmarks/violation_sources.py",
-                                                    *(sys.argv[1:] if argv is None else argv)])}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "dataset": args.dataset,
+                "seed": args.seed,
+                "tier": args.tier,
+                "tail": args.tail,
+                "episodes": args.episodes,
+                "methods": rows,
+                "command": " ".join(
+                    ["python benchmarks/violation_sources.py", *(sys.argv[1:] if argv is None else argv)]
+                ),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {out}")
 
 

@@ -34,8 +34,9 @@ def default_checkpoint(env: gym.Env) -> RectifierCheckpoint:
     torch.manual_seed(0)
     rect = Rectifier(obs_dim, act_dim, np.full(act_dim, 0.3)).eval()
     anchor = CallablePolicy(lambda o: np.zeros((len(o), act_dim), np.float32), env.action_space)
-    return RectifierCheckpoint.from_anchor(rect, env.observation_space, env.action_space, anchor,
-                                           np.zeros((4, obs_dim), np.float32))
+    return RectifierCheckpoint.from_anchor(
+        rect, env.observation_space, env.action_space, anchor, np.zeros((4, obs_dim), np.float32)
+    )
 
 
 def time_block(env: gym.Env, actions: np.ndarray, seed: int) -> list[float]:
@@ -71,8 +72,9 @@ def main() -> None:
         if env is not None:
             time_block(env, rng.uniform(-1, 1, (block, raw.action_space.shape[0])).astype(np.float32), 0)
     for b in range(max(1, args.steps // block)):
-        actions = rng.uniform(raw.action_space.low, raw.action_space.high,
-                              (block, raw.action_space.shape[0])).astype(raw.action_space.dtype)
+        actions = rng.uniform(raw.action_space.low, raw.action_space.high, (block, raw.action_space.shape[0])).astype(
+            raw.action_space.dtype
+        )
         raw_t += time_block(raw, actions, b)
         rect_t += time_block(rectified, actions, b)
         if ungated is not None:
@@ -84,13 +86,20 @@ def main() -> None:
         "rectified_step_us": round(rect_us, 2),
         "ratio": round(rect_us / raw_us, 3),
         "gate": gated,
-        **({"ungated_step_us": round(float(np.median(open_t) * 1e6), 2),
-            "ungated_ratio": round(float(np.median(open_t) * 1e6) / raw_us, 3)} if open_t else {}),
+        **(
+            {
+                "ungated_step_us": round(float(np.median(open_t) * 1e6), 2),
+                "ungated_ratio": round(float(np.median(open_t) * 1e6) / raw_us, 3),
+            }
+            if open_t
+            else {}
+        ),
         "steps": len(raw_t),
         "rectifier": args.rectifier or "untrained default architecture",
         "hidden": list(checkpoint.rectifier.hidden),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "command": "python benchmarks/wrapper_overhead.py" + (f" --rectifier {args.rectifier}" if args.rectifier else ""),
+        "command": "python benchmarks/wrapper_overhead.py"
+        + (f" --rectifier {args.rectifier}" if args.rectifier else ""),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -21,9 +21,24 @@ sys.path.insert(0, str(HERE.parent))  # `envs` lives beside demos/
 
 import envs  # noqa: E402  (registers PlanarArm-v0)
 
-DEFAULTS = ["--env", "PlanarArm-v0", "--base-policy", "envs.planar_arm:gravity_blind_controller",
-            "--noise", "0.3", "--transitions", "50000", "--steps", "20000", "--episodes", "10",
-            "--video-steps", "100", "--out", "runs/arm"]
+DEFAULTS = [
+    "--env",
+    "PlanarArm-v0",
+    "--base-policy",
+    "envs.planar_arm:gravity_blind_controller",
+    "--noise",
+    "0.3",
+    "--transitions",
+    "50000",
+    "--steps",
+    "20000",
+    "--episodes",
+    "10",
+    "--video-steps",
+    "100",
+    "--out",
+    "runs/arm",
+]
 
 
 def main(argv=None):

@@ -19,7 +19,6 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import numpy as np  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -27,10 +26,17 @@ HERE = Path(__file__).parent
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="Hopper-v5")
-    p.add_argument("--base-policy", default=str(HERE / "assets" / "hopper" / "sac_medium.zip"),
-                   help="SB3 .zip, BCPolicy folder, or package.module:function")
-    p.add_argument("--noise", type=float, default=0.2,
-                   help="Gaussian exploration std (normalised units) for policies that cannot sample")
+    p.add_argument(
+        "--base-policy",
+        default=str(HERE / "assets" / "hopper" / "sac_medium.zip"),
+        help="SB3 .zip, BCPolicy folder, or package.module:function",
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.2,
+        help="Gaussian exploration std (normalised units) for policies that cannot sample",
+    )
     p.add_argument("--transitions", type=int, default=50_000, help="transitions to collect")
     p.add_argument("--steps", type=int, default=20_000, help="SPAR gradient steps")
     p.add_argument("--episodes", type=int, default=5, help="evaluation episodes, raw and rectified")
@@ -48,6 +54,7 @@ def main(argv=None) -> dict:
         args.transitions, args.steps, args.episodes = 200_000, 200_000, 10
     out = Path(args.out)
     os.environ.setdefault("MINARI_DATASETS_PATH", str((out / "minari").resolve()))
+    import gymnasium as gym
     import torch
 
     from spar_rectify import RectifiedPolicy, load_policy
@@ -56,8 +63,6 @@ def main(argv=None) -> dict:
     from spar_rectify.data import load_minari
     from spar_rectify.evaluation import evaluate
     from spar_rectify.trainer import train
-
-    import gymnasium as gym
 
     torch.set_num_threads(1)
     start = time.time()
@@ -68,12 +73,24 @@ def main(argv=None) -> dict:
     collect(policy, args.env, dataset_id, args.transitions, exploration=exploration, seed=args.seed, overwrite=True)
     data = load_minari(dataset_id)
     print(f"2/4 training SPAR for {args.steps} steps on {data}")
-    config = TrainConfig(algo="spar", steps=args.steps, seed=args.seed, eval_every=max(args.steps // 4, 1),
-                         eval_episodes=max(args.episodes // 2, 1), checkpoint_every=max(args.steps // 10, 1),
-                         log_every=max(min(1000, args.steps // 20), 1))
+    config = TrainConfig(
+        algo="spar",
+        steps=args.steps,
+        seed=args.seed,
+        eval_every=max(args.steps // 4, 1),
+        eval_episodes=max(args.episodes // 2, 1),
+        checkpoint_every=max(args.steps // 10, 1),
+        log_every=max(min(1000, args.steps // 20), 1),
+    )
     run_dir = out / "run"
-    result = train(config, data, run_dir, anchor=policy, env=args.env,
-                   resume=(run_dir / "checkpoint" / "train_state.json").exists())
+    result = train(
+        config,
+        data,
+        run_dir,
+        anchor=policy,
+        env=args.env,
+        resume=(run_dir / "checkpoint" / "train_state.json").exists(),
+    )
     print(f"3/4 evaluating {args.episodes} seeded episodes, raw and rectified")
     rectified = RectifiedPolicy(policy, result.artifact)
     raw_r = evaluate(policy, args.env, args.episodes, seed=10_000)
@@ -87,9 +104,25 @@ def main(argv=None) -> dict:
         spec = importlib.util.spec_from_file_location("rollout", HERE / "rollout.py")
         rollout = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(rollout)
-        video = rollout.main(["--video", "--env", args.env, "--base-policy", args.base_policy, "--rectifier",
-                              str(result.artifact), "--episodes", "1", "--seed", str(args.seed),
-                              "--max-steps", str(args.video_steps), "--out", str(out / "journey.mp4")])
+        video = rollout.main(
+            [
+                "--video",
+                "--env",
+                args.env,
+                "--base-policy",
+                args.base_policy,
+                "--rectifier",
+                str(result.artifact),
+                "--episodes",
+                "1",
+                "--seed",
+                str(args.seed),
+                "--max-steps",
+                str(args.video_steps),
+                "--out",
+                str(out / "journey.mp4"),
+            ]
+        )
     print(f"done in {time.time() - start:.0f} s; outputs under {out}")
     return {"raw": raw_r, "rectified": rect_r, "artifact": result.artifact, "video": video}
 

@@ -27,8 +27,11 @@ ASSETS = Path(__file__).parent / "assets" / "hopper"
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="Hopper-v5", help="Gymnasium env id (module:EnvId imports the module)")
-    p.add_argument("--base-policy", default=str(ASSETS / "sac_medium.zip"),
-                   help="SB3 .zip, BCPolicy folder, or package.module:function")
+    p.add_argument(
+        "--base-policy",
+        default=str(ASSETS / "sac_medium.zip"),
+        help="SB3 .zip, BCPolicy folder, or package.module:function",
+    )
     p.add_argument("--rectifier", default=str(ASSETS / "rectifier"), help="rectifier checkpoint folder")
     p.add_argument("--episodes", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i, raw and rectified alike")
@@ -86,14 +89,19 @@ def main(argv=None) -> dict:
         score = float(np.mean([inf["support_score"] for inf in infos])) if infos else float("nan")
         resid = float(np.mean([np.abs(inf["residual"]).mean() for inf in infos])) if infos else float("nan")
         held = float(np.mean([inf.get("rectifier_gate_held", False) for inf in infos])) if infos else float("nan")
-        rows.append({"seed": seed, "raw": raw_ret, "rectified": rect_ret, "support": score, "residual": resid,
-                     "held": held})
+        rows.append(
+            {"seed": seed, "raw": raw_ret, "rectified": rect_ret, "support": score, "residual": resid, "held": held}
+        )
     # "gate held": share of steps where the rectifier's own critic kept the base action (0 without a gate).
-    print(f"{'seed':>5} {'return raw':>11} {'rectified':>11} {'support score':>14} {'mean |residual|':>16} "
-          f"{'gate held':>10}")
+    print(
+        f"{'seed':>5} {'return raw':>11} {'rectified':>11} {'support score':>14} {'mean |residual|':>16} "
+        f"{'gate held':>10}"
+    )
     for r in rows:
-        print(f"{r['seed']:>5} {r['raw']:>11.1f} {r['rectified']:>11.1f} {r['support']:>14.3f} {r['residual']:>16.3f} "
-              f"{100 * r['held']:>9.0f}%")
+        print(
+            f"{r['seed']:>5} {r['raw']:>11.1f} {r['rectified']:>11.1f} {r['support']:>14.3f} {r['residual']:>16.3f} "
+            f"{100 * r['held']:>9.0f}%"
+        )
     raw_mean, rect_mean = np.mean([r["raw"] for r in rows]), np.mean([r["rectified"] for r in rows])
     print(f" mean {raw_mean:>11.1f} {rect_mean:>11.1f}")
     out, pictures = None, []
@@ -103,8 +111,14 @@ def main(argv=None) -> dict:
         path = Path(args.out).with_suffix(".gif") if args.gif else Path(args.out)
         out = video.write_video(frames, path, fps=args.fps)
         stem = path.with_suffix("")
-        pictures.append(plots.plot_returns([r["raw"] for r in rows], [r["rectified"] for r in rows],
-                                           f"{stem}_returns.png", title=f"{args.env}: raw vs rectified"))
+        pictures.append(
+            plots.plot_returns(
+                [r["raw"] for r in rows],
+                [r["rectified"] for r in rows],
+                f"{stem}_returns.png",
+                title=f"{args.env}: raw vs rectified",
+            )
+        )
         pictures.append(plots.plot_support_scores(scores, f"{stem}_support.png"))
         metrics = Path(args.rectifier).parent / "metrics.csv"
         if metrics.is_file():  # the training run's logs sit beside a rectifier trained by `spar train`

@@ -11,8 +11,14 @@ import gymnasium as gym
 from envs.planar_arm import PlanarArmEnv, gravity_blind_controller
 from envs.point_reach import CONTROLLER_BIAS, PointReachEnv, biased_controller
 
-__all__ = ["register_envs", "PointReachEnv", "biased_controller", "CONTROLLER_BIAS", "PlanarArmEnv",
-           "gravity_blind_controller"]
+__all__ = [
+    "register_envs",
+    "PointReachEnv",
+    "biased_controller",
+    "CONTROLLER_BIAS",
+    "PlanarArmEnv",
+    "gravity_blind_controller",
+]
 
 
 def register_envs() -> None:

@@ -30,9 +30,21 @@ class PlanarArmEnv(MujocoEnv):
 
     def __init__(self, render_mode: str | None = None, width: int = 480, height: int = 480, **kwargs):
         obs_space = spaces.Box(-np.inf, np.inf, (10,), np.float64)
-        super().__init__(str(XML), 5, obs_space, render_mode=render_mode, width=width, height=height,
-                         default_camera_config={"distance": 1.6, "elevation": 0.0, "azimuth": 90.0,
-                                                "lookat": np.array([0.0, 0.0, 0.0])}, **kwargs)
+        super().__init__(
+            str(XML),
+            5,
+            obs_space,
+            render_mode=render_mode,
+            width=width,
+            height=height,
+            default_camera_config={
+                "distance": 1.6,
+                "elevation": 0.0,
+                "azimuth": 90.0,
+                "lookat": np.array([0.0, 0.0, 0.0]),
+            },
+            **kwargs,
+        )
         self.metadata["render_fps"] = int(np.round(1.0 / self.dt))
 
     def _tip(self) -> np.ndarray:
@@ -78,8 +90,9 @@ def gravity_blind_controller(obs: np.ndarray) -> np.ndarray:
     l1, l2 = LINKS
     c12, s12 = c1 * c2 - s1 * s2, s1 * c2 + c1 * s2
     # MuJoCo's hinge about +y: x = l cos(q), z = -l sin(q); the Jacobian of (x, z) w.r.t. (q1, q2).
-    jac = np.stack([np.stack([-l1 * s1 - l2 * s12, -l2 * s12], -1),
-                    np.stack([-l1 * c1 - l2 * c12, -l2 * c12], -1)], 1)  # (B, 2, 2)
+    jac = np.stack(
+        [np.stack([-l1 * s1 - l2 * s12, -l2 * s12], -1), np.stack([-l1 * c1 - l2 * c12, -l2 * c12], -1)], 1
+    )  # (B, 2, 2)
     force = 80.0 * (target - tip)
     torque = np.einsum("bij,bi->bj", jac, force) - 1.0 * qd
     return np.clip(torque / np.array(GEARS), -1.0, 1.0).astype(np.float32)

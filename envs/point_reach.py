@@ -9,8 +9,8 @@ step; episodes are cut at 50 steps by the registered TimeLimit.
 
 from __future__ import annotations
 
-import numpy as np
 import gymnasium as gym
+import numpy as np
 from gymnasium import spaces
 
 #: The deliberate bias of `biased_controller`, in action units: it settles off the goal.
@@ -50,7 +50,7 @@ class PointReachEnv(gym.Env):
         frame = np.full((64, 64, 3), 255, np.uint8)
         for xy, color in ((self._state[4:], (0, 160, 0)), (self._state[:2], (200, 0, 0))):
             col, row = (np.clip((xy + 2.0) / 4.0 * 63, 0, 63)).astype(int)
-            frame[max(row - 2, 0):row + 3, max(col - 2, 0):col + 3] = color
+            frame[max(row - 2, 0) : row + 3, max(col - 2, 0) : col + 3] = color
         return frame
 
 

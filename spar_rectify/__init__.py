@@ -13,7 +13,12 @@ _mkl.enable()  # MKL's fast path on AMD CPUs; SPAR_MKL_INTEL_PATH=0 turns it off
 from spar_rectify.bc import BCPolicy  # noqa: E402
 from spar_rectify.checkpoint import RectifierCheckpoint, load_rectifier, save_rectifier, set_default_alpha  # noqa: E402
 from spar_rectify.policies import (  # noqa: E402
-    BasePolicy, CallablePolicy, SB3Policy, as_base_policy, load_policy, load_sb3,
+    BasePolicy,
+    CallablePolicy,
+    SB3Policy,
+    as_base_policy,
+    load_policy,
+    load_sb3,
 )
 from spar_rectify.rectified_policy import RectifiedPolicy  # noqa: E402
 from spar_rectify.rectifier import Rectifier  # noqa: E402

@@ -31,9 +31,14 @@ class BCPolicy:
 
     action_units = "normalized"
 
-    def __init__(self, observation_space: spaces.Box, action_space: spaces.Box,
-                 obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None,
-                 hidden: Sequence[int] = (256, 256)):
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        action_space: spaces.Box,
+        obs_mean: np.ndarray | None = None,
+        obs_std: np.ndarray | None = None,
+        hidden: Sequence[int] = (256, 256),
+    ):
         self.observation_space = check_box(observation_space, "BCPolicy observations", finite=False)
         self.action_space = check_box(action_space, "BCPolicy actions", finite=True)
         obs_dim, act_dim = observation_space.shape[0], action_space.shape[0]
@@ -71,8 +76,13 @@ class BCPolicy:
     def load(cls, folder: str | Path) -> "BCPolicy":
         """Load a policy written by `save` (no pickle). Raises like `read_bundle`."""
         meta, tensors = read_bundle(folder, "bc_policy")
-        policy = cls(box_from_json(meta["observation_space"]), box_from_json(meta["action_space"]),
-                     tensors["obs_mean"].numpy(), tensors["obs_std"].numpy(), meta["hidden"])
+        policy = cls(
+            box_from_json(meta["observation_space"]),
+            box_from_json(meta["action_space"]),
+            tensors["obs_mean"].numpy(),
+            tensors["obs_std"].numpy(),
+            meta["hidden"],
+        )
         policy.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         policy.name = f"bc:{Path(folder).name}"
         return policy

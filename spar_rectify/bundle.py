@@ -69,8 +69,12 @@ def write_bundle(folder: str | Path, name: str, meta: dict, tensors: dict[str, t
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     # 1. A complete new pair is staged beside the current one (each file written atomically) ...
     _atomic_write(staged_weights, lambda tmp: save_file(tensors, tmp))
-    meta = {"format": f"spar_rectify.{name}", "format_version": FORMAT_VERSION, **meta,
-            "weights_sha256": _sha256(staged_weights)}
+    meta = {
+        "format": f"spar_rectify.{name}",
+        "format_version": FORMAT_VERSION,
+        **meta,
+        "weights_sha256": _sha256(staged_weights),
+    }
     meta = json.loads(json.dumps(meta, default=_json_default))  # the digest covers what is read back
     meta["meta_sha256"] = meta_digest(meta)
     text = json.dumps(meta, indent=2)
@@ -114,8 +118,11 @@ def read_bundle(folder: str | Path, name: str) -> tuple[dict, dict[str, torch.Te
                     result = _read_pair(folder, name, *pair)
                 except (FileNotFoundError, ValueError):
                     continue
-                warnings.warn(f"{folder}: {err}; loaded the complete bundle an interrupted save left "
-                              f"({pair[0].name}, {pair[1].name}) instead", stacklevel=2)
+                warnings.warn(
+                    f"{folder}: {err}; loaded the complete bundle an interrupted save left "
+                    f"({pair[0].name}, {pair[1].name}) instead",
+                    stacklevel=2,
+                )
                 return result
         raise
 
@@ -132,7 +139,8 @@ def _read_pair(folder: Path, name: str, meta_path: Path, weights: Path) -> tuple
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{meta_path} is corrupted: not valid JSON ({err}); re-save the checkpoint") from err
     if not isinstance(meta, dict) or meta.get("format") != f"spar_rectify.{name}":
-        raise ValueError(f"{meta_path} is not a spar_rectify {name} file (format={meta.get('format') if isinstance(meta, dict) else None!r})")
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ValueError(f"{meta_path} is not a spar_rectify {name} file (format={found!r})")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         raise ValueError(

@@ -59,17 +59,34 @@ class RectifierCheckpoint:
     path: Path | None = None
 
     @classmethod
-    def from_anchor(cls, rectifier: Rectifier, observation_space: spaces.Box, action_space: spaces.Box,
-                    anchor: BasePolicy, probe_obs: np.ndarray, **kwargs: Any) -> "RectifierCheckpoint":
+    def from_anchor(
+        cls,
+        rectifier: Rectifier,
+        observation_space: spaces.Box,
+        action_space: spaces.Box,
+        anchor: BasePolicy,
+        probe_obs: np.ndarray,
+        **kwargs: Any,
+    ) -> "RectifierCheckpoint":
         """Build a checkpoint, fingerprinting `anchor` on `probe_obs` `(N, obs_dim)`."""
         actions, digest = policy_fingerprint(anchor, probe_obs)
-        return cls(rectifier, observation_space, action_space, np.asarray(probe_obs, np.float32),
-                   actions, digest, anchor_name=getattr(anchor, "name", type(anchor).__name__), **kwargs)
+        return cls(
+            rectifier,
+            observation_space,
+            action_space,
+            np.asarray(probe_obs, np.float32),
+            actions,
+            digest,
+            anchor_name=getattr(anchor, "name", type(anchor).__name__),
+            **kwargs,
+        )
 
     def check_spaces(self, observation_space: Any, action_space: Any, where: str) -> None:
         """Raise ValueError naming the checkpoint and the mismatch if the env's spaces differ."""
-        for kind, mine, theirs, bounds in (("observation", self.observation_space, observation_space, False),
-                                           ("action", self.action_space, action_space, True)):
+        for kind, mine, theirs, bounds in (
+            ("observation", self.observation_space, observation_space, False),
+            ("action", self.action_space, action_space, True),
+        ):
             if not isinstance(theirs, spaces.Box) or not same_box(mine, theirs, bounds=bounds):
                 raise ValueError(
                     f"{where}: rectifier at {self.path} was trained on {kind} space {mine}, but the env "
@@ -106,8 +123,11 @@ def save_rectifier(checkpoint: RectifierCheckpoint, folder: str | Path) -> Path:
         "action_space": box_to_json(checkpoint.action_space),
         "normalization": {k: getattr(rect, k).tolist() for k in _STATS},
         "alpha": float(checkpoint.alpha),
-        "anchor": {"fingerprint": checkpoint.anchor_fingerprint, "name": checkpoint.anchor_name,
-                   "num_probes": int(len(checkpoint.probe_obs))},
+        "anchor": {
+            "fingerprint": checkpoint.anchor_fingerprint,
+            "name": checkpoint.anchor_name,
+            "num_probes": int(len(checkpoint.probe_obs)),
+        },
     }
     tensors = {k: v for k, v in rect.state_dict().items() if k not in _STATS}
     tensors["anchor.probe_obs"] = torch.as_tensor(checkpoint.probe_obs)
@@ -148,13 +168,19 @@ def validate_rectifier_meta(meta: dict, folder: Path) -> None:
     if not (isinstance(hidden, list) and hidden and all(isinstance(h, int) and h >= 1 for h in hidden)):
         raise _bad(folder, "arch.hidden", hidden, "a non-empty list of integers >= 1")
     critic_hidden = arch.get("critic_hidden")
-    if critic_hidden is not None and not (isinstance(critic_hidden, list) and critic_hidden
-                                          and all(isinstance(h, int) and h >= 1 for h in critic_hidden)):
+    if critic_hidden is not None and not (
+        isinstance(critic_hidden, list) and critic_hidden and all(isinstance(h, int) and h >= 1 for h in critic_hidden)
+    ):
         raise _bad(folder, "arch.critic_hidden", critic_hidden, "null or a non-empty list of integers >= 1")
     if not isinstance(arch.get("anchored"), bool):
         raise _bad(folder, "arch.anchored", arch.get("anchored"), "true or false")
-    sizes = {"obs_mean": arch["obs_dim"], "obs_std": arch["obs_dim"], "residual_mean": arch["act_dim"],
-             "residual_std": arch["act_dim"], "residual_bound": arch["act_dim"]}
+    sizes = {
+        "obs_mean": arch["obs_dim"],
+        "obs_std": arch["obs_dim"],
+        "residual_mean": arch["act_dim"],
+        "residual_std": arch["act_dim"],
+        "residual_bound": arch["act_dim"],
+    }
     for key, size in sizes.items():
         try:
             values = np.asarray(stats[key], np.float64)
@@ -171,9 +197,13 @@ def validate_rectifier_meta(meta: dict, folder: Path) -> None:
         raise _bad(folder, "alpha", alpha, "a number in [0, 1]")
     action = meta["action_space"]
     low, high = action.get("low"), action.get("high")
-    if not (isinstance(low, list) and isinstance(high, list) and len(low) == len(high) == arch["act_dim"]
-            and all(isinstance(v, (int, float)) and np.isfinite(v) for v in low + high)
-            and all(a < b for a, b in zip(low, high))):
+    if not (
+        isinstance(low, list)
+        and isinstance(high, list)
+        and len(low) == len(high) == arch["act_dim"]
+        and all(isinstance(v, (int, float)) and np.isfinite(v) for v in low + high)
+        and all(a < b for a, b in zip(low, high))
+    ):
         raise _bad(folder, "action_space", action, f"{arch['act_dim']} finite bounds with low < high")
 
 
@@ -193,15 +223,24 @@ def load_rectifier(folder: str | Path) -> RectifierCheckpoint:
     try:
         validate_rectifier_meta(meta, folder)
     except (KeyError, TypeError, AttributeError) as err:
-        raise ValueError(f"rectifier checkpoint at {folder} is corrupted or inconsistent: missing or malformed "
-                         f"field {err}; re-export or re-train it") from err
+        raise ValueError(
+            f"rectifier checkpoint at {folder} is corrupted or inconsistent: missing or malformed "
+            f"field {err}; re-export or re-train it"
+        ) from err
     try:
         arch, stats = meta["arch"], meta["normalization"]
         rect = Rectifier(
-            obs_dim=arch["obs_dim"], act_dim=arch["act_dim"], residual_bound=stats["residual_bound"],
-            obs_mean=stats["obs_mean"], obs_std=stats["obs_std"], latent_dim=arch["latent_dim"],
-            latent_box=arch["latent_box"], hidden=arch["hidden"], anchored=arch["anchored"],
-            residual_mean=stats["residual_mean"], residual_std=stats["residual_std"],
+            obs_dim=arch["obs_dim"],
+            act_dim=arch["act_dim"],
+            residual_bound=stats["residual_bound"],
+            obs_mean=stats["obs_mean"],
+            obs_std=stats["obs_std"],
+            latent_dim=arch["latent_dim"],
+            latent_box=arch["latent_box"],
+            hidden=arch["hidden"],
+            anchored=arch["anchored"],
+            residual_mean=stats["residual_mean"],
+            residual_std=stats["residual_std"],
             critic_hidden=arch.get("critic_hidden"),
         )
         probe_obs = tensors.pop("anchor.probe_obs").numpy()
@@ -214,9 +253,16 @@ def load_rectifier(folder: str | Path) -> RectifierCheckpoint:
         if bad:
             raise ValueError(f"non-finite values in weights {bad}")
         checkpoint = RectifierCheckpoint(
-            rect.eval(), box_from_json(meta["observation_space"]), box_from_json(meta["action_space"]),
-            probe_obs, probe_actions, meta["anchor"]["fingerprint"], meta["anchor"].get("name", "unknown"),
-            float(meta.get("alpha", 1.0)), meta.get("config", {}), folder,
+            rect.eval(),
+            box_from_json(meta["observation_space"]),
+            box_from_json(meta["action_space"]),
+            probe_obs,
+            probe_actions,
+            meta["anchor"]["fingerprint"],
+            meta["anchor"].get("name", "unknown"),
+            float(meta.get("alpha", 1.0)),
+            meta.get("config", {}),
+            folder,
         )
     except (KeyError, TypeError, RuntimeError, ValueError) as err:
         raise ValueError(f"rectifier checkpoint at {folder} is corrupted or inconsistent: {err}") from err

@@ -7,7 +7,6 @@ Envs from a module register on import with Gymnasium's `module:EnvId` syntax, e.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -167,10 +166,22 @@ def run_sweep(args: SweepArgs) -> None:
 
     settings = parse_settings(args.set)
     if args.config.algo == "spar" and args.base_policy is None:
-        raise ValueError("--config.algo spar needs --base-policy (the anchor to rectify); train --config.algo bc "
-                         "first to start from data alone")
-    records = sweep(args.datasets, args.seeds, settings, args.out_dir, args.config, args.base_policy, args.episodes,
-                    args.address, args.num_cpus, env=args.env)
+        raise ValueError(
+            "--config.algo spar needs --base-policy (the anchor to rectify); train --config.algo bc "
+            "first to start from data alone"
+        )
+    records = sweep(
+        args.datasets,
+        args.seeds,
+        settings,
+        args.out_dir,
+        args.config,
+        args.base_policy,
+        args.episodes,
+        args.address,
+        args.num_cpus,
+        env=args.env,
+    )
     print(summarise(records))
     print(f"records: {args.out_dir / 'sweep.json'}")
 
@@ -185,29 +196,38 @@ def run_import(args: ImportArgs) -> None:
     else:
         arrays, source = arrays_from_sb3_replay_buffer(args.sb3_replay_buffer), str(args.sb3_replay_buffer)
     summary = import_transitions(arrays, args.env, args.dataset, overwrite=args.overwrite, source=source)
-    print(f"{summary['dataset']}: {summary['transitions']} transitions in {summary['episodes']} episodes "
-          f"({summary['terminations']} ended by termination, {summary['truncations']} truncated or cut off), "
-          f"written to {summary['folder']}")
+    print(
+        f"{summary['dataset']}: {summary['transitions']} transitions in {summary['episodes']} episodes "
+        f"({summary['terminations']} ended by termination, {summary['truncations']} truncated or cut off), "
+        f"written to {summary['folder']}"
+    )
 
 
 def run_train(args: TrainArgs) -> None:
     import torch
 
+    from spar_rectify import mkl
     from spar_rectify.data import load_minari
     from spar_rectify.policies import load_policy
     from spar_rectify.trainer import train
-
-    from spar_rectify import mkl
 
     torch.set_num_threads(args.threads)
     print(f"MKL fast path: {mkl.status()['reason']}", flush=True)
     data = load_minari(args.dataset, trust_env=args.trust_dataset_env)
     anchor = load_policy(args.base_policy, args.vec_normalize) if args.base_policy else None
     result = train(args.config, data, args.run_dir, anchor=anchor, env=args.env, resume=args.resume)
-    print(json.dumps({"artifact": str(result.artifact), "steps": result.steps,
-                      "train_seconds": round(result.train_seconds, 1),
-                      "eval_return_mean": None if result.eval_returns is None else float(result.eval_returns.mean()),
-                      "normalized_score": result.normalized_score}, indent=2))
+    print(
+        json.dumps(
+            {
+                "artifact": str(result.artifact),
+                "steps": result.steps,
+                "train_seconds": round(result.train_seconds, 1),
+                "eval_return_mean": None if result.eval_returns is None else float(result.eval_returns.mean()),
+                "normalized_score": result.normalized_score,
+            },
+            indent=2,
+        )
+    )
 
 
 def run_collect(args: CollectArgs) -> None:
@@ -221,12 +241,23 @@ def run_collect(args: CollectArgs) -> None:
     env = gym.make(args.env)
     if args.rectifier is not None:
         env = SPARRectifierWrapper(env, args.rectifier, base_policy=policy)
-    ds = collect(policy, env, args.dataset, args.steps, exploration=args.exploration, seed=args.seed,
-                 overwrite=args.overwrite, append=args.append, chunk_steps=args.chunk_steps)
+    ds = collect(
+        policy,
+        env,
+        args.dataset,
+        args.steps,
+        exploration=args.exploration,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        append=args.append,
+        chunk_steps=args.chunk_steps,
+    )
     from minari.storage import get_dataset_path
 
-    print(f"{args.dataset}: {ds.total_episodes} episodes, {ds.total_steps} steps, written to "
-          f"{get_dataset_path(args.dataset)} (MINARI_DATASETS_PATH sets the root)")
+    print(
+        f"{args.dataset}: {ds.total_episodes} episodes, {ds.total_steps} steps, written to "
+        f"{get_dataset_path(args.dataset)} (MINARI_DATASETS_PATH sets the root)"
+    )
 
 
 def run_evaluate(args: EvaluateArgs) -> None:
@@ -248,26 +279,40 @@ def run_evaluate(args: EvaluateArgs) -> None:
             steps["held"] += c.gate_held.tolist()
             return c.executed_action
 
-        rows["rectified"] = {"policy": f"{args.policy} + {args.rectifier}", "alpha": rectified.corrector.alpha,
-                             "gate": rectified.corrector.gate}
+        rows["rectified"] = {
+            "policy": f"{args.policy} + {args.rectifier}",
+            "alpha": rectified.corrector.alpha,
+            "gate": rectified.corrector.gate,
+        }
     for name, row in rows.items():
         returns = evaluate(base if name == "raw" else tracked, args.env, args.episodes, args.seed)
-        row.update(return_mean=float(returns.mean()), return_std=float(returns.std()), episodes=args.episodes,
-                   seeds=f"{args.seed}..{args.seed + args.episodes - 1}", returns=returns.tolist())
+        row.update(
+            return_mean=float(returns.mean()),
+            return_std=float(returns.std()),
+            episodes=args.episodes,
+            seeds=f"{args.seed}..{args.seed + args.episodes - 1}",
+            returns=returns.tolist(),
+        )
         if name == "rectified":
-            row.update(support_score_mean=float(np.mean(steps["support"])),
-                       gate_held_share=float(np.mean(steps["held"])))
+            row.update(
+                support_score_mean=float(np.mean(steps["support"])), gate_held_share=float(np.mean(steps["held"]))
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     print(f"{'policy':>10} {'mean return':>12} {'std':>8} {'episodes':>9} {'support score':>14} {'gate held':>10}")
     for name, row in rows.items():
-        extra = (f"{row['support_score_mean']:>14.3f} {100 * row['gate_held_share']:>9.0f}%" if name == "rectified"
-                 else f"{'-':>14} {'-':>10}")
+        extra = (
+            f"{row['support_score_mean']:>14.3f} {100 * row['gate_held_share']:>9.0f}%"
+            if name == "rectified"
+            else f"{'-':>14} {'-':>10}"
+        )
         print(f"{name:>10} {row['return_mean']:>12.1f} {row['return_std']:>8.1f} {row['episodes']:>9} {extra}")
     if "rectified" in rows:
-        print(f"same seeds ({rows['raw']['seeds']}); alpha {rows['rectified']['alpha']}, gate "
-              f"{'on' if rows['rectified']['gate'] else 'off'}; support score: 1 = the data's typical residual")
+        print(
+            f"same seeds ({rows['raw']['seeds']}); alpha {rows['rectified']['alpha']}, gate "
+            f"{'on' if rows['rectified']['gate'] else 'off'}; support score: 1 = the data's typical residual"
+        )
 
 
 def run_tune_alpha(args: TuneAlphaArgs) -> None:
@@ -275,8 +320,15 @@ def run_tune_alpha(args: TuneAlphaArgs) -> None:
     from spar_rectify.policies import load_policy
     from spar_rectify.tuning import tune_alpha
 
-    sweep = tune_alpha(load_policy(args.policy, args.vec_normalize), args.rectifier, args.env, args.alphas,
-                       args.episodes, args.seed, progress=True)
+    sweep = tune_alpha(
+        load_policy(args.policy, args.vec_normalize),
+        args.rectifier,
+        args.env,
+        args.alphas,
+        args.episodes,
+        args.seed,
+        progress=True,
+    )
     print(sweep.table())
     if args.save:
         checkpoint = set_default_alpha(args.rectifier, sweep.best_alpha)
@@ -287,13 +339,26 @@ def run_tune_alpha(args: TuneAlphaArgs) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `spar` console script."""
     command = tyro.extras.subcommand_cli_from_dict(
-        {"train": TrainArgs, "collect": CollectArgs, "evaluate": EvaluateArgs, "tune-alpha": TuneAlphaArgs,
-         "sweep": SweepArgs, "import": ImportArgs}, args=argv,
+        {
+            "train": TrainArgs,
+            "collect": CollectArgs,
+            "evaluate": EvaluateArgs,
+            "tune-alpha": TuneAlphaArgs,
+            "sweep": SweepArgs,
+            "import": ImportArgs,
+        },
+        args=argv,
         description="spar_rectify: support-preserving action rectification.",
     )
     try:
-        runners = {TrainArgs: run_train, CollectArgs: run_collect, EvaluateArgs: run_evaluate,
-                   TuneAlphaArgs: run_tune_alpha, SweepArgs: run_sweep, ImportArgs: run_import}
+        runners = {
+            TrainArgs: run_train,
+            CollectArgs: run_collect,
+            EvaluateArgs: run_evaluate,
+            TuneAlphaArgs: run_tune_alpha,
+            SweepArgs: run_sweep,
+            ImportArgs: run_import,
+        }
         runners[type(command)](command)
     except KeyboardInterrupt:
         raise SystemExit(130) from None  # what was done is saved and said (e.g. "interrupted at step N")

@@ -80,8 +80,10 @@ def _check_append(dataset, dataset_id: str, env: gym.Env) -> None:
     problems = []
     if theirs is not None and mine != theirs:
         problems.append(f"env {mine!r} (the dataset's: {theirs!r})")
-    for kind, a, b in (("observation space", env.observation_space, dataset.observation_space),
-                       ("action space", env.action_space, dataset.action_space)):
+    for kind, a, b in (
+        ("observation space", env.observation_space, dataset.observation_space),
+        ("action space", env.action_space, dataset.action_space),
+    ):
         if not (isinstance(a, gym.spaces.Box) and isinstance(b, gym.spaces.Box) and same_box(a, b, bounds=True)):
             problems.append(f"{kind} {a} (the dataset's: {b})")
     if problems:
@@ -102,10 +104,23 @@ def _record_append(dataset, policy: BasePolicy, seed: int, first_episode: int) -
     dataset.storage.update_metadata({"spar_collect_appends": json.dumps(log)})
 
 
-def collect(policy: Any, env: gym.Env | str, dataset_id: str, steps: int, *, exploration: Exploration = Exploration(),
-            seed: int = 0, overwrite: bool = False, append: bool = False, chunk_steps: int = 10_000,
-            ref_min_score: float | None = None, ref_max_score: float | None = None, description: str | None = None,
-            algorithm_name: str | None = None, progress: bool = True):
+def collect(
+    policy: Any,
+    env: gym.Env | str,
+    dataset_id: str,
+    steps: int,
+    *,
+    exploration: Exploration = Exploration(),
+    seed: int = 0,
+    overwrite: bool = False,
+    append: bool = False,
+    chunk_steps: int = 10_000,
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
+    description: str | None = None,
+    algorithm_name: str | None = None,
+    progress: bool = True,
+):
     """Collect at least `steps` transitions (whole episodes) into Minari dataset `dataset_id`.
 
     Args:
@@ -134,8 +149,10 @@ def collect(policy: Any, env: gym.Env | str, dataset_id: str, steps: int, *, exp
     policy = as_base_policy(policy, env.action_space)
     check_policy_spaces(policy, env.observation_space, env.action_space, f"env {env.spec.id if env.spec else env}")
     if exploration.kind == "stochastic" and not hasattr(policy, "sample"):
-        raise TypeError(f"exploration 'stochastic' needs a policy that samples (an SB3 model); "
-                        f"{type(policy).__name__} is deterministic: use 'gaussian' or 'epsilon'.")
+        raise TypeError(
+            f"exploration 'stochastic' needs a policy that samples (an SB3 model); "
+            f"{type(policy).__name__} is deterministic: use 'gaussian' or 'epsilon'."
+        )
     if steps < 1 or chunk_steps < 1:
         raise ValueError(f"steps and chunk_steps must be >= 1, got {steps} and {chunk_steps}")
     dataset = _prepare_target(dataset_id, overwrite, append)
@@ -145,16 +162,28 @@ def collect(policy: Any, env: gym.Env | str, dataset_id: str, steps: int, *, exp
     episode = dataset.total_episodes if dataset is not None else 0
     if dataset is not None and done_steps < steps:
         _record_append(dataset, policy, seed, episode)
-    meta = dict(env=env.spec if env.spec is not None else None, action_space=env.action_space,
-                observation_space=env.observation_space, ref_min_score=ref_min_score, ref_max_score=ref_max_score,
-                description=description or f"collected by spar_rectify from {getattr(policy, 'name', 'a policy')}",
-                algorithm_name=algorithm_name or getattr(policy, "name", "policy"), data_format="hdf5")
+    meta = dict(
+        env=env.spec if env.spec is not None else None,
+        action_space=env.action_space,
+        observation_space=env.observation_space,
+        ref_min_score=ref_min_score,
+        ref_max_score=ref_max_score,
+        description=description or f"collected by spar_rectify from {getattr(policy, 'name', 'a policy')}",
+        algorithm_name=algorithm_name or getattr(policy, "name", "policy"),
+        data_format="hdf5",
+    )
     if ref_max_score is None:
         meta.pop("ref_min_score"), meta.pop("ref_max_score")
     buffers: list = []
     pending = 0
-    bar = tqdm(total=steps, initial=min(done_steps, steps), disable=not progress, desc=f"collect {dataset_id}",
-               unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=steps,
+        initial=min(done_steps, steps),
+        disable=not progress,
+        desc=f"collect {dataset_id}",
+        unit="step",
+        dynamic_ncols=True,
+    )
 
     def flush():
         nonlocal dataset, buffers, pending
@@ -186,8 +215,14 @@ def collect(policy: Any, env: gym.Env | str, dataset_id: str, steps: int, *, exp
     return dataset
 
 
-def _episode(policy: BasePolicy, env: gym.Env, reset_seed: int, rng: np.random.Generator, exploration: Exploration,
-             episode_id: int):
+def _episode(
+    policy: BasePolicy,
+    env: gym.Env,
+    reset_seed: int,
+    rng: np.random.Generator,
+    exploration: Exploration,
+    episode_id: int,
+):
     from minari.data_collector import EpisodeBuffer
 
     space = env.action_space
@@ -217,17 +252,35 @@ def _episode(policy: BasePolicy, env: gym.Env, reset_seed: int, rng: np.random.G
         truncs.append(bool(truncated))
         done = terminated or truncated
     base_actions.append(np.zeros_like(base_actions[0]))
-    return EpisodeBuffer(id=episode_id, seed=reset_seed, observations=np.asarray(observations),
-                         actions=np.asarray(actions, space.dtype), rewards=np.asarray(rewards),
-                         terminations=np.asarray(terms), truncations=np.asarray(truncs),
-                         infos={"base_action": np.asarray(base_actions, np.float32)})
+    return EpisodeBuffer(
+        id=episode_id,
+        seed=reset_seed,
+        observations=np.asarray(observations),
+        actions=np.asarray(actions, space.dtype),
+        rewards=np.asarray(rewards),
+        terminations=np.asarray(terms),
+        truncations=np.asarray(truncs),
+        infos={"base_action": np.asarray(base_actions, np.float32)},
+    )
 
 
-def write_arrays(dataset_id: str, observations: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-                 next_observations: np.ndarray, terminations: np.ndarray, truncations: np.ndarray, *,
-                 observation_space: gym.spaces.Box, action_space: gym.spaces.Box, env_spec: Any = None,
-                 ref_min_score: float | None = None, ref_max_score: float | None = None,
-                 description: str | None = None, overwrite: bool = False):
+def write_arrays(
+    dataset_id: str,
+    observations: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    next_observations: np.ndarray,
+    terminations: np.ndarray,
+    truncations: np.ndarray,
+    *,
+    observation_space: gym.spaces.Box,
+    action_space: gym.spaces.Box,
+    env_spec: Any = None,
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
+    description: str | None = None,
+    overwrite: bool = False,
+):
     """Write flat, consecutive transitions (a replay buffer, say) as a Minari dataset.
 
     Episodes end where `terminations | truncations`; a last episode with neither flag (a log cut
@@ -247,13 +300,24 @@ def write_arrays(dataset_id: str, observations: np.ndarray, actions: np.ndarray,
     ends = np.flatnonzero(term | trunc)
     starts = np.r_[0, ends[:-1] + 1]
     buffers = [
-        EpisodeBuffer(id=i, observations=np.concatenate([observations[s:e + 1], next_observations[e:e + 1]]),
-                      actions=np.asarray(actions[s:e + 1], action_space.dtype), rewards=np.asarray(rewards[s:e + 1]),
-                      terminations=term[s:e + 1], truncations=trunc[s:e + 1], infos={})
+        EpisodeBuffer(
+            id=i,
+            observations=np.concatenate([observations[s : e + 1], next_observations[e : e + 1]]),
+            actions=np.asarray(actions[s : e + 1], action_space.dtype),
+            rewards=np.asarray(rewards[s : e + 1]),
+            terminations=term[s : e + 1],
+            truncations=trunc[s : e + 1],
+            infos={},
+        )
         for i, (s, e) in enumerate(zip(starts, ends))
     ]
-    meta = dict(env=env_spec, observation_space=observation_space, action_space=action_space,
-                description=description or "converted by spar_rectify.collect.write_arrays", data_format="hdf5")
+    meta = dict(
+        env=env_spec,
+        observation_space=observation_space,
+        action_space=action_space,
+        description=description or "converted by spar_rectify.collect.write_arrays",
+        data_format="hdf5",
+    )
     if ref_max_score is not None:
         meta.update(ref_min_score=ref_min_score, ref_max_score=ref_max_score)
     with warnings.catch_warnings():

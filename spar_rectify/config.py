@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -135,14 +135,31 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be {rule}, got {getattr(self, name)!r}")
 
         need(self.algo in ALGOS, "algo", f"one of {ALGOS}")
-        for name in ("steps", "batch_size", "num_candidates", "lsi_states", "lsi_every", "policy_freq",
-                     "eval_episodes", "log_every"):
+        for name in (
+            "steps",
+            "batch_size",
+            "num_candidates",
+            "lsi_states",
+            "lsi_every",
+            "policy_freq",
+            "eval_episodes",
+            "log_every",
+        ):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name, "an integer >= 1")
         for name in ("eval_every", "checkpoint_every", "num_prior"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name, "an integer >= 0")
         need(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "hidden", "non-empty positive widths")
-        for name in ("lr", "latent_box", "candidate_sigma", "lsi_temperature", "awr_temperature",
-                     "awr_max_weight", "td3bc_alpha", "bound_min", "bound_max"):
+        for name in (
+            "lr",
+            "latent_box",
+            "candidate_sigma",
+            "lsi_temperature",
+            "awr_temperature",
+            "awr_max_weight",
+            "td3bc_alpha",
+            "bound_min",
+            "bound_max",
+        ):
             need(getattr(self, name) > 0, name, "> 0")
         for name in ("gamma", "tau", "expectile", "bound_quantile"):
             need(0 < getattr(self, name) <= 1, name, "in (0, 1]")
@@ -153,8 +170,11 @@ class TrainConfig:
         need(self.bound_max <= 1, "bound_max", "<= 1 (a residual of 1 already spans half the action range)")
         need(self.latent_dim is None or self.latent_dim >= 1, "latent_dim", "None or >= 1")
         need(0 <= self.manifold_fraction < 1, "manifold_fraction", "in [0, 1)")
-        need(0 <= self.fit_fraction < 1 and self.manifold_fraction + self.fit_fraction < 1, "fit_fraction",
-             "in [0, 1) with manifold_fraction + fit_fraction < 1")
+        need(
+            0 <= self.fit_fraction < 1 and self.manifold_fraction + self.fit_fraction < 1,
+            "fit_fraction",
+            "in [0, 1) with manifold_fraction + fit_fraction < 1",
+        )
         need(self.reward_scale in ("returns", "none"), "reward_scale", "'returns' or 'none'")
         need(self.lsi_normalize in ("within", "batch", "none"), "lsi_normalize", "'within', 'batch' or 'none'")
         need(self.fit_to in ("data", "anchor"), "fit_to", "'data' or 'anchor'")

@@ -14,8 +14,20 @@ from typing import NamedTuple
 import numpy as np
 from gymnasium import spaces
 
-from spar_rectify.kernel import (C_HIGH, C_LOW, C_RES_INV_STD, C_RES_MEAN, C_SCALE, C_SCORE_K, C_START, C_TO_ENV,
-                                  FLAG_EXECUTED, FLAG_OBS, FLAG_RESIDUAL, correct_rows)
+from spar_rectify.kernel import (
+    C_HIGH,
+    C_LOW,
+    C_RES_INV_STD,
+    C_RES_MEAN,
+    C_SCALE,
+    C_SCORE_K,
+    C_START,
+    C_TO_ENV,
+    FLAG_EXECUTED,
+    FLAG_OBS,
+    FLAG_RESIDUAL,
+    correct_rows,
+)
 from spar_rectify.rectifier import Rectifier
 from spar_rectify.spaces import ActionScaler
 
@@ -28,7 +40,6 @@ except ImportError:  # numpy < 2
 FALLBACK_OBS = "non-finite observation: executed the base action"
 FALLBACK_RESIDUAL = "non-finite residual: executed the base action"
 FALLBACK_EXECUTED = "non-finite or out-of-bounds rectified action: executed the base action"
-
 
 
 def check_alpha(alpha: float) -> float:
@@ -81,8 +92,10 @@ class Corrector:
     def __init__(self, rectifier: Rectifier, action_space: spaces.Box, alpha: float = 1.0, gate: bool | None = None):
         alpha = check_alpha(alpha)
         if gate and rectifier.critic is None:
-            raise ValueError("gate=True needs a rectifier that carries its critic; this one was exported before "
-                             "the gate existed: retrain it (spar train), or deploy it with gate=False")
+            raise ValueError(
+                "gate=True needs a rectifier that carries its critic; this one was exported before "
+                "the gate existed: retrain it (spar train), or deploy it with gate=False"
+            )
         self.gate = rectifier.critic is not None if gate is None else bool(gate)
         self.rectifier = rectifier
         self.scaler = ActionScaler(action_space)
@@ -99,9 +112,16 @@ class Corrector:
         self._res_inv_std = (1.0 / np.maximum(rectifier.residual_std.detach().cpu().numpy(), 1e-6)).astype(np.float32)
         self._score_k = np.float32(-0.5 / self.act_dim)
         self._consts = np.zeros((8, self.act_dim), np.float32)
-        for row, value in ((C_LOW, self.low), (C_HIGH, self.high), (C_SCALE, self._scale), (C_TO_ENV, self._to_env),
-                           (C_RES_MEAN, self._res_mean), (C_RES_INV_STD, self._res_inv_std), (C_SCORE_K, self._score_k),
-                           (C_START, np.nan if rectifier.anchored else self.scaler.mid)):
+        for row, value in (
+            (C_LOW, self.low),
+            (C_HIGH, self.high),
+            (C_SCALE, self._scale),
+            (C_TO_ENV, self._to_env),
+            (C_RES_MEAN, self._res_mean),
+            (C_RES_INV_STD, self._res_inv_std),
+            (C_SCORE_K, self._score_k),
+            (C_START, np.nan if rectifier.anchored else self.scaler.mid),
+        ):
             self._consts[row] = value
         self._empty_reasons: dict[int, np.ndarray] = {}
 
@@ -139,15 +159,21 @@ class Corrector:
             self._check_finite(base_action)
             base = _clip(base_action, self.low, self.high).astype(self.dtype, copy=False)
             residual = np.zeros((batch, self.act_dim), np.float32)
-            return Correction(base, base_action, residual, self.support_score(residual), self._no_fallback(batch),
-                              np.zeros(batch, bool))
+            return Correction(
+                base,
+                base_action,
+                residual,
+                self.support_score(residual),
+                self._no_fallback(batch),
+                np.zeros(batch, bool),
+            )
         obs = np.asarray(obs)
         if obs.shape != (batch, self.obs_dim):
             raise ValueError(f"expected observations of shape ({batch}, {self.obs_dim}), got {obs.shape}")
         ad = self.act_dim
         out = np.empty((batch, 2 * ad + 3), np.float32)
         worst = correct_rows(obs, base_action, self.fast.weights, self.fast.dims, self._consts, out, self.gate)
-        executed, residual, score = out[:, :ad], out[:, ad:2 * ad], out[:, 2 * ad]
+        executed, residual, score = out[:, :ad], out[:, ad : 2 * ad], out[:, 2 * ad]
         held = out[:, 2 * ad + 2] != 0
         fallback = self._no_fallback(batch)
         if self.dtype != np.float32:
@@ -175,9 +201,15 @@ class Corrector:
             )
 
 
-def build_corrector(rectifier, observation_space, action_space, base_policy=None,
-                    alpha: float | None = None, where: str = "SPARRectifierWrapper",
-                    gate: bool | None = None) -> Corrector:
+def build_corrector(
+    rectifier,
+    observation_space,
+    action_space,
+    base_policy=None,
+    alpha: float | None = None,
+    where: str = "SPARRectifierWrapper",
+    gate: bool | None = None,
+) -> Corrector:
     """Load (if a path) and validate a rectifier for an env, then build its `Corrector`.
 
     Args:

@@ -64,9 +64,11 @@ class OfflineData:
         return int(self.rewards.shape[0])
 
     def __repr__(self) -> str:
-        return (f"OfflineData({self.name!r}, transitions={len(self)}, episodes={len(self.episode_returns)}, "
-                f"obs_dim={self.observations.shape[1]}, act_dim={self.actions.shape[1]}, "
-                f"anchor={'yes' if self.base_actions is not None else 'no'})")
+        return (
+            f"OfflineData({self.name!r}, transitions={len(self)}, episodes={len(self.episode_returns)}, "
+            f"obs_dim={self.observations.shape[1]}, act_dim={self.actions.shape[1]}, "
+            f"anchor={'yes' if self.base_actions is not None else 'no'})"
+        )
 
     def obs_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """(obs_dim,) mean and std of the observations (std floored at 1e-3)."""
@@ -77,7 +79,9 @@ class OfflineData:
         """D4RL-style `100 * (R - R_random) / (R_expert - R_random)`, or None without references."""
         if self.ref_min_score is None or self.ref_max_score is None:
             return None
-        return 100.0 * (np.asarray(returns, np.float64) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+        return (
+            100.0 * (np.asarray(returns, np.float64) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+        )
 
     def attach_anchor(self, policy: BasePolicy, cache: str | Path | None = None, batch_size: int = 8192) -> None:
         """Compute (or read from `cache`) the anchor's action for every observation, once.
@@ -91,8 +95,13 @@ class OfflineData:
         self.anchor_fingerprint = fingerprint
 
 
-def anchor_actions(policy: BasePolicy, observations: np.ndarray, fingerprint: str,
-                   cache: str | Path | None = None, batch_size: int = 8192) -> torch.Tensor:
+def anchor_actions(
+    policy: BasePolicy,
+    observations: np.ndarray,
+    fingerprint: str,
+    cache: str | Path | None = None,
+    batch_size: int = 8192,
+) -> torch.Tensor:
     """Anchor actions `(N, act_dim)` normalised, computed in batches and cached in `cache`
     (a safetensors file keyed by the anchor's fingerprint and N)."""
     if cache is not None and Path(cache).is_file():
@@ -103,8 +112,8 @@ def anchor_actions(policy: BasePolicy, observations: np.ndarray, fingerprint: st
     scaler = ActionScaler(policy.action_space)
     out = np.empty((len(observations), policy.action_space.shape[0]), np.float32)
     for start in range(0, len(observations), batch_size):
-        chunk = observations[start:start + batch_size]
-        out[start:start + len(chunk)] = np.clip(scaler.to_normalized(policy(chunk)), -1.0, 1.0)
+        chunk = observations[start : start + batch_size]
+        out[start : start + len(chunk)] = np.clip(scaler.to_normalized(policy(chunk)), -1.0, 1.0)
     tensor = torch.from_numpy(out)
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
@@ -114,10 +123,19 @@ def anchor_actions(policy: BasePolicy, observations: np.ndarray, fingerprint: st
     return tensor
 
 
-def from_arrays(observations: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-                next_observations: np.ndarray, terminations: np.ndarray, truncations: np.ndarray,
-                observation_space: spaces.Box, action_space: spaces.Box, name: str = "arrays",
-                nonfinite: Literal["raise", "drop"] = "raise", **extra: Any) -> OfflineData:
+def from_arrays(
+    observations: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    next_observations: np.ndarray,
+    terminations: np.ndarray,
+    truncations: np.ndarray,
+    observation_space: spaces.Box,
+    action_space: spaces.Box,
+    name: str = "arrays",
+    nonfinite: Literal["raise", "drop"] = "raise",
+    **extra: Any,
+) -> OfflineData:
     """Build `OfflineData` from flat transition arrays in env units (episodes consecutive).
 
     Non-finite values: `nonfinite="raise"` (default) raises ValueError saying how many and where;
@@ -130,8 +148,11 @@ def from_arrays(observations: np.ndarray, actions: np.ndarray, rewards: np.ndarr
     term = np.asarray(terminations, bool).reshape(-1)
     trunc = np.asarray(truncations, bool).reshape(-1)
     n = len(rew)
-    for label, arr, width in (("observations", obs, observation_space.shape[0]), ("actions", act, action_space.shape[0]),
-                              ("next_observations", nxt, observation_space.shape[0])):
+    for label, arr, width in (
+        ("observations", obs, observation_space.shape[0]),
+        ("actions", act, action_space.shape[0]),
+        ("next_observations", nxt, observation_space.shape[0]),
+    ):
         if arr.shape != (n, width):
             raise ValueError(f"dataset {name!r}: {label} has shape {arr.shape}, expected ({n}, {width})")
     if n == 0:
@@ -145,20 +166,34 @@ def from_arrays(observations: np.ndarray, actions: np.ndarray, rewards: np.ndarr
     bad = ~(np.isfinite(obs).all(1) & np.isfinite(act).all(1) & np.isfinite(rew) & np.isfinite(nxt).all(1))
     if bad.any():
         where = np.flatnonzero(bad)
-        message = (f"dataset {name!r} has {bad.sum()} transitions with NaN/inf values (first at transition "
-                   f"indices {where[:5].tolist()})")
+        message = (
+            f"dataset {name!r} has {bad.sum()} transitions with NaN/inf values (first at transition "
+            f"indices {where[:5].tolist()})"
+        )
         if nonfinite == "raise":
             raise ValueError(message + "; clean the data or pass nonfinite='drop' to skip them.")
         keep = ~bad
         obs, act, rew, nxt, term, trunc = obs[keep], act[keep], rew[keep], nxt[keep], term[keep], trunc[keep]
     act_n = np.clip(ActionScaler(action_space).to_normalized(act), -1.0, 1.0)
     t = torch.from_numpy
-    return OfflineData(t(obs), t(act_n), t(rew), t(nxt), t(term.astype(np.float32)), t(trunc.astype(np.float32)),
-                       returns, observation_space, action_space, name, **extra)
+    return OfflineData(
+        t(obs),
+        t(act_n),
+        t(rew),
+        t(nxt),
+        t(term.astype(np.float32)),
+        t(trunc.astype(np.float32)),
+        returns,
+        observation_space,
+        action_space,
+        name,
+        **extra,
+    )
 
 
-def load_minari(dataset_id: str, download: bool = False, nonfinite: Literal["raise", "drop"] = "raise",
-                trust_env: bool = False) -> OfflineData:
+def load_minari(
+    dataset_id: str, download: bool = False, nonfinite: Literal["raise", "drop"] = "raise", trust_env: bool = False
+) -> OfflineData:
     """Load a Minari dataset into `OfflineData`.
 
     The dataset's recorded env is vetted first (`spar_rectify.envspec.vet_env_spec`): its entry
@@ -213,10 +248,22 @@ def load_minari(dataset_id: str, download: bool = False, nonfinite: Literal["rai
         raise ValueError(f"Minari dataset {dataset_id!r} has no episodes")
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     meta = dataset.storage.metadata
-    return from_arrays(cat["obs"], cat["act"], cat["rew"], cat["next"], cat["term"], cat["trunc"],
-                       obs_space, act_space, name=dataset_id, nonfinite=nonfinite,
-                       ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"),
-                       env_spec=spec, env_refused=refused)
+    return from_arrays(
+        cat["obs"],
+        cat["act"],
+        cat["rew"],
+        cat["next"],
+        cat["term"],
+        cat["trunc"],
+        obs_space,
+        act_space,
+        name=dataset_id,
+        nonfinite=nonfinite,
+        ref_min_score=meta.get("ref_min_score"),
+        ref_max_score=meta.get("ref_max_score"),
+        env_spec=spec,
+        env_refused=refused,
+    )
 
 
 def _vetted_spec(dataset_id: str, trust: bool) -> tuple[Any, str | None]:

@@ -66,8 +66,10 @@ def inspect_dataset(dataset_id: str) -> str | None:
     if broken:
         return f"episode groups {broken} in main_data.hdf5 are incomplete"
     if (meta.get("total_episodes"), meta.get("total_steps")) != (episodes, steps):
-        return (f"its metadata counts {meta.get('total_episodes')} episodes / {meta.get('total_steps')} steps, "
-                f"main_data.hdf5 holds {episodes} / {steps}")
+        return (
+            f"its metadata counts {meta.get('total_episodes')} episodes / {meta.get('total_steps')} steps, "
+            f"main_data.hdf5 holds {episodes} / {steps}"
+        )
     return None
 
 
@@ -115,5 +117,8 @@ def ensure_consistent(dataset_id: str) -> None:
     if problem is None:
         return
     done = repair_dataset(dataset_id)
-    warnings.warn(f"Minari dataset {dataset_id!r} was left inconsistent by an interrupted write: {problem}; repaired "
-                  f"from its HDF5 episodes: {done}", stacklevel=2)
+    warnings.warn(
+        f"Minari dataset {dataset_id!r} was left inconsistent by an interrupted write: {problem}; repaired "
+        f"from its HDF5 episodes: {done}",
+        stacklevel=2,
+    )

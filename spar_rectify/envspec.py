@@ -36,9 +36,11 @@ def vet_env_spec(spec: EnvSpec | None, source: str, trust: bool = False) -> EnvS
     if spec is None or trust:
         return spec
     registered = registry.get(spec.id)
-    fix = (f"pass the env yourself (--env {spec.id} after registering it, or --env module:{spec.id}; "
-           f"env=... in Python), or, if you trust where {source} came from, --trust-dataset-env "
-           "(trust_env=True), which imports and runs that code")
+    fix = (
+        f"pass the env yourself (--env {spec.id} after registering it, or --env module:{spec.id}; "
+        f"env=... in Python), or, if you trust where {source} came from, --trust-dataset-env "
+        "(trust_env=True), which imports and runs that code"
+    )
     if registered is None:
         raise UntrustedEnvSpec(
             f"{source} records env {spec.id!r} (entry point {spec.entry_point!r}), which is not in Gymnasium's "
@@ -51,6 +53,7 @@ def vet_env_spec(spec: EnvSpec | None, source: str, trust: bool = False) -> EnvS
         )
     if spec.additional_wrappers:
         names = [w.entry_point for w in spec.additional_wrappers]
-        raise UntrustedEnvSpec(f"{source} records extra wrappers {names} around {spec.id!r}; refusing to import "
-                               f"them: {fix}.")
+        raise UntrustedEnvSpec(
+            f"{source} records extra wrappers {names} around {spec.id!r}; refusing to import them: {fix}."
+        )
     return dataclasses.replace(registered, kwargs=dict(spec.kwargs), max_episode_steps=spec.max_episode_steps)

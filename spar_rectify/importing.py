@@ -30,13 +30,16 @@ def arrays_from_npz(path: str | Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in KEYS if k not in npz.files]
             if missing:
-                raise ValueError(f"{path} lacks arrays {missing}; it has {sorted(npz.files)}. Save the log with "
-                                 f"np.savez(path, {', '.join(f'{k}=...' for k in KEYS)})")
+                raise ValueError(
+                    f"{path} lacks arrays {missing}; it has {sorted(npz.files)}. Save the log with "
+                    f"np.savez(path, {', '.join(f'{k}=...' for k in KEYS)})"
+                )
             return {k: np.asarray(npz[k]) for k in KEYS}
     except ValueError as err:
         if "allow_pickle" in str(err):
-            raise ValueError(f"{path} holds object arrays, which would need pickle to load; save plain numeric "
-                             "arrays instead") from err
+            raise ValueError(
+                f"{path} holds object arrays, which would need pickle to load; save plain numeric arrays instead"
+            ) from err
         raise
 
 
@@ -57,8 +60,7 @@ def arrays_from_sb3_replay_buffer(path: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path} is not an SB3 ReplayBuffer (got {type(buf).__name__})")
     size = buf.buffer_size if buf.full else buf.pos
     order = np.r_[np.arange(buf.pos, buf.buffer_size), np.arange(buf.pos)] if buf.full else np.arange(size)
-    nxt = (buf.next_observations if not buf.optimize_memory_usage
-           else np.roll(buf.observations, -1, axis=0))
+    nxt = buf.next_observations if not buf.optimize_memory_usage else np.roll(buf.observations, -1, axis=0)
     if buf.optimize_memory_usage and buf.full:
         order = order[:-1]  # the newest next observation was overwritten by the oldest entry
     timeouts = getattr(buf, "timeouts", np.zeros_like(buf.dones))
@@ -86,12 +88,15 @@ def arrays_from_episodes(episodes: Sequence[dict]) -> dict[str, np.ndarray]:
         try:
             obs, act, rew = np.asarray(ep["observations"]), np.asarray(ep["actions"]), np.asarray(ep["rewards"])
         except KeyError as err:
-            raise ValueError(f"episode {i} lacks {err}; each needs observations (T + 1 rows), actions and rewards") \
-                from None
+            raise ValueError(
+                f"episode {i} lacks {err}; each needs observations (T + 1 rows), actions and rewards"
+            ) from None
         t = len(rew)
         if len(obs) != t + 1 or len(act) != t:
-            raise ValueError(f"episode {i}: {len(obs)} observations, {len(act)} actions and {t} rewards; expected "
-                             "T + 1 observations (the final one included), T actions and T rewards")
+            raise ValueError(
+                f"episode {i}: {len(obs)} observations, {len(act)} actions and {t} rewards; expected "
+                "T + 1 observations (the final one included), T actions and T rewards"
+            )
         term = np.asarray(ep.get("terminations", np.zeros(t, bool)), bool)
         trunc = np.asarray(ep.get("truncations", np.zeros(t, bool)), bool).copy()
         if t and not (term[-1] or trunc[-1]):
@@ -111,16 +116,23 @@ def _check(arrays: dict[str, np.ndarray], env: Any, source: str) -> dict[str, np
     n = len(arrays["rewards"])
     if n == 0:
         raise ValueError(f"{source} holds no transitions")
-    expect = {"observations": (n, *obs_space.shape), "next_observations": (n, *obs_space.shape),
-              "actions": (n, *act_space.shape), "rewards": (n,), "terminations": (n,), "truncations": (n,)}
+    expect = {
+        "observations": (n, *obs_space.shape),
+        "next_observations": (n, *obs_space.shape),
+        "actions": (n, *act_space.shape),
+        "rewards": (n,),
+        "terminations": (n,),
+        "truncations": (n,),
+    }
     out = {}
     for key, shape in expect.items():
         value = np.asarray(arrays[key])
         if key == "rewards" and value.shape == (n, 1):
             value = value[:, 0]
         if value.shape != shape:
-            raise ValueError(f"{source}: {key} has shape {value.shape}, the env {env.spec.id if env.spec else env} "
-                             f"needs {shape}")
+            raise ValueError(
+                f"{source}: {key} has shape {value.shape}, the env {env.spec.id if env.spec else env} needs {shape}"
+            )
         if key in ("terminations", "truncations"):
             value = value.astype(bool)
         else:
@@ -129,20 +141,31 @@ def _check(arrays: dict[str, np.ndarray], env: Any, source: str) -> dict[str, np
             value = value.astype(np.float32)
             bad = ~np.isfinite(value).reshape(n, -1).all(1)
             if bad.any():
-                raise ValueError(f"{source}: {key} is not finite in {int(bad.sum())} transitions (first at index "
-                                 f"{int(np.flatnonzero(bad)[0])}); drop or repair them before importing")
+                raise ValueError(
+                    f"{source}: {key} is not finite in {int(bad.sum())} transitions (first at index "
+                    f"{int(np.flatnonzero(bad)[0])}); drop or repair them before importing"
+                )
         out[key] = value
     low, high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
     outside = ((out["actions"] < low - 1e-6) | (out["actions"] > high + 1e-6)).any(1)
     if outside.any():
-        raise ValueError(f"{source}: {int(outside.sum())} actions lie outside the env's action space [{low}, {high}] "
-                         f"(first at index {int(np.flatnonzero(outside)[0])}); were they logged in other units?")
+        raise ValueError(
+            f"{source}: {int(outside.sum())} actions lie outside the env's action space [{low}, {high}] "
+            f"(first at index {int(np.flatnonzero(outside)[0])}); were they logged in other units?"
+        )
     return out
 
 
-def import_transitions(arrays: dict[str, np.ndarray], env: Any, dataset_id: str, *, overwrite: bool = False,
-                       source: str = "the log", ref_min_score: float | None = None,
-                       ref_max_score: float | None = None) -> dict:
+def import_transitions(
+    arrays: dict[str, np.ndarray],
+    env: Any,
+    dataset_id: str,
+    *,
+    overwrite: bool = False,
+    source: str = "the log",
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
+) -> dict:
     """Validate `arrays` (the `KEYS`, env units) against `env` and write Minari dataset `dataset_id`.
 
     Returns a summary: dataset id, folder, transitions, episodes, terminations, truncations.
@@ -158,11 +181,27 @@ def import_transitions(arrays: dict[str, np.ndarray], env: Any, dataset_id: str,
 
     env = gym.make(env) if isinstance(env, str) else env
     data = _check(arrays, env, source)
-    ds = write_arrays(dataset_id, data["observations"], data["actions"].astype(env.action_space.dtype),
-                      data["rewards"], data["next_observations"], data["terminations"], data["truncations"],
-                      observation_space=env.observation_space, action_space=env.action_space, env_spec=env.spec,
-                      ref_min_score=ref_min_score, ref_max_score=ref_max_score, overwrite=overwrite,
-                      description=f"imported by spar_rectify from {source}")
-    return {"dataset": dataset_id, "folder": str(get_dataset_path(dataset_id)), "transitions": int(ds.total_steps),
-            "episodes": int(ds.total_episodes), "terminations": int(data["terminations"].sum()),
-            "truncations": int(ds.total_episodes - data["terminations"].sum())}
+    ds = write_arrays(
+        dataset_id,
+        data["observations"],
+        data["actions"].astype(env.action_space.dtype),
+        data["rewards"],
+        data["next_observations"],
+        data["terminations"],
+        data["truncations"],
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        env_spec=env.spec,
+        ref_min_score=ref_min_score,
+        ref_max_score=ref_max_score,
+        overwrite=overwrite,
+        description=f"imported by spar_rectify from {source}",
+    )
+    return {
+        "dataset": dataset_id,
+        "folder": str(get_dataset_path(dataset_id)),
+        "transitions": int(ds.total_steps),
+        "episodes": int(ds.total_episodes),
+        "terminations": int(data["terminations"].sum()),
+        "truncations": int(ds.total_episodes - data["terminations"].sum()),
+    }

@@ -49,7 +49,7 @@ def _chain(x, weights, dims, first, count, offset):  # pragma: no cover - compil
     for li in range(count):
         n_rows, n_out = dims[4 + 2 * (first + li)], dims[5 + 2 * (first + li)]
         n_in = n_rows - 1
-        w = weights[offset:offset + n_rows * n_out].reshape(n_rows, n_out)
+        w = weights[offset : offset + n_rows * n_out].reshape(n_rows, n_out)
         offset += n_rows * n_out
         last = li == count - 1
         out = np.empty(n_out if last else n_out + 1, np.float32)
@@ -77,7 +77,7 @@ def _chain2(xa, xb, weights, dims, first, count, offset):  # pragma: no cover - 
     for li in range(count):
         n_rows, n_out = dims[4 + 2 * (first + li)], dims[5 + 2 * (first + li)]
         n_in = n_rows - 1
-        w = weights[offset:offset + n_rows * n_out].reshape(n_rows, n_out)
+        w = weights[offset : offset + n_rows * n_out].reshape(n_rows, n_out)
         offset += n_rows * n_out
         last = li == count - 1
         oa = np.empty(n_out if last else n_out + 1, np.float32)

@@ -27,23 +27,30 @@ def q_regression_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (q - target.unsqueeze(0)).pow(2).mean(-1).sum()
 
 
-def awr_loss(pred_action: torch.Tensor, data_action: torch.Tensor, advantage: torch.Tensor,
-             temperature: float, max_weight: float = 100.0) -> torch.Tensor:
+def awr_loss(
+    pred_action: torch.Tensor,
+    data_action: torch.Tensor,
+    advantage: torch.Tensor,
+    temperature: float,
+    max_weight: float = 100.0,
+) -> torch.Tensor:
     """IQL's extraction: `mean(min(exp(beta * A), max_w) * ||pred - a||^2)`. (B, A), (B, A), (B,) -> ()."""
     weight = torch.exp(temperature * advantage.detach()).clamp(max=max_weight)
     return (weight * (pred_action - data_action).pow(2).sum(-1)).mean()
 
 
-def td3bc_actor_loss(q: torch.Tensor, pred_action: torch.Tensor, data_action: torch.Tensor,
-                     alpha: float) -> torch.Tensor:
+def td3bc_actor_loss(
+    q: torch.Tensor, pred_action: torch.Tensor, data_action: torch.Tensor, alpha: float
+) -> torch.Tensor:
     """TD3+BC: `-lambda * mean(Q(s, pi(s))) + mean((pi(s) - a)^2)`, `lambda = alpha / mean|Q|`
     (detached). (B,), (B, A), (B, A) -> (). The BC term averages over actions as in the paper."""
     lam = alpha / q.abs().mean().detach()
     return -lam * q.mean() + (pred_action - data_action).pow(2).mean()
 
 
-def cvae_loss(recon: torch.Tensor, residual: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor,
-              kl_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def cvae_loss(
+    recon: torch.Tensor, residual: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, kl_weight: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Residual CVAE: `mean ||g - r||^2 + lambda_kl * mean KL(N(mean, std) || N(0, I))`.
 
     Args: recon, residual (B, A); mean, log_std (B, L).
@@ -59,9 +66,14 @@ def latent_fit_loss(z_pred: torch.Tensor, z_target: torch.Tensor) -> torch.Tenso
     return (z_pred - z_target.detach()).pow(2).sum(-1).mean()
 
 
-def lsi_weights(q_candidates: torch.Tensor, value: torch.Tensor, temperature: float,
-                normalize: str = "within", log_prior: torch.Tensor | None = None,
-                prior_weight: float = 0.0) -> torch.Tensor:
+def lsi_weights(
+    q_candidates: torch.Tensor,
+    value: torch.Tensor,
+    temperature: float,
+    normalize: str = "within",
+    log_prior: torch.Tensor | None = None,
+    prior_weight: float = 0.0,
+) -> torch.Tensor:
     """Latent Self-Imitation weights `softmax_k(A_k / (beta * s) + lambda * log p(z_k))` per state.
     (B, K), (B,) -> (B, K); `log_prior` (B, K): the candidates' log prior density (up to a constant),
     `prior_weight` lambda (0: the prior plays no part).

@@ -31,8 +31,7 @@ from pathlib import Path
 #: Environment variable: "0" off; "1" or unset: on where it applies.
 ENV_VAR = "SPAR_MKL_INTEL_PATH"
 _SOURCE = "int mkl_serv_intel_cpu_true(void) { return 1; }\n"
-_STATE: dict = {"active": False, "reason": "not tried yet (spar_rectify.mkl.enable() runs on import)",
-                "library": None}
+_STATE: dict = {"active": False, "reason": "not tried yet (spar_rectify.mkl.enable() runs on import)", "library": None}
 
 
 def status() -> dict:
@@ -68,8 +67,9 @@ def _build() -> Path:
     with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
         src, out = Path(tmp) / "shim.c", Path(tmp) / "shim.so"
         src.write_text(_SOURCE)
-        subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(out), str(src)], check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [compiler, "-O2", "-shared", "-fPIC", "-o", str(out), str(src)], check=True, capture_output=True, timeout=60
+        )
         os.replace(out, lib)  # atomic: a concurrent build yields the same file
     return lib
 
@@ -89,8 +89,10 @@ def enable() -> dict:
     elif _cpu_vendor() != "AuthenticAMD":
         reason = f"not needed on this CPU ({_cpu_vendor() or 'unknown vendor'}): MKL already takes its fast path"
     elif "torch" in sys.modules:
-        reason = ("inactive: torch was imported before spar_rectify; import spar_rectify first (the spar "
-                  "command does) to get MKL's fast path on AMD CPUs")
+        reason = (
+            "inactive: torch was imported before spar_rectify; import spar_rectify first (the spar "
+            "command does) to get MKL's fast path on AMD CPUs"
+        )
     if reason is None:
         try:
             lib = _build()
@@ -98,7 +100,9 @@ def enable() -> dict:
             _STATE.update(active=True, reason="on: MKL takes its Intel code path (AMD CPU)", library=str(lib))
             return status()
         except (OSError, subprocess.SubprocessError) as err:
-            reason = (f"inactive: could not build or load the override ({err}); training works without it, "
-                      f"slower on AMD CPUs; set {ENV_VAR}=0 to skip the attempt")
+            reason = (
+                f"inactive: could not build or load the override ({err}); training works without it, "
+                f"slower on AMD CPUs; set {ENV_VAR}=0 to skip the attempt"
+            )
     _STATE.update(active=False, reason=reason, library=None)
     return status()

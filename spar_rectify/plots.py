@@ -40,7 +40,7 @@ def plot_learning_curves(run_dir: str | Path, out: str | Path, keys: Sequence[st
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("gradient step", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(out, dpi=110)

@@ -63,8 +63,7 @@ class SB3Policy:
                 vec_normalize = pickle.load(fh)
         if vec_normalize is not None and not hasattr(vec_normalize, "normalize_obs"):
             raise TypeError(
-                f"vec_normalize must be a VecNormalize or a path to its saved file, got "
-                f"{type(vec_normalize).__name__}"
+                f"vec_normalize must be a VecNormalize or a path to its saved file, got {type(vec_normalize).__name__}"
             )
         self.vec_normalize = vec_normalize
         self.name = f"sb3:{type(model).__name__}"
@@ -93,8 +92,13 @@ class CallablePolicy:
         action_units: "env" if `fn` returns env units, "normalized" if it returns [-1, 1].
     """
 
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], action_space: spaces.Box,
-                 action_units: str = "env", name: str | None = None):
+    def __init__(
+        self,
+        fn: Callable[[np.ndarray], np.ndarray],
+        action_space: spaces.Box,
+        action_units: str = "env",
+        name: str | None = None,
+    ):
         if not callable(fn):
             raise TypeError(f"CallablePolicy needs a callable, got {type(fn).__name__}")
         if action_units not in ("env", "normalized"):
@@ -113,8 +117,7 @@ class CallablePolicy:
         return action
 
 
-def as_base_policy(policy: Any, action_space: spaces.Box | None = None,
-                   vec_normalize: Any = None) -> BasePolicy:
+def as_base_policy(policy: Any, action_space: spaces.Box | None = None, vec_normalize: Any = None) -> BasePolicy:
     """Wrap an SB3 model, a `BCPolicy`, an adapter or a callable into a `BasePolicy`.
 
     Raises:
@@ -132,21 +135,25 @@ def as_base_policy(policy: Any, action_space: spaces.Box | None = None,
             )
         return CallablePolicy(policy, action_space)
     raise TypeError(
-        f"base policy must be an SB3 model, a BCPolicy, a BasePolicy or a callable, got "
-        f"{type(policy).__name__}"
+        f"base policy must be an SB3 model, a BCPolicy, a BasePolicy or a callable, got {type(policy).__name__}"
     )
 
 
-def check_policy_spaces(policy: BasePolicy, observation_space: spaces.Box, action_space: spaces.Box,
-                        where: str) -> None:
+def check_policy_spaces(
+    policy: BasePolicy, observation_space: spaces.Box, action_space: spaces.Box, where: str
+) -> None:
     """Raise ValueError naming both spaces when `policy` does not fit `where` (an env, a dataset)."""
     if not same_box(policy.action_space, action_space, bounds=True):
-        raise ValueError(f"base policy acts in {policy.action_space}, {where} has actions in {action_space}; "
-                         f"use a policy trained on {where}'s env.")
+        raise ValueError(
+            f"base policy acts in {policy.action_space}, {where} has actions in {action_space}; "
+            f"use a policy trained on {where}'s env."
+        )
     obs_space = getattr(policy, "observation_space", None)
     if isinstance(obs_space, spaces.Box) and obs_space.shape != observation_space.shape:
-        raise ValueError(f"base policy observes {obs_space}, {where} has observations of shape "
-                         f"{observation_space.shape}; use a policy trained on {where}'s env.")
+        raise ValueError(
+            f"base policy observes {obs_space}, {where} has observations of shape "
+            f"{observation_space.shape}; use a policy trained on {where}'s env."
+        )
 
 
 def load_sb3(path: str | Path, algo: str | None = None, vec_normalize: Any = None) -> SB3Policy:

@@ -29,9 +29,16 @@ class RectifiedPolicy:
 
     action_units = "env"
 
-    def __init__(self, base_policy: Any, rectifier: Any, observation_space: spaces.Box | None = None,
-                 action_space: spaces.Box | None = None, alpha: float | None = None,
-                 check_anchor: bool = True, gate: bool | None = None):
+    def __init__(
+        self,
+        base_policy: Any,
+        rectifier: Any,
+        observation_space: spaces.Box | None = None,
+        action_space: spaces.Box | None = None,
+        alpha: float | None = None,
+        check_anchor: bool = True,
+        gate: bool | None = None,
+    ):
         from spar_rectify.checkpoint import load_rectifier
 
         if not hasattr(rectifier, "rectifier"):
@@ -39,8 +46,15 @@ class RectifiedPolicy:
         self.observation_space = observation_space or rectifier.observation_space
         self.action_space = action_space or rectifier.action_space
         self.base_policy = as_base_policy(base_policy, self.action_space)
-        self.corrector = build_corrector(rectifier, self.observation_space, self.action_space,
-                                         self.base_policy if check_anchor else None, alpha, "RectifiedPolicy", gate)
+        self.corrector = build_corrector(
+            rectifier,
+            self.observation_space,
+            self.action_space,
+            self.base_policy if check_anchor else None,
+            alpha,
+            "RectifiedPolicy",
+            gate,
+        )
         self.name = f"rectified:{getattr(self.base_policy, 'name', 'base')}"
         self.last_correction: Correction | None = None
 
@@ -54,8 +68,9 @@ class RectifiedPolicy:
         """(B, obs_dim) -> (B, act_dim) executed actions, env units (the `BasePolicy` protocol)."""
         return self.correct(obs).executed_action
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+    def predict(
+        self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, Any]:
         """SB3's signature. The rectified policy is deterministic; `deterministic` is accepted for
         compatibility. A single observation gives a single action, a batch a batch."""
         observation = np.asarray(observation, np.float32)

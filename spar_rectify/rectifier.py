@@ -171,16 +171,18 @@ class FastRectifier:
             b = linear.bias.detach().cpu().numpy().astype(f64)
             out = np.zeros((self.in_dim, w.shape[1]), f64)
             w_obs = w[:od] / std[:, None]
-            w_base = w[od:od + ad] * inv_half[:, None] if rect.anchored else np.zeros_like(w[od:od + ad])
-            out[:od], out[od:od + ad] = w_obs, w_base
+            w_base = w[od : od + ad] * inv_half[:, None] if rect.anchored else np.zeros_like(w[od : od + ad])
+            out[:od], out[od : od + ad] = w_obs, w_base
             if with_z:
-                out[od + ad:od + ad + ld] = w[od + ad:] * rect.latent_box
+                out[od + ad : od + ad + ld] = w[od + ad :] * rect.latent_box
             out[-1] = b - mean @ w_obs - (mid @ w_base)
             return np.ascontiguousarray(out, dtype=np.float32)
 
         def augment(linear: nn.Linear) -> np.ndarray:
             w = linear.weight.detach().cpu().numpy().T
-            return np.ascontiguousarray(np.concatenate([w, linear.bias.detach().cpu().numpy()[None]], 0), dtype=np.float32)
+            return np.ascontiguousarray(
+                np.concatenate([w, linear.bias.detach().cpu().numpy()[None]], 0), dtype=np.float32
+            )
 
         actor = [m for m in rect.actor if isinstance(m, nn.Linear)]
         self.actor = [first_layer(actor[0], False)] + [augment(m) for m in actor[1:]]
@@ -199,10 +201,11 @@ class FastRectifier:
                 w0 = ws[0]
                 first = np.zeros((od + ad + 1, w0.shape[1]), f64)
                 first[:od] = w0[:od] / std[:, None]
-                first[od:od + ad] = w0[od:] * inv_half[:, None]
-                first[-1] = bs[0] - mean @ first[:od] - mid @ first[od:od + ad]
+                first[od : od + ad] = w0[od:] * inv_half[:, None]
+                first[-1] = bs[0] - mean @ first[:od] - mid @ first[od : od + ad]
                 rest = [np.concatenate([w, b[None]], 0) for w, b in zip(ws[1:], bs[1:])]
                 heads.append([np.ascontiguousarray(m, dtype=np.float32) for m in [first, *rest]])
             self.critic = tuple(heads)
-        self.weights, self.dims = pack_layers(self.actor, self.decoder or [], self.latent_dim if self.decoder else 0,
-                                              self.critic)
+        self.weights, self.dims = pack_layers(
+            self.actor, self.decoder or [], self.latent_dim if self.decoder else 0, self.critic
+        )

@@ -29,8 +29,7 @@ def check_box(space: Any, who: str, *, finite: bool) -> spaces.Box:
         )
     if len(space.shape) != 1:
         raise ValueError(
-            f"{who} needs a 1-D Box, got shape {space.shape}; flatten it with "
-            "gymnasium.wrappers.FlattenObservation."
+            f"{who} needs a 1-D Box, got shape {space.shape}; flatten it with gymnasium.wrappers.FlattenObservation."
         )
     if finite and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         raise ValueError(

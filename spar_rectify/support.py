@@ -29,8 +29,15 @@ class SupportMetric:
         seed: subsampling seed.
     """
 
-    def __init__(self, observations: np.ndarray, actions: np.ndarray | None = None, k: int = 1, max_points: int = 200_000,
-                 loo_samples: int = 5_000, seed: int = 0):
+    def __init__(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray | None = None,
+        k: int = 1,
+        max_points: int = 200_000,
+        loo_samples: int = 5_000,
+        seed: int = 0,
+    ):
         try:
             from sklearn.neighbors import NearestNeighbors
         except ImportError as err:
@@ -64,5 +71,7 @@ class SupportMetric:
     def report(self, observations: np.ndarray, actions: np.ndarray | None = None) -> dict[str, float]:
         """`support_ratio_median` (distance / dataset LOO median) and `support_violation_rate`."""
         d = self.distances(observations, actions)
-        return {"support_ratio_median": float(np.median(d) / max(self.loo_median, 1e-12)),
-                "support_violation_rate": float(np.mean(d > self.threshold))}
+        return {
+            "support_ratio_median": float(np.median(d) / max(self.loo_median, 1e-12)),
+            "support_violation_rate": float(np.mean(d > self.threshold)),
+        }

@@ -39,8 +39,9 @@ def parse_settings(items: Sequence[str]) -> dict[str, list]:
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not key or not values:
-            raise ValueError(f"--set expects KEY=V1,V2,... (a training setting), got {item!r}; "
-                             "e.g. --set lsi_temperature=0.5,1,2")
+            raise ValueError(
+                f"--set expects KEY=V1,V2,... (a training setting), got {item!r}; e.g. --set lsi_temperature=0.5,1,2"
+            )
         parsed = []
         for value in values.split(","):
             try:
@@ -63,8 +64,12 @@ def _combinations(settings: dict[str, list]) -> list[dict]:
 
 def grid(datasets: Iterable[str], seeds: Iterable[int], settings: dict[str, list]) -> list[dict]:
     """One job per dataset x setting combination x seed: `{"dataset", "seed", "overrides"}`."""
-    return [{"dataset": d, "seed": int(s), "overrides": combo}
-            for d in datasets for combo in _combinations(settings) for s in seeds]
+    return [
+        {"dataset": d, "seed": int(s), "overrides": combo}
+        for d in datasets
+        for combo in _combinations(settings)
+        for s in seeds
+    ]
 
 
 def _ray():
@@ -75,9 +80,15 @@ def _ray():
     return ray
 
 
-def run_jobs(fn: Callable[[dict], dict], jobs: Sequence[dict], on_result: Callable[[dict, dict], None] | None = None,
-             address: str | None = None, num_cpus: int | None = None, max_retries: int = 2,
-             progress: bool = True) -> tuple[list[dict], list[tuple[dict, str]]]:
+def run_jobs(
+    fn: Callable[[dict], dict],
+    jobs: Sequence[dict],
+    on_result: Callable[[dict, dict], None] | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    max_retries: int = 2,
+    progress: bool = True,
+) -> tuple[list[dict], list[tuple[dict, str]]]:
     """Run `fn(job)` for every job as a Ray task with one CPU.
 
     Args:
@@ -106,8 +117,7 @@ def run_jobs(fn: Callable[[dict], dict], jobs: Sequence[dict], on_result: Callab
         # jobs are the point of a sweep, so a local Ray runs them at normal priority unless told otherwise.
         os.environ.setdefault("RAY_worker_niceness", "0")
     if started_here:
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
-                                  "runtime_env": {"env_vars": env}}
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "runtime_env": {"env_vars": env}}
         if address is None:
             ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
         else:
@@ -146,9 +156,9 @@ def train_job(job: dict) -> dict:
     pickle on load, or a BCPolicy folder) and env (an env id, `module:EnvId` for your own; default:
     the dataset's recorded env, when Gymnasium's registry knows it).
     """
-    import spar_rectify  # noqa: F401  (before torch: MKL's fast path)
     import torch
 
+    import spar_rectify  # noqa: F401  (before torch: MKL's fast path)
     from spar_rectify.config import TrainConfig
     from spar_rectify.data import load_minari
     from spar_rectify.policies import load_policy
@@ -161,15 +171,30 @@ def train_job(job: dict) -> dict:
     run_dir = Path(job["run_dir"])
     resume = any((run_dir / "checkpoint" / f).exists() for f in ("train_state.json", "train_state.json.new"))
     # The final evaluation of `train`: episodes seeded 10000.., the same for every job and method.
-    result = train(config.replace(eval_every=0, eval_episodes=job["episodes"]), data, run_dir, anchor=anchor,
-                   env=job.get("env"), resume=resume, progress=False)
+    result = train(
+        config.replace(eval_every=0, eval_episodes=job["episodes"]),
+        data,
+        run_dir,
+        anchor=anchor,
+        env=job.get("env"),
+        resume=resume,
+        progress=False,
+    )
     returns = result.eval_returns
     score = data.normalized_score(returns.mean())
-    return {"dataset": job["dataset"], "seed": job["seed"], "overrides": job["overrides"], "algo": config.algo,
-            "steps": result.steps, "return": float(returns.mean()), "return_std": float(returns.std()),
-            "normalized_score": None if score is None else float(score),
-            "train_seconds": round(result.train_seconds, 1),
-            "resumed": resume, "run_dir": str(run_dir)}
+    return {
+        "dataset": job["dataset"],
+        "seed": job["seed"],
+        "overrides": job["overrides"],
+        "algo": config.algo,
+        "steps": result.steps,
+        "return": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "normalized_score": None if score is None else float(score),
+        "train_seconds": round(result.train_seconds, 1),
+        "resumed": resume,
+        "run_dir": str(run_dir),
+    }
 
 
 def _key(r: dict) -> tuple:
@@ -198,8 +223,10 @@ def summarise(records: Sequence[dict]) -> str:
     for (dataset, setting), rs in sorted(cells.items()):
         values = np.array([r["normalized_score"] if r["normalized_score"] is not None else r["return"] for r in rs])
         seeds = ", ".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))
-        lines.append(f"| {dataset} | {setting if setting != '{}' else 'defaults'} | "
-                     f"{values.mean():.1f} ± {values.std():.1f} | {seeds} |")
+        lines.append(
+            f"| {dataset} | {setting if setting != '{}' else 'defaults'} | "
+            f"{values.mean():.1f} ± {values.std():.1f} | {seeds} |"
+        )
     return "\n".join(lines)
 
 
@@ -207,9 +234,19 @@ def _tag(overrides: dict) -> str:
     return "_".join(f"{k}={v}" for k, v in sorted(overrides.items())).replace("/", "-") or "defaults"
 
 
-def sweep(datasets: Sequence[str], seeds: Sequence[int], settings: dict[str, list], out_dir: str | Path,
-          config: Any, base_policy: str | Path | None = None, episodes: int = 10, address: str | None = None,
-          num_cpus: int | None = None, progress: bool = True, env: str | None = None) -> list[dict]:
+def sweep(
+    datasets: Sequence[str],
+    seeds: Sequence[int],
+    settings: dict[str, list],
+    out_dir: str | Path,
+    config: Any,
+    base_policy: str | Path | None = None,
+    episodes: int = 10,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    progress: bool = True,
+    env: str | None = None,
+) -> list[dict]:
     """Train `config` over datasets x seeds x settings on Ray; records into `<out_dir>/sweep.json`.
 
     A job whose record is already in `sweep.json` is not run again; an interrupted one resumes
@@ -225,8 +262,16 @@ def sweep(datasets: Sequence[str], seeds: Sequence[int], settings: dict[str, lis
         if _key(job) in done:
             continue
         run_dir = out_dir / job["dataset"].replace("/", "_") / _tag(job["overrides"]) / f"seed{job['seed']}"
-        jobs.append({**job, "config": base, "run_dir": str(run_dir.resolve()), "episodes": episodes, "env": env,
-                     "base_policy": str(Path(base_policy).resolve()) if base_policy else None})
+        jobs.append(
+            {
+                **job,
+                "config": base,
+                "run_dir": str(run_dir.resolve()),
+                "episodes": episodes,
+                "env": env,
+                "base_policy": str(Path(base_policy).resolve()) if base_policy else None,
+            }
+        )
     start = time.time()
 
     def land(job, record):
@@ -237,6 +282,8 @@ def sweep(datasets: Sequence[str], seeds: Sequence[int], settings: dict[str, lis
     (out_dir / "sweep.md").write_text(summarise(records) + "\n")
     if failures:
         listed = "; ".join(f"{j['dataset']} seed {j['seed']} {j['overrides']}: {e}" for j, e in failures)
-        raise RuntimeError(f"{len(failures)} of {len(jobs)} sweep jobs failed after retries ({listed}); run the "
-                           f"same command again to resume them ({time.time() - start:.0f} s elapsed)")
+        raise RuntimeError(
+            f"{len(failures)} of {len(jobs)} sweep jobs failed after retries ({listed}); run the "
+            f"same command again to resume them ({time.time() - start:.0f} s elapsed)"
+        )
     return records

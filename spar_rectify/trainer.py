@@ -107,14 +107,22 @@ class Trainer:
             bound = torch.quantile(residual.abs()[:1_000_000], cfg.bound_quantile, dim=0)
             bound = bound.clamp(cfg.bound_min, cfg.bound_max)
         clipped = torch.maximum(torch.minimum(residual, bound), -bound)
-        return DataInfo(obs_dim, act_dim, self.obs_mean, self.obs_std, bound.numpy(),
-                        clipped.mean(0).numpy(), clipped.std(0).clamp_min(1e-3).numpy())
+        return DataInfo(
+            obs_dim,
+            act_dim,
+            self.obs_mean,
+            self.obs_std,
+            bound.numpy(),
+            clipped.mean(0).numpy(),
+            clipped.std(0).clamp_min(1e-3).numpy(),
+        )
 
     def sample(self) -> Batch:
         idx = torch.randint(len(self._reward), (self.config.batch_size,), generator=self.generator)
         base = self._base[idx] if self._base is not None else None
-        return Batch(self._obs[idx], self._action[idx], self._reward[idx], self._next_obs[idx],
-                     self._not_done[idx], base)
+        return Batch(
+            self._obs[idx], self._action[idx], self._reward[idx], self._next_obs[idx], self._not_done[idx], base
+        )
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(self, until: int | None = None) -> Iterator[tuple[int, dict[str, float]]]:
@@ -139,19 +147,25 @@ class Trainer:
             from spar_rectify.rectified_policy import RectifiedPolicy
 
             return RectifiedPolicy(self.anchor, self.rectifier_checkpoint(), check_anchor=False)
-        policy = BCPolicy(self.data.observation_space, self.data.action_space, self.obs_mean, self.obs_std,
-                          self.config.hidden)
+        policy = BCPolicy(
+            self.data.observation_space, self.data.action_space, self.obs_mean, self.obs_std, self.config.hidden
+        )
         policy.net.load_state_dict(self.algo.actor.state_dict())
         policy.name = f"{self.config.algo}:{self.data.name}"
         return policy
 
     def rectifier_checkpoint(self) -> RectifierCheckpoint:
-        import copy
 
         # The target twin critic LSI scored candidates with travels along for the deployment gate.
         rect = self.algo.rect.with_critic(self.algo.critic.q_target).eval().requires_grad_(False)
-        return RectifierCheckpoint.from_anchor(rect, self.data.observation_space, self.data.action_space,
-                                               self.anchor, self.probe_obs(), config=self.config.to_dict())
+        return RectifierCheckpoint.from_anchor(
+            rect,
+            self.data.observation_space,
+            self.data.action_space,
+            self.anchor,
+            self.probe_obs(),
+            config=self.config.to_dict(),
+        )
 
     def export(self, folder: str | Path) -> Path:
         """Write the deployable artefact: a rectifier (SPAR) or a `BCPolicy` folder (others)."""
@@ -175,9 +189,15 @@ class Trainer:
                 for slot, value in slots.items():
                     tensors[f"optim.{name}.{pid}.{slot}"] = torch.as_tensor(value)
             optim_meta[name] = {"param_groups": state["param_groups"], "slots": keys}
-        meta = {"step": self.step, "config": self.config.to_dict(), "optimizers": optim_meta,
-                "dataset": self.data.name, "n": len(self._reward), "train_seconds": self.train_seconds,
-                "mkl_intel_path": mkl.status()["active"]}
+        meta = {
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "optimizers": optim_meta,
+            "dataset": self.data.name,
+            "n": len(self._reward),
+            "train_seconds": self.train_seconds,
+            "mkl_intel_path": mkl.status()["active"],
+        }
         return write_bundle(folder, "train_state", meta, tensors)
 
     def _check_resumable(self, saved: TrainConfig, step: int, folder) -> None:
@@ -187,16 +207,20 @@ class Trainer:
         """Restore a `save_state` folder. Raises ValueError when it belongs to another config."""
         meta, tensors = read_bundle(folder, "train_state")
         if meta["n"] != len(self._reward):
-            raise ValueError(f"checkpoint at {folder} was written on a dataset of {meta['n']} transitions, this one "
-                             f"has {len(self._reward)}; resume on the same dataset, or start a new run directory.")
+            raise ValueError(
+                f"checkpoint at {folder} was written on a dataset of {meta['n']} transitions, this one "
+                f"has {len(self._reward)}; resume on the same dataset, or start a new run directory."
+            )
         self._check_resumable(TrainConfig.from_dict(meta["config"]), int(meta["step"]), folder)
         for name, module in self.algo.modules().items():
             prefix = f"module.{name}."
-            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         for name, opt in self.algo.optimizers().items():
             info = meta["optimizers"][name]
-            state = {int(pid): {slot: tensors[f"optim.{name}.{pid}.{slot}"] for slot in slots}
-                     for pid, slots in info["slots"].items()}
+            state = {
+                int(pid): {slot: tensors[f"optim.{name}.{pid}.{slot}"] for slot in slots}
+                for pid, slots in info["slots"].items()
+            }
             opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
         self.generator.set_state(tensors["generator"])
         recorded, now = meta.get("mkl_intel_path"), mkl.status()["active"]
@@ -205,7 +229,8 @@ class Trainer:
                 f"checkpoint at {folder} was written with MKL's Intel path {'on' if recorded else 'off'}, this "
                 f"process has it {'on' if now else 'off'} ({mkl.status()['reason']}); the run continues but will "
                 f"not be bit-identical to an uninterrupted one. Set {mkl.ENV_VAR}={int(recorded)} to match.",
-                stacklevel=2)
+                stacklevel=2,
+            )
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))  # 0 for checkpoints written before it was kept
 
@@ -222,8 +247,9 @@ class _StopAtStepBoundary:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt  # asked twice: stop now (the last checkpoint stays as it was)
         self.requested = True
-        print(f"\n{signal.Signals(signum).name}: stopping after the current step (Ctrl-C again to stop now)",
-              flush=True)
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after the current step (Ctrl-C again to stop now)", flush=True
+        )
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -251,10 +277,15 @@ def _check_resumable_config(saved: TrainConfig, now: TrainConfig, step: int, fol
         return  # extending (or shortening to no less than what is done) a run whose schedule has no stages
     if differ:
         listed = ", ".join(f"{k}: {a[k]!r} in the checkpoint, {b[k]!r} now" for k in differ)
-        hint = (" (SPAR's stages are fractions of steps, so a SPAR run cannot be extended: start a new run directory)"
-                if "steps" in differ and now.algo == "spar" else "")
-        raise ValueError(f"checkpoint at {folder} was trained with other settings ({listed}){hint}; resume with the "
-                         "same settings (--config.<field>), or start a new run directory.")
+        hint = (
+            " (SPAR's stages are fractions of steps, so a SPAR run cannot be extended: start a new run directory)"
+            if "steps" in differ and now.algo == "spar"
+            else ""
+        )
+        raise ValueError(
+            f"checkpoint at {folder} was trained with other settings ({listed}){hint}; resume with the "
+            "same settings (--config.<field>), or start a new run directory."
+        )
 
 
 @dataclass
@@ -269,8 +300,16 @@ class TrainResult:
     normalized_score: float | None
 
 
-def train(config: TrainConfig, data: OfflineData, run_dir: str | Path, anchor: Any = None, env: Any = None,
-          resume: bool = False, progress: bool = True, eval_seed: int = 10_000) -> TrainResult:
+def train(
+    config: TrainConfig,
+    data: OfflineData,
+    run_dir: str | Path,
+    anchor: Any = None,
+    env: Any = None,
+    resume: bool = False,
+    progress: bool = True,
+    eval_seed: int = 10_000,
+) -> TrainResult:
     """Train, log, evaluate, checkpoint and export in one call.
 
     Args:
@@ -296,8 +335,10 @@ def train(config: TrainConfig, data: OfflineData, run_dir: str | Path, anchor: A
     ckpt = run_dir / "checkpoint"
     has_checkpoint = (ckpt / "train_state.json").exists() or (ckpt / "train_state.json.new").exists()
     if has_checkpoint and not resume:
-        raise FileExistsError(f"{run_dir} already holds a training checkpoint; pass resume=True (--resume) "
-                              "to continue it, or choose another run directory.")
+        raise FileExistsError(
+            f"{run_dir} already holds a training checkpoint; pass resume=True (--resume) "
+            "to continue it, or choose another run directory."
+        )
     if env is None and data.env_refused and config.eval_episodes:
         from spar_rectify.envspec import UntrustedEnvSpec
 
@@ -322,8 +363,13 @@ def train(config: TrainConfig, data: OfflineData, run_dir: str | Path, anchor: A
     start, before = time.perf_counter(), trainer.train_seconds
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}  # per metric: SPAR's LSI metrics exist only on every lsi_every-th step
-    bar = tqdm(total=config.steps, initial=trainer.step, disable=not progress, desc=f"{config.algo} {data.name}",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=config.steps,
+        initial=trainer.step,
+        disable=not progress,
+        desc=f"{config.algo} {data.name}",
+        dynamic_ncols=True,
+    )
     steps = trainer.fit()
     with _StopAtStepBoundary() as stop:
         try:
@@ -356,17 +402,25 @@ def train(config: TrainConfig, data: OfflineData, run_dir: str | Path, anchor: A
                 trainer.save_state(ckpt)
     if stop.requested:
         logger.close()
-        print(f"interrupted at step {trainer.step}, checkpoint saved in {ckpt}; resume with `spar train ... "
-              f"--resume` (resume=True)", flush=True)
+        print(
+            f"interrupted at step {trainer.step}, checkpoint saved in {ckpt}; resume with `spar train ... "
+            f"--resume` (resume=True)",
+            flush=True,
+        )
         raise KeyboardInterrupt(f"training interrupted at step {trainer.step}; checkpoint saved in {ckpt}")
     seconds = trainer.train_seconds
     artifact = trainer.export(run_dir / ("rectifier" if config.algo == "spar" else "policy"))
     returns, score = run_eval(trainer.step) if env is not None and config.eval_episodes else (None, None)
     logger.close()
-    summary = {"algo": config.algo, "dataset": data.name, "steps": trainer.step, "train_seconds": seconds,
-               "artifact": str(artifact),
-               "eval_return_mean": None if returns is None else float(returns.mean()),
-               "eval_returns": None if returns is None else returns.tolist(),
-               "normalized_score": None if score is None else float(score)}
+    summary = {
+        "algo": config.algo,
+        "dataset": data.name,
+        "steps": trainer.step,
+        "train_seconds": seconds,
+        "artifact": str(artifact),
+        "eval_return_mean": None if returns is None else float(returns.mean()),
+        "eval_returns": None if returns is None else returns.tolist(),
+        "normalized_score": None if score is None else float(score),
+    }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return TrainResult(artifact, run_dir, trainer.step, seconds, returns, None if score is None else float(score))

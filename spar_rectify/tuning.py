@@ -57,13 +57,25 @@ class AlphaSweep:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"alphas": self.alphas.tolist(), "return_mean": self.means.tolist(),
-                "return_std": self.returns.std(axis=1).tolist(), "best_alpha": self.best_alpha,
-                "seed": self.seed, "episodes": int(self.returns.shape[1])}
+        return {
+            "alphas": self.alphas.tolist(),
+            "return_mean": self.means.tolist(),
+            "return_std": self.returns.std(axis=1).tolist(),
+            "best_alpha": self.best_alpha,
+            "seed": self.seed,
+            "episodes": int(self.returns.shape[1]),
+        }
 
 
-def tune_alpha(base_policy: Any, rectifier: Any, env: Any, alphas: Sequence[float] = DEFAULT_ALPHAS,
-               episodes: int = 10, seed: int = TUNE_SEED, progress: bool = False) -> AlphaSweep:
+def tune_alpha(
+    base_policy: Any,
+    rectifier: Any,
+    env: Any,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    episodes: int = 10,
+    seed: int = TUNE_SEED,
+    progress: bool = False,
+) -> AlphaSweep:
     """Evaluate the rectified policy at each alpha on the same `episodes` seeded episodes.
 
     Args:
@@ -99,7 +111,10 @@ def tune_alpha(base_policy: Any, rectifier: Any, env: Any, alphas: Sequence[floa
         rectifier = load_rectifier(rectifier)
     env = make_env(env)
     base = RectifiedPolicy(base_policy, rectifier).base_policy  # checks the anchor once
-    returns = np.stack([evaluate(RectifiedPolicy(base, rectifier, alpha=float(a), check_anchor=False), env,
-                                 episodes, seed)
-                        for a in tqdm(values, desc="alphas", disable=not progress, leave=False)])
+    returns = np.stack(
+        [
+            evaluate(RectifiedPolicy(base, rectifier, alpha=float(a), check_anchor=False), env, episodes, seed)
+            for a in tqdm(values, desc="alphas", disable=not progress, leave=False)
+        ]
+    )
     return AlphaSweep(values, returns, int(seed))

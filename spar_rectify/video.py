@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -24,7 +24,9 @@ def _need(module: str):
         raise ImportError(f"videos need {module}: pip install 'spar_rectify[video]'") from err
 
 
-def make_render_env(env_id: str, width: int = 320, height: int = 240, shadow: int = 1024, wrapper: Callable | None = None) -> gym.Env:
+def make_render_env(
+    env_id: str, width: int = 320, height: int = 240, shadow: int = 1024, wrapper: Callable | None = None
+) -> gym.Env:
     """An `rgb_array` env with a small shadow map (software rendering is slow at MuJoCo's 4096^2).
 
     Raises:
@@ -72,8 +74,13 @@ def render_frame(env: gym.Env) -> np.ndarray:
     return env.render()
 
 
-def rollout_frames(env: gym.Env, act: Callable[[np.ndarray], np.ndarray], seed: int, max_steps: int,
-                   overlay: Callable[[dict, float, int], list[str]]) -> tuple[list[np.ndarray], list[list[str]], float, list[dict]]:
+def rollout_frames(
+    env: gym.Env,
+    act: Callable[[np.ndarray], np.ndarray],
+    seed: int,
+    max_steps: int,
+    overlay: Callable[[dict, float, int], list[str]],
+) -> tuple[list[np.ndarray], list[list[str]], float, list[dict]]:
     """Run one seeded episode, rendering every step.
 
     Returns:
@@ -102,8 +109,9 @@ def _annotate(frame: np.ndarray, lines: list[str]) -> np.ndarray:
     return np.asarray(image)
 
 
-def side_by_side(left: list[np.ndarray], left_text: list[list[str]], right: list[np.ndarray],
-                 right_text: list[list[str]]) -> list[np.ndarray]:
+def side_by_side(
+    left: list[np.ndarray], left_text: list[list[str]], right: list[np.ndarray], right_text: list[list[str]]
+) -> list[np.ndarray]:
     """Pair frames (the shorter episode holds its last frame) with their text; a 4-px divider."""
     n = max(len(left), len(right))
     out = []

@@ -15,8 +15,7 @@ from gymnasium.error import ResetNeeded
 
 from spar_rectify.correction import build_corrector
 
-INFO_KEYS = ("base_action", "residual", "executed_action", "support_score", "rectifier_fallback",
-             "rectifier_gate_held")
+INFO_KEYS = ("base_action", "residual", "executed_action", "support_score", "rectifier_fallback", "rectifier_gate_held")
 
 
 def _check_step(last_obs, action, shape: tuple, who: str, what: str) -> np.ndarray:
@@ -25,15 +24,21 @@ def _check_step(last_obs, action, shape: tuple, who: str, what: str) -> np.ndarr
         raise ResetNeeded(f"{who}.step called before reset(); call reset() first.")
     base = np.asarray(action)
     if base.shape != shape:
-        raise ValueError(f"{who}.step expected {what} of shape {shape}, got {base.shape}; pass the base "
-                         "policy's action in env units.")
+        raise ValueError(
+            f"{who}.step expected {what} of shape {shape}, got {base.shape}; pass the base "
+            "policy's action in env units."
+        )
     return base
 
 
 def _record_args(rectifier, base_policy, alpha, gate) -> dict:
     # A path is recorded as a string so `gym.make(env.spec)` can rebuild the wrapper stack.
-    return {"rectifier": str(rectifier) if isinstance(rectifier, Path) else rectifier,
-            "base_policy": base_policy, "alpha": alpha, "gate": gate}
+    return {
+        "rectifier": str(rectifier) if isinstance(rectifier, Path) else rectifier,
+        "base_policy": base_policy,
+        "alpha": alpha,
+        "gate": gate,
+    }
 
 
 class SPARRectifierWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -61,12 +66,19 @@ class SPARRectifierWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         >>> obs, reward, terminated, truncated, info = env.step(base_action)             # doctest: +SKIP
     """
 
-    def __init__(self, env: gym.Env, rectifier: Any, base_policy: Any = None, alpha: float | None = None,
-                 gate: bool | None = None):
+    def __init__(
+        self,
+        env: gym.Env,
+        rectifier: Any,
+        base_policy: Any = None,
+        alpha: float | None = None,
+        gate: bool | None = None,
+    ):
         gym.utils.RecordConstructorArgs.__init__(self, **_record_args(rectifier, base_policy, alpha, gate))
         gym.Wrapper.__init__(self, env)
-        self.corrector = build_corrector(rectifier, env.observation_space, env.action_space,
-                                         base_policy, alpha, "SPARRectifierWrapper", gate)
+        self.corrector = build_corrector(
+            rectifier, env.observation_space, env.action_space, base_policy, alpha, "SPARRectifierWrapper", gate
+        )
         self._act_shape = env.action_space.shape
         self._last_obs: np.ndarray | None = None
 
@@ -86,9 +98,14 @@ class SPARRectifierWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         executed = c.executed_action[0]
         obs, reward, terminated, truncated, info = self.env.step(executed)
         self._last_obs = np.asarray(obs).reshape(1, -1)
-        info.update(base_action=base, residual=c.residual[0], executed_action=executed,
-                    support_score=float(c.support_score[0]), rectifier_fallback=c.fallback[0],
-                    rectifier_gate_held=bool(c.gate_held[0]))
+        info.update(
+            base_action=base,
+            residual=c.residual[0],
+            executed_action=executed,
+            support_score=float(c.support_score[0]),
+            rectifier_fallback=c.fallback[0],
+            rectifier_gate_held=bool(c.gate_held[0]),
+        )
         return obs, reward, terminated, truncated, info
 
 
@@ -105,11 +122,24 @@ class SPARRectifierVectorWrapper(gym.vector.VectorWrapper):
         rectifier, base_policy, alpha, gate: as for `SPARRectifierWrapper`.
     """
 
-    def __init__(self, env: gym.vector.VectorEnv, rectifier: Any, base_policy: Any = None,
-                 alpha: float | None = None, gate: bool | None = None):
+    def __init__(
+        self,
+        env: gym.vector.VectorEnv,
+        rectifier: Any,
+        base_policy: Any = None,
+        alpha: float | None = None,
+        gate: bool | None = None,
+    ):
         super().__init__(env)
-        self.corrector = build_corrector(rectifier, env.single_observation_space, env.single_action_space,
-                                         base_policy, alpha, "SPARRectifierVectorWrapper", gate)
+        self.corrector = build_corrector(
+            rectifier,
+            env.single_observation_space,
+            env.single_action_space,
+            base_policy,
+            alpha,
+            "SPARRectifierVectorWrapper",
+            gate,
+        )
         self._act_shape = (env.num_envs, *env.single_action_space.shape)
         self._last_obs: np.ndarray | None = None
 
@@ -125,7 +155,8 @@ class SPARRectifierVectorWrapper(gym.vector.VectorWrapper):
         self._last_obs = np.asarray(obs)
         info = dict(info)
         mask = np.ones(self.num_envs, dtype=bool)
-        for key, value in zip(INFO_KEYS, (base, c.residual, c.executed_action, c.support_score, c.fallback,
-                                          c.gate_held)):
+        for key, value in zip(
+            INFO_KEYS, (base, c.residual, c.executed_action, c.support_score, c.fallback, c.gate_held)
+        ):
             info[key], info[f"_{key}"] = value, mask
         return obs, reward, terminated, truncated, info

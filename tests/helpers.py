@@ -8,15 +8,34 @@ import torch
 from spar_rectify import Rectifier, RectifierCheckpoint
 
 
-def make_checkpoint(observation_space, action_space, anchor, *, seed=0, bound=0.3, latent=True,
-                    anchored=True, hidden=(32, 32), probes=16, critic=False) -> RectifierCheckpoint:
+def make_checkpoint(
+    observation_space,
+    action_space,
+    anchor,
+    *,
+    seed=0,
+    bound=0.3,
+    latent=True,
+    anchored=True,
+    hidden=(32, 32),
+    probes=16,
+    critic=False,
+) -> RectifierCheckpoint:
     """A small untrained rectifier with non-trivial output, fingerprinted against `anchor`."""
     torch.manual_seed(seed)
     obs_dim, act_dim = observation_space.shape[0], action_space.shape[0]
     rng = np.random.default_rng(seed)
-    rect = Rectifier(obs_dim, act_dim, np.full(act_dim, bound), obs_mean=rng.normal(size=obs_dim) * 0.1,
-                     obs_std=rng.uniform(0.5, 2.0, obs_dim), latent_dim=None if latent else 0,
-                     hidden=hidden, anchored=anchored, critic_hidden=hidden if critic else None)
+    rect = Rectifier(
+        obs_dim,
+        act_dim,
+        np.full(act_dim, bound),
+        obs_mean=rng.normal(size=obs_dim) * 0.1,
+        obs_std=rng.uniform(0.5, 2.0, obs_dim),
+        latent_dim=None if latent else 0,
+        hidden=hidden,
+        anchored=anchored,
+        critic_hidden=hidden if critic else None,
+    )
     with torch.no_grad():  # larger output weights so the residual is far from zero
         for net in (rect.actor, rect.decoder):
             if net is not None:

@@ -31,5 +31,14 @@ def point_rollouts(episodes: int = 100, noise: float = 0.5, seed: int = 0) -> di
 def point_data(episodes: int = 100, noise: float = 0.5, seed: int = 0) -> OfflineData:
     r = point_rollouts(episodes, noise, seed)
     env = r["env"]
-    return from_arrays(r["obs"], r["act"], r["rew"], r["next"], r["term"], r["trunc"],
-                       env.observation_space, env.action_space, name="point-noisy")
+    return from_arrays(
+        r["obs"],
+        r["act"],
+        r["rew"],
+        r["next"],
+        r["term"],
+        r["trunc"],
+        env.observation_space,
+        env.action_space,
+        name="point-noisy",
+    )

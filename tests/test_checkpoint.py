@@ -88,16 +88,19 @@ def test_edited_json_is_refused_by_its_checksum(tmp_path, point_checkpoint, valu
         load_rectifier(path)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("residual_bound", [float("nan"), 0.5], r"normalization\.residual_bound .*finite"),
-    ("residual_bound", [100.0, 0.5], r"normalization\.residual_bound .*\(0, 1\]"),
-    ("residual_bound", [0.0, 0.5], r"normalization\.residual_bound .*\(0, 1\]"),
-    ("obs_std", [0.0] * 6, r"normalization\.obs_std .*positive"),
-    ("obs_mean", [1.0] * 5, r"normalization\.obs_mean .*6 finite numbers"),
-    ("alpha", 2.0, r"alpha = 2\.0, which must be a number in \[0, 1\]"),
-    ("anchored", "yes", r"arch\.anchored = 'yes'"),
-    ("latent_box", float("inf"), r"arch\.latent_box = inf"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("residual_bound", [float("nan"), 0.5], r"normalization\.residual_bound .*finite"),
+        ("residual_bound", [100.0, 0.5], r"normalization\.residual_bound .*\(0, 1\]"),
+        ("residual_bound", [0.0, 0.5], r"normalization\.residual_bound .*\(0, 1\]"),
+        ("obs_std", [0.0] * 6, r"normalization\.obs_std .*positive"),
+        ("obs_mean", [1.0] * 5, r"normalization\.obs_mean .*6 finite numbers"),
+        ("alpha", 2.0, r"alpha = 2\.0, which must be a number in \[0, 1\]"),
+        ("anchored", "yes", r"arch\.anchored = 'yes'"),
+        ("latent_box", float("inf"), r"arch\.latent_box = inf"),
+    ],
+)
 def test_invalid_values_are_refused_even_with_a_matching_checksum(tmp_path, point_checkpoint, field, value, message):
     path = save_rectifier(point_checkpoint, tmp_path / "rect")
     meta = json.loads((path / "rectifier.json").read_text())

@@ -23,8 +23,18 @@ def _episodes(ds):
 
 
 def test_collect_round_trip(point_env, policy):
-    ds = collect(policy, point_env, "t/point/rt-v0", 500, exploration=Exploration("gaussian", 0.2), seed=3,
-                 chunk_steps=120, progress=False, ref_min_score=-60.0, ref_max_score=-15.0)
+    ds = collect(
+        policy,
+        point_env,
+        "t/point/rt-v0",
+        500,
+        exploration=Exploration("gaussian", 0.2),
+        seed=3,
+        chunk_steps=120,
+        progress=False,
+        ref_min_score=-60.0,
+        ref_max_score=-15.0,
+    )
     assert ds.total_steps == 500 and ds.total_episodes == 10
     # Replay the same seeds by hand: identical observations, actions and rewards.
     env = gym.make("PointReach-v0")
@@ -43,8 +53,15 @@ def test_collect_round_trip(point_env, policy):
 
 
 def test_interrupted_collection_keeps_episodes_and_continues(point_env, policy):
-    reference = collect(policy, point_env, "t/point/ref-v0", 400, exploration=Exploration("epsilon", 0.3),
-                        progress=False, chunk_steps=100)
+    reference = collect(
+        policy,
+        point_env,
+        "t/point/ref-v0",
+        400,
+        exploration=Exploration("epsilon", 0.3),
+        progress=False,
+        chunk_steps=100,
+    )
     calls = {"n": 0}
 
     def flaky(obs):
@@ -55,12 +72,27 @@ def test_interrupted_collection_keeps_episodes_and_continues(point_env, policy):
 
     interrupted = CallablePolicy(flaky, point_env.action_space)
     with pytest.raises(KeyboardInterrupt):
-        collect(interrupted, point_env, "t/point/int-v0", 400, exploration=Exploration("epsilon", 0.3),
-                progress=False, chunk_steps=100)
+        collect(
+            interrupted,
+            point_env,
+            "t/point/int-v0",
+            400,
+            exploration=Exploration("epsilon", 0.3),
+            progress=False,
+            chunk_steps=100,
+        )
     partial = load_minari("t/point/int-v0")
     assert len(partial) == 200  # the 4 complete episodes, none lost, the partial one dropped
-    ds = collect(policy, point_env, "t/point/int-v0", 400, exploration=Exploration("epsilon", 0.3),
-                 progress=False, append=True, chunk_steps=100)
+    ds = collect(
+        policy,
+        point_env,
+        "t/point/int-v0",
+        400,
+        exploration=Exploration("epsilon", 0.3),
+        progress=False,
+        append=True,
+        chunk_steps=100,
+    )
     assert ds.total_steps == 400
     for a, b in zip(_episodes(ds), _episodes(reference)):
         np.testing.assert_array_equal(a.observations, b.observations)
@@ -101,19 +133,69 @@ def test_collect_through_the_wrapper_stores_executed_actions(point_env, policy, 
 def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
     collect(policy, point_env, "t/point/cli-v0", 1000, exploration=Exploration("gaussian", 0.4), progress=False)
     small = ["--config.hidden", "32", "32", "--config.eval-episodes", "2", "--config.log-every", "10"]
-    cli(["train", "--dataset", "t/point/cli-v0", "--run-dir", str(tmp_path / "bc"), "--config.algo", "bc",
-         "--config.steps", "30", "--env", "envs:PointReach-v0", *small])
+    cli(
+        [
+            "train",
+            "--dataset",
+            "t/point/cli-v0",
+            "--run-dir",
+            str(tmp_path / "bc"),
+            "--config.algo",
+            "bc",
+            "--config.steps",
+            "30",
+            "--env",
+            "envs:PointReach-v0",
+            *small,
+        ]
+    )
     assert (tmp_path / "bc" / "policy" / "bc_policy.json").is_file()
-    cli(["train", "--dataset", "t/point/cli-v0", "--run-dir", str(tmp_path / "spar"), "--base-policy",
-         str(tmp_path / "bc" / "policy"), "--config.steps", "30", *small])
+    cli(
+        [
+            "train",
+            "--dataset",
+            "t/point/cli-v0",
+            "--run-dir",
+            str(tmp_path / "spar"),
+            "--base-policy",
+            str(tmp_path / "bc" / "policy"),
+            "--config.steps",
+            "30",
+            *small,
+        ]
+    )
     assert (tmp_path / "spar" / "rectifier" / "rectifier.json").is_file()
-    cli(["collect", "--policy", str(tmp_path / "bc" / "policy"), "--env", "envs:PointReach-v0", "--dataset",
-         "t/point/cli-rect-v0", "--steps", "100", "--rectifier", str(tmp_path / "spar" / "rectifier")])
-    cli(["evaluate", "--policy", str(tmp_path / "bc" / "policy"), "--env", "envs:PointReach-v0",
-         "--rectifier", str(tmp_path / "spar" / "rectifier"), "--episodes", "2"])
+    cli(
+        [
+            "collect",
+            "--policy",
+            str(tmp_path / "bc" / "policy"),
+            "--env",
+            "envs:PointReach-v0",
+            "--dataset",
+            "t/point/cli-rect-v0",
+            "--steps",
+            "100",
+            "--rectifier",
+            str(tmp_path / "spar" / "rectifier"),
+        ]
+    )
+    cli(
+        [
+            "evaluate",
+            "--policy",
+            str(tmp_path / "bc" / "policy"),
+            "--env",
+            "envs:PointReach-v0",
+            "--rectifier",
+            str(tmp_path / "spar" / "rectifier"),
+            "--episodes",
+            "2",
+        ]
+    )
     out = capsys.readouterr().out
     assert "t/point/cli-rect-v0: 2 episodes, 100 steps, written to " in out
-    table = out[out.index("mean return"):]
+    table = out[out.index("mean return") :]
     assert "raw" in table and "rectified" in table and "same seeds (0..1)" in table
 
 
@@ -130,10 +212,14 @@ def test_append_refuses_another_env_and_records_another_policy(point_env, policy
 
     collect(policy, point_env, "t/point/app-v0", 100, progress=False)
     arm = gym.make("PlanarArm-v0")
-    arm_policy = CallablePolicy(lambda obs: np.zeros((len(obs), arm.action_space.shape[0]), np.float32),
-                                arm.action_space, name="zeros")
-    with pytest.raises(ValueError, match=r"cannot append.*'PlanarArm-v0' \(the dataset's: 'PointReach-v0'\)"
-                                         r".*observation space.*nothing was changed"):
+    arm_policy = CallablePolicy(
+        lambda obs: np.zeros((len(obs), arm.action_space.shape[0]), np.float32), arm.action_space, name="zeros"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"cannot append.*'PlanarArm-v0' \(the dataset's: 'PointReach-v0'\)"
+        r".*observation space.*nothing was changed",
+    ):
         collect(arm_policy, arm, "t/point/app-v0", 300, progress=False, append=True)
     assert load_minari("t/point/app-v0").rewards.shape[0] == 100  # untouched
     other = CallablePolicy(lambda obs: 0.5 * envs.biased_controller(obs), point_env.action_space, name="half")

@@ -13,15 +13,18 @@ from spar_rectify.data import from_arrays, load_minari
 from tests.helpers_data import point_rollouts
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("algo", "sac", r"TrainConfig.algo must be one of"),
-    ("steps", 0, r"TrainConfig.steps must be an integer >= 1, got 0"),
-    ("gamma", 1.5, r"TrainConfig.gamma must be in \(0, 1\], got 1.5"),
-    ("lr", -1.0, r"TrainConfig.lr must be > 0"),
-    ("residual_bound", 3.0, r"TrainConfig.residual_bound must be None or in \(0, 1\]"),
-    ("bound_max", 1.5, r"TrainConfig.bound_max must be <= 1"),
-    ("fit_fraction", 0.95, r"TrainConfig.fit_fraction must be in \[0, 1\) with manifold_fraction"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("algo", "sac", r"TrainConfig.algo must be one of"),
+        ("steps", 0, r"TrainConfig.steps must be an integer >= 1, got 0"),
+        ("gamma", 1.5, r"TrainConfig.gamma must be in \(0, 1\], got 1.5"),
+        ("lr", -1.0, r"TrainConfig.lr must be > 0"),
+        ("residual_bound", 3.0, r"TrainConfig.residual_bound must be None or in \(0, 1\]"),
+        ("bound_max", 1.5, r"TrainConfig.bound_max must be <= 1"),
+        ("fit_fraction", 0.95, r"TrainConfig.fit_fraction must be in \[0, 1\) with manifold_fraction"),
+    ],
+)
 def test_config_rejects_bad_values(field, value, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**{field: value})
@@ -42,17 +45,31 @@ def _buffers(r, n_episodes=5):
     starts = np.r_[0, ends[:-1] + 1]
     out = []
     for i, (s, e) in enumerate(zip(starts[:n_episodes], ends[:n_episodes])):
-        obs = np.concatenate([r["obs"][s:e + 1], r["next"][e:e + 1]])
-        out.append(EpisodeBuffer(id=i, observations=obs, actions=r["act"][s:e + 1], rewards=r["rew"][s:e + 1],
-                                 terminations=r["term"][s:e + 1], truncations=r["trunc"][s:e + 1], infos={}))
+        obs = np.concatenate([r["obs"][s : e + 1], r["next"][e : e + 1]])
+        out.append(
+            EpisodeBuffer(
+                id=i,
+                observations=obs,
+                actions=r["act"][s : e + 1],
+                rewards=r["rew"][s : e + 1],
+                terminations=r["term"][s : e + 1],
+                truncations=r["trunc"][s : e + 1],
+                infos={},
+            )
+        )
     return out
 
 
 def test_load_minari_from_buffers_follows_the_n_plus_one_rule():
     r = point_rollouts(episodes=5)
     env = r["env"]
-    minari.create_dataset_from_buffers("test/point/buffers-v0", _buffers(r), observation_space=env.observation_space,
-                                       action_space=env.action_space, data_format="hdf5")
+    minari.create_dataset_from_buffers(
+        "test/point/buffers-v0",
+        _buffers(r),
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        data_format="hdf5",
+    )
     data = load_minari("test/point/buffers-v0")
     assert len(data) == 250 and len(data.episode_returns) == 5
     np.testing.assert_array_equal(data.observations.numpy(), r["obs"])
@@ -69,8 +86,16 @@ def test_load_minari_missing_dataset_says_where_it_looked(tmp_path):
 
 def test_non_box_spaces_are_refused():
     with pytest.raises(TypeError, match="needs a gymnasium.spaces.Box, got Discrete"):
-        from_arrays(np.zeros((2, 3)), np.zeros((2, 1)), np.zeros(2), np.zeros((2, 3)), np.zeros(2), np.ones(2),
-                    gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2))
+        from_arrays(
+            np.zeros((2, 3)),
+            np.zeros((2, 1)),
+            np.zeros(2),
+            np.zeros((2, 3)),
+            np.zeros(2),
+            np.ones(2),
+            gym.spaces.Box(-1, 1, (3,)),
+            gym.spaces.Discrete(2),
+        )
 
 
 def test_non_finite_values_are_reported_or_dropped():
@@ -80,7 +105,9 @@ def test_non_finite_values_are_reported_or_dropped():
     obs[7, 1] = np.nan
     obs[30, 0] = np.inf
     args = (obs, r["act"], r["rew"], r["next"], r["term"], r["trunc"], env.observation_space, env.action_space)
-    with pytest.raises(ValueError, match=r"has 2 transitions with NaN/inf values \(first at transition indices \[7, 30\]\)"):
+    with pytest.raises(
+        ValueError, match=r"has 2 transitions with NaN/inf values \(first at transition indices \[7, 30\]\)"
+    ):
         from_arrays(*args)
     data = from_arrays(*args, nonfinite="drop")
     assert len(data) == 98 and np.isfinite(data.observations.numpy()).all()
@@ -90,6 +117,14 @@ def test_cut_off_last_episode_counts_as_truncated():
     r = point_rollouts(episodes=2)
     env = r["env"]
     n = 75  # cut the second episode mid-way, neither flag set at the end
-    data = from_arrays(r["obs"][:n], r["act"][:n], r["rew"][:n], r["next"][:n], r["term"][:n], r["trunc"][:n],
-                       env.observation_space, env.action_space)
+    data = from_arrays(
+        r["obs"][:n],
+        r["act"][:n],
+        r["rew"][:n],
+        r["next"][:n],
+        r["term"][:n],
+        r["trunc"][:n],
+        env.observation_space,
+        env.action_space,
+    )
     assert data.truncations[-1] == 1 and len(data.episode_returns) == 2

@@ -44,8 +44,23 @@ def test_rollout_demo_writes_a_decodable_side_by_side_video(tmp_path):
     ck = make_checkpoint(env.observation_space, env.action_space, policy, hidden=(16, 16))
     save_rectifier(ck, tmp_path / "rect")
     out = tmp_path / "v.mp4"
-    result = _load("rollout").main(["--video", "--episodes", "1", "--max-steps", "12", "--rectifier",
-                                    str(tmp_path / "rect"), "--out", str(out), "--width", "96", "--height", "64"])
+    result = _load("rollout").main(
+        [
+            "--video",
+            "--episodes",
+            "1",
+            "--max-steps",
+            "12",
+            "--rectifier",
+            str(tmp_path / "rect"),
+            "--out",
+            str(out),
+            "--width",
+            "96",
+            "--height",
+            "64",
+        ]
+    )
     assert out.is_file() and out.stat().st_size > 0
     reader = imageio.get_reader(out)
     frames = [f for f in reader]
@@ -60,8 +75,9 @@ def test_rollout_demo_writes_a_decodable_side_by_side_video(tmp_path):
 def test_collect_and_rectify_journey_runs_end_to_end(tmp_path, monkeypatch):
     imageio = pytest.importorskip("imageio")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    result = _load("collect_and_rectify").main(["--transitions", "300", "--steps", "30", "--episodes", "1",
-                                                "--video-steps", "8", "--out", str(tmp_path / "j")])
+    result = _load("collect_and_rectify").main(
+        ["--transitions", "300", "--steps", "30", "--episodes", "1", "--video-steps", "8", "--out", str(tmp_path / "j")]
+    )
     assert (result["artifact"] / "rectifier.json").is_file()
     frames = [f for f in imageio.get_reader(tmp_path / "j" / "journey.mp4")]  # list() asks len(): inf
     assert len(frames) == result["video"]["frames"] and 2 <= len(frames) <= 9
@@ -72,7 +88,19 @@ def test_collect_and_rectify_journey_runs_end_to_end(tmp_path, monkeypatch):
 def test_arm_demo_runs_with_tiny_arguments(tmp_path, monkeypatch):
     imageio = pytest.importorskip("imageio")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    result = _load("arm").main(["--transitions", "500", "--steps", "30", "--episodes", "1", "--video-steps", "5",
-                                "--out", str(tmp_path / "arm")])
+    result = _load("arm").main(
+        [
+            "--transitions",
+            "500",
+            "--steps",
+            "30",
+            "--episodes",
+            "1",
+            "--video-steps",
+            "5",
+            "--out",
+            str(tmp_path / "arm"),
+        ]
+    )
     frames = [f for f in imageio.get_reader(tmp_path / "arm" / "journey.mp4")]
     assert len(frames) == result["video"]["frames"] == 6

@@ -31,7 +31,9 @@ def _returns(env_id, act, episodes=5):
 
 def test_point_reach_controller_is_biased():
     biased = _returns("PointReach-v0", lambda env, o: envs.biased_controller(o[None])[0])
-    fixed = _returns("PointReach-v0", lambda env, o: np.clip(envs.biased_controller(o[None])[0] - envs.CONTROLLER_BIAS, -1, 1))
+    fixed = _returns(
+        "PointReach-v0", lambda env, o: np.clip(envs.biased_controller(o[None])[0] - envs.CONTROLLER_BIAS, -1, 1)
+    )
     assert fixed > biased + 3.0
 
 

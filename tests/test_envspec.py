@@ -25,8 +25,18 @@ def _dataset(dataset_id: str, spec: EnvSpec) -> None:
 
     r = point_rollouts(episodes=4)
     env = r["env"]
-    write_arrays(dataset_id, r["obs"], r["act"], r["rew"], r["next"], r["term"], r["trunc"],
-                 observation_space=env.observation_space, action_space=env.action_space, env_spec=env.spec)
+    write_arrays(
+        dataset_id,
+        r["obs"],
+        r["act"],
+        r["rew"],
+        r["next"],
+        r["term"],
+        r["trunc"],
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        env_spec=env.spec,
+    )
     meta_path = get_dataset_path(dataset_id) / "data" / "metadata.json"
     meta = json.loads(meta_path.read_text())
     meta["env_spec"] = spec.to_json()
@@ -37,8 +47,10 @@ def _evil(env_id: str, marker) -> EnvSpec:
     return EnvSpec(id=env_id, entry_point="os:system", kwargs={"command": f"touch {marker}"})
 
 
-@pytest.mark.parametrize("env_id, message", [("Evil-v0", "not in Gymnasium's registry"),
-                                              ("PointReach-v0", "Gymnasium registers 'PointReach-v0' as")])
+@pytest.mark.parametrize(
+    "env_id, message",
+    [("Evil-v0", "not in Gymnasium's registry"), ("PointReach-v0", "Gymnasium registers 'PointReach-v0' as")],
+)
 def test_a_dataset_naming_foreign_code_never_runs_it(tmp_path, env_id, message):
     marker = tmp_path / "PWNED"
     _dataset("t/evil/data-v0", _evil(env_id, marker))
@@ -47,12 +59,28 @@ def test_a_dataset_naming_foreign_code_never_runs_it(tmp_path, env_id, message):
     with pytest.raises(UntrustedEnvSpec, match=message):
         train(TrainConfig(algo="bc", steps=2, eval_every=0), data, tmp_path / "run", progress=False)
     with pytest.raises(SystemExit, match=f"spar: error: .*{message}"):
-        cli(["train", "--dataset", "t/evil/data-v0", "--run-dir", str(tmp_path / "run2"), "--config.algo", "bc",
-             "--config.steps", "2"])
+        cli(
+            [
+                "train",
+                "--dataset",
+                "t/evil/data-v0",
+                "--run-dir",
+                str(tmp_path / "run2"),
+                "--config.algo",
+                "bc",
+                "--config.steps",
+                "2",
+            ]
+        )
     assert not marker.exists()
     # Naming the env yourself trains and evaluates on it, without importing the dataset's code.
-    result = train(TrainConfig(algo="bc", steps=2, eval_every=0, eval_episodes=1), data, tmp_path / "run3",
-                   env="PointReach-v0", progress=False)
+    result = train(
+        TrainConfig(algo="bc", steps=2, eval_every=0, eval_episodes=1),
+        data,
+        tmp_path / "run3",
+        env="PointReach-v0",
+        progress=False,
+    )
     assert result.eval_returns.shape == (1,) and not marker.exists()
 
 
@@ -67,8 +95,9 @@ def test_trust_builds_the_recorded_spec(tmp_path):
 
 def test_a_registered_env_uses_the_registry_entry_point():
     recorded = gym.spec("PointReach-v0")
-    vetted = vet_env_spec(EnvSpec(id="PointReach-v0", entry_point=recorded.entry_point, max_episode_steps=7,
-                                  kwargs={}), "test")
+    vetted = vet_env_spec(
+        EnvSpec(id="PointReach-v0", entry_point=recorded.entry_point, max_episode_steps=7, kwargs={}), "test"
+    )
     assert vetted.entry_point == recorded.entry_point and vetted.max_episode_steps == 7
     env = gym.make(vetted)
     env.reset(seed=0)

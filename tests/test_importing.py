@@ -41,8 +41,17 @@ def test_bad_logs_are_refused_with_the_fix(tmp_path, log, point_env):
         import_transitions(nan, point_env, "t/point/bad-v0")
     np.savez(tmp_path / "partial.npz", observations=log["observations"])
     with pytest.raises(SystemExit, match="lacks arrays"):
-        cli(["import", "--env", "envs:PointReach-v0", "--dataset", "t/point/p-v0", "--npz",
-             str(tmp_path / "partial.npz")])
+        cli(
+            [
+                "import",
+                "--env",
+                "envs:PointReach-v0",
+                "--dataset",
+                "t/point/p-v0",
+                "--npz",
+                str(tmp_path / "partial.npz"),
+            ]
+        )
 
 
 def test_sb3_replay_buffer_import(tmp_path, log, point_env):
@@ -51,9 +60,14 @@ def test_sb3_replay_buffer_import(tmp_path, log, point_env):
 
     buf = ReplayBuffer(1000, point_env.observation_space, point_env.action_space, n_envs=1)
     for i in range(len(log["rewards"])):
-        buf.add(log["observations"][i][None], log["next_observations"][i][None], log["actions"][i][None],
-                log["rewards"][i:i + 1], (log["terminations"] | log["truncations"])[i:i + 1],
-                [{"TimeLimit.truncated": bool(log["truncations"][i])}])
+        buf.add(
+            log["observations"][i][None],
+            log["next_observations"][i][None],
+            log["actions"][i][None],
+            log["rewards"][i : i + 1],
+            (log["terminations"] | log["truncations"])[i : i + 1],
+            [{"TimeLimit.truncated": bool(log["truncations"][i])}],
+        )
     save_to_pkl(tmp_path / "buffer.pkl", buf)
     arrays = arrays_from_sb3_replay_buffer(tmp_path / "buffer.pkl")
     np.testing.assert_allclose(arrays["actions"], log["actions"])
@@ -67,8 +81,14 @@ def test_episode_dicts(point_env):
     r = point_rollouts(episodes=2)
     ends = np.flatnonzero(r["term"] | r["trunc"])
     starts = np.r_[0, ends[:-1] + 1]
-    episodes = [{"observations": np.concatenate([r["obs"][s:e + 1], r["next"][e:e + 1]]), "actions": r["act"][s:e + 1],
-                 "rewards": r["rew"][s:e + 1]} for s, e in zip(starts, ends)]
+    episodes = [
+        {
+            "observations": np.concatenate([r["obs"][s : e + 1], r["next"][e : e + 1]]),
+            "actions": r["act"][s : e + 1],
+            "rewards": r["rew"][s : e + 1],
+        }
+        for s, e in zip(starts, ends)
+    ]
     arrays = arrays_from_episodes(episodes)
     assert arrays["truncations"].sum() == 2 and not arrays["terminations"].any()
     assert import_transitions(arrays, point_env, "t/point/eps-v0")["episodes"] == 2

@@ -88,5 +88,5 @@ def test_lsi_weights_prior_term_is_the_kl_regularised_target():
     w1 = losses.lsi_weights(q, v, 0.5, "none", log_prior, prior_weight=1.0)
     assert torch.allclose(w0[0, 1], w0[0, 2])  # without the prior: equal advantages, equal weights
     # with it: softmax(A / beta + log p) = p * exp(A / beta), normalised
-    expected = torch.tensor([torch.e ** 2, torch.e ** 4, torch.e ** 2])
+    expected = torch.tensor([torch.e**2, torch.e**4, torch.e**2])
     assert torch.allclose(w1[0], expected / expected.sum())

@@ -21,9 +21,11 @@ def test_plots_write_pngs(tmp_path):
         logger.log(step * 10, {"q_loss": 1.0 / step})
     logger.log(60, {"eval_return": -3.0})  # a new column widens the CSV
     assert logger.rows()[-1]["eval_return"] == "-3.0" and logger.rows()[0]["eval_return"] == ""
-    paths = [plots.plot_learning_curves(tmp_path, tmp_path / "curves.png"),
-             plots.plot_returns([1.0, 2.0], [2.0, 3.0], tmp_path / "returns.png"),
-             plots.plot_support_scores(np.linspace(0.1, 1.0, 50), tmp_path / "support.png")]
+    paths = [
+        plots.plot_learning_curves(tmp_path, tmp_path / "curves.png"),
+        plots.plot_returns([1.0, 2.0], [2.0, 3.0], tmp_path / "returns.png"),
+        plots.plot_support_scores(np.linspace(0.1, 1.0, 50), tmp_path / "support.png"),
+    ]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

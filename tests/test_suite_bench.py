@@ -11,13 +11,26 @@ import suite_bench  # noqa: E402
 
 
 def record(dataset, method, seed, score, viol=0.01):
-    return {"dataset": dataset, "method": method, "seed": seed, "steps": 100, "normalized_score": score,
-            "return": 10.0 * score, "support_violation_rate": viol, "support_ratio_median": 0.9, "train_seconds": 1.0}
+    return {
+        "dataset": dataset,
+        "method": method,
+        "seed": seed,
+        "steps": 100,
+        "normalized_score": score,
+        "return": 10.0 * score,
+        "support_violation_rate": viol,
+        "support_ratio_median": 0.9,
+        "train_seconds": 1.0,
+    }
 
 
 def test_jobs_put_bc_first_and_the_medium_policy_on_every_dataset(tmp_path):
-    tier = {"datasets": ["spar/hopper/medium-v0", "spar/hopper/medium-expert-v0"], "seeds": [0, 1], "steps": 100,
-            "episodes": 2}
+    tier = {
+        "datasets": ["spar/hopper/medium-v0", "spar/hopper/medium-expert-v0"],
+        "seeds": [0, 1],
+        "steps": 100,
+        "episodes": 2,
+    }
     first, second, third = suite_bench.jobs_for(tier, tmp_path)
     assert {j["method"] for j in first} == {"bc"} and len(first) == 4  # SPAR's anchors exist before SPAR runs
     methods = {(j["dataset"], j["method"]) for j in second}
@@ -25,19 +38,23 @@ def test_jobs_put_bc_first_and_the_medium_policy_on_every_dataset(tmp_path):
     assert ("spar/hopper/medium-expert-v0", "medium-rectified") in methods  # can it travel as far as the data?
     # The tuned rectifiers come last (they reuse trained ones), one per rectifier run.
     assert {(j["dataset"], j["method"].removesuffix("-tuned")) for j in third} == {
-        (d, m) for d, m in methods if m in ("spar", "medium-rectified")}
+        (d, m) for d, m in methods if m in ("spar", "medium-rectified")
+    }
     assert all(j["steps"] == 100 and j["episodes"] == 2 for j in first + second + third)  # one budget for every method
     job = third[0]
     assert not suite_bench.tuned_ready(job)
-    folder = (tmp_path / job["dataset"].replace("/", "_") / job["method"].removesuffix("-tuned") / "seed0" / "rectifier")
+    folder = tmp_path / job["dataset"].replace("/", "_") / job["method"].removesuffix("-tuned") / "seed0" / "rectifier"
     folder.mkdir(parents=True)
     (folder / "rectifier.json").write_text("{}")
     assert suite_bench.tuned_ready(job)
 
 
 def test_summary_table_has_mean_and_std_per_method(tmp_path):
-    runs = [record("spar/hopper/medium-v0", "bc", 0, 40.0), record("spar/hopper/medium-v0", "bc", 1, 50.0),
-            {**record("spar/hopper/medium-v0", "spar", 0, 60.0, viol=0.02), "state_violation_rate": 0.03}]
+    runs = [
+        record("spar/hopper/medium-v0", "bc", 0, 40.0),
+        record("spar/hopper/medium-v0", "bc", 1, 50.0),
+        {**record("spar/hopper/medium-v0", "spar", 0, 60.0, viol=0.02), "state_violation_rate": 0.03},
+    ]
     table = suite_bench.summarise(runs, tmp_path / "t.md", tmp_path / "t.png")
     row = [line for line in table.splitlines() if line.startswith("| spar/hopper/medium-v0 ")][0]
     assert "45.0 ± 5.0 (viol 1.0%, n=2)" in row and "60.0 ± 0.0 (viol 2.0%, states 3.0%, n=1)" in row
@@ -75,8 +92,12 @@ def test_variant_overrides_are_parsed_checked_and_carried_by_every_job(tmp_path)
 
 
 def test_variant_flags_must_come_together():
-    for argv in (["quick", "--variant", "b05"], ["quick", "--set", "bound_max=0.5"],
-                 ["quick", "--variant", "a/b", "--set", "bound_max=0.5"], ["quick", "--variant", "x", "--set", "nope=1"]):
+    for argv in (
+        ["quick", "--variant", "b05"],
+        ["quick", "--set", "bound_max=0.5"],
+        ["quick", "--variant", "a/b", "--set", "bound_max=0.5"],
+        ["quick", "--variant", "x", "--set", "nope=1"],
+    ):
         with pytest.raises(SystemExit):
             suite_bench.main(argv)
 
@@ -90,7 +111,10 @@ def test_saving_a_record_keeps_records_written_by_other_processes(tmp_path):
     out.write_text(json.dumps(other))
     runs = suite_bench.save_record(out, "full", record("spar/hopper/medium-v0", "spar", 0, 50.0))
     assert [(r["dataset"].split("/")[-1], r["method"]) for r in runs] == [
-        ("medium-v0", "bc"), ("medium-replay-v0", "iql"), ("medium-v0", "spar")]
+        ("medium-v0", "bc"),
+        ("medium-replay-v0", "iql"),
+        ("medium-v0", "spar"),
+    ]
     # A re-evaluation replaces the run in place of duplicating it, and keeps its training time.
     fresh = {**record("spar/hopper/medium-v0", "bc", 0, 40.0), "state_violation_rate": 0.0, "train_seconds": 0.5}
     runs = suite_bench.save_record(out, "full", fresh, keep_train_seconds=True)

@@ -18,8 +18,11 @@ def test_parse_settings_and_grid():
     settings = parse_settings(["lsi_temperature=0.5,1,2", "lsi_normalize=none"])
     assert settings == {"lsi_temperature": [0.5, 1, 2], "lsi_normalize": ["none"]}
     jobs = grid(["a", "b"], [0, 1], settings)
-    assert len(jobs) == 12 and jobs[0] == {"dataset": "a", "seed": 0,
-                                           "overrides": {"lsi_temperature": 0.5, "lsi_normalize": "none"}}
+    assert len(jobs) == 12 and jobs[0] == {
+        "dataset": "a",
+        "seed": 0,
+        "overrides": {"lsi_temperature": 0.5, "lsi_normalize": "none"},
+    }
     with pytest.raises(ValueError, match="--set expects KEY=V1,V2"):
         parse_settings(["lsi_temperature"])
     with pytest.raises(ValueError, match=r"--set \{'lsi_temperature': -1\}: TrainConfig.lsi_temperature must be > 0"):
@@ -36,8 +39,18 @@ def test_a_small_sweep_on_local_ray_resumes_and_retries(tmp_path):
 
     r = point_rollouts(episodes=20)
     env = r["env"]
-    write_arrays("t/point/sweep-v0", r["obs"], r["act"], r["rew"], r["next"], r["term"], r["trunc"],
-                 observation_space=env.observation_space, action_space=env.action_space, env_spec=env.spec)
+    write_arrays(
+        "t/point/sweep-v0",
+        r["obs"],
+        r["act"],
+        r["rew"],
+        r["next"],
+        r["term"],
+        r["trunc"],
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        env_spec=env.spec,
+    )
     config = TrainConfig(algo="bc", steps=40, hidden=(32, 32), batch_size=64, checkpoint_every=10, log_every=10)
     out = tmp_path / "sweep"
     # An earlier, interrupted attempt at one job: 20 of its 40 steps are in its checkpoint.
@@ -47,21 +60,45 @@ def test_a_small_sweep_on_local_ray_resumes_and_retries(tmp_path):
 
     root = str(Path(__file__).resolve().parent.parent)  # workers import the envs module from here
     os.environ.setdefault("RAY_worker_niceness", "0")  # as run_jobs does for a local Ray
-    ray.init(num_cpus=2, include_dashboard=False,
-             runtime_env={"env_vars": {"MINARI_DATASETS_PATH": os.environ["MINARI_DATASETS_PATH"], "MUJOCO_GL": "egl",
-                                       "PYTHONPATH": root}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={
+            "env_vars": {
+                "MINARI_DATASETS_PATH": os.environ["MINARI_DATASETS_PATH"],
+                "MUJOCO_GL": "egl",
+                "PYTHONPATH": root,
+            }
+        },
+    )
     try:
-        records = sweep(["t/point/sweep-v0"], [1], {"lr": [1e-3, 3e-4]}, out, config, episodes=2, progress=False,
-                        env="envs:PointReach-v0")
+        records = sweep(
+            ["t/point/sweep-v0"],
+            [1],
+            {"lr": [1e-3, 3e-4]},
+            out,
+            config,
+            episodes=2,
+            progress=False,
+            env="envs:PointReach-v0",
+        )
         assert len(records) == 2 and {r["steps"] for r in records} == {40}
         resumed = [r for r in records if r["resumed"]]
         assert [(r["seed"], r["overrides"]) for r in resumed] == [(1, {"lr": 1e-3})]
         assert all(r["normalized_score"] is None and r["return"] < 0 for r in records)  # PointReach: costs
         table = (out / "sweep.md").read_text()
-        assert "| t/point/sweep-v0 | {\"lr\": 0.001} |" in table and "| 1 |" in table
+        assert '| t/point/sweep-v0 | {"lr": 0.001} |' in table and "| 1 |" in table
         # The same command again finds every record and runs nothing.
-        again = sweep(["t/point/sweep-v0"], [1], {"lr": [1e-3, 3e-4]}, out, config, episodes=2, progress=False,
-                      env="envs:PointReach-v0")
+        again = sweep(
+            ["t/point/sweep-v0"],
+            [1],
+            {"lr": [1e-3, 3e-4]},
+            out,
+            config,
+            episodes=2,
+            progress=False,
+            env="envs:PointReach-v0",
+        )
         assert json.dumps(again, sort_keys=True) == json.dumps(records, sort_keys=True)
 
         # A job that fails once is retried by Ray, and a job that always fails is reported, not fatal.

@@ -62,7 +62,8 @@ def test_resume_equals_uninterrupted(tmp_path, data, anchor, algo):
 
 def test_train_resume_after_interruption(tmp_path, data, anchor):
     cfg = TrainConfig(algo="spar", steps=50, manifold_fraction=0.2, fit_fraction=0.2, **FAST).replace(
-        checkpoint_every=20, eval_episodes=2)
+        checkpoint_every=20, eval_episodes=2
+    )
     with pytest.raises(KeyboardInterrupt):
         _interrupting_train(cfg, data, anchor, tmp_path / "run", at=30)
     # The finally-block kept the 30 finished steps; --resume continues to the end.
@@ -187,7 +188,8 @@ def test_a_checkpoint_from_before_a_new_config_field_still_resumes(tmp_path, dat
 
 def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, anchor):
     cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.0, fit_fraction=0.0, **FAST).replace(
-        log_every=30, lsi_every=3)
+        log_every=30, lsi_every=3
+    )
     train(cfg, data, tmp_path / "run", anchor=anchor, env=None, progress=False)
     import csv
 
@@ -197,14 +199,21 @@ def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, 
     assert len(weights) == 2 and all(1 / 12 - 1e-6 <= w <= 1.0 for w in weights)
 
 
-@pytest.mark.parametrize("ablation", [dict(use_latent=False), dict(self_imitation=False), dict(anchored=False),
-                                      dict(residual_bound=0.2),
-                                      dict(fit_to="anchor", anchor_candidate=True, lsi_prior_weight=1.0,
-                                           lsi_normalize="none", lsi_temperature=0.3),
-                                      dict(use_latent=False, fit_to="anchor", anchor_candidate=True)])
+@pytest.mark.parametrize(
+    "ablation",
+    [
+        dict(use_latent=False),
+        dict(self_imitation=False),
+        dict(anchored=False),
+        dict(residual_bound=0.2),
+        dict(fit_to="anchor", anchor_candidate=True, lsi_prior_weight=1.0, lsi_normalize="none", lsi_temperature=0.3),
+        dict(use_latent=False, fit_to="anchor", anchor_candidate=True),
+    ],
+)
 def test_ablations_train_and_deploy(tmp_path, data, anchor, ablation):
     cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.3, fit_fraction=0.2, lsi_every=1, **FAST).replace(
-        **ablation)
+        **ablation
+    )
     trainer = Trainer(cfg, data, anchor)
     seen = set()
     for _, metrics in trainer.fit():
@@ -237,8 +246,9 @@ def test_fit_to_sets_where_the_rectifier_starts(data, point_env, fit_to):
 
 
 def test_anchor_candidate_is_scored(data, anchor):
-    cfg = TrainConfig(algo="spar", steps=20, manifold_fraction=0.5, fit_fraction=0.0, anchor_candidate=True,
-                      lsi_every=1, **FAST)
+    cfg = TrainConfig(
+        algo="spar", steps=20, manifold_fraction=0.5, fit_fraction=0.0, anchor_candidate=True, lsi_every=1, **FAST
+    )
     trainer = Trainer(cfg, data, anchor)
     list(trainer.fit())
     b = trainer.sample()
@@ -274,8 +284,10 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_bit_identically(tmp_path, d
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
     monkeypatch.setattr(ALGORITHMS["iql"], "update", update)
     train(cfg, data, tmp_path / "run", resume=True, progress=False)
-    ref, run = read_bundle(tmp_path / "ref" / "checkpoint", "train_state"), read_bundle(tmp_path / "run" / "checkpoint",
-                                                                                         "train_state")
+    ref, run = (
+        read_bundle(tmp_path / "ref" / "checkpoint", "train_state"),
+        read_bundle(tmp_path / "run" / "checkpoint", "train_state"),
+    )
     assert run[0]["step"] == ref[0]["step"] == 20 and set(run[1]) == set(ref[1])
     for key, value in ref[1].items():
         assert torch.equal(value, run[1][key]), key

@@ -57,14 +57,46 @@ def test_cli_tunes_saves_and_evaluates(tmp_path, capsys, point_env):
     obs_dim = point_env.observation_space.shape[0]
     base = BCPolicy(point_env.observation_space, point_env.action_space, np.zeros(obs_dim), np.ones(obs_dim), (8,))
     base_dir = base.save(tmp_path / "base")
-    folder = save_rectifier(make_checkpoint(point_env.observation_space, point_env.action_space, base),
-                            tmp_path / "rect")
-    cli(["tune-alpha", "--policy", str(base_dir), "--rectifier", str(folder), "--env", "PointReach-v0",
-         "--alphas", "0", "1", "--episodes", "2", "--save"])
+    folder = save_rectifier(
+        make_checkpoint(point_env.observation_space, point_env.action_space, base), tmp_path / "rect"
+    )
+    cli(
+        [
+            "tune-alpha",
+            "--policy",
+            str(base_dir),
+            "--rectifier",
+            str(folder),
+            "--env",
+            "PointReach-v0",
+            "--alphas",
+            "0",
+            "1",
+            "--episodes",
+            "2",
+            "--save",
+        ]
+    )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["alphas"] == [0.0, 1.0] and load_rectifier(folder).alpha == result["best_alpha"]
-    cli(["evaluate", "--policy", str(base_dir), "--rectifier", str(folder), "--env", "PointReach-v0",
-         "--episodes", "2", "--seed", "20000", "--alpha", "0", "--json"])
+    cli(
+        [
+            "evaluate",
+            "--policy",
+            str(base_dir),
+            "--rectifier",
+            str(folder),
+            "--env",
+            "PointReach-v0",
+            "--episodes",
+            "2",
+            "--seed",
+            "20000",
+            "--alpha",
+            "0",
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["rectified"]["return_mean"] == pytest.approx(result["return_mean"][0])  # alpha 0 on the same seeds
     assert out["raw"]["return_mean"] == pytest.approx(out["rectified"]["return_mean"])  # alpha 0 is the base policy

@@ -58,8 +58,11 @@ ASYM = make_checkpoint(ASYM_OBS, ASYM_ACT, CallablePolicy(lambda o: np.zeros((le
 
 
 @settings(max_examples=200, deadline=None)
-@given(obs=arrays(np.float32, (6,), elements=extreme), base=arrays(np.float32, (2,), elements=extreme),
-       alpha=st.floats(0.0, 1.0))
+@given(
+    obs=arrays(np.float32, (6,), elements=extreme),
+    base=arrays(np.float32, (2,), elements=extreme),
+    alpha=st.floats(0.0, 1.0),
+)
 def test_executed_action_inside_space_and_within_bound(obs, base, alpha):
     space = ASYM.action_space
     c = Corrector(ASYM.rectifier, space, alpha)(obs[None], base[None])
@@ -88,8 +91,9 @@ def test_kernel_matches_torch_module(point_checkpoint):
 
 @pytest.mark.parametrize("latent,anchored", [(False, True), (True, False)])
 def test_kernel_matches_torch_for_ablation_variants(point_env, point_anchor, latent, anchored):
-    ck = make_checkpoint(point_env.observation_space, point_env.action_space, point_anchor,
-                         latent=latent, anchored=anchored)
+    ck = make_checkpoint(
+        point_env.observation_space, point_env.action_space, point_anchor, latent=latent, anchored=anchored
+    )
     rng = np.random.default_rng(2)
     obs = rng.normal(size=(16, 6)).astype(np.float32)
     base = rng.uniform(-1, 1, (16, 2)).astype(np.float32)
@@ -232,5 +236,6 @@ def test_wrong_anchor_raises(point_env, point_checkpoint):
 
 
 def _zero_policy(env):
-    return CallablePolicy(lambda o: np.zeros((len(o), env.action_space.shape[0]), np.float32),
-                          env.action_space, name="zeros")
+    return CallablePolicy(
+        lambda o: np.zeros((len(o), env.action_space.shape[0]), np.float32), env.action_space, name="zeros"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from spar_rectify.algos.common import adam, Batch, DataInfo
+from spar_rectify.algos.common import Batch, DataInfo, adam
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import bc_loss
 from spar_rectify.networks import mlp

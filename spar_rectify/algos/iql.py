@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from spar_rectify.algos.common import adam, Batch, DataInfo, IQLCritic
+from spar_rectify.algos.common import Batch, DataInfo, IQLCritic, adam
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import awr_loss
 from spar_rectify.networks import mlp

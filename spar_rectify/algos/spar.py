@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from spar_rectify.algos.common import adam, Batch, DataInfo, IQLCritic
+from spar_rectify.algos.common import Batch, DataInfo, IQLCritic, adam
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import cvae_loss, latent_fit_loss, lsi_loss, lsi_weights
 from spar_rectify.networks import mlp
@@ -25,10 +25,19 @@ class SPAR:
         self.config, self.generator = config, generator
         obs_dim, act_dim = info.obs_dim, info.act_dim
         latent = (config.latent_dim or 2 * act_dim) if config.use_latent else 0
-        self.rect = Rectifier(obs_dim, act_dim, info.residual_bound, info.obs_mean, info.obs_std,
-                              latent_dim=latent, latent_box=config.latent_box, hidden=config.hidden,
-                              anchored=config.anchored, residual_mean=info.residual_mean,
-                              residual_std=info.residual_std)
+        self.rect = Rectifier(
+            obs_dim,
+            act_dim,
+            info.residual_bound,
+            info.obs_mean,
+            info.obs_std,
+            latent_dim=latent,
+            latent_box=config.latent_box,
+            hidden=config.hidden,
+            anchored=config.anchored,
+            residual_mean=info.residual_mean,
+            residual_std=info.residual_std,
+        )
         self.rho = self.rect.residual_bound
         self.critic = IQLCritic(obs_dim, act_dim, config)
         self.actor_opt = adam(self.rect.actor.parameters(), config.lr)
@@ -152,12 +161,16 @@ class SPAR:
             if self.encoder is not None and cfg.lsi_prior_weight:
                 centre = self.anchor_latent(x).unsqueeze(1) if cfg.fit_to == "anchor" else 0.0
                 log_prior = -0.5 * (cands - centre).pow(2).sum(-1)
-            weights = lsi_weights(q, self.critic.value(obs), cfg.lsi_temperature, cfg.lsi_normalize,
-                                  log_prior, cfg.lsi_prior_weight)
+            weights = lsi_weights(
+                q, self.critic.value(obs), cfg.lsi_temperature, cfg.lsi_normalize, log_prior, cfg.lsi_prior_weight
+            )
         loss = lsi_loss(out, cands, weights)
         self._step_actor(loss)
-        return {"lsi_loss": loss.detach(), "lsi_best_weight": weights.max(-1).values.mean(),
-                "lsi_q_gain": (q * weights).sum(-1).mean() - q[:, 0].mean()}
+        return {
+            "lsi_loss": loss.detach(),
+            "lsi_best_weight": weights.max(-1).values.mean(),
+            "lsi_q_gain": (q * weights).sum(-1).mean() - q[:, 0].mean(),
+        }
 
     def _candidates(self, x: torch.Tensor, current: torch.Tensor, data_residual: torch.Tensor) -> torch.Tensor:
         """(n, 1 + K + 1 + P [+ 1], L): current, K perturbations, the data's own, P prior samples

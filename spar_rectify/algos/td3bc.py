@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from spar_rectify.algos.common import adam, Batch, DataInfo, soft_update
+from spar_rectify.algos.common import Batch, DataInfo, adam, soft_update
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import q_regression_loss, td3bc_actor_loss
 from spar_rectify.networks import EnsembleMLP, mlp
@@ -26,8 +26,12 @@ class TD3BC:
         self.critic_opt = adam(self.critic.parameters(), config.lr)
 
     def modules(self) -> dict:
-        return {"actor": self.actor, "actor_target": self.actor_target, "critic": self.critic,
-                "critic_target": self.critic_target}
+        return {
+            "actor": self.actor,
+            "actor_target": self.actor_target,
+            "critic": self.critic,
+            "critic_target": self.critic_target,
+        }
 
     def optimizers(self) -> dict:
         return {"actor": self.actor_opt, "critic": self.critic_opt}
@@ -36,7 +40,7 @@ class TD3BC:
         cfg = self.config
         with torch.no_grad():
             noise = torch.randn(b.action.shape, generator=self.generator) * cfg.policy_noise
-            next_action = (torch.tanh(self.actor_target(b.next_obs)) + noise.clamp(-cfg.noise_clip, cfg.noise_clip))
+            next_action = torch.tanh(self.actor_target(b.next_obs)) + noise.clamp(-cfg.noise_clip, cfg.noise_clip)
             next_q = self.critic_target(torch.cat([b.next_obs, next_action.clamp(-1.0, 1.0)], -1)).min(0).values
             target = b.reward + cfg.gamma * b.not_done * next_q.squeeze(-1)
         q = self.critic(torch.cat([b.obs, b.action], -1)).squeeze(-1)
