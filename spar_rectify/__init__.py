@@ -4,9 +4,8 @@ A frozen base policy proposes an action; a learned residual, bounded and learned
 logged data supports it, corrects it at every `step`.
 """
 
-__version__ = "0.1.0"
-
 from spar_rectify import mkl as _mkl  # noqa: E402  (before anything imports torch)
+from spar_rectify._version import __version__ as __version__
 
 _mkl.enable()  # MKL's fast path on AMD CPUs; SPAR_MKL_INTEL_PATH=0 turns it off (see spar_rectify.mkl)
 

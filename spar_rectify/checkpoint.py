@@ -1,6 +1,6 @@
 """The rectifier's checkpoint: a folder with `rectifier.safetensors` + `rectifier.json`.
 
-Defines `RectifierCheckpoint`, `save_rectifier`, `load_rectifier`, `set_default_alpha`.
+Defines `RectifierCheckpoint`, `save_rectifier`, `load_rectifier`, `set_default_alpha`, `check_alpha`.
 
 The JSON holds the architecture, the training config, both spaces, the normalisation
 statistics, the residual bound, the default alpha, the package version and the fingerprint of
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from spar_rectify import __version__
+from spar_rectify._version import __version__
 from spar_rectify.bundle import read_bundle, write_bundle
 from spar_rectify.policies import BasePolicy, policy_fingerprint
 from spar_rectify.rectifier import Rectifier
@@ -109,6 +109,14 @@ class RectifierCheckpoint:
                 f"fingerprint {self.anchor_fingerprint}): actions differ by up to {gap:.3g} on "
                 f"{len(self.probe_obs)} probe observations. Pass that anchor, or retrain the rectifier."
             )
+
+
+def check_alpha(alpha: float) -> float:
+    """`alpha` as a float, or ValueError unless it lies in [0, 1] (NaN included)."""
+    alpha = float(alpha)
+    if not (0.0 <= alpha <= 1.0):
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}; use 0 to disable the residual.")
+    return alpha
 
 
 def save_rectifier(checkpoint: RectifierCheckpoint, folder: str | Path) -> Path:
@@ -277,8 +285,6 @@ def set_default_alpha(folder: str | Path, alpha: float) -> RectifierCheckpoint:
     Raises:
         ValueError: alpha outside [0, 1] or not finite.
     """
-    from spar_rectify.correction import check_alpha
-
     alpha = check_alpha(alpha)
     checkpoint = load_rectifier(folder)
     checkpoint.alpha = alpha

@@ -1,6 +1,6 @@
 """The one correction code path shared by the wrapper, the vector wrapper and `RectifiedPolicy`.
 
-Defines `Corrector`, `Correction`, `build_corrector`, `check_alpha`.
+Defines `Corrector`, `Correction`, `build_corrector` (and re-exports `checkpoint.check_alpha`).
 
 `executed = clip(clip(base, -1, 1) + alpha * residual(obs, base), -1, 1)` in normalised action
 units, then mapped to env units and cast to the action space's dtype. A row whose observation or
@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 from gymnasium import spaces
 
+from spar_rectify.checkpoint import RectifierCheckpoint, check_alpha, load_rectifier
 from spar_rectify.kernel import (
     C_HIGH,
     C_LOW,
@@ -28,8 +29,9 @@ from spar_rectify.kernel import (
     FLAG_RESIDUAL,
     correct_rows,
 )
+from spar_rectify.policies import as_base_policy
 from spar_rectify.rectifier import Rectifier
-from spar_rectify.spaces import ActionScaler
+from spar_rectify.spaces import ActionScaler, check_box
 
 try:  # the clip ufunc: several times faster than np.clip on tiny arrays
     from numpy._core.umath import clip as _clip
@@ -40,14 +42,6 @@ except ImportError:  # numpy < 2
 FALLBACK_OBS = "non-finite observation: executed the base action"
 FALLBACK_RESIDUAL = "non-finite residual: executed the base action"
 FALLBACK_EXECUTED = "non-finite or out-of-bounds rectified action: executed the base action"
-
-
-def check_alpha(alpha: float) -> float:
-    """`alpha` as a float, or ValueError unless it lies in [0, 1] (NaN included)."""
-    alpha = float(alpha)
-    if not (0.0 <= alpha <= 1.0):
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}; use 0 to disable the residual.")
-    return alpha
 
 
 class Correction(NamedTuple):
@@ -225,10 +219,6 @@ def build_corrector(
         ValueError: spaces or anchor mismatch; FileNotFoundError / ValueError from loading.
     """
     from pathlib import Path
-
-    from spar_rectify.checkpoint import RectifierCheckpoint, load_rectifier
-    from spar_rectify.policies import as_base_policy
-    from spar_rectify.spaces import check_box
 
     if isinstance(rectifier, (str, Path)):
         rectifier = load_rectifier(rectifier)
