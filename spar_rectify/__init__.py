@@ -11,6 +11,10 @@ _mkl.enable()  # MKL's fast path on AMD CPUs; SPAR_MKL_INTEL_PATH=0 turns it off
 
 from spar_rectify.bc import BCPolicy  # noqa: E402
 from spar_rectify.checkpoint import RectifierCheckpoint, load_rectifier, save_rectifier, set_default_alpha  # noqa: E402
+from spar_rectify.collect import Exploration, collect  # noqa: E402
+from spar_rectify.config import TrainConfig  # noqa: E402
+from spar_rectify.data import OfflineData, load_minari  # noqa: E402
+from spar_rectify.importing import import_transitions  # noqa: E402
 from spar_rectify.policies import (  # noqa: E402
     BasePolicy,
     CallablePolicy,
@@ -21,10 +25,22 @@ from spar_rectify.policies import (  # noqa: E402
 )
 from spar_rectify.rectified_policy import RectifiedPolicy  # noqa: E402
 from spar_rectify.rectifier import Rectifier  # noqa: E402
+from spar_rectify.trainer import Trainer, TrainResult, train  # noqa: E402
 from spar_rectify.tuning import AlphaSweep, tune_alpha  # noqa: E402
 from spar_rectify.wrapper import SPARRectifierVectorWrapper, SPARRectifierWrapper  # noqa: E402
 
 __all__ = [
+    # data: collect, import, load
+    "collect",
+    "Exploration",
+    "import_transitions",
+    "load_minari",
+    "OfflineData",
+    # train
+    "TrainConfig",
+    "train",
+    "Trainer",
+    "TrainResult",
     # deploy
     "SPARRectifierWrapper",
     "SPARRectifierVectorWrapper",
