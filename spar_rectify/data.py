@@ -225,7 +225,8 @@ def load_minari(
     except FileNotFoundError as err:
         raise FileNotFoundError(
             f"Minari dataset {dataset_id!r} not found at {get_dataset_path(dataset_id)} (MINARI_DATASETS_PATH sets "
-            f"the root); build it with `spar collect` or pass download=True for a remote id."
+            f"the root); build it with `spar collect` or `spar import` (remote ids: load_minari(..., download=True) "
+            "in Python)."
         ) from err
     if download and spec is None and refused is None:  # fetched just now: vet what arrived
         spec, refused = _vetted_spec(dataset_id, trust_env)

@@ -55,8 +55,9 @@ class Trainer:
         if config.algo == "spar":
             if anchor is None:
                 raise ValueError(
-                    "SPAR needs the frozen anchor policy it rectifies: pass anchor=... (an SB3 model, a "
-                    "BCPolicy or a BasePolicy); to start from data alone, train --algo bc first and use it."
+                    "SPAR needs the frozen anchor policy it rectifies: --base-policy PATH on the command line "
+                    "(anchor=... in Python: an SB3 model, a BCPolicy or a BasePolicy); to start from data alone, "
+                    "train --config.algo bc first and pass its policy folder."
                 )
             self.anchor = as_base_policy(anchor, data.action_space)
             cache = self.run_dir / "anchor_actions.safetensors" if self.run_dir else None
