@@ -52,6 +52,11 @@ def main(argv=None) -> dict:
     from spar_rectify import video
 
     start = time.time()
+
+    def say(text: str) -> None:  # a line per phase: rendering and encoding take minutes on two cores
+        print(f"[{time.time() - start:6.1f} s] {text}", flush=True)
+
+    say(f"loading the base policy {args.base_policy} and the rectifier {args.rectifier}")
     policy = load_policy(args.base_policy, action_space=gym.make(args.env).action_space)
     checkpoint = load_rectifier(args.rectifier)
 
@@ -79,10 +84,13 @@ def main(argv=None) -> dict:
             return ["rectified (SPAR)", f"step {t}  return {total:8.1f}", f"|residual| {r:.3f}{gate}"]
 
         if args.video:
+            say(f"episode {i + 1}/{args.episodes} (seed {seed}): raw, rendering")
             lf, lt, raw_ret, _ = video.rollout_frames(raw_env, act, seed, args.max_steps, raw_text)
+            say(f"episode {i + 1}/{args.episodes} (seed {seed}): rectified, rendering")
             rf, rt, rect_ret, infos = video.rollout_frames(rect_env, act, seed, args.max_steps, rect_text)
             frames += video.side_by_side(lf, lt, rf, rt)
         else:
+            say(f"episode {i + 1}/{args.episodes} (seed {seed}): raw and rectified")
             raw_ret, _, _ = _run(raw_env, act, seed, args.max_steps)
             rect_ret, infos, _ = _run(rect_env, act, seed, args.max_steps)
         scores += [inf["support_score"] for inf in infos]
@@ -109,7 +117,9 @@ def main(argv=None) -> dict:
         from spar_rectify import plots
 
         path = Path(args.out).with_suffix(".gif") if args.gif else Path(args.out)
+        say(f"encoding {len(frames)} frames into {path}")
         out = video.write_video(frames, path, fps=args.fps)
+        say("plotting returns, support scores and learning curves")
         stem = path.with_suffix("")
         pictures.append(
             plots.plot_returns(
