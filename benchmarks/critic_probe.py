@@ -113,7 +113,7 @@ def main() -> None:
 
     returns, visited = {}, None
     for alpha in args.alphas:
-        policy = anchor if alpha == 0 else RectifiedPolicy(anchor, run / "rectifier", alpha=alpha)
+        policy = anchor if alpha == 0 else RectifiedPolicy(anchor, run / "rectifier", alpha=alpha, gate=False)
         ret, obs, _ = rollouts(policy, env_id, args.episodes)
         returns[str(alpha)] = {
             "return": float(ret.mean()),
