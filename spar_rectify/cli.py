@@ -105,15 +105,19 @@ class TuneAlphaArgs:
     policy: Path
     """The base policy the rectifier was trained with (an SB3 zip runs pickle on load: use your own files)."""
     rectifier: Path
+    """The rectifier folder (or spar train run folder) to tune."""
     env: str
+    """Gymnasium env id (module:EnvId imports the module first)."""
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     """Residual scales in [0, 1] to try (0: the base policy alone)."""
     episodes: int = 10
+    """Episodes per alpha (the same seeds for every alpha)."""
     seed: int = TUNE_SEED
     """First reset seed of the tuning episodes; report results on other seeds (spar evaluate uses 0..)."""
     save: bool = False
     """Write the best alpha into the rectifier folder as its default."""
     vec_normalize: Optional[Path] = None
+    """VecNormalize statistics of an SB3 --policy (pickle: trusted files only)."""
 
 
 @dataclass(frozen=True)
@@ -348,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
             "import": ImportArgs,
         },
         args=argv,
+        prog="spar",
         description="spar_rectify: support-preserving action rectification.",
     )
     try:

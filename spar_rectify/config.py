@@ -121,7 +121,8 @@ class TrainConfig:
 
     # Bookkeeping
     eval_every: int = 50_000
-    """Evaluate in the env every this many steps (0: never)."""
+    """Evaluate in the env every this many steps during training (0: never during training; the final
+    evaluation after the last step still runs whenever an env is known)."""
     eval_episodes: int = 10
     """Seeded episodes per evaluation."""
     checkpoint_every: int = 50_000
