@@ -1,6 +1,11 @@
 """How much of the residual to deploy: pick a rectifier's `alpha` from seeded episodes.
 
-Defines `AlphaSweep`, `tune_alpha`, `DEFAULT_ALPHAS`, `TUNE_SEED`.
+Defines `AlphaSweep`, `tune_alpha`, `DEFAULT_ALPHAS`, `TUNE_SEED`, `NOISE_SE`.
+
+The pick is honest about noise: every alpha runs on the same seeds, and a larger alpha replaces
+the smallest one only when its paired gain exceeds `NOISE_SE` standard errors (10 episodes with
+return stds of several hundred rarely show that; with the critic gate on, the default deployment
+is already safe without this step).
 
 The deployed action is `clip(base + alpha * residual)`. On data where the base policy is far from
 what the logged actions did (replay-style data), the full residual (`alpha = 1`) can overshoot
@@ -22,6 +27,8 @@ from spar_rectify.evaluation import evaluate, make_env
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TUNE_SEED = 20_000
 """First reset seed of tuning episodes: apart from `spar evaluate`'s and the benchmarks' seeds."""
+NOISE_SE = 2.0
+"""A larger alpha is picked only when its paired gain exceeds this many standard errors."""
 
 
 @dataclass(frozen=True)
@@ -44,24 +51,44 @@ class AlphaSweep:
         return self.returns.mean(axis=1)
 
     @property
+    def gains(self) -> tuple[np.ndarray, np.ndarray]:
+        """(A,) mean and (A,) standard error of the paired gain over the smallest alpha (the most
+        conservative: the base policy itself when 0 is swept), episode by episode on the same seeds."""
+        diff = self.returns - self.returns[0]
+        n = diff.shape[1]
+        se = diff.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.full(len(diff), np.inf)
+        return diff.mean(axis=1), se
+
+    @property
     def best_alpha(self) -> float:
-        """The alpha of the highest mean return; a tie goes to the smaller alpha (closer to the base)."""
-        return float(self.alphas[int(np.argmax(self.means))])  # argmax takes the first maximum
+        """The alpha of the highest mean return if its paired gain over the smallest alpha exceeds
+        `NOISE_SE` standard errors; otherwise the smallest alpha is kept (the gain is not clearly above
+        the episodes' noise). A tie goes to the smaller alpha (closer to the base)."""
+        best = int(np.argmax(self.means))  # argmax takes the first maximum
+        gain, se = self.gains
+        return float(self.alphas[best]) if gain[best] > NOISE_SE * se[best] else float(self.alphas[0])
 
     def table(self) -> str:
-        """A plain-text table: alpha, mean and std of the return, best marked."""
-        lines = ["alpha   return mean ± std"]
-        for alpha, row in zip(self.alphas, self.returns):
-            mark = "  <- best" if alpha == self.best_alpha else ""
-            lines.append(f"{alpha:5.2f}   {row.mean():10.1f} ± {row.std():.1f}{mark}")
+        """A plain-text table: alpha, mean and std of the return, paired gain over the smallest alpha
+        with its standard error, the pick marked."""
+        gain, se = self.gains
+        lines = [f"alpha   return mean ± std   gain over alpha {self.alphas[0]:g} ± s.e. (paired)"]
+        for alpha, row, g, e in zip(self.alphas, self.returns, gain, se):
+            mark = "  <- picked" if alpha == self.best_alpha else ""
+            lines.append(f"{alpha:5.2f}   {row.mean():10.1f} ± {row.std():6.1f}   {g:+9.1f} ± {e:.1f}{mark}")
+        lines.append(f"(a larger alpha is picked only if its gain exceeds {NOISE_SE:g} standard errors)")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        gain, se = self.gains
         return {
             "alphas": self.alphas.tolist(),
             "return_mean": self.means.tolist(),
             "return_std": self.returns.std(axis=1).tolist(),
+            "gain_mean": gain.tolist(),
+            "gain_se": [float(x) for x in se],
             "best_alpha": self.best_alpha,
+            "noise_se": NOISE_SE,
             "seed": self.seed,
             "episodes": int(self.returns.shape[1]),
         }

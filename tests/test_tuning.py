@@ -21,8 +21,21 @@ def test_sweep_rows_are_the_rectified_policy_at_each_alpha(point_anchor, point_c
     half = RectifiedPolicy(point_anchor, point_checkpoint, alpha=0.5)
     assert np.array_equal(sweep.returns[1], evaluate(half, "PointReach-v0", 3, seed=7))
     assert not np.array_equal(sweep.returns[0], sweep.returns[2])  # the residual changes the episodes
-    assert sweep.best_alpha == sweep.alphas[np.argmax(sweep.returns.mean(1))]
-    assert "<- best" in sweep.table() and json.dumps(sweep.to_dict())
+    gain, se = sweep.gains
+    best = int(np.argmax(sweep.returns.mean(1)))
+    expected = sweep.alphas[best] if gain[best] > 2 * se[best] else 0.0
+    assert sweep.best_alpha == expected
+    assert "<- picked" in sweep.table() and json.dumps(sweep.to_dict())
+
+
+def test_a_gain_within_the_noise_keeps_the_conservative_alpha():
+    noisy = AlphaSweep(np.array([0.0, 1.0]), np.array([[0.0, 10.0, -10.0], [5.0, 0.0, 5.0]]), 0)
+    gain, se = noisy.gains
+    assert gain[1] == pytest.approx(10 / 3) and se[1] == pytest.approx(np.std([5, -10, 15], ddof=1) / np.sqrt(3))
+    assert noisy.best_alpha == 0.0  # +3.3 against a standard error of 7.3: not clearly above noise
+    clear = AlphaSweep(np.array([0.0, 1.0]), np.array([[0.0, 10.0, -10.0], [9.0, 20.0, 0.0]]), 0)
+    assert clear.best_alpha == 1.0  # +9.7 +- 0.3
+    assert clear.to_dict()["gain_se"][1] == pytest.approx(np.std([9, 10, 10], ddof=1) / np.sqrt(3))
 
 
 def test_ties_go_to_the_smaller_alpha():
