@@ -39,9 +39,11 @@ def plot_learning_curves(run_dir: str | Path, out: str | Path, keys: Sequence[st
         ax.plot(*zip(*pts), marker="o" if len(pts) < 20 else None, ms=3)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("gradient step", fontsize=8)
+        ax.set_ylabel(key, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
+    fig.suptitle(f"training curves of {Path(run_dir).name} (metrics.csv, averaged per log row)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -55,10 +57,13 @@ def plot_returns(raw: Sequence[float], rectified: Sequence[float], out: str | Pa
     x = np.arange(len(raw))
     ax.bar(x - 0.2, raw, 0.4, label=f"raw (mean {np.mean(raw):.1f})", color="#999999")
     ax.bar(x + 0.2, rectified, 0.4, label=f"rectified (mean {np.mean(rectified):.1f})", color="#2a7ab9")
+    ax.set_xticks(x, [str(i + 1) for i in x])  # whole episodes, no fractional ticks
     ax.set_xlabel("episode (seeded identically)")
     ax.set_ylabel("return")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    top = max(max(raw, default=0.0), max(rectified, default=0.0))
+    ax.set_ylim(top=top * 1.3 if top > 0 else None)  # room for the legend above the bars
+    ax.legend(fontsize=8, loc="upper center", ncols=2, frameon=False)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -70,9 +75,12 @@ def plot_support_scores(scores: Sequence[float], out: str | Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(np.asarray(scores), bins=40, range=(0, 1), color="#2a7ab9")
-    ax.set_xlabel("support score per step")
+    ax.set_xlabel("support score per step (1: the data's typical residual; near 0: far in its tail)")
     ax.set_ylabel("steps")
-    ax.set_title(f"median {np.median(scores):.3f}", fontsize=9)
+    ax.set_title(
+        f"rectified rollouts: how typical each applied residual is of the data (median {np.median(scores):.3f})",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
