@@ -76,12 +76,16 @@ def main(argv=None) -> dict:
         seed = args.seed + i
 
         def raw_text(info, total, t):
-            return ["raw base policy", f"step {t}  return {total:8.1f}"]
+            return [f"raw base policy   episode {i + 1}, seed {seed}", f"step {t}  return {total:8.1f}"]
 
         def rect_text(info, total, t):
             r = np.abs(info.get("residual", np.zeros(1))).max()
             gate = "  gate: base action" if info.get("rectifier_gate_held") else ""
-            return ["rectified (SPAR)", f"step {t}  return {total:8.1f}", f"|residual| {r:.3f}{gate}"]
+            return [
+                f"rectified (SPAR)   episode {i + 1}, seed {seed}",
+                f"step {t}  return {total:8.1f}",
+                f"|residual| {r:.3f}{gate}",
+            ]
 
         if args.video:
             say(f"episode {i + 1}/{args.episodes} (seed {seed}): raw, rendering")
