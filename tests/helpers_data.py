@@ -42,3 +42,19 @@ def point_data(episodes: int = 100, noise: float = 0.5, seed: int = 0) -> Offlin
         env.action_space,
         name="point-noisy",
     )
+
+
+def write_point_dataset(dataset_id: str, episodes: int = 4) -> None:
+    """A Minari dataset of noisy PointReach rollouts that records PointReach's env spec."""
+    from spar_rectify.collect import write_arrays
+
+    r = point_rollouts(episodes=episodes)
+    env = r["env"]
+    keys = ("obs", "act", "rew", "next", "term", "trunc")
+    write_arrays(
+        dataset_id,
+        *(r[k] for k in keys),
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        env_spec=env.spec,
+    )

@@ -8,12 +8,11 @@ import pytest
 from gymnasium.envs.registration import EnvSpec
 
 from spar_rectify.cli import main as cli
-from spar_rectify.collect import write_arrays
 from spar_rectify.config import TrainConfig
 from spar_rectify.data import load_minari
 from spar_rectify.envspec import UntrustedEnvSpec, vet_env_spec
 from spar_rectify.trainer import train
-from tests.helpers_data import point_rollouts
+from tests.helpers_data import write_point_dataset
 
 
 def _dataset(dataset_id: str, spec: EnvSpec) -> None:
@@ -23,20 +22,7 @@ def _dataset(dataset_id: str, spec: EnvSpec) -> None:
 
     from minari.storage import get_dataset_path
 
-    r = point_rollouts(episodes=4)
-    env = r["env"]
-    write_arrays(
-        dataset_id,
-        r["obs"],
-        r["act"],
-        r["rew"],
-        r["next"],
-        r["term"],
-        r["trunc"],
-        observation_space=env.observation_space,
-        action_space=env.action_space,
-        env_spec=env.spec,
-    )
+    write_point_dataset(dataset_id)
     meta_path = get_dataset_path(dataset_id) / "data" / "metadata.json"
     meta = json.loads(meta_path.read_text())
     meta["env_spec"] = spec.to_json()

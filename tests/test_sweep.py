@@ -32,25 +32,11 @@ def test_parse_settings_and_grid():
 
 
 def test_a_small_sweep_on_local_ray_resumes_and_retries(tmp_path):
-    from spar_rectify.collect import write_arrays
     from spar_rectify.data import load_minari
     from spar_rectify.trainer import Trainer
-    from tests.helpers_data import point_rollouts
+    from tests.helpers_data import write_point_dataset
 
-    r = point_rollouts(episodes=20)
-    env = r["env"]
-    write_arrays(
-        "t/point/sweep-v0",
-        r["obs"],
-        r["act"],
-        r["rew"],
-        r["next"],
-        r["term"],
-        r["trunc"],
-        observation_space=env.observation_space,
-        action_space=env.action_space,
-        env_spec=env.spec,
-    )
+    write_point_dataset("t/point/sweep-v0", episodes=20)
     config = TrainConfig(algo="bc", steps=40, hidden=(32, 32), batch_size=64, checkpoint_every=10, log_every=10)
     out = tmp_path / "sweep"
     # An earlier, interrupted attempt at one job: 20 of its 40 steps are in its checkpoint.
