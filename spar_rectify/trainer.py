@@ -401,7 +401,7 @@ def train(
             # written over the last checkpoint, whose state it would mix with the next step's.
             if trainer.step > 0 and not trainer.mid_step:
                 trainer.save_state(ckpt)
-    if stop.requested:
+    if stop.requested and trainer.step < config.steps:  # asked after the last step: finish normally
         logger.close()
         print(
             f"interrupted at step {trainer.step}, checkpoint saved in {ckpt}; resume with `spar train ... "
