@@ -294,9 +294,10 @@ def write_arrays(
     from minari.data_collector import EpisodeBuffer
 
     _prepare_target(dataset_id, overwrite, False)
+    from spar_rectify.data import end_cut_off
+
     term = np.asarray(terminations, bool)
-    trunc = np.asarray(truncations, bool).copy()
-    trunc[-1] = trunc[-1] or not term[-1]
+    trunc = end_cut_off(term, truncations)
     ends = np.flatnonzero(term | trunc)
     starts = np.r_[0, ends[:-1] + 1]
     buffers = [

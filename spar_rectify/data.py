@@ -23,6 +23,15 @@ from spar_rectify.policies import BasePolicy, check_policy_spaces, policy_finger
 from spar_rectify.spaces import ActionScaler, check_box
 
 
+def end_cut_off(terminations: np.ndarray, truncations: np.ndarray) -> np.ndarray:
+    """`truncations` (a bool copy) with the last transition marked truncated when a log stops with
+    neither flag set: an episode cut off mid-way ends in a truncation (it still bootstraps). (N,) x2 -> (N,)."""
+    trunc = np.asarray(truncations, bool).copy()
+    if len(trunc) and not (trunc[-1] or np.asarray(terminations, bool)[-1]):
+        trunc[-1] = True
+    return trunc
+
+
 @dataclass
 class OfflineData:
     """A dataset as tensors. N transitions, float32 unless said.
@@ -159,8 +168,7 @@ def from_arrays(
         raise ValueError(f"dataset {name!r} has no transitions")
     if len(term) != n or len(trunc) != n:
         raise ValueError(f"dataset {name!r}: terminations/truncations must have {n} entries")
-    trunc = trunc.copy()
-    trunc[-1] = trunc[-1] or not term[-1]  # a log cut off mid-episode ends in a truncation
+    trunc = end_cut_off(term, trunc)
     ends = np.flatnonzero(term | trunc)
     returns = np.array([seg.sum() for seg in np.split(rew.astype(np.float64), ends[:-1] + 1)])
     bad = ~(np.isfinite(obs).all(1) & np.isfinite(act).all(1) & np.isfinite(rew) & np.isfinite(nxt).all(1))
@@ -241,10 +249,7 @@ def load_minari(
         parts["act"].append(np.asarray(ep.actions))
         parts["rew"].append(np.asarray(ep.rewards))
         parts["term"].append(np.asarray(ep.terminations, bool))
-        trunc = np.asarray(ep.truncations, bool).copy()
-        if len(trunc) and not (trunc[-1] or ep.terminations[-1]):
-            trunc[-1] = True  # an episode stored without an ending flag was cut off
-        parts["trunc"].append(trunc)
+        parts["trunc"].append(end_cut_off(ep.terminations, ep.truncations))  # stored without an ending flag
     if not parts["rew"]:
         raise ValueError(f"Minari dataset {dataset_id!r} has no episodes")
     cat = {k: np.concatenate(v) for k, v in parts.items()}

@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from spar_rectify.data import end_cut_off
+
 #: The arrays of a transition log: observations, actions, rewards, next_observations (N, ...),
 #: terminations and truncations (N,) bool.
 KEYS = ("observations", "actions", "rewards", "next_observations", "terminations", "truncations")
@@ -72,10 +74,7 @@ def arrays_from_sb3_replay_buffer(path: str | Path) -> dict[str, np.ndarray]:
         parts["rewards"].append(buf.rewards[order, e])
         parts["next_observations"].append(nxt[order, e])
         parts["terminations"].append(dones & ~trunc)
-        trunc = trunc.copy()
-        if len(trunc):
-            trunc[-1] = trunc[-1] or not dones[-1]  # this env's log ends mid-episode
-        parts["truncations"].append(trunc)
+        parts["truncations"].append(end_cut_off(dones, trunc))  # this env's log ends mid-episode
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -98,9 +97,7 @@ def arrays_from_episodes(episodes: Sequence[dict]) -> dict[str, np.ndarray]:
                 "T + 1 observations (the final one included), T actions and T rewards"
             )
         term = np.asarray(ep.get("terminations", np.zeros(t, bool)), bool)
-        trunc = np.asarray(ep.get("truncations", np.zeros(t, bool)), bool).copy()
-        if t and not (term[-1] or trunc[-1]):
-            trunc[-1] = True
+        trunc = end_cut_off(term, ep.get("truncations", np.zeros(t, bool)))
         for key, value in zip(KEYS, (obs[:-1], act, rew, obs[1:], term, trunc)):
             parts[key].append(value)
     if not parts["rewards"]:
