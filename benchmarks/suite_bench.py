@@ -163,6 +163,9 @@ class SuiteSupport:
 
 def run_one(job: dict) -> dict:
     """Train (or load) one method on one dataset and seed; evaluate return and support."""
+    import spar_rectify  # noqa: F401  (before torch in a Ray worker: MKL's fast path)
+
+    # isort: split
     import torch
 
     from spar_rectify import RectifiedPolicy, load_policy

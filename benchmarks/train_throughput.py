@@ -113,10 +113,13 @@ def flops_per_step(step, steps: int = 6) -> float:
 
 def run_one(method: str, transitions: int, steps: int) -> dict:
     import numpy as np
+
+    import spar_rectify  # before torch: MKL's fast path, when SPAR_MKL_INTEL_PATH allows it
+
+    # isort: split
     import torch
     from gymnasium import spaces
 
-    import spar_rectify  # before torch: MKL's fast path, when SPAR_MKL_INTEL_PATH allows it
     from spar_rectify import BCPolicy
     from spar_rectify.config import TrainConfig
     from spar_rectify.data import from_arrays

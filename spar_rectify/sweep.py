@@ -156,9 +156,11 @@ def train_job(job: dict) -> dict:
     pickle on load, or a BCPolicy folder) and env (an env id, `module:EnvId` for your own; default:
     the dataset's recorded env, when Gymnasium's registry knows it).
     """
+    import spar_rectify  # noqa: F401  (before torch: MKL's fast path)
+
+    # isort: split
     import torch
 
-    import spar_rectify  # noqa: F401  (before torch: MKL's fast path)
     from spar_rectify.config import TrainConfig
     from spar_rectify.data import load_minari
     from spar_rectify.policies import load_policy
