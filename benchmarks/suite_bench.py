@@ -217,6 +217,8 @@ def run_one(job: dict) -> dict:
     variant = {"variant": job["variant"], "overrides": job["overrides"]} if job.get("variant") else {}
     # How a rectifier was deployed: the critic gate (on by default when the rectifier carries its critic).
     deployed = {"gate": bool(policy.corrector.gate)} if hasattr(policy, "corrector") else {}
+    # MKL's code path changes float rounding, and chaotic tasks (HalfCheetah) amplify it: record it.
+    deployed["mkl_intel_path"] = spar_rectify.mkl.status()["active"]
     return {
         "dataset": job["dataset"],
         "method": method,
