@@ -164,14 +164,14 @@ def train_job(job: dict) -> dict:
     from spar_rectify.config import TrainConfig
     from spar_rectify.data import load_minari
     from spar_rectify.policies import load_policy
-    from spar_rectify.trainer import train
+    from spar_rectify.trainer import has_checkpoint, train
 
     torch.set_num_threads(1)
     config = TrainConfig.from_dict({**job["config"], **job["overrides"], "seed": job["seed"]})
     data = load_minari(job["dataset"])
     anchor = load_policy(job["base_policy"]) if job.get("base_policy") else None
     run_dir = Path(job["run_dir"])
-    resume = any((run_dir / "checkpoint" / f).exists() for f in ("train_state.json", "train_state.json.new"))
+    resume = has_checkpoint(run_dir)
     # The final evaluation of `train`: episodes seeded 10000.., the same for every job and method.
     result = train(
         config.replace(eval_every=0, eval_episodes=job["episodes"]),

@@ -201,9 +201,6 @@ class Trainer:
         }
         return write_bundle(folder, "train_state", meta, tensors)
 
-    def _check_resumable(self, saved: TrainConfig, step: int, folder) -> None:
-        _check_resumable_config(saved, self.config, step, folder)
-
     def load_state(self, folder: str | Path) -> None:
         """Restore a `save_state` folder. Raises ValueError when it belongs to another config."""
         meta, tensors = read_bundle(folder, "train_state")
@@ -212,7 +209,7 @@ class Trainer:
                 f"checkpoint at {folder} was written on a dataset of {meta['n']} transitions, this one "
                 f"has {len(self._reward)}; resume on the same dataset, or start a new run directory."
             )
-        self._check_resumable(TrainConfig.from_dict(meta["config"]), int(meta["step"]), folder)
+        _check_resumable_config(TrainConfig.from_dict(meta["config"]), self.config, int(meta["step"]), folder)
         for name, module in self.algo.modules().items():
             prefix = f"module.{name}."
             module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -262,6 +259,13 @@ class _StopAtStepBoundary:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         return False
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether `run_dir/checkpoint` holds a training checkpoint to resume (a complete one, or the
+    staged pair a save cut off between its two moves left; see `bundle.write_bundle`)."""
+    ckpt = Path(run_dir) / "checkpoint"
+    return (ckpt / "train_state.json").exists() or (ckpt / "train_state.json.new").exists()
 
 
 #: Settings that do not change what is trained: a resumed run may use other values.
@@ -334,8 +338,8 @@ def train(
 
     run_dir = Path(run_dir)
     ckpt = run_dir / "checkpoint"
-    has_checkpoint = (ckpt / "train_state.json").exists() or (ckpt / "train_state.json.new").exists()
-    if has_checkpoint and not resume:
+    found = has_checkpoint(run_dir)
+    if found and not resume:
         raise FileExistsError(
             f"{run_dir} already holds a training checkpoint; pass resume=True (--resume) "
             "to continue it, or choose another run directory."
@@ -346,7 +350,7 @@ def train(
         raise UntrustedEnvSpec(data.env_refused)  # before any training: evaluation would need that env
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, data, anchor, run_dir)
-    if resume and has_checkpoint:
+    if resume and found:
         trainer.load_state(ckpt)
     config.save(run_dir / "config.json")
     env = env if env is not None else data.env_spec

@@ -58,16 +58,20 @@ def test_a_small_sweep_on_local_ray_resumes_and_retries(tmp_path):
         },
     )
     try:
-        records = sweep(
-            ["t/point/sweep-v0"],
-            [1],
-            {"lr": [1e-3, 3e-4]},
-            out,
-            config,
-            episodes=2,
-            progress=False,
-            env="envs:PointReach-v0",
-        )
+
+        def run():  # the same sweep command, run twice
+            return sweep(
+                ["t/point/sweep-v0"],
+                [1],
+                {"lr": [1e-3, 3e-4]},
+                out,
+                config,
+                episodes=2,
+                progress=False,
+                env="envs:PointReach-v0",
+            )
+
+        records = run()
         assert len(records) == 2 and {r["steps"] for r in records} == {40}
         resumed = [r for r in records if r["resumed"]]
         assert [(r["seed"], r["overrides"]) for r in resumed] == [(1, {"lr": 1e-3})]
@@ -75,16 +79,7 @@ def test_a_small_sweep_on_local_ray_resumes_and_retries(tmp_path):
         table = (out / "sweep.md").read_text()
         assert '| t/point/sweep-v0 | {"lr": 0.001} |' in table and "| 1 |" in table
         # The same command again finds every record and runs nothing.
-        again = sweep(
-            ["t/point/sweep-v0"],
-            [1],
-            {"lr": [1e-3, 3e-4]},
-            out,
-            config,
-            episodes=2,
-            progress=False,
-            env="envs:PointReach-v0",
-        )
+        again = run()
         assert json.dumps(again, sort_keys=True) == json.dumps(records, sort_keys=True)
 
         # A job that fails once is retried by Ray, and a job that always fails is reported, not fatal.
