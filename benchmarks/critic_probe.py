@@ -89,25 +89,20 @@ def main() -> None:
 
     data_scaler = ActionScaler(data.action_space)
     env_id = data.env_spec.id
-    obs_mean, obs_std = torch.from_numpy(trainer.obs_mean), torch.from_numpy(trainer.obs_std)
     held = {"steps": 0, "held": 0}
+    # The deployed gate itself: the checkpoint `Trainer.export` would write (with the target twin
+    # critic attached, also for runs exported before the gate existed), through the compiled kernel.
+    exported = trainer.rectifier_checkpoint()
 
     def gated(alpha: float):
-        """The rectified policy with a per-state critic gate: the residual only where the pessimistic
-        critic (min of the twin targets) scores the rectified action above the base action."""
+        """The rectified policy with the critic gate on, counting the steps where it held back."""
+        policy = RectifiedPolicy(anchor, exported, alpha=alpha, gate=True, check_anchor=False)
 
-        @torch.no_grad()
         def act(obs_env: np.ndarray) -> np.ndarray:
-            obs = torch.as_tensor(obs_env, dtype=torch.float32)
-            base = torch.as_tensor(np.clip(data_scaler.to_normalized(anchor(obs_env)), -1, 1), dtype=torch.float32)
-            action = (base + alpha * rect(obs, base)).clamp(-1, 1)
-            obs_n = (obs - obs_mean) / obs_std
-            q_r = critic.q_min(obs_n, action)
-            q_b = critic.q_min(obs_n, base)
-            keep = (q_r > q_b).unsqueeze(-1)
-            held["steps"] += len(keep)
-            held["held"] += int((~keep).sum())
-            return data_scaler.to_env(torch.where(keep, action, base).numpy())
+            c = policy.correct(obs_env)
+            held["steps"] += len(c.gate_held)
+            held["held"] += int(c.gate_held.sum())
+            return c.executed_action
 
         return act
 
