@@ -163,7 +163,7 @@ class SuiteSupport:
 
 def run_one(job: dict) -> dict:
     """Train (or load) one method on one dataset and seed; evaluate return and support."""
-    import spar_rectify  # noqa: F401  (before torch in a Ray worker: MKL's fast path)
+    import spar_rectify  # before torch in a Ray worker: MKL's fast path
 
     # isort: split
     import torch
