@@ -104,6 +104,11 @@ class TrainConfig:
     """lambda: adds lambda * log N(z_k; 0, I) to each candidate's scaled advantage in the LSI softmax, so
     the weights target p_data(z | s, a_b) * exp(A / beta), the KL-regularised improvement step, instead
     of the best candidate in the box. 0: off (the specification's LSI). See `losses.lsi_weights`."""
+    lsi_improvements_only: bool = False
+    """Self-imitation of improvements only: advantages are taken over the current latent and only the
+    candidates that beat it (and the current latent itself) get weight, so the regression target never
+    has a lower conservative value than where mu already is. False: the specification's softmax over
+    every candidate. See `losses.lsi_weights`."""
     lsi_states: int = 64
     """States of each batch whose candidates are scored per update (cost grows with it)."""
     lsi_every: int = 3

@@ -73,10 +73,18 @@ def lsi_weights(
     normalize: str = "within",
     log_prior: torch.Tensor | None = None,
     prior_weight: float = 0.0,
+    improvements_only: bool = False,
 ) -> torch.Tensor:
     """Latent Self-Imitation weights `softmax_k(A_k / (beta * s) + lambda * log p(z_k))` per state.
     (B, K), (B,) -> (B, K); `log_prior` (B, K): the candidates' log prior density (up to a constant),
     `prior_weight` lambda (0: the prior plays no part).
+
+    `improvements_only` (self-imitation as in Oh et al. 2018, which imitates only what beat the
+    baseline, `max(A, 0)`): candidate 0 must be the current latent; the advantages are taken over
+    it, `A_k = q_k - q_0`, and every candidate no better than it gets weight 0. The weighted target
+    then never has a lower value than the current latent: where no candidate improves, the target
+    is the current latent itself, instead of the mean of the candidates (which, with flat
+    weights, drifts toward the data's and the prior's candidates whatever their value).
 
     `A_k = q_k - V(s)`; the softmax ignores per-state shifts, so only the scale `s` matters:
 
@@ -87,6 +95,8 @@ def lsi_weights(
     - "none": `s = 1`, advantages in the critic's (scaled-reward) units, as IQL's extraction
       does: the policy moves only where the critic separates candidates by whole reward units.
     """
+    if improvements_only:
+        return _improvement_weights(q_candidates, temperature, normalize, log_prior, prior_weight)
     adv = q_candidates - value.unsqueeze(-1)
     centred = adv - adv.mean(-1, keepdim=True)
     if normalize == "within":
@@ -103,6 +113,30 @@ def lsi_weights(
         # (the KL-regularised improvement step) rather than the best candidate anywhere in the box.
         logits = logits + prior_weight * log_prior
     return torch.softmax(logits, dim=-1)
+
+
+def _improvement_weights(
+    q: torch.Tensor, temperature: float, normalize: str, log_prior: torch.Tensor | None, prior_weight: float
+) -> torch.Tensor:
+    """`lsi_weights(..., improvements_only=True)`: softmax over the current latent (column 0) and the
+    candidates that beat it; the scale `s` of "within" and "batch" is the RMS / std of the positive
+    advantages over the batch."""
+    adv = q - q[:, :1]
+    keep = adv > 0
+    keep[:, 0] = True
+    gains = adv[keep & (adv > 0)]
+    if normalize == "within":
+        scale = gains.pow(2).mean().sqrt() + 1e-6 if gains.numel() else 1.0
+    elif normalize == "batch":
+        scale = gains.std() + 1e-6 if gains.numel() > 1 else 1.0
+    elif normalize == "none":
+        scale = 1.0
+    else:
+        raise ValueError(f"normalize must be 'within', 'batch' or 'none', got {normalize!r}")
+    logits = adv.clamp(min=0.0) / (scale * temperature)
+    if prior_weight and log_prior is not None:
+        logits = logits + prior_weight * log_prior
+    return torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
 
 
 def lsi_loss(z_pred: torch.Tensor, candidates: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -90,3 +90,22 @@ def test_lsi_weights_prior_term_is_the_kl_regularised_target():
     # with it: softmax(A / beta + log p) = p * exp(A / beta), normalised
     expected = torch.tensor([torch.e**2, torch.e**4, torch.e**2])
     assert torch.allclose(w1[0], expected / expected.sum())
+
+
+def test_lsi_weights_improvements_only_imitate_what_beats_the_current_latent():
+    # column 0 is the current latent; state 1 has one better candidate, state 2 none
+    q = T([[1.0, 3.0, 0.0, 1.0], [5.0, 4.0, 2.0, 5.0]])
+    v = T([0.0, 0.0])
+    w = losses.lsi_weights(q, v, 1.0, "none", improvements_only=True)
+    # state 1: only the current (advantage 0) and candidate 1 (advantage 2) are eligible
+    assert w[0].tolist() == pytest.approx([1 / (1 + math.e**2), math.e**2 / (1 + math.e**2), 0.0, 0.0], rel=1e-5)
+    # state 2: nothing beats the current latent (a tie is no improvement): the target stays put
+    assert w[1].tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0])
+    # the target's value is never below the current latent's, unlike the plain softmax
+    for weights in (w, losses.lsi_weights(q, v, 1.0, "within", improvements_only=True)):
+        assert ((weights * q).sum(-1) >= q[:, 0] - 1e-6).all()
+    plain = losses.lsi_weights(q, v, 1.0, "none")
+    assert (plain * q).sum(-1)[1] < q[1, 0]
+    # "within" scales by the RMS of the positive advantages over the batch: here the one gain of 2
+    w_within = losses.lsi_weights(q, v, 0.5, "within", improvements_only=True)
+    assert w_within[0, 1].item() == pytest.approx(math.e**2 / (1 + math.e**2), rel=1e-5)

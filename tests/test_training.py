@@ -208,6 +208,8 @@ def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, 
         dict(residual_bound=0.2),
         dict(fit_to="anchor", anchor_candidate=True, lsi_prior_weight=1.0, lsi_normalize="none", lsi_temperature=0.3),
         dict(use_latent=False, fit_to="anchor", anchor_candidate=True),
+        dict(lsi_improvements_only=True, num_prior=8, lsi_temperature=0.3),
+        dict(use_latent=False, lsi_improvements_only=True),
     ],
 )
 def test_ablations_train_and_deploy(tmp_path, data, anchor, ablation):
@@ -218,6 +220,8 @@ def test_ablations_train_and_deploy(tmp_path, data, anchor, ablation):
     seen = set()
     for _, metrics in trainer.fit():
         seen |= set(metrics)
+        if cfg.lsi_improvements_only and "lsi_q_gain" in metrics:  # the target never loses value
+            assert float(metrics["lsi_q_gain"]) >= -1e-5
     expected = {"lsi_loss"} if cfg.self_imitation else {"plas_loss"}
     assert expected <= seen and ("cvae_recon" in seen) == cfg.use_latent
     checkpoint = load_rectifier(trainer.export(tmp_path / "rect"))

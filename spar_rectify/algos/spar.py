@@ -162,7 +162,13 @@ class SPAR:
                 centre = self.anchor_latent(x).unsqueeze(1) if cfg.fit_to == "anchor" else 0.0
                 log_prior = -0.5 * (cands - centre).pow(2).sum(-1)
             weights = lsi_weights(
-                q, self.critic.value(obs), cfg.lsi_temperature, cfg.lsi_normalize, log_prior, cfg.lsi_prior_weight
+                q,
+                self.critic.value(obs),
+                cfg.lsi_temperature,
+                cfg.lsi_normalize,
+                log_prior,
+                cfg.lsi_prior_weight,
+                improvements_only=cfg.lsi_improvements_only,
             )
         loss = lsi_loss(out, cands, weights)
         self._step_actor(loss)

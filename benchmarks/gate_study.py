@@ -1,0 +1,135 @@
+"""Which per-state deployment rule makes a trained rectifier pay? Rolls out one trained rectifier
+under several rules that pick, at every step, how much of the residual to execute from the
+rectifier's own pessimistic critic (min of its twin target Q), without any tuning episodes.
+
+Usage:
+    MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/gate_study.py \
+        --run benchmarks/_work/full/spar_hopper_medium-replay-v0/medium-rectified/seed2 \
+        --dataset spar/hopper/medium-replay-v0 --method medium-rectified --seed 2
+
+Rules (each a set of residual scales alpha the critic chooses from, per state, by argmax of
+min(Q1, Q2)(s, clip(a_b + alpha * r))):
+- `full`: {1} (no gate: the full residual);
+- `gate`: {0, 1} (the kit's default gate: the residual or the base action);
+- `line3`: {0, 0.5, 1};
+- `line5`: {0, 0.25, 0.5, 0.75, 1}.
+Scores on the harness's seeded episodes (seed 10000..), the share of steps at each alpha, and the
+support metric of the executed (state, action) pairs. Appends to results/gate_study.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import spar_rectify  # noqa: F401  (before torch: the MKL path)
+
+HERE = Path(__file__).parent
+RULES = {"full": (1.0,), "gate": (0.0, 1.0), "line3": (0.0, 0.5, 1.0), "line5": (0.0, 0.25, 0.5, 0.75, 1.0)}
+
+
+def main() -> None:
+    import numpy as np
+    import torch
+    from suite_bench import EVAL_SEED, SuiteSupport, anchor_policy, rollouts
+
+    from spar_rectify.checkpoint import load_rectifier
+    from spar_rectify.data import load_minari
+    from spar_rectify.spaces import ActionScaler
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a finished rectifier run folder (with rectifier/)")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--method", default="medium-rectified", choices=("spar", "medium-rectified"))
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--label", default="", help="a name for the run in the results (e.g. its variant)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    run = Path(args.run)
+    data = load_minari(args.dataset)
+    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed)
+    ckpt = load_rectifier(run / "rectifier")
+    if ckpt.rectifier.critic is None:  # exported before the gate existed: re-export with the critic
+        from spar_rectify.config import TrainConfig
+        from spar_rectify.trainer import Trainer
+
+        trainer = Trainer(TrainConfig.load(run / "config.json"), data, anchor, run)
+        trainer.load_state(run / "checkpoint")
+        ckpt = trainer.rectifier_checkpoint()
+    rect = ckpt.rectifier
+    scaler = ActionScaler(ckpt.action_space)
+    support = SuiteSupport(data)
+
+    def policy_for(alphas: tuple[float, ...], counts: np.ndarray):
+        scales = torch.tensor(alphas, dtype=torch.float32)
+
+        @torch.no_grad()
+        def act(obs_env: np.ndarray) -> np.ndarray:
+            obs = torch.as_tensor(obs_env, dtype=torch.float32)
+            base = torch.as_tensor(np.clip(scaler.to_normalized(anchor(obs_env)), -1, 1), dtype=torch.float32)
+            residual = rect(obs, base)  # (B, A)
+            b, k = obs.shape[0], len(alphas)
+            cands = (base.unsqueeze(1) + scales.view(1, k, 1) * residual.unsqueeze(1)).clamp(-1, 1)  # (B, K, A)
+            if k == 1:
+                pick = torch.zeros(b, dtype=torch.long)
+            else:
+                q = rect.q_min(obs.repeat_interleave(k, 0), cands.reshape(b * k, -1)).view(b, k)
+                pick = q.argmax(-1)
+            np.add.at(counts, pick.numpy(), 1)
+            chosen = cands[torch.arange(b), pick]
+            return scaler.to_env(chosen.numpy())
+
+        return act
+
+    results = {}
+    rect.eval()
+    for rule in args.rules:
+        alphas = RULES[rule]
+        counts = np.zeros(len(alphas), np.int64)
+        start = time.perf_counter()
+        ret, obs, act = rollouts(policy_for(alphas, counts), data.env_spec.id, args.episodes)
+        sup = support.report(obs, act)
+        results[rule] = {
+            "alphas": list(alphas),
+            "normalized_score": float(data.normalized_score(ret.mean())),
+            "return": float(ret.mean()),
+            "return_std": float(ret.std()),
+            "share_per_alpha": (counts / max(counts.sum(), 1)).round(3).tolist(),
+            "support_violation_rate": float(sup["support_violation_rate"]),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        r = results[rule]
+        print(
+            f"{rule:>6}: score {r['normalized_score']:6.1f}  viol {100 * r['support_violation_rate']:.1f}%  "
+            f"alpha shares {dict(zip(alphas, r['share_per_alpha']))}",
+            flush=True,
+        )
+    out = HERE / "results" / "gate_study.json"
+    records = json.loads(out.read_text()) if out.exists() else []
+    records.append(
+        {
+            "run": str(run),
+            "label": args.label,
+            "dataset": args.dataset,
+            "method": args.method,
+            "seed": args.seed,
+            "eval_seed": EVAL_SEED,
+            "episodes": args.episodes,
+            "rules": results,
+            "command": "python benchmarks/gate_study.py " + " ".join(os.sys.argv[1:]),
+        }
+    )
+    out.write_text(json.dumps(records, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
