@@ -112,13 +112,19 @@ def _annotate(frame: np.ndarray, lines: list[str]) -> np.ndarray:
 def side_by_side(
     left: list[np.ndarray], left_text: list[list[str]], right: list[np.ndarray], right_text: list[list[str]]
 ) -> list[np.ndarray]:
-    """Pair frames (the shorter episode holds its last frame) with their text; a white divider of
-    4-19 px, as wide as it takes for the frame to be a multiple of 16 px wide (no black padding)."""
+    """Pair frames with their text; the episode that ends first holds its last frame, labelled
+    "episode ended", while the other plays on. A white divider of 4-19 px, as wide as it takes for
+    the frame to be a multiple of 16 px wide (no black padding)."""
     n = max(len(left), len(right))
+
+    def panel(frames: list[np.ndarray], texts: list[list[str]], i: int) -> np.ndarray:
+        if i < len(frames):
+            return _annotate(frames[i], texts[i])
+        return _annotate(frames[-1], [*texts[-1], f"episode ended (step {len(frames) - 1}): holding"])
+
     out = []
     for i in range(n):
-        a = _annotate(left[min(i, len(left) - 1)], left_text[min(i, len(left) - 1)])
-        b = _annotate(right[min(i, len(right) - 1)], right_text[min(i, len(right) - 1)])
+        a, b = panel(left, left_text, i), panel(right, right_text, i)
         gap = -(a.shape[1] + b.shape[1] + 4) % 16 + 4
         divider = np.full((a.shape[0], gap, 3), 255, np.uint8)
         out.append(np.concatenate([a, divider, b], axis=1))

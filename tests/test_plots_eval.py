@@ -59,3 +59,19 @@ def test_rendering_failure_names_the_backends_to_try():
 
     with pytest.raises(RuntimeError, match="rendering failed with MUJOCO_GL=.*set MUJOCO_GL=egl.*osmesa"):
         video.check_rendering(Broken(gym.make("PointReach-v0", render_mode="rgb_array")))
+
+
+def test_side_by_side_labels_the_episode_that_ended_first():
+    pytest.importorskip("PIL")
+    from spar_rectify import video
+
+    black = [np.zeros((32, 40, 3), np.uint8)] * 2
+    long = [np.zeros((32, 40, 3), np.uint8)] * 4
+    frames = video.side_by_side(black, [["a"]] * 2, long, [["b"]] * 4)
+    assert len(frames) == 4 and frames[0].shape[1] % 16 == 0
+    # the held panel (left) carries one more text line from frame 2 on: pixels drawn where the
+    # extra line goes, and nowhere there while the episode still ran
+    line3 = (slice(4 + 13, 4 + 26), slice(0, 40))
+    assert frames[1][line3].max() == 0 and frames[2][line3].max() > 0
+    right_line3 = (slice(4 + 13, 4 + 26), slice(frames[2].shape[1] - 40, None))
+    assert frames[3][right_line3].max() == 0  # the episode still running is not labelled
