@@ -33,23 +33,6 @@ ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5"}
 FULL = 200_000
 
 
-def reference_returns(env_id: str, expert, episodes: int, seed: int = 123_456) -> tuple[float, float]:
-    """(random, expert) mean returns over `episodes` seeded episodes each."""
-    import gymnasium as gym
-    import numpy as np
-
-    from spar_rectify.evaluation import evaluate
-
-    env = gym.make(env_id)
-    rng = np.random.default_rng(seed)
-    space = env.action_space
-
-    def uniform(obs):
-        return rng.uniform(space.low, space.high, (len(obs), space.shape[0])).astype(space.dtype)
-
-    return float(evaluate(uniform, env, episodes, seed).mean()), float(evaluate(expert, env, episodes, seed).mean())
-
-
 def build_env(name: str, suite: Path, transitions: int, ref_episodes: int, manifest: dict, log) -> dict:
     import gymnasium as gym
     import minari
@@ -57,6 +40,7 @@ def build_env(name: str, suite: Path, transitions: int, ref_episodes: int, manif
     from minari.storage import get_dataset_path
 
     from spar_rectify.collect import Exploration, collect, write_arrays
+    from spar_rectify.evaluation import reference_returns
     from spar_rectify.policies import load_sb3
 
     env_id = ENVS[name]

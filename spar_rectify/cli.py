@@ -19,6 +19,7 @@ import tyro  # noqa: E402
 
 from spar_rectify.collect import Exploration  # noqa: E402
 from spar_rectify.config import TrainConfig  # noqa: E402
+from spar_rectify.evaluation import EVAL_SEED  # noqa: E402
 from spar_rectify.tuning import DEFAULT_ALPHAS, TUNE_SEED  # noqa: E402
 
 
@@ -44,6 +45,8 @@ class TrainArgs:
     """Continue from run_dir/checkpoint."""
     threads: int = 1
     """torch threads (1 is fastest on small nets; resume on the same count for identical results)."""
+    quiet: bool = False
+    """No progress output (by default: a bar on a terminal, a line every 5% of the steps in a log)."""
     config: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -71,6 +74,18 @@ class CollectArgs:
     chunk_steps: int = 10_000
     """Write complete episodes every this many steps."""
     vec_normalize: Optional[Path] = None
+    """VecNormalize statistics of an SB3 --policy (pickle: trusted files only)."""
+    ref_min_score: Optional[float] = None
+    """Return of a random policy on this task, recorded for normalised scores (with --ref-max-score)."""
+    ref_max_score: Optional[float] = None
+    """Return of a reference (expert) policy, recorded for normalised scores (with --ref-min-score)."""
+    ref_policy: Optional[Path] = None
+    """Measure the reference returns instead: a uniform random policy and this policy (BCPolicy folder or
+    SB3 .zip, pickle: trusted files only), --ref-episodes seeded episodes each."""
+    ref_episodes: int = 10
+    """Episodes per policy when measuring reference returns with --ref-policy."""
+    quiet: bool = False
+    """No progress output (by default: a bar on a terminal, a line per written chunk in a log)."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +104,12 @@ class EvaluateArgs:
     """The critic gate with --rectifier (default: on when the rectifier carries its critic)."""
     episodes: int = 10
     """Episodes per policy; episode i resets with seed --seed + i."""
-    seed: int = 0
-    """First reset seed."""
+    seed: int = EVAL_SEED
+    """First reset seed (apart from spar collect's default 0, so evaluation does not replay the first
+    collected episodes' initial states)."""
+    dataset: Optional[str] = None
+    """A Minari dataset (the one the rectifier was trained on): adds the support figures of every
+    executed (state, action) pair against it (median distance ratio, share beyond its 99th percentile)."""
     json: bool = False
     """Print JSON instead of a table."""
     vec_normalize: Optional[Path] = None
@@ -219,7 +238,15 @@ def run_train(args: TrainArgs) -> None:
     print(f"MKL fast path: {mkl.status()['reason']}", flush=True)
     data = load_minari(args.dataset, trust_env=args.trust_dataset_env)
     anchor = load_policy(args.base_policy, args.vec_normalize) if args.base_policy else None
-    result = train(args.config, data, args.run_dir, anchor=anchor, env=args.env, resume=args.resume)
+    result = train(
+        args.config,
+        data,
+        args.run_dir,
+        anchor=anchor,
+        env=args.env,
+        resume=args.resume,
+        progress=False if args.quiet else None,
+    )
     print(
         json.dumps(
             {
@@ -241,7 +268,22 @@ def run_collect(args: CollectArgs) -> None:
     from spar_rectify.policies import load_policy
     from spar_rectify.wrapper import SPARRectifierWrapper
 
+    if (args.ref_min_score is None) != (args.ref_max_score is None):
+        raise ValueError(
+            f"--ref-min-score and --ref-max-score go together (got {args.ref_min_score} and {args.ref_max_score}); "
+            "or pass --ref-policy to measure both"
+        )
+    if args.ref_policy is not None and args.ref_max_score is not None:
+        raise ValueError("pass either --ref-policy (measure the reference returns) or --ref-min/max-score, not both")
+    if args.ref_min_score is not None and not args.ref_max_score > args.ref_min_score:
+        raise ValueError(f"--ref-max-score ({args.ref_max_score}) must be above --ref-min-score ({args.ref_min_score})")
     policy = load_policy(args.policy, args.vec_normalize)
+    refs = (args.ref_min_score, args.ref_max_score)
+    if args.ref_policy is not None:
+        from spar_rectify.evaluation import reference_returns
+
+        refs = reference_returns(args.env, load_policy(args.ref_policy), args.ref_episodes)
+        print(f"reference returns over {args.ref_episodes} episodes: random {refs[0]:.1f}, --ref-policy {refs[1]:.1f}")
     env = gym.make(args.env)
     if args.rectifier is not None:
         env = SPARRectifierWrapper(env, args.rectifier, base_policy=policy)
@@ -255,6 +297,9 @@ def run_collect(args: CollectArgs) -> None:
         overwrite=args.overwrite,
         append=args.append,
         chunk_steps=args.chunk_steps,
+        ref_min_score=refs[0],
+        ref_max_score=refs[1],
+        progress=False if args.quiet else None,
     )
     from minari.storage import get_dataset_path
 
@@ -272,7 +317,17 @@ def run_evaluate(args: EvaluateArgs) -> None:
     from spar_rectify.rectified_policy import RectifiedPolicy
 
     base = load_policy(args.policy, args.vec_normalize)
+    support = None
+    if args.dataset is not None:
+        from spar_rectify.data import load_minari
+        from spar_rectify.spaces import ActionScaler
+        from spar_rectify.support import SupportMetric
+
+        data = load_minari(args.dataset)
+        scaler = ActionScaler(data.action_space)
+        support = SupportMetric(data.observations.numpy(), data.actions.numpy())
     rows = {"raw": {"policy": str(args.policy)}}
+    policies = {"raw": base}
     if args.rectifier is not None:
         rectified = RectifiedPolicy(base, args.rectifier, alpha=args.alpha, gate=args.gate)
         steps: dict[str, list] = {"support": [], "held": []}
@@ -283,13 +338,15 @@ def run_evaluate(args: EvaluateArgs) -> None:
             steps["held"] += c.gate_held.tolist()
             return c.executed_action
 
+        policies["rectified"] = tracked
         rows["rectified"] = {
             "policy": f"{args.policy} + {args.rectifier}",
             "alpha": rectified.corrector.alpha,
             "gate": rectified.corrector.gate,
         }
     for name, row in rows.items():
-        returns = evaluate(base if name == "raw" else tracked, args.env, args.episodes, args.seed)
+        visited: list = []
+        returns = evaluate(policies[name], args.env, args.episodes, args.seed, visited=visited)
         row.update(
             return_mean=float(returns.mean()),
             return_std=float(returns.std()),
@@ -297,6 +354,10 @@ def run_evaluate(args: EvaluateArgs) -> None:
             seeds=f"{args.seed}..{args.seed + args.episodes - 1}",
             returns=returns.tolist(),
         )
+        if support is not None:
+            obs = np.stack([o for o, _ in visited])
+            actions = np.clip(scaler.to_normalized(np.stack([a for _, a in visited])), -1, 1)
+            row.update(support.report(obs, actions), support_dataset=args.dataset)
         if name == "rectified":
             row.update(
                 support_score_mean=float(np.mean(steps["support"])), gate_held_share=float(np.mean(steps["held"]))
@@ -304,19 +365,38 @@ def run_evaluate(args: EvaluateArgs) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'policy':>10} {'mean return':>12} {'std':>8} {'episodes':>9} {'support score':>14} {'gate held':>10}")
-    for name, row in rows.items():
-        extra = (
-            f"{row['support_score_mean']:>14.3f} {100 * row['gate_held_share']:>9.0f}%"
-            if name == "rectified"
-            else f"{'-':>14} {'-':>10}"
-        )
-        print(f"{name:>10} {row['return_mean']:>12.1f} {row['return_std']:>8.1f} {row['episodes']:>9} {extra}")
+    print(_evaluate_table(rows, support is not None))
+    said = f"seeds {rows['raw']['seeds']} for every policy"
     if "rectified" in rows:
-        print(
-            f"same seeds ({rows['raw']['seeds']}); alpha {rows['rectified']['alpha']}, gate "
-            f"{'on' if rows['rectified']['gate'] else 'off'}; support score: 1 = the data's typical residual"
+        r = rows["rectified"]
+        said += f"; rectified at alpha {r['alpha']}, gate {'on' if r['gate'] else 'off'}"
+        said += "; residual score: 1 = the data's typical residual"
+    if support is not None:
+        said += (
+            f"; support against {args.dataset}: median nearest-neighbour distance of the executed (state, action) "
+            "pairs over the data's own (1 = as close as the data to itself), and the share beyond its 99th percentile"
         )
+    else:
+        said += "; add --dataset ID for the support figures against the training data"
+    print(said)
+
+
+def _evaluate_table(rows: dict, with_support: bool) -> str:
+    head = f"{'policy':>10} {'mean return':>12} {'std':>8} {'episodes':>9}"
+    if with_support:
+        head += f" {'support ratio':>14} {'violations':>11}"
+    head += f" {'residual score':>15} {'gate held':>10}"
+    lines = [head]
+    for name, row in rows.items():
+        line = f"{name:>10} {row['return_mean']:>12.1f} {row['return_std']:>8.1f} {row['episodes']:>9}"
+        if with_support:
+            line += f" {row['support_ratio_median']:>14.2f} {100 * row['support_violation_rate']:>10.1f}%"
+        if name == "rectified":
+            line += f" {row['support_score_mean']:>15.3f} {100 * row['gate_held_share']:>9.0f}%"
+        else:
+            line += f" {'-':>15} {'-':>10}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def run_tune_alpha(args: TuneAlphaArgs) -> None:

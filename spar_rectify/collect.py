@@ -14,6 +14,7 @@ When `env` is a `SPARRectifierWrapper`, the stored `actions` are the executed (r
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -119,7 +120,7 @@ def collect(
     ref_max_score: float | None = None,
     description: str | None = None,
     algorithm_name: str | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ):
     """Collect at least `steps` transitions (whole episodes) into Minari dataset `dataset_id`.
 
@@ -132,7 +133,10 @@ def collect(
         overwrite / append: what to do when `dataset_id` exists (otherwise FileExistsError);
             `overwrite` deletes the old dataset once every argument has been checked.
         chunk_steps: write complete episodes every this many steps.
-        ref_min_score, ref_max_score: reference returns for `minari.get_normalized_score`.
+        ref_min_score, ref_max_score: reference returns for `minari.get_normalized_score` (see
+            `evaluation.reference_returns` to measure them).
+        progress: True: a tqdm bar; None (default): the bar on a terminal, otherwise a line per
+            written chunk; False: quiet.
 
     Returns:
         The `MinariDataset`.
@@ -162,6 +166,8 @@ def collect(
     episode = dataset.total_episodes if dataset is not None else 0
     if dataset is not None and done_steps < steps:
         _record_append(dataset, policy, seed, episode)
+    if dataset is not None and ref_max_score is not None:  # given with --append: recorded all the same
+        dataset.storage.update_metadata({"ref_min_score": ref_min_score, "ref_max_score": ref_max_score})
     meta = dict(
         env=env.spec if env.spec is not None else None,
         action_space=env.action_space,
@@ -179,7 +185,7 @@ def collect(
     bar = tqdm(
         total=steps,
         initial=min(done_steps, steps),
-        disable=not progress,
+        disable=not (progress if progress is not None else sys.stderr.isatty()),
         desc=f"collect {dataset_id}",
         unit="step",
         dynamic_ncols=True,
@@ -199,6 +205,8 @@ def collect(
             backup_metadata(dataset_id)  # Minari rewrites metadata.json in place after the HDF5 append
             dataset.update_dataset_from_buffer(buffers)
         buffers, pending = [], 0
+        if progress is None and bar.disable:  # a log, not a terminal: one line per chunk
+            print(f"collect {dataset_id}: {done_steps:,}/{steps:,} steps written", flush=True)
 
     try:
         while done_steps < steps:

@@ -1,6 +1,8 @@
 """Seeded evaluation of any `BasePolicy` in a Gymnasium env.
 
-Defines `evaluate`, `make_env`.
+Defines `evaluate`, `reference_returns`, `make_env`, and `EVAL_SEED`, the default first reset seed of
+evaluations: apart from `spar collect`'s default 0, so an evaluation does not replay the initial
+states of the first collected episodes.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+EVAL_SEED = 10_000
 
 
 def make_env(env: Any) -> gym.Env:
@@ -20,13 +24,22 @@ def make_env(env: Any) -> gym.Env:
     raise TypeError(f"expected an env id, an EnvSpec or a gymnasium.Env, got {type(env).__name__}")
 
 
-def evaluate(policy: Any, env: Any, episodes: int = 10, seed: int = 0, max_steps: int | None = None) -> np.ndarray:
+def evaluate(
+    policy: Any,
+    env: Any,
+    episodes: int = 10,
+    seed: int = EVAL_SEED,
+    max_steps: int | None = None,
+    visited: list | None = None,
+) -> np.ndarray:
     """Undiscounted returns of `episodes` episodes, episode i reset with seed `seed + i`.
 
     Args:
         policy: a `BasePolicy` (`(B, obs_dim) -> (B, act_dim)` env units).
         env: env id, spec or env.
         max_steps: optional cap per episode (the env's own time limit applies anyway).
+        visited: a list that receives every `(observation, action)` pair the policy executed
+            (env units), e.g. for `SupportMetric`.
 
     Returns:
         (episodes,) float64 returns.
@@ -38,8 +51,24 @@ def evaluate(policy: Any, env: Any, episodes: int = 10, seed: int = 0, max_steps
         done, t = False, 0
         while not done:
             action = np.asarray(policy(np.asarray(obs, np.float32)[None]))[0]
+            if visited is not None:
+                visited.append((np.asarray(obs, np.float32), action))
             obs, reward, terminated, truncated, _ = env.step(action)
             returns[i] += float(reward)
             t += 1
             done = terminated or truncated or (max_steps is not None and t >= max_steps)
     return returns
+
+
+def reference_returns(env: Any, reference: Any, episodes: int = 10, seed: int = 123_456) -> tuple[float, float]:
+    """(uniform random policy, `reference` policy) mean returns over the same `episodes` seeded
+    episodes: the `ref_min_score` / `ref_max_score` of D4RL-style normalised scores
+    `100 * (R - R_random) / (R_reference - R_random)`."""
+    env = make_env(env)
+    rng = np.random.default_rng(seed)
+    space = env.action_space
+
+    def uniform(obs: np.ndarray) -> np.ndarray:
+        return rng.uniform(space.low, space.high, (len(obs), space.shape[0])).astype(space.dtype)
+
+    return float(evaluate(uniform, env, episodes, seed).mean()), float(evaluate(reference, env, episodes, seed).mean())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -305,6 +306,50 @@ class TrainResult:
     normalized_score: float | None
 
 
+class _Pace:
+    """What `train` says about its progress without a bar: the budget first, the measured rate and
+    the time left after the first 1,000 steps, then (`lines`) a line about every 5% of the steps."""
+
+    def __init__(self, total: int, first: int, say: bool, lines: bool):
+        self.total, self.first, self.say, self.lines = total, first, say, lines
+        self.every = max(total // 20, 1)
+        self.start = time.perf_counter()
+        self.estimated = False
+
+    def begin(self, what: str) -> None:
+        if self.say:
+            left = self.total - self.first
+            resumed = f" (resuming at step {self.first})" if self.first else ""
+            print(f"training {what}: {left:,} gradient steps to go of {self.total:,}{resumed}", flush=True)
+
+    def tick(self, step: int) -> None:
+        if not self.say or step == self.first:
+            return
+        done = step - self.first
+        if not self.estimated and (done >= 1000 or step == self.total):
+            self.estimated = True
+            rate = done / max(time.perf_counter() - self.start, 1e-9)
+            print(
+                f"measured {rate:.0f} steps/s: about {_duration((self.total - step) / rate)} for the remaining "
+                f"{self.total - step:,} steps (--config.steps sets the budget)",
+                flush=True,
+            )
+        elif self.lines and step % self.every == 0:
+            rate = done / max(time.perf_counter() - self.start, 1e-9)
+            print(
+                f"step {step:,}/{self.total:,} ({100 * step / self.total:.0f}%), {rate:.0f} steps/s, "
+                f"about {_duration((self.total - step) / rate)} left",
+                flush=True,
+            )
+
+
+def _duration(seconds: float) -> str:
+    """'2 h 05 min', '7 min', '40 s'."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    return f"{int(round(seconds / 60))} min" if seconds >= 90 else f"{int(round(seconds))} s"
+
+
 def train(
     config: TrainConfig,
     data: OfflineData,
@@ -312,7 +357,7 @@ def train(
     anchor: Any = None,
     env: Any = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     eval_seed: int = 10_000,
 ) -> TrainResult:
     """Train, log, evaluate, checkpoint and export in one call.
@@ -325,7 +370,9 @@ def train(
         anchor: the base policy (SPAR).
         env: env id / spec / env for evaluation; None: the dataset's env spec if it has one.
         resume: continue from `run_dir/checkpoint`.
-        progress: show a tqdm bar.
+        progress: True: a tqdm bar; None (default): the bar on a terminal, otherwise a plain line
+            about every 5% of the steps (logs stay small); False: quiet. Unless quiet, the first
+            lines say the step budget and, once measured, the time it will take.
         eval_seed: evaluation episode i uses seed `eval_seed + i` (the same for every method).
 
     Raises:
@@ -368,10 +415,13 @@ def train(
     start, before = time.perf_counter(), trainer.train_seconds
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}  # per metric: SPAR's LSI metrics exist only on every lsi_every-th step
+    bar_on = progress if progress is not None else sys.stderr.isatty()
+    pace = _Pace(config.steps, trainer.step, say=(progress is not False), lines=(progress is None and not bar_on))
+    pace.begin(f"{config.algo} on {data.name}")
     bar = tqdm(
         total=config.steps,
         initial=trainer.step,
-        disable=not progress,
+        disable=not bar_on,
         desc=f"{config.algo} {data.name}",
         dynamic_ncols=True,
     )
@@ -393,11 +443,13 @@ def train(
                     sums, counts = {}, {}
                 if env is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
                     returns, _ = run_eval(step)
-                    bar.write(f"step {step}: eval return {returns.mean():.1f} +- {returns.std():.1f}")
+                    if progress is not False:
+                        bar.write(f"step {step}: eval return {returns.mean():.1f} +- {returns.std():.1f}")
                 if config.checkpoint_every and step % config.checkpoint_every == 0:
                     trainer.train_seconds = before + time.perf_counter() - start
                     trainer.save_state(ckpt)
                 bar.update(1)
+                pace.tick(step)
         finally:
             bar.close()
             trainer.train_seconds = before + time.perf_counter() - start

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -191,12 +193,60 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
             str(tmp_path / "spar" / "rectifier"),
             "--episodes",
             "2",
+            "--dataset",
+            "t/point/cli-v0",
         ]
     )
     out = capsys.readouterr().out
     assert "t/point/cli-rect-v0: 2 episodes, 100 steps, written to " in out
+    # no bars in a log: the budget, then the measured pace
+    assert "training spar on t/point/cli-v0: 30 gradient steps to go of 30" in out and "steps/s" in out
     table = out[out.index("mean return") :]
-    assert "raw" in table and "rectified" in table and "same seeds (0..1)" in table
+    assert "raw" in table and "rectified" in table and "support ratio" in table and "violations" in table
+    # evaluation seeds start apart from collection's 0, and the line says which alpha and seeds ran
+    assert "seeds 10000..10001 for every policy; rectified at alpha 1.0, gate on" in table
+    cli(
+        ["evaluate", "--policy", str(tmp_path / "bc" / "policy"), "--env", "envs:PointReach-v0"]
+        + ["--episodes", "2", "--dataset", "t/point/cli-v0", "--json"]
+    )
+    raw = json.loads(capsys.readouterr().out)["raw"]
+    assert raw["seeds"] == "10000..10001" and 0 <= raw["support_violation_rate"] <= 1
+    assert raw["support_ratio_median"] > 0 and raw["support_dataset"] == "t/point/cli-v0"
+    cli(
+        ["train", "--dataset", "t/point/cli-v0", "--run-dir", str(tmp_path / "bc2"), "--quiet"]
+        + ["--config.algo", "bc", "--config.steps", "20", "--env", "envs:PointReach-v0", *small]
+    )
+    assert "training" not in capsys.readouterr().out  # --quiet: only the final summary
+
+
+def test_cli_collect_records_reference_returns(tmp_path, point_env, policy, capsys):
+    from spar_rectify.evaluation import evaluate, reference_returns
+    from spar_rectify.policies import load_policy
+
+    collect(policy, point_env, "t/point/ref-src-v0", 200, progress=False)
+    cli(
+        ["train", "--dataset", "t/point/ref-src-v0", "--run-dir", str(tmp_path / "bc"), "--quiet"]
+        + ["--config.algo", "bc", "--config.steps", "20", "--config.hidden", "16", "--config.eval-episodes", "1"]
+        + ["--env", "envs:PointReach-v0"]
+    )
+    bc = tmp_path / "bc" / "policy"
+    base = ["collect", "--policy", str(bc), "--env", "envs:PointReach-v0", "--steps", "100"]
+    cli([*base, "--dataset", "t/point/ref-given-v0", "--ref-min-score", "-50", "--ref-max-score", "-10"])
+    data = load_minari("t/point/ref-given-v0")
+    assert (data.ref_min_score, data.ref_max_score) == (-50, -10)
+    assert data.normalized_score(-30.0) == pytest.approx(50.0)
+    cli([*base, "--dataset", "t/point/ref-measured-v0", "--ref-policy", str(bc), "--ref-episodes", "3"])
+    data = load_minari("t/point/ref-measured-v0")
+    lo, hi = reference_returns("PointReach-v0", load_policy(bc), 3)
+    assert (data.ref_min_score, data.ref_max_score) == pytest.approx((lo, hi))
+    assert hi == pytest.approx(evaluate(load_policy(bc), "PointReach-v0", 3, seed=123_456).mean()) and lo != hi
+    assert "reference returns over 3 episodes" in capsys.readouterr().out
+    cli([*base, "--dataset", "t/point/ref-given-v0", "--append", "--ref-min-score", "-40", "--ref-max-score", "0"])
+    assert load_minari("t/point/ref-given-v0").ref_min_score == -40  # recorded on an existing dataset too
+    with pytest.raises(SystemExit, match="--ref-min-score and --ref-max-score go together"):
+        cli([*base, "--dataset", "t/point/ref-bad-v0", "--ref-max-score", "3"])
+    with pytest.raises(SystemExit, match=r"--ref-max-score \(-60.0\) must be above --ref-min-score"):
+        cli([*base, "--dataset", "t/point/ref-bad-v0", "--ref-min-score", "-50", "--ref-max-score", "-60"])
 
 
 def test_cli_reports_user_errors_without_a_traceback(tmp_path, point_env, policy):
