@@ -84,25 +84,18 @@ def rollouts(policy, env_id: str, episodes: int, lengths: bool = False):
     import gymnasium as gym
     import numpy as np
 
-    env = gym.make(env_id)
-    returns, obs_log, act_log, ends = [], [], [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=EVAL_SEED + i)
-        total, done, steps = 0.0, False, 0
-        while not done:
-            action = policy(np.asarray(obs, np.float32)[None])[0]
-            obs_log.append(obs)
-            act_log.append(action)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            steps += 1
-            done = terminated or truncated
-        returns.append(total)
-        ends.append((steps, bool(terminated)))
-    out = np.asarray(returns), np.asarray(obs_log), np.asarray(act_log)
+    from spar_rectify import rollout
+    from spar_rectify.rollout import batched
+
+    env, act = gym.make(env_id), batched(policy)
+    episodes_run = [rollout(env, act, EVAL_SEED + i) for i in range(episodes)]
+    returns = np.asarray([e.total for e in episodes_run])
+    obs = np.concatenate([e.observations[:-1] for e in episodes_run])
+    actions = np.concatenate([e.actions for e in episodes_run])
     if lengths:
-        return (*out, (np.array([e[0] for e in ends]), np.array([e[1] for e in ends])))
-    return out
+        ends = np.array([len(e) for e in episodes_run]), np.array([e.terminated for e in episodes_run])
+        return returns, obs, actions, ends
+    return returns, obs, actions
 
 
 def medium_policy_path(dataset: str) -> Path:

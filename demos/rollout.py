@@ -19,7 +19,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from spar_rectify import SPARRectifierWrapper, load_policy, load_rectifier  # noqa: E402
+from spar_rectify import SPARRectifierWrapper, load_policy, load_rectifier, rollout  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets" / "hopper"
 
@@ -95,8 +95,9 @@ def main(argv=None) -> dict:
             frames += video.side_by_side(lf, lt, rf, rt)
         else:
             say(f"episode {i + 1}/{args.episodes} (seed {seed}): raw and rectified")
-            raw_ret, _, _ = _run(raw_env, act, seed, args.max_steps)
-            rect_ret, infos, _ = _run(rect_env, act, seed, args.max_steps)
+            raw_ret = rollout(raw_env, act, seed, args.max_steps).total
+            rect = rollout(rect_env, act, seed, args.max_steps)
+            rect_ret, infos = rect.total, rect.infos
         scores += [inf["support_score"] for inf in infos]
         score = float(np.mean([inf["support_score"] for inf in infos])) if infos else float("nan")
         resid = float(np.mean([np.abs(inf["residual"]).mean() for inf in infos])) if infos else float("nan")
@@ -140,18 +141,6 @@ def main(argv=None) -> dict:
         print(f"wrote {out} ({len(frames)} frames) and {', '.join(str(p) for p in pictures)}")
     print(f"done in {time.time() - start:.0f} s")
     return {"rows": rows, "video": out, "frames": len(frames), "pictures": pictures}
-
-
-def _run(env, act, seed, max_steps):
-    obs, _ = env.reset(seed=seed)
-    total, infos = 0.0, []
-    for _ in range(max_steps):
-        obs, reward, terminated, truncated, info = env.step(act(obs))
-        total += float(reward)
-        infos.append(info)
-        if terminated or truncated:
-            break
-    return total, infos, None
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from spar_rectify.checkpoint import RectifierCheckpoint, load_rectifier, save_re
 from spar_rectify.collect import Exploration, collect  # noqa: E402
 from spar_rectify.config import TrainConfig  # noqa: E402
 from spar_rectify.data import OfflineData, load_minari  # noqa: E402
+from spar_rectify.evaluation import evaluate  # noqa: E402
 from spar_rectify.importing import import_transitions  # noqa: E402
 from spar_rectify.policies import (  # noqa: E402
     BasePolicy,
@@ -25,6 +26,7 @@ from spar_rectify.policies import (  # noqa: E402
 )
 from spar_rectify.rectified_policy import RectifiedPolicy  # noqa: E402
 from spar_rectify.rectifier import Rectifier  # noqa: E402
+from spar_rectify.rollout import Episode, rollout  # noqa: E402
 from spar_rectify.trainer import Trainer, TrainResult, train  # noqa: E402
 from spar_rectify.tuning import AlphaSweep, tune_alpha  # noqa: E402
 from spar_rectify.wrapper import SPARRectifierVectorWrapper, SPARRectifierWrapper  # noqa: E402
@@ -47,6 +49,10 @@ __all__ = [
     "RectifiedPolicy",
     "tune_alpha",
     "AlphaSweep",
+    # run episodes
+    "evaluate",
+    "rollout",
+    "Episode",
     # base policies
     "BasePolicy",
     "SB3Policy",

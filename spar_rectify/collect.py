@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from spar_rectify.policies import BasePolicy, as_base_policy, check_policy_spaces
+from spar_rectify.rollout import rollout
 
 
 @dataclass(frozen=True)
@@ -236,12 +237,12 @@ def _episode(
     space = env.action_space
     low, high = space.low, space.high
     half = (high - low) / 2.0
-    obs, _ = env.reset(seed=reset_seed)
-    observations, actions, base_actions, rewards, terms, truncs = [obs], [], [], [], [], []
-    done = False
-    while not done:
+    base_actions = []
+
+    def act(obs: np.ndarray) -> np.ndarray:
         batch = np.asarray(obs, np.float32)[None]
         base = policy(batch)[0]
+        base_actions.append(base)
         if exploration.kind == "stochastic":
             action = policy.sample(batch)[0]
         elif exploration.kind == "gaussian":
@@ -250,24 +251,19 @@ def _episode(
             action = rng.uniform(low, high)
         else:
             action = base
-        action = np.asarray(action, space.dtype)
-        obs, reward, terminated, truncated, info = env.step(action)
-        actions.append(info.get("executed_action", action))
-        base_actions.append(base)
-        observations.append(obs)
-        rewards.append(float(reward))
-        terms.append(bool(terminated))
-        truncs.append(bool(truncated))
-        done = terminated or truncated
+        return np.asarray(action, space.dtype)
+
+    episode = rollout(env, act, reset_seed)
     base_actions.append(np.zeros_like(base_actions[0]))
+    last = np.arange(len(episode)) == len(episode) - 1
     return EpisodeBuffer(
         id=episode_id,
         seed=reset_seed,
-        observations=np.asarray(observations),
-        actions=np.asarray(actions, space.dtype),
-        rewards=np.asarray(rewards),
-        terminations=np.asarray(terms),
-        truncations=np.asarray(truncs),
+        observations=episode.observations,
+        actions=np.asarray(episode.actions, space.dtype),
+        rewards=episode.rewards,
+        terminations=last & episode.terminated,  # only the last step can end the episode
+        truncations=last & episode.truncated,
         infos={"base_action": np.asarray(base_actions, np.float32)},
     )
 

@@ -12,6 +12,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from spar_rectify.rollout import batched, rollout
+
 EVAL_SEED = 10_000
 
 
@@ -45,18 +47,13 @@ def evaluate(
         (episodes,) float64 returns.
     """
     env = make_env(env)
+    act = batched(policy)
     returns = np.zeros(episodes)
     for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, t = False, 0
-        while not done:
-            action = np.asarray(policy(np.asarray(obs, np.float32)[None]))[0]
-            if visited is not None:
-                visited.append((np.asarray(obs, np.float32), action))
-            obs, reward, terminated, truncated, _ = env.step(action)
-            returns[i] += float(reward)
-            t += 1
-            done = terminated or truncated or (max_steps is not None and t >= max_steps)
+        episode = rollout(env, act, seed + i, max_steps)
+        returns[i] = episode.total
+        if visited is not None:
+            visited.extend(zip(np.asarray(episode.observations[:-1], np.float32), episode.actions))
     return returns
 
 

@@ -14,6 +14,8 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
+from spar_rectify.rollout import rollout
+
 
 def _need(module: str):
     import importlib
@@ -86,17 +88,19 @@ def rollout_frames(
     Returns:
         frames (T + 1 RGB arrays), per-frame text lines, the return, and the step infos.
     """
-    obs, _ = env.reset(seed=seed)
-    frames, texts, infos, total = [render_frame(env)], [overlay({}, 0.0, 0)], [], 0.0
-    for t in range(max_steps):
-        obs, reward, terminated, truncated, info = env.step(act(obs))
-        total += float(reward)
+    frames, texts = [], [overlay({}, 0.0, 0)]
+
+    def record(info: dict, total: float, t: int) -> None:
         frames.append(render_frame(env))
-        texts.append(overlay(info, total, t + 1))
-        infos.append(info)
-        if terminated or truncated:
-            break
-    return frames, texts, total, infos
+        texts.append(overlay(info, total, t))
+
+    def first_frame(obs: np.ndarray) -> np.ndarray:  # the reset frame, rendered before the first action
+        if not frames:
+            frames.append(render_frame(env))
+        return act(obs)
+
+    episode = rollout(env, first_frame, seed, max_steps, on_step=record)
+    return frames, texts, episode.total, episode.infos
 
 
 def _annotate(frame: np.ndarray, lines: list[str]) -> np.ndarray:

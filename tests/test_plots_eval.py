@@ -75,3 +75,22 @@ def test_side_by_side_labels_the_episode_that_ended_first():
     assert frames[1][line3].max() == 0 and frames[2][line3].max() > 0
     right_line3 = (slice(4 + 13, 4 + 26), slice(frames[2].shape[1] - 40, None))
     assert frames[3][right_line3].max() == 0  # the episode still running is not labelled
+
+
+def test_rollout_records_the_executed_episode(point_checkpoint):
+    from spar_rectify import CallablePolicy, SPARRectifierWrapper, rollout
+    from spar_rectify.rollout import batched
+
+    policy = CallablePolicy(envs.biased_controller, gym.make("PointReach-v0").action_space)
+    env = gym.make("PointReach-v0")
+    ep = rollout(env, batched(policy), seed=3)
+    assert ep.observations.shape == (len(ep) + 1, env.observation_space.shape[0])
+    assert ep.actions.shape == (len(ep), env.action_space.shape[0]) and len(ep.infos) == len(ep)
+    assert ep.truncated != ep.terminated and ep.seed == 3
+    assert ep.total == pytest.approx(evaluate(policy, env, 1, seed=3)[0])
+    assert len(rollout(env, batched(policy), seed=3, max_steps=5)) == 5
+    # through the wrapper the record holds what was executed, not what the policy proposed
+    wrapped = SPARRectifierWrapper(gym.make("PointReach-v0"), point_checkpoint, base_policy=policy, gate=False)
+    ep = rollout(wrapped, batched(policy), seed=3, max_steps=20)
+    assert np.allclose(ep.actions, [i["executed_action"] for i in ep.infos])
+    assert not np.allclose(ep.actions, [i["base_action"] for i in ep.infos])
