@@ -92,7 +92,7 @@ def main() -> None:
     held = {"steps": 0, "held": 0}
     # The deployed gate itself: the checkpoint `Trainer.export` would write (with the target twin
     # critic attached, also for runs exported before the gate existed), through the compiled kernel.
-    exported = trainer.rectifier_checkpoint()
+    exported = trainer.algo.checkpoint(trainer.deployment())
 
     def gated(alpha: float):
         """The rectified policy with the critic gate on, counting the steps where it held back."""

@@ -63,7 +63,7 @@ def main() -> None:
 
         trainer = Trainer(TrainConfig.load(run / "config.json"), data, anchor, run)
         trainer.load_state(run / "checkpoint")
-        ckpt = trainer.rectifier_checkpoint()
+        ckpt = trainer.algo.checkpoint(trainer.deployment())
     rect = ckpt.rectifier
     scaler = ActionScaler(ckpt.action_space)
     support = SuiteSupport(data)

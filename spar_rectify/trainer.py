@@ -26,9 +26,8 @@ import torch
 
 from spar_rectify import mkl
 from spar_rectify.algos import ALGORITHMS, Batch, DataInfo
-from spar_rectify.bc import BCPolicy
+from spar_rectify.algos.common import Deployment
 from spar_rectify.bundle import read_bundle, write_bundle
-from spar_rectify.checkpoint import RectifierCheckpoint, save_rectifier
 from spar_rectify.config import TrainConfig
 from spar_rectify.data import OfflineData
 from spar_rectify.policies import BasePolicy, as_base_policy
@@ -53,12 +52,13 @@ class Trainer:
         self.config, self.data = config, data
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.anchor: BasePolicy | None = None
-        if config.algo == "spar":
+        algo_cls = ALGORITHMS[config.algo]
+        if algo_cls.needs_anchor:
             if anchor is None:
                 raise ValueError(
-                    "SPAR needs the frozen anchor policy it rectifies: --base-policy PATH on the command line "
-                    "(anchor=... in Python: an SB3 model, a BCPolicy or a BasePolicy); to start from data alone, "
-                    "train --config.algo bc first and pass its policy folder."
+                    f"{config.algo.upper()} needs the frozen anchor policy it rectifies: --base-policy PATH on the "
+                    "command line (anchor=... in Python: an SB3 model, a BCPolicy or a BasePolicy); to start from "
+                    "data alone, train --config.algo bc first and pass its policy folder."
                 )
             self.anchor = as_base_policy(anchor, data.action_space)
             cache = self.run_dir / "anchor_actions.safetensors" if self.run_dir else None
@@ -70,11 +70,12 @@ class Trainer:
         self._action = data.actions
         self._reward = data.rewards * self.reward_scale()
         self._not_done = 1.0 - data.terminations
-        self._base = self._prepare_base()
-        info = self._data_info()
+        plain = DataInfo(self._obs.shape[1], self._action.shape[1], self.obs_mean, self.obs_std)
+        base = data.base_actions if algo_cls.needs_anchor else None
+        info, self._base = algo_cls.data_info(config, plain, self._action, base)
         torch.manual_seed(config.seed)  # network initialisation
         self.generator = torch.Generator().manual_seed(config.seed + 1)  # batches and noise
-        self.algo = ALGORITHMS[config.algo](info, config, self.generator)
+        self.algo = algo_cls(info, config, self.generator)
         self.info = info
         self.step = 0
         self.mid_step = False  # True while an update is half-applied (see `fit`)
@@ -82,42 +83,12 @@ class Trainer:
 
     # -- data ---------------------------------------------------------------------------------
     def reward_scale(self) -> float:
-        """IQL's locomotion convention `1000 / (max - min episode return)` for iql and spar."""
-        if self.config.reward_scale == "none" or self.config.algo not in ("iql", "spar"):
+        """IQL's locomotion convention `1000 / (max - min episode return)` for the methods that use it
+        (IQL, SPAR); 1 for the others or with `reward_scale="none"`."""
+        if self.config.reward_scale == "none" or not ALGORITHMS[self.config.algo].scaled_rewards:
             return 1.0
         spread = float(np.max(self.data.episode_returns) - np.min(self.data.episode_returns))
         return 1000.0 / spread if spread > 1e-6 else 1.0
-
-    def _prepare_base(self) -> torch.Tensor | None:
-        if self.config.algo != "spar":
-            return None
-        if not self.config.anchored:  # "no anchor" ablation: a global policy around zero
-            return torch.zeros_like(self._action)
-        return self.data.base_actions
-
-    def _data_info(self) -> DataInfo:
-        obs_dim, act_dim = self._obs.shape[1], self._action.shape[1]
-        if self._base is None:
-            return DataInfo(obs_dim, act_dim, self.obs_mean, self.obs_std)
-        cfg = self.config
-        residual = self._action - self._base
-        if not cfg.anchored:
-            bound = torch.ones(act_dim)
-        elif cfg.residual_bound is not None:
-            bound = torch.full((act_dim,), float(cfg.residual_bound))
-        else:
-            bound = torch.quantile(residual.abs()[:1_000_000], cfg.bound_quantile, dim=0)
-            bound = bound.clamp(cfg.bound_min, cfg.bound_max)
-        clipped = torch.maximum(torch.minimum(residual, bound), -bound)
-        return DataInfo(
-            obs_dim,
-            act_dim,
-            self.obs_mean,
-            self.obs_std,
-            bound.numpy(),
-            clipped.mean(0).numpy(),
-            clipped.std(0).clamp_min(1e-3).numpy(),
-        )
 
     def sample(self) -> Batch:
         idx = torch.randint(len(self._reward), (self.config.batch_size,), generator=self.generator)
@@ -143,37 +114,31 @@ class Trainer:
         idx = np.linspace(0, len(self._reward) - 1, NUM_PROBES).astype(int)
         return self.data.observations[idx].numpy()
 
-    def policy(self) -> BasePolicy:
-        """The current deployable policy (a snapshot of the weights)."""
-        if self.config.algo == "spar":
-            from spar_rectify.rectified_policy import RectifiedPolicy
-
-            return RectifiedPolicy(self.anchor, self.rectifier_checkpoint(), check_anchor=False)
-        policy = BCPolicy(
-            self.data.observation_space, self.data.action_space, self.obs_mean, self.obs_std, self.config.hidden
-        )
-        policy.net.load_state_dict(self.algo.actor.state_dict())
-        policy.name = f"{self.config.algo}:{self.data.name}"
-        return policy
-
-    def rectifier_checkpoint(self) -> RectifierCheckpoint:
-
-        # The target twin critic LSI scored candidates with travels along for the deployment gate.
-        rect = self.algo.rect.with_critic(self.algo.critic.q_target).eval().requires_grad_(False)
-        return RectifierCheckpoint.from_anchor(
-            rect,
+    def deployment(self) -> Deployment:
+        """What the algorithm needs besides its weights to build the deployable policy."""
+        return Deployment(
             self.data.observation_space,
             self.data.action_space,
+            self.obs_mean,
+            self.obs_std,
             self.anchor,
             self.probe_obs(),
-            config=self.config.to_dict(),
+            self.config,
+            f"{self.config.algo}:{self.data.name}",
         )
 
-    def export(self, folder: str | Path) -> Path:
-        """Write the deployable artefact: a rectifier (SPAR) or a `BCPolicy` folder (others)."""
-        if self.config.algo == "spar":
-            return save_rectifier(self.rectifier_checkpoint(), folder)
-        return self.policy().save(folder)
+    def policy(self) -> BasePolicy:
+        """The current deployable policy (a snapshot of the weights)."""
+        return self.algo.policy(self.deployment())
+
+    def export(self, folder: str | Path | None = None) -> Path:
+        """Write the deployable artefact (default: `run_dir/<artifact>`, e.g. `rectifier/` for SPAR,
+        `policy/` for the baselines); returns its folder."""
+        if folder is None:
+            if self.run_dir is None:
+                raise ValueError("Trainer.export needs a folder when the trainer has no run_dir")
+            folder = self.run_dir / self.algo.artifact
+        return self.algo.export(self.deployment(), folder)
 
     # -- checkpoints --------------------------------------------------------------------------
     def save_state(self, folder: str | Path) -> Path:
@@ -274,18 +239,21 @@ BOOKKEEPING = ("eval_every", "eval_episodes", "checkpoint_every", "log_every")
 
 
 def _check_resumable_config(saved: TrainConfig, now: TrainConfig, step: int, folder) -> None:
-    """Raise ValueError naming the fields that differ, unless only bookkeeping differs or a non-SPAR
-    run's step budget grew. Fields added to `TrainConfig` after the checkpoint was written take
-    their defaults (`from_dict`), so older checkpoints stay resumable."""
+    """Raise ValueError naming the fields that differ, unless only bookkeeping differs or the step
+    budget of a run without stages (`Algorithm.staged`) grew. Fields added to `TrainConfig` after
+    the checkpoint was written take their defaults (`from_dict`), so older checkpoints stay
+    resumable."""
     a, b = saved.to_dict(), now.to_dict()
     differ = [k for k in a if a[k] != b[k] and k not in BOOKKEEPING]
-    if differ == ["steps"] and now.algo != "spar" and now.steps >= step:
+    staged = ALGORITHMS[now.algo].staged
+    if differ == ["steps"] and not staged and now.steps >= step:
         return  # extending (or shortening to no less than what is done) a run whose schedule has no stages
     if differ:
         listed = ", ".join(f"{k}: {a[k]!r} in the checkpoint, {b[k]!r} now" for k in differ)
         hint = (
-            " (SPAR's stages are fractions of steps, so a SPAR run cannot be extended: start a new run directory)"
-            if "steps" in differ and now.algo == "spar"
+            f" ({now.algo.upper()}'s stages are fractions of steps, so a {now.algo.upper()} run cannot be "
+            "extended: start a new run directory)"
+            if "steps" in differ and staged
             else ""
         )
         raise ValueError(
@@ -466,7 +434,7 @@ def train(
         )
         raise KeyboardInterrupt(f"training interrupted at step {trainer.step}; checkpoint saved in {ckpt}")
     seconds = trainer.train_seconds
-    artifact = trainer.export(run_dir / ("rectifier" if config.algo == "spar" else "policy"))
+    artifact = trainer.export()
     returns, score = run_eval(trainer.step) if env is not None and config.eval_episodes else (None, None)
     logger.close()
     summary = {

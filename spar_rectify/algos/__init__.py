@@ -1,5 +1,5 @@
-"""Offline algorithms sharing one interface: `update(batch, step) -> metrics`, `act`,
-`modules()`, `optimizers()`. Defines `ALGORITHMS` (name -> class)."""
+"""Offline algorithms, each following `algos.common.Algorithm` (flags, `data_info`, `update`,
+`modules`, `optimizers`, `policy`, `export`). Defines `ALGORITHMS` (name -> class)."""
 
 from spar_rectify.algos.bc import BC
 from spar_rectify.algos.common import Batch, DataInfo

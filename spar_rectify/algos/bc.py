@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from spar_rectify.algos.common import Batch, DataInfo, adam
+from spar_rectify.algos.common import ActorExport, Batch, DataInfo, adam
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import bc_loss
 from spar_rectify.networks import mlp
 
 
-class BC:
+class BC(ActorExport):
     """Deterministic actor `tanh(mlp(obs))`; exported as a `BCPolicy`."""
 
     def __init__(self, info: DataInfo, config: TrainConfig, generator: torch.Generator):
@@ -31,8 +31,3 @@ class BC:
         loss.backward()
         self.optimizer.step()
         return {"bc_loss": loss.detach()}
-
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, base_action: torch.Tensor) -> torch.Tensor:
-        """(B, obs_dim) standardised -> (B, act_dim) normalised actions."""
-        return torch.tanh(self.actor(obs))

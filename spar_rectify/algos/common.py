@@ -1,14 +1,23 @@
-"""Pieces every algorithm shares: the batch, Polyak updates, the in-sample IQL critic.
+"""The algorithm protocol and the pieces every algorithm shares: the batch, Polyak updates, the
+in-sample IQL critic, the export of a plain actor.
 
-Defines `DataInfo`, `Batch`, `adam`, `soft_update`, `IQLCritic`.
+Defines `Algorithm` (the protocol), `Deployment`, `DataInfo`, `Batch`, `ActorExport`, `adam`,
+`soft_update`, `IQLCritic`.
+
+Adding a method: one module in `algos/` with a class that follows `Algorithm`, and its name in
+`algos.ALGORITHMS` (and `config.ALGOS`). The trainer knows no method by name.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple, Protocol
 
+import numpy as np
 import torch
+from gymnasium import spaces
 from torch import nn
 
 from spar_rectify.config import TrainConfig
@@ -46,6 +55,100 @@ class Batch(NamedTuple):
     next_obs: torch.Tensor
     not_done: torch.Tensor
     base_action: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What turning trained weights into a deployable artefact needs besides the weights.
+
+    observation_space, action_space: the dataset's spaces. obs_mean, obs_std: (obs_dim,) the
+    standardisation batches used. anchor: the frozen base policy (None unless the algorithm needs
+    one). probe_obs: (N, obs_dim) observations that fingerprint the anchor. config: the
+    training configuration. name: a label for the exported policy.
+    """
+
+    observation_space: spaces.Box
+    action_space: spaces.Box
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    anchor: Any
+    probe_obs: np.ndarray
+    config: TrainConfig
+    name: str
+
+
+class Algorithm(Protocol):
+    """What `Trainer` needs of an offline algorithm.
+
+    Class attributes: `needs_anchor` (trains around a frozen base policy: batches carry its
+    actions), `scaled_rewards` (uses IQL's locomotion reward scale), `staged` (its schedule is
+    in fractions of `steps`, so a finished run cannot be extended), `artifact` (the exported
+    folder's name in a run directory).
+    """
+
+    needs_anchor: ClassVar[bool]
+    scaled_rewards: ClassVar[bool]
+    staged: ClassVar[bool]
+    artifact: ClassVar[str]
+
+    def __init__(self, info: "DataInfo", config: TrainConfig, generator: torch.Generator): ...
+
+    @classmethod
+    def data_info(
+        cls, config: TrainConfig, info: "DataInfo", action: torch.Tensor, base: torch.Tensor | None
+    ) -> tuple["DataInfo", torch.Tensor | None]:
+        """Complete `info` from the (N, act_dim) normalised dataset actions and anchor actions (None
+        without an anchor); returns it with the anchor actions the batches should carry."""
+        ...
+
+    def update(self, batch: "Batch", step: int) -> dict:
+        """One gradient step; returns scalar metrics (tensors or floats)."""
+        ...
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every module whose state a checkpoint holds, by a stable name."""
+        ...
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimiser whose state a checkpoint holds, by a stable name."""
+        ...
+
+    def policy(self, deployment: Deployment) -> Any:
+        """The deployable policy now (a `BasePolicy`: env-unit observations to env-unit actions)."""
+        ...
+
+    def export(self, deployment: Deployment, folder: str | Path) -> Path:
+        """Write the deployable artefact to `folder`; returns the folder."""
+        ...
+
+
+class ActorExport:
+    """The protocol's defaults for a method that learns a plain actor `tanh(actor(obs))` on
+    standardised observations (BC, TD3+BC, IQL): no anchor, exported as a `BCPolicy` folder."""
+
+    needs_anchor: ClassVar[bool] = False
+    scaled_rewards: ClassVar[bool] = False
+    staged: ClassVar[bool] = False
+    artifact: ClassVar[str] = "policy"
+    actor: nn.Module
+
+    @classmethod
+    def data_info(
+        cls, config: TrainConfig, info: "DataInfo", action: torch.Tensor, base: torch.Tensor | None
+    ) -> tuple["DataInfo", None]:
+        return info, None
+
+    def policy(self, deployment: Deployment):
+        from spar_rectify.bc import BCPolicy
+
+        d = deployment
+        policy = BCPolicy(d.observation_space, d.action_space, d.obs_mean, d.obs_std, d.config.hidden)
+        policy.net.load_state_dict(self.actor.state_dict())
+        policy.name = d.name
+        return policy
+
+    def export(self, deployment: Deployment, folder: str | Path) -> Path:
+        return self.policy(deployment).save(folder)
 
 
 def adam(params, lr: float) -> torch.optim.Adam:

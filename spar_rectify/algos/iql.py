@@ -6,14 +6,16 @@ import math
 
 import torch
 
-from spar_rectify.algos.common import Batch, DataInfo, IQLCritic, adam
+from spar_rectify.algos.common import ActorExport, Batch, DataInfo, IQLCritic, adam
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import awr_loss
 from spar_rectify.networks import mlp
 
 
-class IQL:
+class IQL(ActorExport):
     """Deterministic tanh actor regressed with weights `exp(beta * A)`; cosine actor LR schedule."""
+
+    scaled_rewards = True
 
     def __init__(self, info: DataInfo, config: TrainConfig, generator: torch.Generator):
         obs_dim, act_dim = info.obs_dim, info.act_dim
@@ -39,7 +41,3 @@ class IQL:
         self.actor_opt.step()
         metrics["actor_loss"] = loss.detach()
         return metrics
-
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, base_action: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.actor(obs))

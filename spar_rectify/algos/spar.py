@@ -9,9 +9,12 @@ candidates, and every candidate lies on the decoded support.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-from spar_rectify.algos.common import Batch, DataInfo, IQLCritic, adam
+from spar_rectify.algos.common import Batch, DataInfo, Deployment, IQLCritic, adam
+from spar_rectify.checkpoint import RectifierCheckpoint, save_rectifier
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import cvae_loss, latent_fit_loss, lsi_loss, lsi_weights
 from spar_rectify.networks import mlp
@@ -20,6 +23,37 @@ from spar_rectify.rectifier import Rectifier
 
 class SPAR:
     """Trains a `Rectifier` (latent policy mu + residual decoder g) around the anchor."""
+
+    needs_anchor = True
+    scaled_rewards = True
+    staged = True  # manifold_fraction and fit_fraction are shares of `steps`
+    artifact = "rectifier"
+
+    @classmethod
+    def data_info(
+        cls, config: TrainConfig, info: DataInfo, action: torch.Tensor, base: torch.Tensor | None
+    ) -> tuple[DataInfo, torch.Tensor]:
+        """The residual statistics of the data around the anchor: the bound rho (the `bound_quantile`
+        of `|a - a_b|` per dimension, clamped to [bound_min, bound_max], unless `residual_bound` sets
+        it), and the mean and std of the residuals clipped to it. The "no anchor" ablation
+        (`anchored=False`) trains a global policy around zero with rho = 1."""
+        if not config.anchored:
+            base = torch.zeros_like(action)
+        residual = action - base
+        if not config.anchored:
+            bound = torch.ones(info.act_dim)
+        elif config.residual_bound is not None:
+            bound = torch.full((info.act_dim,), float(config.residual_bound))
+        else:
+            bound = torch.quantile(residual.abs()[:1_000_000], config.bound_quantile, dim=0)
+            bound = bound.clamp(config.bound_min, config.bound_max)
+        clipped = torch.maximum(torch.minimum(residual, bound), -bound)
+        stats = dict(
+            residual_bound=bound.numpy(),
+            residual_mean=clipped.mean(0).numpy(),
+            residual_std=clipped.std(0).clamp_min(1e-3).numpy(),
+        )
+        return info._replace(**stats), base
 
     def __init__(self, info: DataInfo, config: TrainConfig, generator: torch.Generator):
         self.config, self.generator = config, generator
@@ -198,8 +232,20 @@ class SPAR:
         cands = torch.cat(parts, 1)
         return torch.maximum(torch.minimum(cands, box), -box) if torch.is_tensor(box) else cands.clamp(-box, box)
 
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, base_action: torch.Tensor) -> torch.Tensor:
-        """(B, obs_dim) standardised, (B, act_dim) anchor actions -> rectified actions, normalised."""
-        x = torch.cat([obs, base_action], -1)
-        return (base_action + self.residual_policy(x)[1]).clamp(-1.0, 1.0)
+    # -- products -----------------------------------------------------------------------------
+    def checkpoint(self, deployment: Deployment) -> RectifierCheckpoint:
+        """The deployable rectifier with everything needed to load it safely; the target twin critic
+        that LSI scored candidates with travels along for the deployment gate."""
+        d = deployment
+        rect = self.rect.with_critic(self.critic.q_target).eval().requires_grad_(False)
+        return RectifierCheckpoint.from_anchor(
+            rect, d.observation_space, d.action_space, d.anchor, d.probe_obs, config=d.config.to_dict()
+        )
+
+    def policy(self, deployment: Deployment):
+        from spar_rectify.rectified_policy import RectifiedPolicy
+
+        return RectifiedPolicy(deployment.anchor, self.checkpoint(deployment), check_anchor=False)
+
+    def export(self, deployment: Deployment, folder: str | Path) -> Path:
+        return save_rectifier(self.checkpoint(deployment), folder)

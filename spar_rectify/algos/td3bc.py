@@ -6,13 +6,13 @@ import copy
 
 import torch
 
-from spar_rectify.algos.common import Batch, DataInfo, adam, soft_update
+from spar_rectify.algos.common import ActorExport, Batch, DataInfo, adam, soft_update
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import q_regression_loss, td3bc_actor_loss
 from spar_rectify.networks import EnsembleMLP, mlp
 
 
-class TD3BC:
+class TD3BC(ActorExport):
     """Twin critic with target policy smoothing; actor maximises lambda * Q minus a BC term."""
 
     def __init__(self, info: DataInfo, config: TrainConfig, generator: torch.Generator):
@@ -60,7 +60,3 @@ class TD3BC:
             soft_update(self.actor_target, self.actor, cfg.tau)
             metrics["actor_loss"] = actor_loss.detach()
         return metrics
-
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, base_action: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.actor(obs))
