@@ -15,20 +15,7 @@ import numpy as np
 from gymnasium import spaces
 
 from spar_rectify.checkpoint import RectifierCheckpoint, check_alpha, load_rectifier
-from spar_rectify.kernel import (
-    C_HIGH,
-    C_LOW,
-    C_RES_INV_STD,
-    C_RES_MEAN,
-    C_SCALE,
-    C_SCORE_K,
-    C_START,
-    C_TO_ENV,
-    FLAG_EXECUTED,
-    FLAG_OBS,
-    FLAG_RESIDUAL,
-    correct_rows,
-)
+from spar_rectify.kernel import FLAG_EXECUTED, FLAG_OBS, FLAG_RESIDUAL, FastRectifier
 from spar_rectify.policies import as_base_policy
 from spar_rectify.rectifier import Rectifier
 from spar_rectify.spaces import ActionScaler, check_box
@@ -52,7 +39,7 @@ class Correction(NamedTuple):
         base_action: (B, act_dim) the base actions as given, env units.
         residual: (B, act_dim) float32 normalised units, the applied `alpha * residual`
             (zero on fallback rows).
-        support_score: (B,) float32 in (0, 1], see `FastRectifier.support_score`.
+        support_score: (B,) float32 in (0, 1], see `Corrector.support_score`.
         fallback: (B,) str, "" where the residual was applied, else the reason it was not.
         gate_held: (B,) bool, True where the critic gate executed the base action because the
             pessimistic critic did not score the rectified action above it.
@@ -98,35 +85,17 @@ class Corrector:
         self.obs_dim = rectifier.obs_dim
         self.dtype = action_space.dtype
         self.low, self.high = action_space.low, action_space.high
-        self.fast = rectifier.fast(self.low, self.high)
-        bound = rectifier.residual_bound.detach().cpu().numpy().astype(np.float64)
-        self._scale = (alpha * bound).astype(np.float32)  # tanh(.) -> applied residual, normalised
-        self._to_env = (alpha * bound * self.scaler.half_range).astype(np.float32)  # ... -> env units
-        self._res_mean = rectifier.residual_mean.detach().cpu().numpy().astype(np.float32)
-        self._res_inv_std = (1.0 / np.maximum(rectifier.residual_std.detach().cpu().numpy(), 1e-6)).astype(np.float32)
-        self._score_k = np.float32(-0.5 / self.act_dim)
-        self._consts = np.zeros((8, self.act_dim), np.float32)
-        for row, value in (
-            (C_LOW, self.low),
-            (C_HIGH, self.high),
-            (C_SCALE, self._scale),
-            (C_TO_ENV, self._to_env),
-            (C_RES_MEAN, self._res_mean),
-            (C_RES_INV_STD, self._res_inv_std),
-            (C_SCORE_K, self._score_k),
-            (C_START, np.nan if rectifier.anchored else self.scaler.mid),
-        ):
-            self._consts[row] = value
+        self.fast = FastRectifier(rectifier, self.low, self.high, alpha)
         self._empty_reasons: dict[int, np.ndarray] = {}
 
     def support_score(self, residual: np.ndarray) -> np.ndarray:
         """(B, act_dim) applied residual -> (B,) float32 in (0, 1]: Gaussian typicality of the
         residual under the dataset's residual statistics (1: the data's mean residual; small:
         far in its tail). A cheap per-step proxy; benchmarks use the kNN support metric."""
-        u = residual - self._res_mean
-        u *= self._res_inv_std
+        u = residual - self.fast.res_mean
+        u *= self.fast.res_inv_std
         sq = np.einsum("ij,ij->i", u, u)
-        sq *= self._score_k
+        sq *= self.fast.score_k
         return np.exp(sq, out=sq)
 
     def _no_fallback(self, batch: int) -> np.ndarray:
@@ -165,8 +134,7 @@ class Corrector:
         if obs.shape != (batch, self.obs_dim):
             raise ValueError(f"expected observations of shape ({batch}, {self.obs_dim}), got {obs.shape}")
         ad = self.act_dim
-        out = np.empty((batch, 2 * ad + 3), np.float32)
-        worst = correct_rows(obs, base_action, self.fast.weights, self.fast.dims, self._consts, out, self.gate)
+        out, worst = self.fast(obs, base_action, self.gate)
         executed, residual, score = out[:, :ad], out[:, ad : 2 * ad], out[:, 2 * ad]
         held = out[:, 2 * ad + 2] != 0
         fallback = self._no_fallback(batch)

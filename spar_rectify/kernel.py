@@ -1,6 +1,8 @@
-"""The compiled per-step correction kernel (numba): one call per batch, no Python per layer.
+"""The deployment fast path: a rectifier's weights folded for a compiled per-step kernel (numba),
+one call per batch, no Python per layer.
 
-Defines `correct_rows`, `pack_layers` and the `flags` values.
+Defines `FastRectifier` (folding, constants, the call), `correct_rows` (the kernel), `pack_layers`
+and the `flags` values. Training never imports this module.
 
 A rectified Hopper step must cost at most 1.3x a raw `env.step` (~100 us here). Dozens of numpy
 calls per step cost more than the network itself, and a MuJoCo step evicts the caches between
@@ -19,7 +21,12 @@ in env units, 1]`.
 from __future__ import annotations
 
 import numpy as np
+from gymnasium import spaces
 from numba import njit
+from torch import nn
+
+from spar_rectify.rectifier import Rectifier
+from spar_rectify.spaces import ActionScaler
 
 #: `flags` values written by `correct_rows` (`FLAG_EXECUTED`: the executed action came out
 #: non-finite or outside the bounds, e.g. from a damaged bound or scale; the row ran the base action).
@@ -210,3 +217,103 @@ def correct_rows(obs, base, weights, dims, consts, out, gate):  # pragma: no cov
         out[r, 2 * act_dim + 1] = flag
         worst = max(worst, flag)
     return worst
+
+
+class FastRectifier:
+    """A `Rectifier`'s weights and constants prepared for `correct_rows`, for one action space and
+    alpha (a snapshot: build a new one after the weights change).
+
+    The kernel takes the base action in *env units, already clipped to the Box*. Everything
+    affine is folded into the first layers: observation standardisation, the env-to-normalised
+    action map and the latent box scale; biases ride on a constant-one input (each layer is
+    `(in + 1, out)` float32 with the bias as its last row). The per-dimension constants (bounds,
+    `alpha * rho` in normalised and env units, the residual statistics of the support score, the
+    start of an unanchored action) are one `(8, act_dim)` array.
+
+    Args:
+        rect: the trained `Rectifier`.
+        action_low, action_high: `(act_dim,)` the env's action bounds.
+        alpha: residual scale in [0, 1].
+    """
+
+    def __init__(self, rect: Rectifier, action_low: np.ndarray, action_high: np.ndarray, alpha: float = 1.0):
+        f64 = np.float64
+        self.obs_dim, self.act_dim, self.latent_dim = rect.obs_dim, rect.act_dim, rect.latent_dim
+        od, ad, ld = self.obs_dim, self.act_dim, self.latent_dim
+        mean = rect.obs_mean.detach().cpu().numpy().astype(f64)
+        std = rect.obs_std.detach().cpu().numpy().astype(f64)
+        scaler = ActionScaler(spaces.Box(np.asarray(action_low, f64), np.asarray(action_high, f64), dtype=f64))
+        inv_half, mid = scaler.inv_half_range, scaler.mid
+        # Input row layout: [obs (od), base action in env units (ad), z (ld), 1].
+        self.in_dim = od + ad + ld + 1
+
+        def first_layer(linear: nn.Linear, with_z: bool) -> np.ndarray:
+            w = linear.weight.detach().cpu().numpy().T.astype(f64)  # (in, out)
+            b = linear.bias.detach().cpu().numpy().astype(f64)
+            out = np.zeros((self.in_dim, w.shape[1]), f64)
+            w_obs = w[:od] / std[:, None]
+            w_base = w[od : od + ad] * inv_half[:, None] if rect.anchored else np.zeros_like(w[od : od + ad])
+            out[:od], out[od : od + ad] = w_obs, w_base
+            if with_z:
+                out[od + ad : od + ad + ld] = w[od + ad :] * rect.latent_box
+            out[-1] = b - mean @ w_obs - (mid @ w_base)
+            return np.ascontiguousarray(out, dtype=np.float32)
+
+        def augment(linear: nn.Linear) -> np.ndarray:
+            w = linear.weight.detach().cpu().numpy().T
+            return np.ascontiguousarray(
+                np.concatenate([w, linear.bias.detach().cpu().numpy()[None]], 0), dtype=np.float32
+            )
+
+        actor = [m for m in rect.actor if isinstance(m, nn.Linear)]
+        self.actor = [first_layer(actor[0], False)] + [augment(m) for m in actor[1:]]
+        self.decoder = None
+        if rect.decoder is not None:
+            dec = [m for m in rect.decoder if isinstance(m, nn.Linear)]
+            self.decoder = [first_layer(dec[0], True)] + [augment(m) for m in dec[1:]]
+        self.critic: tuple = ()
+        if rect.critic is not None:
+            heads = []
+            for h in range(2):
+                ws = [w[h].detach().cpu().numpy().astype(f64) for w in rect.critic.weights]  # (in, out)
+                bs = [b[h, 0].detach().cpu().numpy().astype(f64) for b in rect.critic.biases]
+                # First layer on [obs env units, action env units, 1]: standardisation and the
+                # env-to-normalised action map folded in, as for actor and decoder.
+                w0 = ws[0]
+                first = np.zeros((od + ad + 1, w0.shape[1]), f64)
+                first[:od] = w0[:od] / std[:, None]
+                first[od : od + ad] = w0[od:] * inv_half[:, None]
+                first[-1] = bs[0] - mean @ first[:od] - mid @ first[od : od + ad]
+                rest = [np.concatenate([w, b[None]], 0) for w, b in zip(ws[1:], bs[1:])]
+                heads.append([np.ascontiguousarray(m, dtype=np.float32) for m in [first, *rest]])
+            self.critic = tuple(heads)
+        self.weights, self.dims = pack_layers(
+            self.actor, self.decoder or [], self.latent_dim if self.decoder else 0, self.critic
+        )
+        bound = rect.residual_bound.detach().cpu().numpy().astype(f64)
+        self.res_mean = rect.residual_mean.detach().cpu().numpy().astype(np.float32)
+        self.res_inv_std = (1.0 / np.maximum(rect.residual_std.detach().cpu().numpy(), 1e-6)).astype(np.float32)
+        self.score_k = np.float32(-0.5 / ad)
+        self.consts = np.zeros((8, ad), np.float32)
+        for row, value in (
+            (C_LOW, action_low),
+            (C_HIGH, action_high),
+            (C_SCALE, alpha * bound),  # tanh(.) -> applied residual, normalised units
+            (C_TO_ENV, alpha * bound * scaler.half_range),  # ... -> env units
+            (C_RES_MEAN, self.res_mean),
+            (C_RES_INV_STD, self.res_inv_std),
+            (C_SCORE_K, self.score_k),
+            (C_START, np.nan if rect.anchored else mid),
+        ):
+            self.consts[row] = value
+
+    def __call__(self, obs: np.ndarray, base_action: np.ndarray, gate: bool) -> tuple[np.ndarray, int]:
+        """Run the kernel on `(B, obs_dim)` observations and `(B, act_dim)` env-unit base actions.
+
+        Returns:
+            `out` `(B, 2 * act_dim + 3)` float32: executed action (env units), applied residual
+            (normalised), support score, flag, gate-held; and the worst flag (0: every row ran).
+        """
+        out = np.empty((base_action.shape[0], 2 * self.act_dim + 3), np.float32)
+        worst = correct_rows(obs, base_action, self.weights, self.dims, self.consts, out, gate)
+        return out, worst

@@ -1,7 +1,7 @@
 """The deployable rectifier: latent policy + residual decoder around a frozen anchor.
 
-Defines `Rectifier` (torch module, used in training and batched evaluation) and
-`FastRectifier` (its weights prepared for the compiled per-step kernel).
+Defines `Rectifier` (torch module, used in training and batched evaluation). The per-step
+deployment path folds its weights for the compiled kernel: `kernel.FastRectifier`.
 
 Shapes and units: `obs` is `(B, obs_dim)` float32 in env units (standardised inside);
 `base_action` and `residual` are `(B, act_dim)` float32 in normalised action units; the latent
@@ -15,12 +15,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from torch import nn
 
-from spar_rectify.kernel import pack_layers
 from spar_rectify.networks import EnsembleMLP, mlp
-from spar_rectify.spaces import ActionScaler
 
 
 class Rectifier(nn.Module):
@@ -135,77 +132,3 @@ class Rectifier(nn.Module):
         if self.decoder is None:
             return self.residual_bound * torch.tanh(self.actor(x))
         return self.decode(x, self.latent(x))
-
-    def fast(self, action_low: np.ndarray, action_high: np.ndarray) -> "FastRectifier":
-        """Kernel-ready weights of this module for an env with these action bounds (a snapshot:
-        build a new one after the weights change)."""
-        return FastRectifier(self, action_low, action_high)
-
-
-class FastRectifier:
-    """A `Rectifier`'s weights prepared for the compiled kernel (`spar_rectify.kernel`).
-
-    The kernel takes the base action in *env units, already clipped to the Box*. Everything
-    affine is folded into the first layers: observation standardisation, the env-to-normalised
-    action map and the latent box scale; biases ride on a constant-one input (each layer is
-    `(in + 1, out)` float32 with the bias as its last row).
-
-    Args:
-        rect: the trained `Rectifier`.
-        action_low, action_high: `(act_dim,)` the env's action bounds.
-    """
-
-    def __init__(self, rect: Rectifier, action_low: np.ndarray, action_high: np.ndarray):
-        f64 = np.float64
-        self.obs_dim, self.act_dim, self.latent_dim = rect.obs_dim, rect.act_dim, rect.latent_dim
-        od, ad, ld = self.obs_dim, self.act_dim, self.latent_dim
-        mean = rect.obs_mean.detach().cpu().numpy().astype(f64)
-        std = rect.obs_std.detach().cpu().numpy().astype(f64)
-        scaler = ActionScaler(spaces.Box(np.asarray(action_low, f64), np.asarray(action_high, f64), dtype=f64))
-        inv_half, mid = scaler.inv_half_range, scaler.mid
-        # Input row layout: [obs (od), base action in env units (ad), z (ld), 1].
-        self.in_dim = od + ad + ld + 1
-
-        def first_layer(linear: nn.Linear, with_z: bool) -> np.ndarray:
-            w = linear.weight.detach().cpu().numpy().T.astype(f64)  # (in, out)
-            b = linear.bias.detach().cpu().numpy().astype(f64)
-            out = np.zeros((self.in_dim, w.shape[1]), f64)
-            w_obs = w[:od] / std[:, None]
-            w_base = w[od : od + ad] * inv_half[:, None] if rect.anchored else np.zeros_like(w[od : od + ad])
-            out[:od], out[od : od + ad] = w_obs, w_base
-            if with_z:
-                out[od + ad : od + ad + ld] = w[od + ad :] * rect.latent_box
-            out[-1] = b - mean @ w_obs - (mid @ w_base)
-            return np.ascontiguousarray(out, dtype=np.float32)
-
-        def augment(linear: nn.Linear) -> np.ndarray:
-            w = linear.weight.detach().cpu().numpy().T
-            return np.ascontiguousarray(
-                np.concatenate([w, linear.bias.detach().cpu().numpy()[None]], 0), dtype=np.float32
-            )
-
-        actor = [m for m in rect.actor if isinstance(m, nn.Linear)]
-        self.actor = [first_layer(actor[0], False)] + [augment(m) for m in actor[1:]]
-        self.decoder = None
-        if rect.decoder is not None:
-            dec = [m for m in rect.decoder if isinstance(m, nn.Linear)]
-            self.decoder = [first_layer(dec[0], True)] + [augment(m) for m in dec[1:]]
-        self.critic: tuple = ()
-        if rect.critic is not None:
-            heads = []
-            for h in range(2):
-                ws = [w[h].detach().cpu().numpy().astype(f64) for w in rect.critic.weights]  # (in, out)
-                bs = [b[h, 0].detach().cpu().numpy().astype(f64) for b in rect.critic.biases]
-                # First layer on [obs env units, action env units, 1]: standardisation and the
-                # env-to-normalised action map folded in, as for actor and decoder.
-                w0 = ws[0]
-                first = np.zeros((od + ad + 1, w0.shape[1]), f64)
-                first[:od] = w0[:od] / std[:, None]
-                first[od : od + ad] = w0[od:] * inv_half[:, None]
-                first[-1] = bs[0] - mean @ first[:od] - mid @ first[od : od + ad]
-                rest = [np.concatenate([w, b[None]], 0) for w, b in zip(ws[1:], bs[1:])]
-                heads.append([np.ascontiguousarray(m, dtype=np.float32) for m in [first, *rest]])
-            self.critic = tuple(heads)
-        self.weights, self.dims = pack_layers(
-            self.actor, self.decoder or [], self.latent_dim if self.decoder else 0, self.critic
-        )
