@@ -20,7 +20,8 @@ ALGOS = ("spar", "bc", "td3bc", "iql")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What to train and how. Field docstrings become `spar train --help`."""
+    """What to train and how. Field docstrings become `spar train --help`: fields tagged [spar],
+    [iql] or [td3bc] apply to that method only; untagged fields to every method."""
 
     algo: Literal["spar", "bc", "td3bc", "iql"] = "spar"
     """Method: spar (rectifier around the anchor), bc (pure behaviour cloning), td3bc, iql."""
@@ -45,86 +46,86 @@ class TrainConfig:
 
     # IQL (also SPAR's conservative critic)
     expectile: float = 0.7
-    """Expectile of V's regression onto min(Q1, Q2); higher: closer to the in-sample max."""
+    """[iql; spar critic] Expectile of V's regression onto min(Q1, Q2); higher: closer to the in-sample max."""
     awr_temperature: float = 3.0
-    """IQL's inverse temperature beta for advantage-weighted extraction."""
+    """[iql] IQL's inverse temperature beta for advantage-weighted extraction."""
     awr_max_weight: float = 100.0
-    """Clip of the exponentiated advantage weights."""
+    """[iql] Clip of the exponentiated advantage weights."""
 
     # TD3+BC
     td3bc_alpha: float = 2.5
-    """Weight of the Q term relative to the BC term (lambda = alpha / mean|Q|)."""
+    """[td3bc] Weight of the Q term relative to the BC term (lambda = alpha / mean|Q|)."""
     policy_noise: float = 0.2
-    """Target policy smoothing noise (normalised action units)."""
+    """[td3bc] Target policy smoothing noise (normalised action units)."""
     noise_clip: float = 0.5
-    """Clip of the smoothing noise."""
+    """[td3bc] Clip of the smoothing noise."""
     policy_freq: int = 2
-    """Actor updates every this many critic updates (TD3+BC)."""
+    """[td3bc] Actor updates every this many critic updates (TD3+BC)."""
 
     # SPAR stage (i): residual manifold
     latent_dim: Optional[int] = None
-    """Size of the CVAE latent; None: 2 * act_dim."""
+    """[spar] Size of the CVAE latent; None: 2 * act_dim."""
     latent_box: float = 2.0
-    """c: the latent policy stays in |z_i| <= c."""
+    """[spar] c: the latent policy stays in |z_i| <= c."""
     kl_weight: float = 0.5
-    """lambda_kl of the residual CVAE."""
+    """[spar] lambda_kl of the residual CVAE."""
     residual_bound: Optional[float] = None
-    """rho for every dimension; None: the data's quantile of |residual| per dimension."""
+    """[spar] rho for every dimension; None: the data's quantile of |residual| per dimension."""
     bound_quantile: float = 0.99
-    """Quantile of |a - a_b| per dimension that sets rho when residual_bound is None."""
+    """[spar] Quantile of |a - a_b| per dimension that sets rho when residual_bound is None."""
     bound_min: float = 0.05
-    """Lower clamp of the data-derived rho."""
+    """[spar] Lower clamp of the data-derived rho."""
     bound_max: float = 1.0
-    """Upper clamp of the data-derived rho; larger: bigger corrections, further from the data."""
+    """[spar] Upper clamp of the data-derived rho; larger: bigger corrections, further from the data."""
     manifold_fraction: float = 0.1
-    """Share of the steps spent training the CVAE (with the critic), before it is frozen."""
+    """[spar] Share of the steps spent training the CVAE (with the critic), before it is frozen."""
     fit_fraction: float = 0.05
-    """Share of the steps spent fitting mu to the encoder mean, before self-imitation."""
+    """[spar] Share of the steps spent fitting mu to the encoder mean, before self-imitation."""
 
     fit_to: Literal["data", "anchor"] = "data"
-    """What mu is fitted to before self-imitation: "data", the encoder mean of the dataset's residual
+    """[spar] What mu is fitted to before self-imitation: "data", the encoder mean of the dataset's residual
     (the specification: the rectifier starts by reproducing the data's typical action), or "anchor",
     the encoder mean of a zero residual (it starts as the base policy). "anchor" also centres the LSI
     prior term (lsi_prior_weight) on the anchor's latent."""
 
     # SPAR stage (iii): Latent Self-Imitation
     num_candidates: int = 8
-    """K perturbations of mu per state."""
+    """[spar] K perturbations of mu per state."""
     candidate_sigma: float = 0.5
-    """Std of the perturbations in latent units."""
+    """[spar] Std of the perturbations in latent units."""
     num_prior: int = 2
-    """Prior samples z ~ N(0, I) added to the candidates of each state."""
+    """[spar] Prior samples z ~ N(0, I) added to the candidates of each state."""
     anchor_candidate: bool = False
-    """Add the anchor's own action (the latent of a zero residual) to each state's candidates, so the
+    """[spar] Add the anchor's own action (the latent of a zero residual) to each state's candidates, so the
     critic can prefer the base action itself over every residual."""
     lsi_temperature: float = 1.0
-    """beta in softmax(A / beta) over a state's candidates (advantages standardised first)."""
+    """[spar] beta in softmax(A / beta) over a state's candidates (advantages standardised first)."""
     lsi_normalize: Literal["within", "batch", "none"] = "within"
-    """Scale of the advantages in the LSI softmax: within-state RMS, batch std, or none (raw
+    """[spar] Scale of the advantages in the LSI softmax: within-state RMS, batch std, or none (raw
     scaled-reward units, like IQL's extraction). See `losses.lsi_weights`."""
     lsi_prior_weight: float = 0.0
-    """lambda: adds lambda * log N(z_k; 0, I) to each candidate's scaled advantage in the LSI softmax, so
+    """[spar] lambda: adds lambda * log N(z_k; 0, I) to each candidate's scaled advantage in the LSI softmax, so
     the weights target p_data(z | s, a_b) * exp(A / beta), the KL-regularised improvement step, instead
     of the best candidate in the box. 0: off (the specification's LSI). See `losses.lsi_weights`."""
     lsi_improvements_only: bool = False
-    """Self-imitation of improvements only: advantages are taken over the current latent and only the
+    """[spar] Self-imitation of improvements only: advantages are taken over the current latent and only the
     candidates that beat it (and the current latent itself) get weight, so the regression target never
     has a lower conservative value than where mu already is. False: the specification's softmax over
     every candidate. See `losses.lsi_weights`."""
     lsi_states: int = 64
-    """States of each batch whose candidates are scored per update (cost grows with it)."""
+    """[spar] States of each batch whose candidates are scored per update (cost grows with it)."""
     lsi_every: int = 3
-    """Latent-policy updates every this many critic updates. Scoring 12 candidates for 64 states
+    """[spar] Latent-policy updates every this many critic updates. Scoring 12 candidates for 64 states
     costs about as much as a critic step, so 3 keeps SPAR's step as cheap as IQL's
     (benchmarks/train_throughput.py)."""
 
     # SPAR ablations
     use_latent: bool = True
-    """False: no latent; the residual actor is improved with isotropic noise candidates."""
+    """[spar] False: no latent; the residual actor is improved with isotropic noise candidates."""
     self_imitation: bool = True
-    """False: plain dQ/da through the frozen decoder (PLAS style)."""
+    """[spar] False: plain dQ/da through the frozen decoder (PLAS style)."""
     anchored: bool = True
-    """False: no anchor; a global policy (zero base action) with rho = 1."""
+    """[spar] False: no anchor; a global policy (zero base action) with rho = 1."""
 
     # Bookkeeping
     eval_every: int = 50_000
