@@ -32,6 +32,7 @@ HERE = Path(__file__).parent
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True)
+    parser.add_argument("--suite", default=None, help="folder of the suite's SB3 policies (default: ../shared/suite)")
     parser.add_argument("--method", choices=("spar", "medium-rectified"), default="spar")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tier", default="full")
@@ -49,7 +50,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     import torch
-    from suite_bench import SuiteSupport, anchor_policy, rollouts
+    from suite_bench import SUITE, SuiteSupport, anchor_policy, rollouts
 
     from spar_rectify import RectifiedPolicy
     from spar_rectify.data import load_minari
@@ -62,7 +63,7 @@ def main(argv=None) -> None:
             f"no trained rectifier at {rectifier}: run benchmarks/suite_bench.py {args.tier} "
             f"--datasets {args.dataset} --seeds {args.seed} first"
         )
-    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed)
+    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite or SUITE)
     data = load_minari(args.dataset)
     support = SuiteSupport(data)  # the state-only rate: the policy went where the data never was
     rows = []

@@ -33,7 +33,7 @@ HERE = Path(__file__).parent
 def main() -> None:
     import numpy as np
     import torch
-    from suite_bench import EVAL_SEED, anchor_policy, rollouts
+    from suite_bench import EVAL_SEED, SUITE, anchor_policy, rollouts
 
     from spar_rectify import RectifiedPolicy
     from spar_rectify.config import TrainConfig
@@ -43,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a finished rectifier run folder (checkpoint/ and rectifier/)")
     parser.add_argument("--dataset", required=True)
+    parser.add_argument("--suite", default=None, help="folder of the suite's SB3 policies (default: ../shared/suite)")
     parser.add_argument("--method", default="medium-rectified", choices=("spar", "medium-rectified"))
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--alphas", nargs="+", type=float, default=[0.0, 0.25, 0.5, 0.75, 1.0])
@@ -55,7 +56,7 @@ def main() -> None:
 
     run = Path(args.run)
     data = load_minari(args.dataset)
-    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed)
+    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite or SUITE)
     config = TrainConfig.load(run / "config.json")
     trainer = Trainer(config, data, anchor, run)
     trainer.load_state(run / "checkpoint")

@@ -36,7 +36,7 @@ RULES = {"full": (1.0,), "gate": (0.0, 1.0), "line3": (0.0, 0.5, 1.0), "line5": 
 def main() -> None:
     import numpy as np
     import torch
-    from suite_bench import EVAL_SEED, SuiteSupport, anchor_policy, rollouts
+    from suite_bench import EVAL_SEED, SUITE, SuiteSupport, anchor_policy, rollouts
 
     from spar_rectify.checkpoint import load_rectifier
     from spar_rectify.data import load_minari
@@ -45,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a finished rectifier run folder (with rectifier/)")
     parser.add_argument("--dataset", required=True)
+    parser.add_argument("--suite", default=None, help="folder of the suite's SB3 policies (default: ../shared/suite)")
     parser.add_argument("--method", default="medium-rectified", choices=("spar", "medium-rectified"))
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
@@ -55,7 +56,7 @@ def main() -> None:
 
     run = Path(args.run)
     data = load_minari(args.dataset)
-    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed)
+    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite or SUITE)
     ckpt = load_rectifier(run / "rectifier")
     if ckpt.rectifier.critic is None:  # exported before the gate existed: re-export with the critic
         from spar_rectify.config import TrainConfig

@@ -29,9 +29,11 @@ trains with those `TrainConfig` overrides under `_work/variant_<name>/` and writ
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -59,9 +61,74 @@ TIERS = {
         "jobs": 2,
     },
 }
-TRAINED = ("bc", "td3bc", "iql", "spar")
-TUNED = ("spar-tuned", "medium-rectified-tuned")  # a trained rectifier at the alpha `tune_alpha` picks
-METHODS = (*TRAINED, "medium-raw", "medium-rectified", *TUNED)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One column of the suite's table.
+
+    Attributes:
+        name: the column's name (`--methods`).
+        algo: the `TrainConfig.algo` it trains; None: nothing is trained.
+        anchor: the frozen base policy: "bc" (the bc run of the same seed and dataset) or "medium"
+            (the suite's SB3 medium policy); None: none.
+        tuned_from: re-evaluates this method's trained rectifier at the alpha `tune_alpha` picks on
+            other seeds (no training); None: not a tuned method.
+    """
+
+    name: str
+    algo: str | None = None
+    anchor: str | None = None
+    tuned_from: str | None = None
+
+    @property
+    def run_method(self) -> str:
+        """The method whose run folder holds this column's trained policy."""
+        return self.tuned_from or self.name
+
+
+METHODS = {
+    m.name: m
+    for m in (
+        Method("bc", "bc"),
+        Method("td3bc", "td3bc"),
+        Method("iql", "iql"),
+        Method("spar", "spar", anchor="bc"),
+        Method("medium-raw", anchor="medium"),
+        Method("medium-rectified", "spar", anchor="medium"),
+        Method("spar-tuned", anchor="bc", tuned_from="spar"),
+        Method("medium-rectified-tuned", anchor="medium", tuned_from="medium-rectified"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: a method on a dataset and seed, with the tier's budget.
+
+    `work`: the tier's work folder (`<work>/<dataset>/<method>/seed<seed>` holds the run);
+    `suite`: the folder of the suite's SB3 policies; `variant`/`overrides`: a named set of
+    `TrainConfig` overrides (None / {} for the defaults)."""
+
+    dataset: str
+    method: str
+    seed: int
+    steps: int
+    episodes: int
+    work: str
+    suite: str = str(SUITE)
+    variant: str | None = None
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def spec(self) -> Method:
+        return METHODS[self.method]
+
+    def run_dir(self, method: str | None = None) -> Path:
+        """The run folder `<work>/<dataset>/<method>/seed<seed>` (`method`: another method's, same seed)."""
+        return Path(self.work) / self.dataset.replace("/", "_") / (method or self.method) / f"seed{self.seed}"
+
+
 RECORD_FIELDS = (
     "tier",
     "dataset",
@@ -98,18 +165,20 @@ def rollouts(policy, env_id: str, episodes: int, lengths: bool = False):
     return returns, obs, actions
 
 
-def medium_policy_path(dataset: str) -> Path:
+def medium_policy_path(dataset: str, suite: Path | str = SUITE) -> Path:
     """The suite's SB3 medium policy for a dataset's env (loading it runs pickle: the suite's own file)."""
-    return SUITE / dataset.split("/")[1] / "sac_medium.zip"
+    return Path(suite) / dataset.split("/")[1] / "sac_medium.zip"
 
 
-def anchor_policy(dataset_dir: Path, dataset: str, method: str, seed: int):
+def anchor_policy(dataset_dir: Path, dataset: str, method: str, seed: int, suite: Path | str = SUITE):
     """The frozen anchor of a rectifier run: the `bc` policy of the same seed under `dataset_dir`
-    (`<work>/<tier>/<dataset>`) for `spar`, the SB3 medium policy for `medium-rectified`."""
+    (`<work>/<tier>/<dataset>`) for `spar`, the suite's SB3 medium policy for `medium-rectified`."""
     from spar_rectify import BCPolicy, load_policy
 
-    method = method.removesuffix("-tuned")
-    if method == "spar":
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
+    kind = METHODS[method].anchor
+    if kind == "bc":
         folder = dataset_dir / "bc" / f"seed{seed}" / "policy"  # the bc job of the same seed runs first
         if not folder.is_dir():
             raise FileNotFoundError(
@@ -117,9 +186,9 @@ def anchor_policy(dataset_dir: Path, dataset: str, method: str, seed: int):
                 f"bc in --methods), or for a variant that does not change BC, link the tier's own bc run there"
             )
         return BCPolicy.load(folder)
-    if method == "medium-rectified":
-        return load_policy(medium_policy_path(dataset))
-    raise ValueError(f"method {method!r} has no anchor; expected 'spar' or 'medium-rectified'")
+    if kind == "medium":
+        return load_policy(medium_policy_path(dataset, suite))
+    raise ValueError(f"method {method!r} has no anchor; expected one with a frozen base policy (spar, medium-*)")
 
 
 class SuiteSupport:
@@ -154,7 +223,7 @@ class SuiteSupport:
         return self.joint.violations(obs, actions), self.states.violations(obs)
 
 
-def run_one(job: dict) -> dict:
+def run_one(job: Job) -> dict:
     """Train (or load) one method on one dataset and seed; evaluate return and support."""
     import spar_rectify  # before torch in a Ray worker: MKL's fast path
 
@@ -167,56 +236,57 @@ def run_one(job: dict) -> dict:
     from spar_rectify.trainer import train
 
     torch.set_num_threads(1)
-    data = load_minari(job["dataset"])
+    data = load_minari(job.dataset)
     env_id = data.env_spec.id
-    method = job["method"]
-    run_dir = run_path(job)
+    spec = job.spec
+    run_dir = job.run_dir(spec.run_method)
+
+    def anchor():
+        return anchor_policy(run_dir.parent.parent, job.dataset, job.method, job.seed, job.suite)
+
     start = time.time()
-    tuned = {}
-    if method == "medium-raw":
-        policy = load_policy(medium_policy_path(job["dataset"]))
-    elif method in TUNED:  # no training: the trained rectifier of the base method, alpha picked on other seeds
+    tuned, result = {}, None
+    if spec.algo is None and spec.tuned_from is None:  # the base policy as it is
+        policy = anchor()
+    elif spec.tuned_from is not None:  # no training: the trained rectifier, alpha picked on other seeds
         from spar_rectify.tuning import tune_alpha
 
-        run_dir = run_path(job, method.removesuffix("-tuned"))
-        anchor = anchor_policy(run_dir.parent.parent, job["dataset"], method, job["seed"])
-        sweep = tune_alpha(anchor, run_dir / "rectifier", env_id, episodes=job["episodes"])
-        policy = RectifiedPolicy(anchor, run_dir / "rectifier", alpha=sweep.best_alpha)
+        base = anchor()
+        sweep = tune_alpha(base, run_dir / "rectifier", env_id, episodes=job.episodes)
+        policy = RectifiedPolicy(base, run_dir / "rectifier", alpha=sweep.best_alpha)
         tuned = {"alpha": sweep.best_alpha, "tune": sweep.to_dict()}
     else:
         cfg = TrainConfig.from_dict(
             {
-                "algo": "spar" if method in ("spar", "medium-rectified") else method,
-                "steps": job["steps"],
-                "seed": job["seed"],
+                "algo": spec.algo,
+                "steps": job.steps,
+                "seed": job.seed,
                 "eval_every": 0,
                 "eval_episodes": 1,
                 "checkpoint_every": 10_000,
                 "log_every": 1000,
-                **job.get("overrides", {}),
+                **job.overrides,
             }
         )
-        anchor = (
-            anchor_policy(run_dir.parent.parent, job["dataset"], method, job["seed"]) if cfg.algo == "spar" else None
-        )
+        base = anchor() if spec.anchor is not None else None
         resume = True  # continues from the run's checkpoint when there is one, else starts
-        result = train(cfg, data, run_dir, anchor=anchor, env=env_id, resume=resume, progress=False)
-        policy = load_policy(result.artifact) if cfg.algo != "spar" else RectifiedPolicy(anchor, result.artifact)
+        result = train(cfg, data, run_dir, anchor=base, env=env_id, resume=resume, progress=False)
+        policy = load_policy(result.artifact) if base is None else RectifiedPolicy(base, result.artifact)
     # Training time over every resume of the run (the trainer keeps it in its checkpoint), not this call's;
-    # for a tuned method, the tuning episodes' time.
-    seconds = time.time() - start if method == "medium-raw" or method in TUNED else result.train_seconds
-    returns, obs, actions = rollouts(policy, env_id, job["episodes"])
+    # for a tuned or untrained method, this call's time.
+    seconds = result.train_seconds if result is not None else time.time() - start
+    returns, obs, actions = rollouts(policy, env_id, job.episodes)
     support = SuiteSupport(data).report(obs, actions)
-    variant = {"variant": job["variant"], "overrides": job["overrides"]} if job.get("variant") else {}
+    variant = {"variant": job.variant, "overrides": job.overrides} if job.variant else {}
     # How a rectifier was deployed: the critic gate (on by default when the rectifier carries its critic).
     deployed = {"gate": bool(policy.corrector.gate)} if hasattr(policy, "corrector") else {}
     # MKL's code path changes float rounding, and chaotic tasks (HalfCheetah) amplify it: record it.
     deployed["mkl_intel_path"] = spar_rectify.mkl.status()["active"]
     return {
-        "dataset": job["dataset"],
-        "method": method,
-        "seed": job["seed"],
-        "steps": 0 if method == "medium-raw" else job["steps"],
+        "dataset": job.dataset,
+        "method": job.method,
+        "seed": job.seed,
+        "steps": _steps(job.method, job.steps),
         "normalized_score": float(data.normalized_score(returns.mean())),
         "return": float(returns.mean()),
         **support,
@@ -227,14 +297,15 @@ def run_one(job: dict) -> dict:
     }
 
 
-def run_path(job: dict, method: str | None = None) -> Path:
-    """A job's run folder `<work>/<dataset>/<method>/seed<seed>` (`method`: another method's, same seed)."""
-    return Path(job["work"]) / job["dataset"].replace("/", "_") / (method or job["method"]) / f"seed{job['seed']}"
+def _steps(method: str, steps: int) -> int:
+    """The gradient steps a record of `method` stands for: 0 for a policy that is not trained."""
+    spec = METHODS[method]
+    return 0 if spec.algo is None and spec.tuned_from is None else steps
 
 
-def tuned_ready(job: dict) -> bool:
+def tuned_ready(job: Job) -> bool:
     """Whether the trained rectifier a tuned job needs exists (its base method's run finished)."""
-    return (run_path(job, job["method"].removesuffix("-tuned")) / "rectifier" / "rectifier.json").is_file()
+    return job.spec.tuned_from is None or (job.run_dir(job.spec.tuned_from) / "rectifier" / "rectifier.json").is_file()
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -255,25 +326,24 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def jobs_for(tier: dict, work: Path, variant: str | None = None, overrides: dict | None = None) -> list[list[dict]]:
+def jobs_for(
+    tier: dict, work: Path, variant: str | None = None, overrides: dict | None = None, suite: Path | str = SUITE
+) -> list[list[Job]]:
     """Job waves: BC first (SPAR's anchors), then everything else, then the tuned rectifiers."""
-    base = {"steps": tier["steps"], "episodes": tier["episodes"], "work": str(work)}
+    base = dict(steps=tier["steps"], episodes=tier["episodes"], work=str(work), suite=str(suite))
     if variant:
         base.update(variant=variant, overrides=overrides or {})
     first, second, third = [], [], []
     for dataset in tier["datasets"]:
         for seed in tier["seeds"]:
-            first.append({**base, "dataset": dataset, "method": "bc", "seed": seed})
+            first.append(Job(dataset, "bc", seed, **base))
             # SPAR's runs first: they are the point of the benchmark and the longest.
             # The SB3 medium policy raw and rectified on every dataset, medium-expert included: there the data
             # supports expert behaviour, and the rectifier must travel as far as it does.
-            methods = ["spar", "medium-rectified", "medium-raw"]
-            second += [{**base, "dataset": dataset, "method": m, "seed": seed} for m in methods + ["td3bc", "iql"]]
-            third += [
-                {**base, "dataset": dataset, "method": f"{m}-tuned", "seed": seed}
-                for m in methods
-                if f"{m}-tuned" in TUNED
+            second += [
+                Job(dataset, m, seed, **base) for m in ("spar", "medium-rectified", "medium-raw", "td3bc", "iql")
             ]
+            third += [Job(dataset, m.name, seed, **base) for m in METHODS.values() if m.tuned_from is not None]
     return [first, second, third]
 
 
@@ -350,9 +420,10 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
     return table
 
 
-def record_key(r: dict) -> tuple:
+def record_key(r: dict | Job) -> tuple:
     """What identifies a run (a job or a record): dataset, method, seed, gradient steps."""
-    return r["dataset"], r["method"], r["seed"], 0 if r["method"] == "medium-raw" else r["steps"]
+    r = dataclasses.asdict(r) if isinstance(r, Job) else r
+    return r["dataset"], r["method"], r["seed"], _steps(r["method"], r["steps"])
 
 
 def save_record(out: Path, tier: str, record: dict, keep_train_seconds: bool = False) -> list[dict]:
@@ -417,6 +488,11 @@ def main(argv=None) -> None:
         help="TrainConfig overrides of a --variant, e.g. bound_max=0.5",
     )
     parser.add_argument("--work", default=None, help="work folder (default _work, or _work/variant_<name>)")
+    parser.add_argument(
+        "--suite",
+        default=str(SUITE),
+        help="folder of the suite's SB3 policies (<env>/sac_medium.zip; default %(default)s)",
+    )
     parser.add_argument("--out", default=None, help="result JSON (default results/suite_<tier>.json)")
     parser.add_argument(
         "--refresh-support",
@@ -432,6 +508,8 @@ def main(argv=None) -> None:
         overrides = parse_overrides(args.overrides)
     except ValueError as e:
         parser.error(str(e))
+    if not any(Path(args.suite).glob("*/sac_medium.zip")):
+        parser.error(f"--suite {args.suite}: no <env>/sac_medium.zip there; pass the folder of the suite's policies")
     work = Path(args.work) if args.work else HERE / "_work" / (f"variant_{args.variant}" if args.variant else "")
     tier = dict(TIERS[args.tier])
     for key in ("steps", "datasets", "seeds", "episodes"):
@@ -445,24 +523,23 @@ def main(argv=None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     records = json.loads(out.read_text())["runs"] if out.is_file() else []
     done = {record_key(r) for r in records}
-    jobs = jobs_for(tier, work / args.tier, args.variant, overrides)
+    jobs = jobs_for(tier, work / args.tier, args.variant, overrides, args.suite)
     if args.methods:
-        jobs = [[j for j in wave if j["method"] in args.methods] for wave in jobs]
+        jobs = [[j for j in wave if j.method in args.methods] for wave in jobs]
     if args.refresh_support:  # re-evaluate finished runs (no training: their checkpoints are final)
         stale = {record_key(r) for r in records if "state_violation_rate" not in r}
         jobs = [[j for wave in jobs for j in wave if record_key(j) in stale]]
     for wave in jobs:
         todo = wave if args.refresh_support else [j for j in wave if record_key(j) not in done]
-        waiting = [j for j in todo if j["method"] in TUNED and not tuned_ready(j)]
+        waiting = [j for j in todo if not tuned_ready(j)]
         for j in waiting:
             print(
-                f"skipped {j['method']} {j['dataset']} seed {j['seed']}: its "
-                f"{j['method'].removesuffix('-tuned')} run has not finished",
+                f"skipped {j.method} {j.dataset} seed {j.seed}: its {j.spec.tuned_from} run has not finished",
                 flush=True,
             )
         todo = [j for j in todo if j not in waiting]
 
-        def land(job: dict, record: dict) -> None:  # as each job finishes, in this process
+        def land(job: Job, record: dict) -> None:  # as each job finishes, in this process
             save_record(out, args.tier, record, keep_train_seconds=args.refresh_support)
             if out.parent == RESULTS:
                 combine()
@@ -474,7 +551,7 @@ def main(argv=None) -> None:
         )
         for job, error in failed:
             print(
-                f"FAILED {job['method']} {job['dataset']} seed {job['seed']}: {error.strip().splitlines()[-1]}; "
+                f"FAILED {job.method} {job.dataset} seed {job.seed}: {error.strip().splitlines()[-1]}; "
                 "run the same command again to resume it",
                 flush=True,
             )

@@ -25,9 +25,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 HERE = Path(__file__).parent
 
 
-def load_trained(dataset_dir: Path, dataset: str, method: str, seed: int):
+def load_trained(dataset_dir: Path, dataset: str, method: str, seed: int, suite=None):
     """The deployable policy of a finished suite run (None if it is not there)."""
-    from suite_bench import anchor_policy
+    from suite_bench import SUITE, anchor_policy
 
     from spar_rectify import RectifiedPolicy, load_policy
 
@@ -35,13 +35,14 @@ def load_trained(dataset_dir: Path, dataset: str, method: str, seed: int):
     if method in ("spar", "medium-rectified"):
         if not (run / "rectifier" / "rectifier.json").is_file():
             return None
-        return RectifiedPolicy(anchor_policy(dataset_dir, dataset, method, seed), run / "rectifier")
+        return RectifiedPolicy(anchor_policy(dataset_dir, dataset, method, seed, suite or SUITE), run / "rectifier")
     return load_policy(run / "policy") if (run / "policy").is_dir() else None
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True)
+    parser.add_argument("--suite", default=None, help="folder of the suite's SB3 policies (default: ../shared/suite)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tier", default="full")
     parser.add_argument("--tail", type=int, default=20, help="steps before a termination that count as the fall")
@@ -51,7 +52,7 @@ def main(argv=None) -> None:
 
     import numpy as np
     import torch
-    from suite_bench import SuiteSupport, medium_policy_path, rollouts
+    from suite_bench import SUITE, SuiteSupport, medium_policy_path, rollouts
 
     from spar_rectify import load_policy
     from spar_rectify.data import load_minari
@@ -60,9 +61,11 @@ def main(argv=None) -> None:
     data = load_minari(args.dataset)
     root = Path(args.work) / args.tier / args.dataset.replace("/", "_")
     policies = {
-        m: load_trained(root, args.dataset, m, args.seed) for m in ("bc", "td3bc", "iql", "spar", "medium-rectified")
+        m: load_trained(root, args.dataset, m, args.seed, args.suite)
+        for m in ("bc", "td3bc", "iql", "spar", "medium-rectified")
     }
-    policies["medium-raw"] = load_policy(medium_policy_path(args.dataset))  # runs pickle: the suite's own file
+    # loading the medium policy runs pickle: the suite's own file
+    policies["medium-raw"] = load_policy(medium_policy_path(args.dataset, args.suite or SUITE))
     support = SuiteSupport(data)
     rows = {}
     for method, policy in policies.items():

@@ -32,18 +32,18 @@ def test_jobs_put_bc_first_and_the_medium_policy_on_every_dataset(tmp_path):
         "episodes": 2,
     }
     first, second, third = suite_bench.jobs_for(tier, tmp_path)
-    assert {j["method"] for j in first} == {"bc"} and len(first) == 4  # SPAR's anchors exist before SPAR runs
-    methods = {(j["dataset"], j["method"]) for j in second}
+    assert {j.method for j in first} == {"bc"} and len(first) == 4  # SPAR's anchors exist before SPAR runs
+    methods = {(j.dataset, j.method) for j in second}
     assert ("spar/hopper/medium-v0", "medium-rectified") in methods
     assert ("spar/hopper/medium-expert-v0", "medium-rectified") in methods  # can it travel as far as the data?
     # The tuned rectifiers come last (they reuse trained ones), one per rectifier run.
-    assert {(j["dataset"], j["method"].removesuffix("-tuned")) for j in third} == {
+    assert {(j.dataset, j.spec.tuned_from) for j in third} == {
         (d, m) for d, m in methods if m in ("spar", "medium-rectified")
     }
-    assert all(j["steps"] == 100 and j["episodes"] == 2 for j in first + second + third)  # one budget for every method
+    assert all(j.steps == 100 and j.episodes == 2 for j in first + second + third)  # one budget for every method
     job = third[0]
     assert not suite_bench.tuned_ready(job)
-    folder = tmp_path / job["dataset"].replace("/", "_") / job["method"].removesuffix("-tuned") / "seed0" / "rectifier"
+    folder = tmp_path / job.dataset.replace("/", "_") / job.spec.tuned_from / "seed0" / "rectifier"
     folder.mkdir(parents=True)
     (folder / "rectifier.json").write_text("{}")
     assert suite_bench.tuned_ready(job)
@@ -87,8 +87,8 @@ def test_variant_overrides_are_parsed_checked_and_carried_by_every_job(tmp_path)
         suite_bench.parse_overrides(["bound_max=-1"])  # TrainConfig's own validation
     tier = {"datasets": ["spar/hopper/medium-v0"], "seeds": [0], "steps": 100, "episodes": 2}
     jobs = [j for wave in suite_bench.jobs_for(tier, tmp_path, "b05", {"bound_max": 0.5}) for j in wave]
-    assert jobs and all(j["variant"] == "b05" and j["overrides"] == {"bound_max": 0.5} for j in jobs)
-    assert all("variant" not in j for wave in suite_bench.jobs_for(tier, tmp_path) for j in wave)
+    assert jobs and all(j.variant == "b05" and j.overrides == {"bound_max": 0.5} for j in jobs)
+    assert all(j.variant is None and j.overrides == {} for wave in suite_bench.jobs_for(tier, tmp_path) for j in wave)
 
 
 def test_variant_flags_must_come_together():
@@ -120,3 +120,21 @@ def test_saving_a_record_keeps_records_written_by_other_processes(tmp_path):
     runs = suite_bench.save_record(out, "full", fresh, keep_train_seconds=True)
     bc = [r for r in runs if r["method"] == "bc"]
     assert len(bc) == 1 and bc[0]["state_violation_rate"] == 0.0 and bc[0]["train_seconds"] == 1.0
+
+
+def test_methods_are_typed_and_say_what_they_train_and_around_what(tmp_path):
+    m = suite_bench.METHODS
+    assert m["spar"].algo == "spar" and m["spar"].anchor == "bc"
+    assert m["medium-rectified"].algo == "spar" and m["medium-rectified"].anchor == "medium"
+    assert m["medium-raw"].algo is None and m["iql"].anchor is None
+    assert m["medium-rectified-tuned"].run_method == "medium-rectified"
+    # a record of an untrained policy stands for 0 gradient steps, whatever the tier's budget
+    raw = suite_bench.Job("spar/hopper/medium-v0", "medium-raw", 0, 100, 2, str(tmp_path))
+    assert suite_bench.record_key(raw) == ("spar/hopper/medium-v0", "medium-raw", 0, 0)
+    assert suite_bench.record_key({**record("spar/hopper/medium-v0", "medium-raw", 0, 1.0), "steps": 0}) == (
+        suite_bench.record_key(raw)
+    )
+    with pytest.raises(ValueError, match="has no anchor"):
+        suite_bench.anchor_policy(tmp_path, "spar/hopper/medium-v0", "iql", 0)
+    with pytest.raises(SystemExit):  # a --suite without the suite's policies is refused before any job
+        suite_bench.main(["quick", "--suite", str(tmp_path)])
