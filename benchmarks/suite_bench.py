@@ -231,7 +231,6 @@ def run_one(job: Job) -> dict:
     import torch
 
     from spar_rectify import RectifiedPolicy, load_policy
-    from spar_rectify.config import TrainConfig
     from spar_rectify.data import load_minari
     from spar_rectify.trainer import train
 
@@ -256,18 +255,7 @@ def run_one(job: Job) -> dict:
         policy = RectifiedPolicy(base, run_dir / "rectifier", alpha=sweep.best_alpha)
         tuned = {"alpha": sweep.best_alpha, "tune": sweep.to_dict()}
     else:
-        cfg = TrainConfig.from_dict(
-            {
-                "algo": spec.algo,
-                "steps": job.steps,
-                "seed": job.seed,
-                "eval_every": 0,
-                "eval_episodes": 1,
-                "checkpoint_every": 10_000,
-                "log_every": 1000,
-                **job.overrides,
-            }
-        )
+        cfg = job_config(spec.algo, job.steps, job.seed, job.overrides)
         base = anchor() if spec.anchor is not None else None
         resume = True  # continues from the run's checkpoint when there is one, else starts
         result = train(cfg, data, run_dir, anchor=base, env=env_id, resume=resume, progress=False)
@@ -278,6 +266,9 @@ def run_one(job: Job) -> dict:
     returns, obs, actions = rollouts(policy, env_id, job.episodes)
     support = SuiteSupport(data).report(obs, actions)
     variant = {"variant": job.variant, "overrides": job.overrides} if job.variant else {}
+    # The training configuration, so that records trained at older defaults can be told apart.
+    config_file = run_dir / "config.json"
+    trained = {"config": json.loads(config_file.read_text())} if spec.run_method != "medium-raw" else {}
     # How a rectifier was deployed: the critic gate (on by default when the rectifier carries its critic).
     deployed = {"gate": bool(policy.corrector.gate)} if hasattr(policy, "corrector") else {}
     # MKL's code path changes float rounding, and chaotic tasks (HalfCheetah) amplify it: record it.
@@ -294,7 +285,45 @@ def run_one(job: Job) -> dict:
         **tuned,
         **variant,
         **deployed,
+        **trained,
     }
+
+
+def job_config(algo: str, steps: int, seed: int, overrides: dict | None = None):
+    """The `TrainConfig` the harness trains a job with: the defaults, the tier's budget and seed, the
+    harness's bookkeeping, then a variant's overrides."""
+    from spar_rectify.config import TrainConfig
+
+    return TrainConfig.from_dict(
+        {
+            "algo": algo,
+            "steps": steps,
+            "seed": seed,
+            "eval_every": 0,
+            "eval_episodes": 1,
+            "checkpoint_every": 10_000,
+            "log_every": 1000,
+            **(overrides or {}),
+        }
+    )
+
+
+def stale(record: dict) -> bool:
+    """Whether a record's policy was trained with settings other than today's defaults (plus its
+    variant's overrides): a SPAR-trained record without its config (written before records carried
+    it), or one whose config differs in anything but bookkeeping. The baselines' defaults have not
+    changed since the first records, so theirs count as current without a config."""
+    from spar_rectify.trainer import BOOKKEEPING
+
+    spec = METHODS[record["method"]]
+    algo = METHODS[spec.run_method].algo
+    if algo is None:
+        return False
+    if "config" not in record:
+        return algo == "spar"
+    now = job_config(algo, record["steps"], record["seed"], record.get("overrides")).to_dict()
+    then = {**now, **record["config"]}  # fields added since take their defaults, as on resume
+    return any(then[k] != now[k] for k in now if k not in BOOKKEEPING)
 
 
 def _steps(method: str, steps: int) -> int:
@@ -351,8 +380,10 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
     import numpy as np
 
     cells: dict = {}
+    old = [r for r in records if stale(r)]
     for r in records:
-        cells.setdefault((r["dataset"], r["method"]), []).append(r)
+        if not stale(r):
+            cells.setdefault((r["dataset"], r["method"]), []).append(r)
     methods = [m for m in METHODS if any(k[1] == m for k in cells)]
     datasets = sorted({k[0] for k in cells})
     lines = ["| dataset | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
@@ -369,11 +400,15 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
             states = f", states {100 * np.mean(sv):.1f}%" if len(sv) == len(rs) else ""
             row.append(f"{s.mean():.1f} ± {s.std():.1f} (viol {100 * v:.1f}%{states}, n={len(rs)})")
         lines.append(f"| {d} | " + " | ".join(row) + " |")
+    if old:
+        listed = ", ".join(f"{r['dataset'].split('/', 1)[-1]} {r['method']} seed {r['seed']}" for r in old)
+        lines.append(f"\nLeft out: {len(old)} record(s) trained at older defaults (rerun them at today's): {listed}.")
     table = "\n".join(lines)
     out_md.write_text(
         "Normalised score, mean ± std over seeds (viol: share of executed (state, action) steps "
         "beyond the dataset's 99th-percentile leave-one-out distance; states: the same for the "
-        "states alone, where recorded).\n\n" + table + "\n"
+        "states alone, where recorded). Records trained at other than today's defaults are left "
+        "out and listed.\n\n" + table + "\n"
     )
     try:
         import matplotlib

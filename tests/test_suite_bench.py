@@ -53,11 +53,23 @@ def test_summary_table_has_mean_and_std_per_method(tmp_path):
     runs = [
         record("spar/hopper/medium-v0", "bc", 0, 40.0),
         record("spar/hopper/medium-v0", "bc", 1, 50.0),
-        {**record("spar/hopper/medium-v0", "spar", 0, 60.0, viol=0.02), "state_violation_rate": 0.03},
+        {
+            **record("spar/hopper/medium-v0", "spar", 0, 60.0, viol=0.02),
+            "state_violation_rate": 0.03,
+            "config": suite_bench.job_config("spar", 100, 0).to_dict(),  # today's defaults
+        },
+        # trained at other settings than today's defaults, or before records carried their config
+        {
+            **record("spar/hopper/medium-v0", "spar", 1, 99.0),
+            "config": suite_bench.job_config("spar", 100, 1, {"kl_weight": 0.1}).to_dict(),
+        },
+        record("spar/hopper/medium-v0", "medium-rectified", 2, 99.0),
     ]
+    assert [suite_bench.stale(r) for r in runs] == [False, False, False, True, True]
     table = suite_bench.summarise(runs, tmp_path / "t.md", tmp_path / "t.png")
     row = [line for line in table.splitlines() if line.startswith("| spar/hopper/medium-v0 ")][0]
     assert "45.0 ± 5.0 (viol 1.0%, n=2)" in row and "60.0 ± 0.0 (viol 2.0%, states 3.0%, n=1)" in row
+    assert "99.0" not in row and "Left out: 2 record(s)" in table and "medium-rectified seed 2" in table
     assert (tmp_path / "t.md").read_text().count("|") > 6
     pytest.importorskip("matplotlib")
     assert (tmp_path / "t.png").stat().st_size > 1000
