@@ -9,7 +9,7 @@ from spar_rectify._version import __version__ as __version__
 
 _mkl.enable()  # MKL's fast path on AMD CPUs; SPAR_MKL_INTEL_PATH=0 turns it off (see spar_rectify.mkl)
 
-from spar_rectify.bc import BCPolicy  # noqa: E402
+from spar_rectify.bc_policy import BCPolicy  # noqa: E402
 from spar_rectify.checkpoint import RectifierCheckpoint, load_rectifier, save_rectifier, set_default_alpha  # noqa: E402
 from spar_rectify.collect import Exploration, collect  # noqa: E402
 from spar_rectify.config import TrainConfig  # noqa: E402

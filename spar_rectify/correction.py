@@ -62,7 +62,8 @@ class Corrector:
     without a round trip through normalised units.
 
     Args:
-        rectifier: a trained `Rectifier`.
+        module: a trained `Rectifier` module (the wrappers' `rectifier=` is a folder or a checkpoint;
+            `build_corrector` loads it and passes its module here).
         action_space: the env's 1-D Box action space (finite bounds).
         alpha: residual scale in [0, 1]; 0 is an exact pass-through of the clipped base action.
         gate: execute the residual only where the rectifier's own pessimistic critic (min of its twin
@@ -70,22 +71,22 @@ class Corrector:
             carries a critic. True without a critic is an error.
     """
 
-    def __init__(self, rectifier: Rectifier, action_space: spaces.Box, alpha: float = 1.0, gate: bool | None = None):
+    def __init__(self, module: Rectifier, action_space: spaces.Box, alpha: float = 1.0, gate: bool | None = None):
         alpha = check_alpha(alpha)
-        if gate and rectifier.critic is None:
+        if gate and module.critic is None:
             raise ValueError(
                 "gate=True needs a rectifier that carries its critic; this one was exported before "
                 "the gate existed: retrain it (spar train), or deploy it with gate=False"
             )
-        self.gate = rectifier.critic is not None if gate is None else bool(gate)
-        self.rectifier = rectifier
+        self.gate = module.critic is not None if gate is None else bool(gate)
+        self.module = module
         self.scaler = ActionScaler(action_space)
         self.alpha = alpha
         self.act_dim = action_space.shape[0]
-        self.obs_dim = rectifier.obs_dim
+        self.obs_dim = module.obs_dim
         self.dtype = action_space.dtype
         self.low, self.high = action_space.low, action_space.high
-        self.fast = FastRectifier(rectifier, self.low, self.high, alpha)
+        self.fast = FastRectifier(module, self.low, self.high, alpha)
         self._empty_reasons: dict[int, np.ndarray] = {}
 
     def support_score(self, residual: np.ndarray) -> np.ndarray:

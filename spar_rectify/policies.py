@@ -2,7 +2,7 @@
 
 Defines `BasePolicy` (the protocol), `SB3Policy`, `CallablePolicy`, `as_base_policy`,
 `load_sb3`, `load_policy` and `policy_fingerprint`. The package's own behaviour-cloning policy, `BCPolicy`
-(in `spar_rectify.bc`), implements the protocol directly.
+(in `spar_rectify.bc_policy`), implements the protocol directly.
 
 Every adapter declares `action_units`: the space the wrapped object natively produces
 ("env" or "normalized"); whatever that is, `__call__` returns env units.
@@ -197,7 +197,7 @@ def load_policy(path: str | Path, vec_normalize: Any = None, action_space: space
     """
     import importlib
 
-    from spar_rectify.bc import BCPolicy
+    from spar_rectify.bc_policy import BCPolicy
 
     text = str(path)
     if ":" in text and not Path(text).exists() and not text.endswith(".zip"):

@@ -139,7 +139,7 @@ class ActorExport:
         return info, None
 
     def policy(self, deployment: Deployment):
-        from spar_rectify.bc import BCPolicy
+        from spar_rectify.bc_policy import BCPolicy
 
         d = deployment
         policy = BCPolicy(d.observation_space, d.action_space, d.obs_mean, d.obs_std, d.config.hidden)
