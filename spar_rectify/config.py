@@ -93,8 +93,9 @@ class TrainConfig:
     """[spar] K perturbations of mu per state."""
     candidate_sigma: float = 0.5
     """[spar] Std of the perturbations in latent units."""
-    num_prior: int = 2
-    """[spar] Prior samples z ~ N(0, I) added to the candidates of each state."""
+    num_prior: int = 8
+    """[spar] Prior samples z ~ N(0, I) added to the candidates of each state: a search over the whole
+    decoded support, not only around mu (the specification's default: 2)."""
     anchor_candidate: bool = False
     """[spar] Add the anchor's own action (the latent of a zero residual) to each state's candidates, so the
     critic can prefer the base action itself over every residual."""
@@ -107,11 +108,12 @@ class TrainConfig:
     """[spar] lambda: adds lambda * log N(z_k; 0, I) to each candidate's scaled advantage in the LSI softmax, so
     the weights target p_data(z | s, a_b) * exp(A / beta), the KL-regularised improvement step, instead
     of the best candidate in the box. 0: off (the specification's LSI). See `losses.lsi_weights`."""
-    lsi_improvements_only: bool = False
+    lsi_improvements_only: bool = True
     """[spar] Self-imitation of improvements only: advantages are taken over the current latent and only the
     candidates that beat it (and the current latent itself) get weight, so the regression target never
     has a lower conservative value than where mu already is. False: the specification's softmax over
-    every candidate. See `losses.lsi_weights`."""
+    every candidate, whose flat weights drift mu toward the data's behaviour (benchmarks/README.md).
+    See `losses.lsi_weights`."""
     lsi_states: int = 64
     """[spar] States of each batch whose candidates are scored per update (cost grows with it)."""
     lsi_every: int = 3

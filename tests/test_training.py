@@ -209,7 +209,7 @@ def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, 
         dict(fit_to="anchor", anchor_candidate=True, lsi_prior_weight=1.0, lsi_normalize="none", lsi_temperature=0.3),
         dict(use_latent=False, fit_to="anchor", anchor_candidate=True),
         dict(lsi_improvements_only=True, num_prior=8, lsi_temperature=0.3),
-        dict(use_latent=False, lsi_improvements_only=True),
+        dict(lsi_improvements_only=False, num_prior=2),  # the specification's LSI
     ],
 )
 def test_ablations_train_and_deploy(tmp_path, data, anchor, ablation):
