@@ -256,6 +256,7 @@ def run_one(job: Job) -> dict:
         tuned = {"alpha": sweep.best_alpha, "tune": sweep.to_dict()}
     else:
         cfg = job_config(spec.algo, job.steps, job.seed, job.overrides)
+        set_aside_stale(run_dir, cfg)
         base = anchor() if spec.anchor is not None else None
         resume = True  # continues from the run's checkpoint when there is one, else starts
         result = train(cfg, data, run_dir, anchor=base, env=env_id, resume=resume, progress=False)
@@ -306,6 +307,29 @@ def job_config(algo: str, steps: int, seed: int, overrides: dict | None = None):
             **(overrides or {}),
         }
     )
+
+
+def set_aside_stale(run_dir: Path, config) -> Path | None:
+    """Move a run folder trained with other settings than `config` (a checkpoint left by defaults that
+    have changed since) to `<run_dir>.stale-<k>`, so that the job trains afresh instead of failing to
+    resume; returns where it went (None: nothing to move)."""
+    from spar_rectify.trainer import BOOKKEEPING
+
+    saved = run_dir / "config.json"
+    if not saved.is_file():
+        return None
+    then, now = json.loads(saved.read_text()), config.to_dict()
+    then = {**now, **then}  # fields added since take their defaults, as on resume
+    differ = [k for k in now if then[k] != now[k] and k not in BOOKKEEPING]
+    if not differ:
+        return None
+    k = 0
+    while run_dir.with_name(f"{run_dir.name}.stale-{k}").exists():
+        k += 1
+    target = run_dir.with_name(f"{run_dir.name}.stale-{k}")
+    run_dir.rename(target)
+    print(f"{run_dir} was trained with other settings ({', '.join(differ)}): moved to {target.name}, training afresh")
+    return target
 
 
 def stale(record: dict) -> bool:

@@ -16,6 +16,7 @@ and a mean +- std table over seeds into `<out_dir>/sweep.md`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -134,7 +135,7 @@ def run_jobs(
                 record = ray.get(done[0])
             except Exception as err:  # noqa: BLE001 - a job's failure must not stop the others
                 failures.append((job, f"{type(err).__name__}: {err}"))
-                brief = {k: job[k] for k in ("dataset", "method", "seed", "overrides") if k in job} or job
+                brief = _brief(job)
                 bar.write(f"job failed after {max_retries} retries: {brief}: {str(err).strip().splitlines()[-1]}")
             else:
                 records.append(record)
@@ -146,6 +147,15 @@ def run_jobs(
         if started_here:
             ray.shutdown()
     return records, failures
+
+
+def _brief(job: Any) -> Any:
+    """What names a job in a message: its dataset, method, seed and overrides, whether the job is a
+    dict or a dataclass; anything else as it is."""
+    fields = dataclasses.asdict(job) if dataclasses.is_dataclass(job) else job
+    if isinstance(fields, dict):
+        return {k: fields[k] for k in ("dataset", "method", "seed", "overrides") if k in fields} or fields
+    return job
 
 
 def train_job(job: dict) -> dict:

@@ -150,3 +150,25 @@ def test_methods_are_typed_and_say_what_they_train_and_around_what(tmp_path):
         suite_bench.anchor_policy(tmp_path, "spar/hopper/medium-v0", "iql", 0)
     with pytest.raises(SystemExit):  # a --suite without the suite's policies is refused before any job
         suite_bench.main(["quick", "--suite", str(tmp_path)])
+
+
+def test_a_run_folder_left_by_older_defaults_is_set_aside_not_resumed(tmp_path):
+    run = tmp_path / "spar_hopper_medium-v0" / "spar" / "seed0"
+    run.mkdir(parents=True)
+    old = suite_bench.job_config("spar", 100, 0, {"num_prior": 2}).to_dict()
+    (run / "config.json").write_text(json.dumps(old))
+    assert suite_bench.set_aside_stale(run, suite_bench.job_config("spar", 100, 0, {"num_prior": 2})) is None
+    moved = suite_bench.set_aside_stale(run, suite_bench.job_config("spar", 100, 0))
+    assert moved == run.with_name("seed0.stale-0") and (moved / "config.json").is_file() and not run.exists()
+    # bookkeeping alone (how often it logs or checkpoints) is no reason to retrain
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({**old, "num_prior": 8, "log_every": 5}))
+    assert suite_bench.set_aside_stale(run, suite_bench.job_config("spar", 100, 0)) is None
+
+
+def test_a_failed_typed_job_is_reported_not_raised():
+    from spar_rectify.sweep import _brief
+
+    job = suite_bench.Job("spar/hopper/medium-v0", "spar", 1, 100, 2, "w")
+    assert _brief(job) == {"dataset": "spar/hopper/medium-v0", "method": "spar", "seed": 1, "overrides": {}}
+    assert _brief({"dataset": "d", "seed": 0, "run_dir": "x"}) == {"dataset": "d", "seed": 0}
