@@ -16,8 +16,10 @@ Achieved GFLOP/s per method: the floating-point operations of one update (matrix
 forward and backward, counted by `torch.utils.flop_counter` over 6 steps, which spans SPAR's
 `lsi_every` and TD3+BC's `policy_freq`) times steps/s. `--mkl both` (default) times every method
 with MKL's Intel code path on and off (`SPAR_MKL_INTEL_PATH`, see `spar_rectify.mkl`), interleaved,
-and reports the speed-up; `on` / `off` time one setting.
-Writes benchmarks/results/train_throughput.json.
+and reports the speed-up; `on` / `off` time one setting. `--matmul both` times every method with float32 and with bf16
+matrix products in the gradient steps (`TrainConfig.fast_matmul`, see `spar_rectify.matmul`;
+a no-op on CPUs without bf16 units), interleaved the same way, and reports that speed-up.
+Records the CPU it ran on. Writes benchmarks/results/train_throughput.json.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def flops_per_step(step, steps: int = 6) -> float:
     return counter.get_total_flops() / steps
 
 
-def run_one(method: str, transitions: int, steps: int) -> dict:
+def run_one(method: str, transitions: int, steps: int, fast_matmul: bool = False) -> dict:
     import numpy as np
 
     import spar_rectify  # before torch: MKL's fast path, when SPAR_MKL_INTEL_PATH allows it
@@ -123,6 +125,7 @@ def run_one(method: str, transitions: int, steps: int) -> dict:
     from spar_rectify import BCPolicy
     from spar_rectify.config import TrainConfig
     from spar_rectify.data import from_arrays
+    from spar_rectify.matmul import bf16_status
     from spar_rectify.trainer import Trainer
 
     torch.set_num_threads(1)
@@ -166,7 +169,7 @@ def run_one(method: str, transitions: int, steps: int) -> dict:
         if stage == "full"
         else {"manifold_fraction": 0.99, "fit_fraction": 0.0}
     )
-    config = TrainConfig(algo=algo, steps=10**7, **(extra if algo == "spar" else {}))
+    config = TrainConfig(algo=algo, steps=10**7, fast_matmul=fast_matmul, **(extra if algo == "spar" else {}))
     anchor = BCPolicy(obs_space, act_space) if algo == "spar" else None
     trainer = Trainer(config, data, anchor)
     fit = trainer.fit()
@@ -178,8 +181,21 @@ def run_one(method: str, transitions: int, steps: int) -> dict:
         "gflops": round(rate * flops / 1e9, 1),
         "gflop_per_step": round(flops / 1e9, 3),
         "mkl_intel_path": spar_rectify.mkl.status()["active"],
+        "fast_matmul": fast_matmul and bf16_status()["available"],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name and vendor from /proc/cpuinfo ("unknown" elsewhere)."""
+    info = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return "unknown"
+    return f"{info.get('model name', 'unknown')} ({info.get('vendor_id', '?')}, family {info.get('cpu family', '?')})"
 
 
 def main() -> None:
@@ -200,43 +216,41 @@ def main() -> None:
         default="both",
         help="MKL's Intel code path (spar_rectify.mkl): time with it on, off, or both (interleaved)",
     )
+    parser.add_argument(
+        "--matmul",
+        choices=("fp32", "bf16", "both"),
+        default="both",
+        help="matrix products of the gradient steps (TrainConfig.fast_matmul): float32, bf16, or both (interleaved)",
+    )
     parser.add_argument("--only", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--fast-matmul", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS / "train_throughput.json"))
     args = parser.parse_args()
     if args.only:
-        print(json.dumps(run_one(args.only, args.transitions, args.steps)))
+        print(json.dumps(run_one(args.only, args.transitions, args.steps, args.fast_matmul)))
         return
     import numpy as np
 
     # Methods (and settings) take turns, round after round: this machine's speed drifts by 10-20%
     # over minutes, and interleaving spreads that drift over every method instead of favouring one.
-    settings = ["on", "off"] if args.mkl == "both" else [args.mkl]
+    # A setting is (MKL's Intel path, matrix-product precision); the first is the library's default.
+    mkls = ["on", "off"] if args.mkl == "both" else [args.mkl]
+    matmuls = ["fp32", "bf16"] if args.matmul == "both" else [args.matmul]
+    settings = [(m, p) for p in matmuls for m in mkls]
     names = args.methods
-    rounds: dict[tuple[str, str], list[dict]] = {(m, k): [] for m in names for k in settings}
+    rounds: dict[tuple, list[dict]] = {(m, k): [] for m in names for k in settings}
     for r in range(args.rounds):
         for method in names:
             for setting in settings:
-                env = {**os.environ, "SPAR_MKL_INTEL_PATH": "1" if setting == "on" else "0"}
-                out = subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--only",
-                        method,
-                        "--transitions",
-                        str(args.transitions),
-                        "--steps",
-                        str(args.steps),
-                    ],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                    env=env,
-                )
+                mkl, matmul = setting
+                env = {**os.environ, "SPAR_MKL_INTEL_PATH": "1" if mkl == "on" else "0"}
+                command = [sys.executable, __file__, "--only", method, "--transitions", str(args.transitions)]
+                command += ["--steps", str(args.steps)] + (["--fast-matmul"] if matmul == "bf16" else [])
+                out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
                 rounds[(method, setting)].append(json.loads(out.stdout.strip().splitlines()[-1]))
-                print(f"round {r + 1}: {method} mkl {setting} {rounds[(method, setting)][-1]}", flush=True)
+                print(f"round {r + 1}: {method} mkl {mkl} matmul {matmul} {rounds[(method, setting)][-1]}", flush=True)
 
-    def summary(setting: str) -> dict:
+    def summary(setting: tuple) -> dict:
         out = {}
         for m in names:
             v = rounds[(m, setting)]
@@ -245,6 +259,7 @@ def main() -> None:
                 "steps_per_s_rounds": [x["steps_per_s"] for x in v],
                 "gflops": round(float(np.median([x["gflops"] for x in v])), 1),
                 "mkl_intel_path": all(x["mkl_intel_path"] for x in v),
+                "fast_matmul": all(x.get("fast_matmul", False) for x in v),
                 "peak_rss_mb": max(x["peak_rss_mb"] for x in v),
             }
             if "gflop_per_step" in v[0]:
@@ -255,7 +270,8 @@ def main() -> None:
     main_methods = ("bc", "td3bc", "iql", "spar")
     result = {
         "methods": {k: v for k, v in primary.items() if k in main_methods},
-        "mkl_setting": settings[0],
+        "setting": {"mkl": settings[0][0], "matmul": settings[0][1]},
+        "cpu": cpu_model(),
         "batch_size": 256,
         "hidden": [256, 256],
         "threads": 1,
@@ -272,11 +288,13 @@ def main() -> None:
         result["iql_reference"] = primary["iql-reference"]
     if "spar" in primary and "iql" in primary:
         result["spar_step_time_vs_iql"] = round(primary["iql"]["steps_per_s"] / primary["spar"]["steps_per_s"], 3)
-    if args.mkl == "both":
-        off = summary("off")
-        result["methods_mkl_off"] = off
-        result["speedup_mkl_on_vs_off"] = {
-            m: round(primary[m]["steps_per_s"] / off[m]["steps_per_s"], 3) for m in names
+    for setting in settings[1:]:
+        mkl, matmul = setting
+        other = summary(setting)
+        label = f"mkl_{mkl}_matmul_{matmul}"
+        result[f"methods_{label}"] = other
+        result[f"speedup_{label}_vs_default"] = {
+            m: round(other[m]["steps_per_s"] / primary[m]["steps_per_s"], 3) for m in names
         }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

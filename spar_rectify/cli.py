@@ -231,11 +231,14 @@ def run_train(args: TrainArgs) -> None:
 
     from spar_rectify import mkl
     from spar_rectify.data import load_minari
+    from spar_rectify.matmul import bf16_status
     from spar_rectify.policies import load_policy
     from spar_rectify.trainer import train
 
     torch.set_num_threads(args.threads)
     print(f"MKL fast path: {mkl.status()['reason']}", flush=True)
+    if args.config.fast_matmul:
+        print(f"--config.fast-matmul: {bf16_status()['reason']}", flush=True)
     data = load_minari(args.dataset, trust_env=args.trust_dataset_env)
     anchor = load_policy(args.base_policy, args.vec_normalize) if args.base_policy else None
     result = train(

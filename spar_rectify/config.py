@@ -43,6 +43,10 @@ class TrainConfig:
     """Polyak rate of target networks."""
     reward_scale: Literal["returns", "none"] = "returns"
     """returns: rewards * 1000 / (max - min episode return) (IQL's locomotion convention)."""
+    fast_matmul: bool = False
+    """Gradient steps multiply matrices on the CPU's bf16 units (inputs rounded to bfloat16, float32
+    accumulation; AMX / AVX512-BF16 only, a no-op elsewhere): 1.4-1.7x faster training measured on an
+    AMX CPU. Evaluation and the deployed policy stay float32. See spar_rectify.matmul."""
 
     # IQL (also SPAR's conservative critic)
     expectile: float = 0.7

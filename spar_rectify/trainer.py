@@ -30,6 +30,7 @@ from spar_rectify.algos.common import Deployment
 from spar_rectify.bundle import read_bundle, write_bundle
 from spar_rectify.config import TrainConfig
 from spar_rectify.data import OfflineData
+from spar_rectify.matmul import training_precision
 from spar_rectify.policies import BasePolicy, as_base_policy
 
 NUM_PROBES = 64
@@ -103,7 +104,8 @@ class Trainer:
         until = self.config.steps if until is None else min(until, self.config.steps)
         while self.step < until:
             self.mid_step = True  # stays True if the update raises: the state mixes two steps
-            metrics = self.algo.update(self.sample(), self.step)
+            with training_precision(self.config.fast_matmul):
+                metrics = self.algo.update(self.sample(), self.step)
             self.step += 1
             self.mid_step = False
             yield self.step, {k: float(v) for k, v in metrics.items()}

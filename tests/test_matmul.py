@@ -1,0 +1,82 @@
+"""fast_matmul: bf16 matrix products in gradient steps only, recorded and resumed like any setting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import envs
+from spar_rectify import CallablePolicy
+from spar_rectify.config import TrainConfig
+from spar_rectify.matmul import bf16_status, training_precision
+from spar_rectify.trainer import Trainer
+from tests.helpers_data import point_data
+
+FAST = dict(hidden=(64, 64), batch_size=128, lr=1e-3, gamma=0.9, eval_every=0, checkpoint_every=0, log_every=100)
+HAS_BF16 = bf16_status()["available"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return point_data(episodes=60)
+
+
+@pytest.fixture
+def anchor(point_env):
+    return CallablePolicy(envs.biased_controller, point_env.action_space, name="biased_controller")
+
+
+def _params(trainer):
+    return {f"{m}.{k}": v.clone() for m, mod in trainer.algo.modules().items() for k, v in mod.state_dict().items()}
+
+
+def test_training_precision_is_scoped_to_the_block():
+    before = torch.get_float32_matmul_precision()
+    with training_precision(True):
+        assert torch.get_float32_matmul_precision() == "medium"
+    assert torch.get_float32_matmul_precision() == before
+    with pytest.raises(RuntimeError, match="boom"):
+        with training_precision(True):
+            raise RuntimeError("boom")
+    assert torch.get_float32_matmul_precision() == before
+
+
+def test_status_says_why():
+    status = bf16_status()
+    assert set(status) == {"available", "reason"} and status["reason"]
+
+
+@pytest.mark.parametrize("algo", ["iql", "spar"])
+def test_fast_matmul_resumes_bit_identically_and_leaves_evaluation_in_float32(tmp_path, data, anchor, algo):
+    cfg = TrainConfig(
+        algo=algo, steps=40, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, fast_matmul=True, **FAST
+    )
+    base = anchor if algo == "spar" else None
+    full = Trainer(cfg, data, base)
+    for _ in full.fit():
+        # between steps (where evaluation and rollouts run) the process is back at full float32
+        assert torch.get_float32_matmul_precision() == "highest"
+    first = Trainer(cfg, data, base)
+    list(first.fit(until=15))
+    first.save_state(tmp_path / "ckpt")
+    second = Trainer(cfg, data, base)
+    second.load_state(tmp_path / "ckpt")
+    list(second.fit())
+    a, b = _params(full), _params(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Resuming under the other setting is refused, naming the field.
+    with pytest.raises(ValueError, match="fast_matmul: True in the checkpoint, False now"):
+        Trainer(cfg.replace(fast_matmul=False), data, base).load_state(tmp_path / "ckpt")
+
+
+@pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bf16 units: fast_matmul is float32 here")
+def test_fast_matmul_changes_the_arithmetic_where_the_cpu_has_bf16_units(data):
+    runs = []
+    for fast in (False, True):
+        t = Trainer(TrainConfig(algo="iql", steps=20, fast_matmul=fast, **FAST), data)
+        list(t.fit())
+        runs.append(_params(t))
+    assert any(not torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    # ... by rounding, not by breaking training: the parameters stay close.
+    diff = max((runs[0][k] - runs[1][k]).abs().max().item() for k in runs[0])
+    assert diff < 0.05
