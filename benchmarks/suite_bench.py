@@ -332,6 +332,15 @@ def set_aside_stale(run_dir: Path, config) -> Path | None:
     return target
 
 
+def anchor_missing(job: Job, pending: list[Job]) -> bool:
+    """Whether `job` (recorded as finished) must train again because a pending job needs its policy as
+    the anchor and the policy folder is gone (a fresh checkout keeps the records, not `_work/`)."""
+    needed = any(
+        METHODS[p.method].anchor == job.method and (p.dataset, p.seed) == (job.dataset, job.seed) for p in pending
+    )
+    return needed and not (job.run_dir() / "policy").is_dir()
+
+
 def stale(record: dict) -> bool:
     """Whether a record's policy was trained with settings other than today's defaults (plus its
     variant's overrides): a SPAR-trained record without its config (written before records carried
@@ -588,8 +597,11 @@ def main(argv=None) -> None:
     if args.refresh_support:  # re-evaluate finished runs (no training: their checkpoints are final)
         stale = {record_key(r) for r in records if "state_violation_rate" not in r}
         jobs = [[j for wave in jobs for j in wave if record_key(j) in stale]]
+    pending = [j for wave in jobs for j in wave if record_key(j) not in done]
     for wave in jobs:
         todo = wave if args.refresh_support else [j for j in wave if record_key(j) not in done]
+        if not args.refresh_support:
+            todo += [j for j in wave if record_key(j) in done and anchor_missing(j, pending)]
         waiting = [j for j in todo if not tuned_ready(j)]
         for j in waiting:
             print(

@@ -172,3 +172,20 @@ def test_a_failed_typed_job_is_reported_not_raised():
     job = suite_bench.Job("spar/hopper/medium-v0", "spar", 1, 100, 2, "w")
     assert _brief(job) == {"dataset": "spar/hopper/medium-v0", "method": "spar", "seed": 1, "overrides": {}}
     assert _brief({"dataset": "d", "seed": 0, "run_dir": "x"}) == {"dataset": "d", "seed": 0}
+
+
+def test_a_finished_bc_run_trains_again_when_spar_needs_its_policy_and_the_folder_is_gone(tmp_path):
+    tier = {"datasets": ["spar/hopper/medium-v0"], "seeds": [0], "steps": 100, "episodes": 2}
+    first, second, _ = suite_bench.jobs_for(tier, tmp_path)
+    bc = first[0]
+    spar = next(j for j in second if j.method == "spar")
+    iql = next(j for j in second if j.method == "iql")
+    # A fresh checkout: bc's record exists, its policy folder does not, and SPAR still has to run.
+    assert suite_bench.anchor_missing(bc, [spar])
+    assert not suite_bench.anchor_missing(bc, [iql])  # nothing pending needs the bc policy
+    other_seed = suite_bench.Job(
+        spar.dataset, "spar", 1, **{k: getattr(spar, k) for k in ("steps", "episodes", "work")}
+    )
+    assert not suite_bench.anchor_missing(bc, [other_seed])  # SPAR of another seed has its own anchor
+    (bc.run_dir() / "policy").mkdir(parents=True)
+    assert not suite_bench.anchor_missing(bc, [spar])  # the policy is there: the record stands
