@@ -1,0 +1,160 @@
+"""Does Latent Self-Imitation find the best action the decoded support offers, and can that support
+reach the data's best actions? A probe of a trained SPAR run with its own critic; no env episodes.
+
+Usage:
+    MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/lsi_probe.py \
+        --run benchmarks/_work/variant_s100k_imp8/full/spar_hopper_medium-replay-v0/spar/seed0 \
+        --dataset spar/hopper/medium-replay-v0 --method spar --seed 0
+
+On `--states` dataset states (seeded sample) it scores, with the run's target twin critic
+(min of the two heads, scaled-reward units, the value LSI maximises):
+
+- `base`: the anchor's action a_b; `mu`: the rectified action a_b + g(s, a_b, mu(s, a_b));
+- `data`: the logged action; `data_decoded`: the logged residual passed through the encoder mean
+  and the decoder (what the support can express of it; clipped to the latent box as LSI does);
+- `best_local`: the best of `--samples` candidates mu + sigma * eps (LSI's own perturbations);
+- `best_prior`: the best of `--samples` prior samples z ~ N(0, I) in the box (the support's reach);
+- `best_wide`: the best of `--samples` samples z ~ N(0, (2c)^2 I) clipped to the box (its corners);
+- `best_unboxed`: the best of `--samples` samples z ~ N(0, (2c)^2 I) *without* the box: what a
+  larger box would add (the decoder's tanh still bounds the residual by rho).
+
+Reading it: `best_prior - mu` well above 0 means the latent policy has not found the best of its
+own support (the search or the regression is the bottleneck); `data - data_decoded` above 0 on
+states where the logged action beats mu means the support cannot express the data's better
+actions (the CVAE or the box is); `best_unboxed - best_wide` above 0 means the box binds.
+Also: the share of the data's encoder means outside the box, and the reconstruction error of the
+logged residual in units of the data's residual std. Writes
+results/lsi_probe_<env>_<kind>_<method>_seed<seed>[_<tag>].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import spar_rectify  # noqa: F401  (before torch)
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    import torch
+    from suite_bench import SUITE, anchor_policy
+
+    from spar_rectify.config import TrainConfig
+    from spar_rectify.data import load_minari
+    from spar_rectify.trainer import Trainer
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a SPAR run folder (config.json and checkpoint/)")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--method", default="spar", choices=("spar", "medium-rectified"))
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--suite", default=str(SUITE), help="folder of the suite's SB3 policies")
+    parser.add_argument("--states", type=int, default=2048, help="dataset states probed")
+    parser.add_argument("--samples", type=int, default=256, help="candidates per state for each best_*")
+    parser.add_argument("--tag", default=None, help="suffix of the result file (e.g. the variant)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    run = Path(args.run)
+    data = load_minari(args.dataset)
+    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite)
+    config = TrainConfig.load(run / "config.json")
+    trainer = Trainer(config, data, anchor, run)
+    trainer.load_state(run / "checkpoint")
+    algo = trainer.algo
+    if algo.encoder is None:
+        raise SystemExit(f"--run {run}: a run without a latent (use_latent=False) has no support to probe")
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(trainer._reward), generator=gen)[: args.states]
+    obs, action, base = trainer._obs[idx], trainer._action[idx], trainer._base[idx]
+    box, sigma = config.latent_box, config.candidate_sigma
+    n, s = len(idx), args.samples
+
+    @torch.no_grad()
+    def q_of(action_batch: torch.Tensor) -> torch.Tensor:
+        """(n, act) or (n, k, act) normalised actions -> (n,) or (n, k) min twin target Q."""
+        flat = action_batch.reshape(-1, action_batch.shape[-1]).clamp(-1, 1)
+        k = flat.shape[0] // n
+        q = algo.critic.q_min(obs.repeat_interleave(k, 0), flat)
+        return q.view(n, k).squeeze(-1) if k > 1 else q
+
+    @torch.no_grad()
+    def decoded(z: torch.Tensor) -> torch.Tensor:
+        """(n, k, L) latents -> (n, k, act) actions a_b + g(s, a_b, z)."""
+        k = z.shape[1]
+        x = torch.cat([obs, base], -1).repeat_interleave(k, 0)
+        return base.repeat_interleave(k, 0).view(n, k, -1) + algo.rect.decode(x, z.reshape(n * k, -1)).view(n, k, -1)
+
+    with torch.no_grad():
+        x = torch.cat([obs, base], -1)
+        z_mu = algo.rect.latent(x)
+        r_data = torch.maximum(torch.minimum(action - base, algo.rho), -algo.rho)  # as LSI clips it
+        z_data = algo.encode(x, r_data)[0]
+        outside = (z_data.abs() > box).any(-1).float().mean().item()
+        z_data_boxed = z_data.clamp(-box, box)
+        r_rec = algo.rect.decode(x, z_data_boxed)
+        rec_err = ((r_rec - r_data) / algo.rect.residual_std).pow(2).mean(-1).sqrt()
+        value = algo.critic.value(obs)
+        q = {
+            "base": q_of(base),
+            "mu": q_of(decoded(z_mu.unsqueeze(1))[:, 0]),
+            "data": q_of(action),
+            "data_decoded": q_of(base + r_rec),
+        }
+        local = (z_mu.unsqueeze(1) + sigma * torch.randn((n, s, z_mu.shape[1]), generator=gen)).clamp(-box, box)
+        prior = torch.randn((n, s, z_mu.shape[1]), generator=gen).clamp(-box, box)
+        wide = 2 * box * torch.randn((n, s, z_mu.shape[1]), generator=gen)
+        q["best_local"] = q_of(decoded(local)).max(-1).values
+        q["best_prior"] = q_of(decoded(prior)).max(-1).values
+        q["best_wide"] = q_of(decoded(wide.clamp(-box, box))).max(-1).values
+        q["best_unboxed"] = q_of(decoded(wide)).max(-1).values
+    data_better = q["data"] > q["mu"]
+
+    def summary(mask: torch.Tensor) -> dict:
+        out = {k: round(float(v[mask].mean()), 3) for k, v in q.items()}
+        out["V"] = round(float(value[mask].mean()), 3)
+        out["states"] = int(mask.sum())
+        return out
+
+    everywhere = torch.ones(n, dtype=torch.bool)
+    gaps = {
+        "best_prior_minus_mu": q["best_prior"] - q["mu"],
+        "best_local_minus_mu": q["best_local"] - q["mu"],
+        "data_minus_data_decoded": q["data"] - q["data_decoded"],
+        "best_unboxed_minus_best_wide": q["best_unboxed"] - q["best_wide"],
+        "mu_minus_base": q["mu"] - q["base"],
+        "data_minus_mu": q["data"] - q["mu"],
+    }
+    result = {
+        "run": str(run),
+        "dataset": args.dataset,
+        "method": args.method,
+        "seed": args.seed,
+        "config": {k: getattr(config, k) for k in ("steps", "latent_box", "candidate_sigma", "lsi_every", "num_prior")},
+        "states": n,
+        "samples": s,
+        "q_mean": summary(everywhere),
+        "q_mean_where_data_beats_mu": summary(data_better),
+        "share_data_beats_mu": round(float(data_better.float().mean()), 3),
+        "gaps_mean": {k: round(float(v.mean()), 3) for k, v in gaps.items()},
+        "gaps_median": {k: round(float(v.median()), 3) for k, v in gaps.items()},
+        "share_best_prior_beats_mu_by_1": round(float((gaps["best_prior_minus_mu"] > 1.0).float().mean()), 3),
+        "data_latent_outside_box": round(outside, 3),
+        "data_reconstruction_rms_in_residual_stds": round(float(rec_err.mean()), 3),
+        "residual_bound": [round(float(b), 3) for b in algo.rect.residual_bound],
+        "command": "python benchmarks/lsi_probe.py " + " ".join(os.sys.argv[1:]),
+    }
+    env, kind = args.dataset.split("/")[1], args.dataset.split("/")[2].removesuffix("-v0")
+    tag = f"_{args.tag}" if args.tag else ""
+    out = HERE / "results" / f"lsi_probe_{env}_{kind}_{args.method}_seed{args.seed}{tag}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in list(result)[5:]}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
