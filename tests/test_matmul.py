@@ -80,3 +80,18 @@ def test_fast_matmul_changes_the_arithmetic_where_the_cpu_has_bf16_units(data):
     # ... by rounding, not by breaking training: the parameters stay close.
     diff = max((runs[0][k] - runs[1][k]).abs().max().item() for k in runs[0])
     assert diff < 0.05
+
+
+def test_spar_scores_its_candidates_in_full_float32_under_fast_matmul(data, anchor):
+    cfg = TrainConfig(algo="spar", steps=12, manifold_fraction=0.25, fit_fraction=0.25, lsi_every=1, fast_matmul=True)
+    trainer = Trainer(cfg.replace(**FAST), data, anchor)
+    seen = []
+    score = trainer.algo.critic.q_min
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_float32_matmul_precision())
+        return score(*args, **kwargs)
+
+    trainer.algo.critic.q_min = spy
+    list(trainer.fit())
+    assert seen and set(seen) == {"highest"}  # LSI's candidate scores: full float32

@@ -17,6 +17,7 @@ from spar_rectify.algos.common import Batch, DataInfo, Deployment, IQLCritic, ad
 from spar_rectify.checkpoint import RectifierCheckpoint, save_rectifier
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import cvae_loss, latent_fit_loss, lsi_loss, lsi_weights
+from spar_rectify.matmul import training_precision
 from spar_rectify.networks import mlp
 from spar_rectify.rectifier import Rectifier
 
@@ -181,7 +182,9 @@ class SPAR:
             return {"plas_loss": loss.detach()}
         # What the actor outputs: the latent (or, without a latent, the residual itself).
         out = self.rect.latent(x) if self.encoder is not None else self.residual_policy(x)[0]
-        with torch.no_grad():
+        # Candidates are ranked by Q differences far smaller than Q itself: scored in full float32 even under
+        # fast_matmul (bf16 inputs flipped the best candidate on about a fifth of the states in a probe).
+        with torch.no_grad(), training_precision(False):
             cands = self._candidates(x, out.detach(), self.data_residual(b)[:n])
             k = cands.shape[1]
             flat_x = x.unsqueeze(1).expand(-1, k, -1).reshape(n * k, -1)
