@@ -118,6 +118,10 @@ class TrainConfig:
     has a lower conservative value than where mu already is. False: the specification's softmax over
     every candidate, whose flat weights drift mu toward the data's behaviour (benchmarks/README.md).
     See `losses.lsi_weights`."""
+    lsi_agreement: bool = False
+    """[spar] Score each candidate by the gain over the current latent that *both* critic heads agree on
+    (min over heads of Q_j(candidate) - Q_j(mu), see `losses.paired_gains`) instead of min-Q(candidate) -
+    min-Q(mu): a candidate the heads disagree about gains nothing, so LSI does not chase the critic's noise."""
     lsi_states: int = 64
     """[spar] States of each batch whose candidates are scored per update (cost grows with it)."""
     lsi_every: int = 3

@@ -1,7 +1,7 @@
 """Pure loss functions of every method, each testable against hand-computed numbers.
 
 Defines `bc_loss`, `expectile_loss`, `q_regression_loss`, `awr_loss`, `td3bc_actor_loss`,
-`cvae_loss`, `latent_fit_loss`, `lsi_weights`, `lsi_loss`.
+`cvae_loss`, `latent_fit_loss`, `paired_gains`, `lsi_weights`, `lsi_loss`.
 
 Shapes: B states, K candidates per state, A action dims, L latent dims, M critic members.
 """
@@ -64,6 +64,18 @@ def cvae_loss(
 def latent_fit_loss(z_pred: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:
     """Fitting initialisation of mu: `mean ||mu(s, a_b) - E[q(z | s, a_b, r)]||^2`. (B, L) x2 -> ()."""
     return (z_pred - z_target.detach()).pow(2).sum(-1).mean()
+
+
+def paired_gains(q_heads: torch.Tensor) -> torch.Tensor:
+    """Each candidate's gain over candidate 0 (the current latent) on which every critic head agrees:
+    `min_j (Q_j(a_k) - Q_j(a_0))`. (M, B, K) -> (B, K); column 0 is 0.
+
+    Compared with `min_j Q_j(a_k) - min_j Q_j(a_0)` (a difference of pessimistic values), a head is
+    only ever compared with itself, so a candidate whose heads cross (head 1 says worse, head 2 says
+    better by more) gains nothing: the critic's disagreement, not its optimism, decides. Where the
+    heads agree on the order it is the smaller of their two gains.
+    """
+    return (q_heads - q_heads[..., :1]).min(0).values
 
 
 def lsi_weights(

@@ -109,3 +109,18 @@ def test_lsi_weights_improvements_only_imitate_what_beats_the_current_latent():
     # "within" scales by the RMS of the positive advantages over the batch: here the one gain of 2
     w_within = losses.lsi_weights(q, v, 0.5, "within", improvements_only=True)
     assert w_within[0, 1].item() == pytest.approx(math.e**2 / (1 + math.e**2), rel=1e-5)
+
+
+def test_paired_gains_count_only_what_every_head_agrees_on():
+    # two heads, one state; candidate 0 is the current latent
+    q_heads = T([[[10.0, 9.5, 11.0, 12.0]], [[9.0, 9.6, 9.5, 10.0]]])  # (M=2, B=1, K=4)
+    gains = losses.paired_gains(q_heads)
+    # candidate 1: head 1 says -0.5, head 2 says +0.6 -> no agreed gain (the min of the heads' Q
+    # would call it +0.5 better: 9.5 against 9.0)
+    assert gains[0].tolist() == pytest.approx([0.0, -0.5, 0.5, 1.0])
+    min_q = q_heads.min(0).values
+    assert (min_q[0, 1] - min_q[0, 0]).item() == pytest.approx(0.5)
+    w = losses.lsi_weights(gains, T([0.0]), 1.0, "none", improvements_only=True)
+    assert w[0, 1].item() == 0.0  # the crossing candidate gets no weight
+    expected = T([1.0, 0.0, math.e**0.5, math.e**1.0])
+    assert w[0].tolist() == pytest.approx((expected / expected.sum()).tolist(), rel=1e-5)

@@ -210,6 +210,8 @@ def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, 
         dict(use_latent=False, fit_to="anchor", anchor_candidate=True),
         dict(lsi_improvements_only=True, num_prior=8, lsi_temperature=0.3),
         dict(lsi_improvements_only=False, num_prior=2),  # the specification's LSI
+        dict(lsi_agreement=True),
+        dict(lsi_agreement=True, lsi_improvements_only=False),
     ],
 )
 def test_ablations_train_and_deploy(tmp_path, data, anchor, ablation):

@@ -16,7 +16,7 @@ import torch
 from spar_rectify.algos.common import Batch, DataInfo, Deployment, IQLCritic, adam
 from spar_rectify.checkpoint import RectifierCheckpoint, save_rectifier
 from spar_rectify.config import TrainConfig
-from spar_rectify.losses import cvae_loss, latent_fit_loss, lsi_loss, lsi_weights
+from spar_rectify.losses import cvae_loss, latent_fit_loss, lsi_loss, lsi_weights, paired_gains
 from spar_rectify.matmul import training_precision
 from spar_rectify.networks import mlp
 from spar_rectify.rectifier import Rectifier
@@ -193,14 +193,19 @@ class SPAR:
             else:
                 res = self.rect.decode(flat_x, cands.reshape(n * k, -1))
             actions = (base.repeat_interleave(k, 0) + res).clamp(-1.0, 1.0)
-            q = self.critic.q_min(obs.repeat_interleave(k, 0), actions).view(n, k)
+            if cfg.lsi_agreement:
+                heads = self.critic.q_target(torch.cat([obs.repeat_interleave(k, 0), actions], -1)).view(-1, n, k)
+                q, scores, value = heads.min(0).values, paired_gains(heads), torch.zeros(n)
+            else:
+                q = self.critic.q_min(obs.repeat_interleave(k, 0), actions).view(n, k)
+                scores, value = q, self.critic.value(obs)
             log_prior = None
             if self.encoder is not None and cfg.lsi_prior_weight:
                 centre = self.anchor_latent(x).unsqueeze(1) if cfg.fit_to == "anchor" else 0.0
                 log_prior = -0.5 * (cands - centre).pow(2).sum(-1)
             weights = lsi_weights(
-                q,
-                self.critic.value(obs),
+                scores,
+                value,
                 cfg.lsi_temperature,
                 cfg.lsi_normalize,
                 log_prior,
