@@ -52,9 +52,9 @@ class TrainConfig:
     expectile: float = 0.7
     """[iql; spar critic] Expectile of V's regression onto min(Q1, Q2); higher: closer to the in-sample max."""
     awr_temperature: float = 3.0
-    """[iql] IQL's inverse temperature beta for advantage-weighted extraction."""
+    """[iql; spar in_sample_weight] IQL's inverse temperature beta for advantage-weighted extraction."""
     awr_max_weight: float = 100.0
-    """[iql] Clip of the exponentiated advantage weights."""
+    """[iql; spar in_sample_weight] Clip of the exponentiated advantage weights."""
 
     # TD3+BC
     td3bc_alpha: float = 2.5
@@ -122,6 +122,11 @@ class TrainConfig:
     """[spar] Score each candidate by the gain over the current latent that *both* critic heads agree on
     (min over heads of Q_j(candidate) - Q_j(mu), see `losses.paired_gains`) instead of min-Q(candidate) -
     min-Q(mu): a candidate the heads disagree about gains nothing, so LSI does not chase the critic's noise."""
+    in_sample_weight: float = 0.0
+    """[spar] lambda of an in-sample term added to the latent policy's loss in stage (iii): mu regressed onto
+    the latent of the *logged* residual with IQL's weights min(exp(awr_temperature * A), awr_max_weight), A the
+    advantage of the logged action, where the critic was trained (IQL's extraction in the residual's latent
+    space; every state of every batch). 0: off (LSI alone, the specification)."""
     lsi_states: int = 64
     """[spar] States of each batch whose candidates are scored per update (cost grows with it)."""
     lsi_every: int = 3
@@ -184,6 +189,7 @@ class TrainConfig:
             need(0 < getattr(self, name) <= 1, name, "in (0, 1]")
         need(self.kl_weight >= 0, "kl_weight", ">= 0")
         need(self.lsi_prior_weight >= 0, "lsi_prior_weight", ">= 0")
+        need(self.in_sample_weight >= 0, "in_sample_weight", ">= 0")
         need(self.bound_min <= self.bound_max, "bound_min", f"<= bound_max ({self.bound_max})")
         need(self.residual_bound is None or 0 < self.residual_bound <= 1, "residual_bound", "None or in (0, 1]")
         need(self.bound_max <= 1, "bound_max", "<= 1 (a residual of 1 already spans half the action range)")

@@ -212,6 +212,8 @@ def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, 
         dict(lsi_improvements_only=False, num_prior=2),  # the specification's LSI
         dict(lsi_agreement=True),
         dict(lsi_agreement=True, lsi_improvements_only=False),
+        dict(in_sample_weight=1.0),
+        dict(in_sample_weight=1.0, use_latent=False),
     ],
 )
 def test_ablations_train_and_deploy(tmp_path, data, anchor, ablation):
@@ -324,3 +326,22 @@ def test_a_checkpoint_write_killed_between_its_moves_leaves_a_complete_bundle(tm
     assert resumed.step == 10
     for key, value in _params(trainer).items():
         assert torch.equal(value, _params(resumed)[key]), key
+
+
+def test_in_sample_term_trains_mu_on_every_step_between_lsi_updates(data, anchor):
+    cfg = TrainConfig(algo="spar", steps=40, manifold_fraction=0.25, fit_fraction=0.25, lsi_every=1000, **FAST)
+
+    def actor_after(config):
+        trainer = Trainer(config, data, anchor)
+        list(trainer.fit(until=21))  # stage (iii) starts at step 20 with one LSI update
+        before = [p.clone() for p in trainer.algo.rect.actor.parameters()]
+        metrics = [m for _, m in trainer.fit(until=25)]  # no LSI update in these steps
+        after = list(trainer.algo.rect.actor.parameters())
+        return any(not torch.equal(a, b) for a, b in zip(before, after)), metrics
+
+    moved, metrics = actor_after(cfg)
+    assert not moved and all("in_sample_loss" not in m for m in metrics)
+    moved, metrics = actor_after(cfg.replace(in_sample_weight=1.0))
+    assert moved and all("in_sample_loss" in m for m in metrics)
+    with pytest.raises(ValueError, match="in_sample_weight must be >= 0"):
+        cfg.replace(in_sample_weight=-1.0)

@@ -16,7 +16,7 @@ import torch
 from spar_rectify.algos.common import Batch, DataInfo, Deployment, IQLCritic, adam
 from spar_rectify.checkpoint import RectifierCheckpoint, save_rectifier
 from spar_rectify.config import TrainConfig
-from spar_rectify.losses import cvae_loss, latent_fit_loss, lsi_loss, lsi_weights, paired_gains
+from spar_rectify.losses import awr_loss, cvae_loss, latent_fit_loss, lsi_loss, lsi_weights, paired_gains
 from spar_rectify.matmul import training_precision
 from spar_rectify.networks import mlp
 from spar_rectify.rectifier import Rectifier
@@ -115,18 +115,29 @@ class SPAR:
     # -- stages -------------------------------------------------------------------------------
     def update(self, b: Batch, step: int) -> dict:
         cfg = self.config
-        _, metrics = self.critic.update(b)
+        advantage, metrics = self.critic.update(b)
         start = cfg.manifold_steps + cfg.fit_steps
         if step < cfg.manifold_steps:
             metrics.update(self._cvae(torch.cat([b.obs, b.base_action], -1), b))
-        else:
-            if self.encoder is not None and self.rect.decoder[0].weight.requires_grad:
-                self.rect.decoder.requires_grad_(False)  # stage (i) is over: the support is fixed
-            if step < start:
-                metrics.update(self._fit(torch.cat([b.obs, b.base_action], -1), b))
-            elif (step - start) % cfg.lsi_every == 0:
-                n = min(cfg.lsi_states, b.obs.shape[0])
-                metrics.update(self._improve(torch.cat([b.obs[:n], b.base_action[:n]], -1), b))
+            return metrics
+        if self.encoder is not None and self.rect.decoder[0].weight.requires_grad:
+            self.rect.decoder.requires_grad_(False)  # stage (i) is over: the support is fixed
+        x = torch.cat([b.obs, b.base_action], -1)
+        if step < start:
+            metrics.update(self._fit(x, b))
+            return metrics
+        losses = []
+        if cfg.in_sample_weight:
+            loss, m = self._in_sample(x, b, advantage)
+            losses.append(cfg.in_sample_weight * loss)
+            metrics.update(m)
+        if (step - start) % cfg.lsi_every == 0:
+            n = min(cfg.lsi_states, b.obs.shape[0])
+            loss, m = self._improve(x[:n], b)
+            losses.append(loss)
+            metrics.update(m)
+        if losses:
+            self._step_actor(sum(losses))
         return metrics
 
     def _cvae(self, x: torch.Tensor, b: Batch) -> dict:
@@ -170,7 +181,7 @@ class SPAR:
         self._step_actor(loss)
         return {"fit_loss": loss.detach()}
 
-    def _improve(self, x: torch.Tensor, b: Batch) -> dict:
+    def _improve(self, x: torch.Tensor, b: Batch) -> tuple[torch.Tensor, dict]:
         cfg = self.config
         n = x.shape[0]  # the first lsi_states rows of the (random) batch
         obs, base = b.obs[:n], b.base_action[:n]
@@ -178,8 +189,7 @@ class SPAR:
             residual = self.residual_policy(x)[1]
             q = self.critic.q(torch.cat([obs, (base + residual).clamp(-1.0, 1.0)], -1))[0]
             loss = -q.mean()
-            self._step_actor(loss)
-            return {"plas_loss": loss.detach()}
+            return loss, {"plas_loss": loss.detach()}
         # What the actor outputs: the latent (or, without a latent, the residual itself).
         out = self.rect.latent(x) if self.encoder is not None else self.residual_policy(x)[0]
         # Candidates are ranked by Q differences far smaller than Q itself: scored in full float32 even under
@@ -213,12 +223,26 @@ class SPAR:
                 improvements_only=cfg.lsi_improvements_only,
             )
         loss = lsi_loss(out, cands, weights)
-        self._step_actor(loss)
-        return {
+        return loss, {
             "lsi_loss": loss.detach(),
             "lsi_best_weight": weights.max(-1).values.mean(),
             "lsi_q_gain": (q * weights).sum(-1).mean() - q[:, 0].mean(),
         }
+
+    def _in_sample(self, x: torch.Tensor, b: Batch, advantage: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """IQL's extraction in the residual's latent space: mu regressed onto the latent of the logged
+        residual with weight `min(exp(beta * A), max_w)`, A the in-sample advantage min Q_target(s, a) - V(s)
+        of the logged action (the critic was trained there). Every state of the batch, every step."""
+        cfg = self.config
+        out, _ = self.residual_policy(x)
+        r = self.data_residual(b)
+        if self.encoder is None:
+            target = r
+        else:
+            with torch.no_grad():
+                target = self.encode(x, r)[0].clamp(-cfg.latent_box, cfg.latent_box)
+        loss = awr_loss(out, target, advantage, cfg.awr_temperature, cfg.awr_max_weight)
+        return loss, {"in_sample_loss": loss.detach()}
 
     def _candidates(self, x: torch.Tensor, current: torch.Tensor, data_residual: torch.Tensor) -> torch.Tensor:
         """(n, 1 + K + 1 + P [+ 1], L): current, K perturbations, the data's own, P prior samples
