@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
 
 HERE = Path(__file__).parent
 

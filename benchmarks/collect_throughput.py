@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -23,9 +23,7 @@ import json
 import os
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-import spar_rectify  # noqa: E402,F401  (before torch)
+import spar_rectify  # noqa: F401  (before torch)
 
 HERE = Path(__file__).parent
 

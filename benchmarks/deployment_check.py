@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-import spar_rectify  # noqa: E402,F401  (before torch)
+import spar_rectify  # noqa: F401  (before torch)
 
 HERE = Path(__file__).parent
 

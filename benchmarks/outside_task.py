@@ -25,8 +25,6 @@ import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 import spar_rectify  # noqa: F401  (before torch: the MKL path)
 
 HERE = Path(__file__).parent

@@ -31,14 +31,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-from spar_rectify.sweep import run_jobs  # noqa: E402
+import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
+from spar_rectify.sweep import run_jobs
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -225,7 +223,7 @@ class SuiteSupport:
 
 def run_one(job: Job) -> dict:
     """Train (or load) one method on one dataset and seed; evaluate return and support."""
-    import spar_rectify  # before torch in a Ray worker: MKL's fast path
+    import spar_rectify  # noqa: F811  (a Ray worker runs this first: before torch, for MKL's path)
 
     # isort: split
     import torch

@@ -18,13 +18,14 @@ import platform
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
 
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+# isort: split
+import gymnasium as gym
+import numpy as np
+import torch
 
-from spar_rectify import CallablePolicy, Rectifier, RectifierCheckpoint, SPARRectifierWrapper, load_rectifier  # noqa: E402
+from spar_rectify import CallablePolicy, Rectifier, RectifierCheckpoint, SPARRectifierWrapper, load_rectifier
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -17,8 +17,7 @@ import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
+import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
 
 HERE = Path(__file__).parent
 
@@ -57,12 +56,16 @@ def main(argv=None) -> dict:
     import gymnasium as gym
     import torch
 
-    from spar_rectify import RectifiedPolicy, load_policy
-    from spar_rectify.collect import Exploration, collect
-    from spar_rectify.config import TrainConfig
-    from spar_rectify.data import load_minari
-    from spar_rectify.evaluation import evaluate
-    from spar_rectify.trainer import train
+    from spar_rectify import (
+        Exploration,
+        RectifiedPolicy,
+        TrainConfig,
+        collect,
+        evaluate,
+        load_minari,
+        load_policy,
+        train,
+    )
 
     torch.set_num_threads(1)
     start = time.time()

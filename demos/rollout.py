@@ -11,15 +11,13 @@ zip, loading it runs pickle; it is ours) and the bundled rectifier trained by th
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from spar_rectify import SPARRectifierWrapper, load_policy, load_rectifier, rollout  # noqa: E402
+import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
+from spar_rectify import SPARRectifierWrapper, load_policy, load_rectifier, rollout
 
 ASSETS = Path(__file__).parent / "assets" / "hopper"
 

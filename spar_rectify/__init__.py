@@ -4,7 +4,15 @@ A frozen base policy proposes an action; a learned residual, bounded and learned
 logged data supports it, corrects it at every `step`.
 """
 
-from spar_rectify import mkl as _mkl  # noqa: E402  (before anything imports torch)
+import os as _os
+import sys as _sys
+
+# The one place the rendering default is set, before anything imports mujoco: headless Linux has no
+# window system for MuJoCo's default (glfw), so offscreen EGL. Set MUJOCO_GL yourself to override.
+if _sys.platform.startswith("linux") and not (_os.environ.get("DISPLAY") or _os.environ.get("WAYLAND_DISPLAY")):
+    _os.environ.setdefault("MUJOCO_GL", "egl")
+
+from spar_rectify import mkl as _mkl
 from spar_rectify._version import __version__ as __version__
 
 _mkl.enable()  # MKL's fast path on AMD CPUs; SPAR_MKL_INTEL_PATH=0 turns it off (see spar_rectify.mkl)

@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import tyro
 
-import tyro  # noqa: E402
-
-from spar_rectify.collect import Exploration  # noqa: E402
-from spar_rectify.config import TrainConfig  # noqa: E402
-from spar_rectify.evaluation import EVAL_SEED  # noqa: E402
-from spar_rectify.tuning import DEFAULT_ALPHAS, TUNE_SEED  # noqa: E402
+from spar_rectify.collect import Exploration
+from spar_rectify.config import TrainConfig
+from spar_rectify.evaluation import EVAL_SEED
+from spar_rectify.tuning import DEFAULT_ALPHAS, TUNE_SEED
 
 
 @dataclass(frozen=True)

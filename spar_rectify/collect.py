@@ -76,7 +76,7 @@ def _check_append(dataset, dataset_id: str, env: gym.Env) -> None:
 
     try:
         theirs = dataset.spec.env_spec.id if dataset.spec.env_spec is not None else None
-    except Exception:  # noqa: BLE001 - a dataset written without an env spec
+    except Exception:
         theirs = None
     mine = env.spec.id if env.spec is not None else None
     problems = []

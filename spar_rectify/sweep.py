@@ -133,7 +133,7 @@ def run_jobs(
             job = pending.pop(done[0])
             try:
                 record = ray.get(done[0])
-            except Exception as err:  # noqa: BLE001 - a job's failure must not stop the others
+            except Exception as err:
                 failures.append((job, f"{type(err).__name__}: {err}"))
                 brief = _brief(job)
                 bar.write(f"job failed after {max_retries} retries: {brief}: {str(err).strip().splitlines()[-1]}")

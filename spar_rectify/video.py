@@ -51,7 +51,7 @@ def check_rendering(env: gym.Env) -> None:
     try:
         env.reset(seed=0)
         frame = render_frame(env)
-    except Exception as err:  # noqa: BLE001 - backend errors come in many types
+    except Exception as err:
         raise RuntimeError(
             f"rendering failed with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r} ({type(err).__name__}: {err}); "
             "headless machines: set MUJOCO_GL=egl before starting Python (or MUJOCO_GL=osmesa with libosmesa6 "

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import gymnasium as gym  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import gymnasium as gym
+import pytest
+import torch
 
-import envs  # noqa: E402
-from spar_rectify import CallablePolicy  # noqa: E402
-from tests.helpers import make_checkpoint  # noqa: E402
+import envs
+from spar_rectify import CallablePolicy
+from tests.helpers import make_checkpoint
 
 torch.set_num_threads(1)
 envs.register_envs()

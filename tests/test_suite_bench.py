@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-import suite_bench  # noqa: E402
+import suite_bench
 
 
 def record(dataset, method, seed, score, viol=0.01):
