@@ -23,7 +23,12 @@ own support (the search or the regression is the bottleneck); `data - data_decod
 states where the logged action beats mu means the support cannot express the data's better
 actions (the CVAE or the box is); `best_unboxed - best_wide` above 0 means the box binds.
 Also: the share of the data's encoder means outside the box, and the reconstruction error of the
-logged residual in units of the data's residual std. Writes
+logged residual in units of the data's residual std. With `--episodes N`, the critic against what
+happened: on N seeded episodes (seed 10000..) of the base policy and of the rectified one (no
+gate), `min Q(s_t, a_t)` of every executed step against its realised discounted return to go in
+the same scaled units (steps within 300 of a time-limit cut are left out: their return to go is
+truncated). Q above the realised return on the rectified policy's own steps, by more than on the
+base policy's, means LSI found where the critic overestimates rather than better actions. Writes
 results/lsi_probe_<env>_<kind>_<method>_seed<seed>[_<tag>].json.
 """
 
@@ -56,6 +61,7 @@ def main() -> None:
     parser.add_argument("--states", type=int, default=2048, help="dataset states probed")
     parser.add_argument("--samples", type=int, default=256, help="candidates per state for each best_*")
     parser.add_argument("--tag", default=None, help="suffix of the result file (e.g. the variant)")
+    parser.add_argument("--episodes", type=int, default=0, help="episodes for the critic-against-returns check")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -148,12 +154,60 @@ def main() -> None:
         "residual_bound": [round(float(b), 3) for b in algo.rect.residual_bound],
         "command": "python benchmarks/lsi_probe.py " + " ".join(os.sys.argv[1:]),
     }
+    if args.episodes:
+        result["critic_against_returns"] = critic_against_returns(trainer, anchor, data, config, args.episodes)
     env, kind = args.dataset.split("/")[1], args.dataset.split("/")[2].removesuffix("-v0")
     tag = f"_{args.tag}" if args.tag else ""
     out = HERE / "results" / f"lsi_probe_{env}_{kind}_{args.method}_seed{args.seed}{tag}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in list(result)[5:]}, indent=2))
     print(f"wrote {out}")
+
+
+def critic_against_returns(trainer, anchor, data, config, episodes: int) -> dict:
+    """Per policy (base, rectified without the gate): mean min-Q of executed steps, mean realised
+    discounted return to go (scaled units), and their difference, over `episodes` seeded episodes."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from suite_bench import EVAL_SEED
+
+    from spar_rectify import RectifiedPolicy
+    from spar_rectify.rollout import batched, rollout
+    from spar_rectify.spaces import ActionScaler
+
+    scale, gamma = trainer.reward_scale(), config.gamma
+    scaler = ActionScaler(data.action_space)
+    mean, std = torch.from_numpy(trainer.obs_mean), torch.from_numpy(trainer.obs_std)
+    rectified = RectifiedPolicy(anchor, trainer.algo.checkpoint(trainer.deployment()), gate=False, check_anchor=False)
+    out = {}
+    for name, policy in (("base", anchor), ("rectified", rectified)):
+        q_all, g_all, returns = [], [], []
+        env = gym.make(data.env_spec.id)
+        for i in range(episodes):
+            ep = rollout(env, batched(policy), seed=EVAL_SEED + i)
+            rewards = np.asarray(ep.rewards) * scale
+            togo = np.zeros(len(rewards))
+            acc = 0.0
+            for t in range(len(rewards) - 1, -1, -1):
+                acc = rewards[t] + gamma * acc
+                togo[t] = acc
+            keep = len(rewards) if ep.terminated else max(len(rewards) - 300, 0)
+            obs = (torch.as_tensor(ep.observations[:keep], dtype=torch.float32) - mean) / std
+            act = torch.as_tensor(np.clip(scaler.to_normalized(ep.actions[:keep]), -1, 1), dtype=torch.float32)
+            with torch.no_grad():
+                q_all.append(trainer.algo.critic.q_min(obs, act).numpy())
+            g_all.append(togo[:keep])
+            returns.append(ep.total)
+        q, g = np.concatenate(q_all), np.concatenate(g_all)
+        out[name] = {
+            "return": round(float(np.mean(returns)), 1),
+            "q_min": round(float(q.mean()), 3),
+            "return_to_go": round(float(g.mean()), 3),
+            "q_minus_return_to_go": round(float((q - g).mean()), 3),
+            "steps": int(len(q)),
+        }
+    return out
 
 
 if __name__ == "__main__":
