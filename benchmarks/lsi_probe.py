@@ -45,6 +45,7 @@ HERE = Path(__file__).parent
 
 
 def main() -> None:
+    import numpy as np
     import torch
     from suite_bench import SUITE, anchor_policy
 
@@ -62,6 +63,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=256, help="candidates per state for each best_*")
     parser.add_argument("--tag", default=None, help="suffix of the result file (e.g. the variant)")
     parser.add_argument("--episodes", type=int, default=0, help="episodes for the critic-against-returns check")
+    parser.add_argument(
+        "--other-policy",
+        default=None,
+        help="a policy folder (e.g. an IQL run's policy/) whose actions are scored beside mu and passed through "
+        "the support (encoder mean, box, decoder): can the rectifier express what that policy does?",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -118,6 +125,36 @@ def main() -> None:
         q["best_prior"] = q_of(decoded(prior)).max(-1).values
         q["best_wide"] = q_of(decoded(wide.clamp(-box, box))).max(-1).values
         q["best_unboxed"] = q_of(decoded(wide)).max(-1).values
+    other = {}
+    if args.other_policy:
+        from spar_rectify import load_policy
+        from spar_rectify.spaces import ActionScaler
+
+        obs_env = data.observations[idx].numpy()
+        raw = load_policy(args.other_policy)(obs_env)
+        a_other = torch.as_tensor(
+            np.clip(ActionScaler(data.action_space).to_normalized(raw), -1, 1), dtype=torch.float32
+        )
+        with torch.no_grad():
+            r_other = torch.maximum(torch.minimum(a_other - base, algo.rho), -algo.rho)
+            z_other = algo.encode(x, r_other)[0]
+            r_other_rec = algo.rect.decode(x, z_other.clamp(-box, box))
+            q["other"] = q_of(a_other)
+            q["other_decoded"] = q_of(base + r_other_rec)
+        other = {
+            "policy": args.other_policy,
+            "share_other_beats_mu": round(float((q["other"] > q["mu"]).float().mean()), 3),
+            "other_residual_clipped_by_rho": round(
+                float(((a_other - base).abs() > algo.rho).any(-1).float().mean()), 3
+            ),
+            "other_latent_outside_box": round(float((z_other.abs() > box).any(-1).float().mean()), 3),
+            "other_reconstruction_rms_in_residual_stds": round(
+                float(((r_other_rec - r_other) / algo.rect.residual_std).pow(2).mean(-1).sqrt().mean()), 3
+            ),
+            "mean_action_distance_mu_to_other": round(
+                float((decoded(z_mu.unsqueeze(1))[:, 0].clamp(-1, 1) - a_other).norm(dim=-1).mean()), 3
+            ),
+        }
     data_better = q["data"] > q["mu"]
 
     def summary(mask: torch.Tensor) -> dict:
@@ -152,6 +189,7 @@ def main() -> None:
         "data_latent_outside_box": round(outside, 3),
         "data_reconstruction_rms_in_residual_stds": round(float(rec_err.mean()), 3),
         "residual_bound": [round(float(b), 3) for b in algo.rect.residual_bound],
+        "other_policy": other or None,
         "command": "python benchmarks/lsi_probe.py " + " ".join(os.sys.argv[1:]),
     }
     if args.episodes:
