@@ -2,9 +2,10 @@
 
 Defines `SPAR`. Stages by step (see `TrainConfig`): (i) CVAE + critic for `manifold_steps`;
 then the decoder is frozen and mu is fitted to the encoder mean for `fit_steps`; then Latent
-Self-Imitation (LSI) every `lsi_every` steps. The critic trains at every step throughout.
-No gradient of Q with respect to the action reaches the policy in LSI: the critic only weighs
-candidates, and every candidate lies on the decoded support.
+Self-Imitation (LSI) every `lsi_every` steps, plus, with `in_sample_weight`, an advantage-weighted
+regression onto the logged residual's latent at every step (one actor step takes both losses).
+The critic trains at every step throughout. No gradient of Q with respect to the action reaches
+the policy: the critic only weighs candidates, and every candidate lies on the decoded support.
 """
 
 from __future__ import annotations
