@@ -45,7 +45,7 @@ class TrainConfig:
     """returns: rewards * 1000 / (max - min episode return) (IQL's locomotion convention)."""
     fast_matmul: bool = False
     """Gradient steps multiply matrices on the CPU's bf16 units (inputs rounded to bfloat16, float32
-    accumulation; AMX / AVX512-BF16 only, a no-op elsewhere): 1.4-1.7x faster training measured on an
+    accumulation; AMX / AVX512-BF16 only, a no-op elsewhere): 1.0-1.2x faster gradient steps measured on an
     AMX CPU. Evaluation and the deployed policy stay float32. See spar_rectify.matmul."""
 
     # IQL (also SPAR's conservative critic)

@@ -6,8 +6,9 @@ With `TrainConfig.fast_matmul=True` the trainer runs every gradient step under t
 `set_float32_matmul_precision("medium")`: parameters, optimiser state and every elementwise
 operation stay float32, but the inputs of matrix products are rounded to bfloat16 and multiplied
 on the bf16 units (products accumulate in float32), as TF32 does on GPUs. On a CPU with AMX that
-made a 256x256 layer about 2.6x faster here and the kit's IQL and SPAR steps 1.4-1.7x faster
-(`benchmarks/train_throughput.py --precision both`, `results/train_throughput.json`).
+made a lone 256x256 product 2.8x faster here, but whole gradient steps only 1.0-1.2x: products are
+about half of a step (`benchmarks/train_throughput.py --matmul both`,
+`results/train_throughput_matmul.json`). SPAR scores its LSI candidates in float32 regardless.
 
 Only gradient steps change: evaluation, rollouts, the exported policy and the deployed rectifier
 (the compiled kernel) compute in float32. The setting is part of `TrainConfig`, so a checkpoint
