@@ -42,3 +42,12 @@ def make_checkpoint(
                 net[-1].weight.mul_(20.0)
     probe_obs = rng.normal(size=(probes, obs_dim)).astype(np.float32)
     return RectifierCheckpoint.from_anchor(rect.eval(), observation_space, action_space, anchor, probe_obs)
+
+
+#: Small, fast training settings shared by the training tests (PointReach, seconds per run).
+FAST = dict(hidden=(64, 64), batch_size=128, lr=1e-3, gamma=0.9, eval_every=0, checkpoint_every=0, log_every=100)
+
+
+def trainer_params(trainer) -> dict:
+    """Every tensor of a trainer's modules, cloned, by `<module>.<key>`: for equality checks."""
+    return {f"{m}.{k}": v.clone() for m, mod in trainer.algo.modules().items() for k, v in mod.state_dict().items()}

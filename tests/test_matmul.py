@@ -10,9 +10,9 @@ from spar_rectify import CallablePolicy
 from spar_rectify.config import TrainConfig
 from spar_rectify.matmul import bf16_status, training_precision
 from spar_rectify.trainer import Trainer
+from tests.helpers import FAST, trainer_params
 from tests.helpers_data import point_data
 
-FAST = dict(hidden=(64, 64), batch_size=128, lr=1e-3, gamma=0.9, eval_every=0, checkpoint_every=0, log_every=100)
 HAS_BF16 = bf16_status()["available"]
 
 
@@ -24,10 +24,6 @@ def data():
 @pytest.fixture
 def anchor(point_env):
     return CallablePolicy(envs.biased_controller, point_env.action_space, name="biased_controller")
-
-
-def _params(trainer):
-    return {f"{m}.{k}": v.clone() for m, mod in trainer.algo.modules().items() for k, v in mod.state_dict().items()}
 
 
 def test_training_precision_is_scoped_to_the_block():
@@ -62,7 +58,7 @@ def test_fast_matmul_resumes_bit_identically_and_leaves_evaluation_in_float32(tm
     second = Trainer(cfg, data, base)
     second.load_state(tmp_path / "ckpt")
     list(second.fit())
-    a, b = _params(full), _params(second)
+    a, b = trainer_params(full), trainer_params(second)
     assert all(torch.equal(a[k], b[k]) for k in a)
     # Resuming under the other setting is refused, naming the field.
     with pytest.raises(ValueError, match="fast_matmul: True in the checkpoint, False now"):
@@ -75,7 +71,7 @@ def test_fast_matmul_changes_the_arithmetic_where_the_cpu_has_bf16_units(data):
     for fast in (False, True):
         t = Trainer(TrainConfig(algo="iql", steps=20, fast_matmul=fast, **FAST), data)
         list(t.fit())
-        runs.append(_params(t))
+        runs.append(trainer_params(t))
     assert any(not torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     # ... by rounding, not by breaking training: the parameters stay close.
     diff = max((runs[0][k] - runs[1][k]).abs().max().item() for k in runs[0])

@@ -13,9 +13,8 @@ from spar_rectify import CallablePolicy, RectifiedPolicy, SPARRectifierWrapper, 
 from spar_rectify.config import TrainConfig
 from spar_rectify.evaluation import evaluate
 from spar_rectify.trainer import Trainer, train
+from tests.helpers import FAST, trainer_params
 from tests.helpers_data import point_data
-
-FAST = dict(hidden=(64, 64), batch_size=128, lr=1e-3, gamma=0.9, eval_every=0, checkpoint_every=0, log_every=100)
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +27,6 @@ def anchor(point_env):
     return CallablePolicy(envs.biased_controller, point_env.action_space, name="biased_controller")
 
 
-def _params(trainer):
-    return {f"{m}.{k}": v.clone() for m, mod in trainer.algo.modules().items() for k, v in mod.state_dict().items()}
-
-
 @pytest.mark.parametrize("algo", ["bc", "td3bc", "iql", "spar"])
 def test_same_seed_same_parameters_different_seed_differs(data, anchor, algo):
     cfg = TrainConfig(algo=algo, steps=40, manifold_fraction=0.25, fit_fraction=0.25, lsi_every=1, **FAST)
@@ -39,7 +34,7 @@ def test_same_seed_same_parameters_different_seed_differs(data, anchor, algo):
     for seed in (0, 0, 1):
         trainer = Trainer(cfg.replace(seed=seed), data, anchor if algo == "spar" else None)
         list(trainer.fit())
-        runs.append(_params(trainer))
+        runs.append(trainer_params(trainer))
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
 
@@ -56,7 +51,7 @@ def test_resume_equals_uninterrupted(tmp_path, data, anchor, algo):
     second.load_state(tmp_path / "ckpt")
     assert second.step == 25
     list(second.fit())
-    a, b = _params(full), _params(second)
+    a, b = trainer_params(full), trainer_params(second)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -324,8 +319,8 @@ def test_a_checkpoint_write_killed_between_its_moves_leaves_a_complete_bundle(tm
     with pytest.warns(UserWarning, match="loaded the complete bundle an interrupted save left"):
         resumed.load_state(tmp_path / "ck")
     assert resumed.step == 10
-    for key, value in _params(trainer).items():
-        assert torch.equal(value, _params(resumed)[key]), key
+    for key, value in trainer_params(trainer).items():
+        assert torch.equal(value, trainer_params(resumed)[key]), key
 
 
 def test_in_sample_term_trains_mu_on_every_step_between_lsi_updates(data, anchor):
