@@ -22,7 +22,10 @@ for a `--transitions N` other than 200000. Loading the suite's SB3 zips runs pic
 from __future__ import annotations
 
 import argparse
+import copy
+import fcntl
 import json
+import os
 import time
 from pathlib import Path
 
@@ -30,6 +33,19 @@ import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path,
 
 ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5"}
 FULL = 200_000
+
+
+def save_manifest(path: Path, before: dict, after: dict) -> None:
+    """Write the entries this build changed (`after` against `before`) into the manifest on disk,
+    under a lock and by atomic replace: two builds running at once (`--envs hopper` beside `--envs
+    halfcheetah`) each keep the other's entries instead of the last writer's view winning."""
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = json.loads(path.read_text()) if path.is_file() else {}
+        merged.update({k: v for k, v in after.items() if before.get(k, object()) != v})
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(merged, indent=2) + "\n")
+        os.replace(tmp, path)
 
 
 def build_env(name: str, suite: Path, transitions: int, ref_episodes: int, manifest: dict, log) -> dict:
@@ -174,10 +190,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     built = {}
     for name in args.envs:
+        before = copy.deepcopy(manifest)
         try:
             built[name] = build_env(name, suite, args.transitions, args.ref_episodes, manifest, log)
         finally:
-            manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+            save_manifest(manifest_path, before, manifest)
     log(f"done: {json.dumps(built)}")
     return built
 

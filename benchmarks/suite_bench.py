@@ -311,14 +311,12 @@ def set_aside_stale(run_dir: Path, config) -> Path | None:
     """Move a run folder trained with other settings than `config` (a checkpoint left by defaults that
     have changed since) to `<run_dir>.stale-<k>`, so that the job trains afresh instead of failing to
     resume; returns where it went (None: nothing to move)."""
-    from spar_rectify.trainer import BOOKKEEPING
-
     saved = run_dir / "config.json"
     if not saved.is_file():
         return None
     then, now = json.loads(saved.read_text()), config.to_dict()
     then = {**now, **then}  # fields added since take their defaults, as on resume
-    differ = [k for k in now if then[k] != now[k] and k not in BOOKKEEPING]
+    differ = [k for k in config.training_fields() if then[k] != now[k]]
     if not differ:
         return None
     k = 0
@@ -343,18 +341,18 @@ def stale(record: dict) -> bool:
     """Whether a record's policy was trained with settings other than today's defaults (plus its
     variant's overrides): a SPAR-trained record without its config (written before records carried
     it), or one whose config differs in anything but bookkeeping. The baselines' defaults have not
-    changed since the first records, so theirs count as current without a config."""
-    from spar_rectify.trainer import BOOKKEEPING
-
+    changed since the first records, so theirs count as current without a config. Fields of other
+    methods (`TrainConfig.training_fields`) do not count: a BC record stays current when SPAR's change."""
     spec = METHODS[record["method"]]
     algo = METHODS[spec.run_method].algo
     if algo is None:
         return False
     if "config" not in record:
         return algo == "spar"
-    now = job_config(algo, record["steps"], record["seed"], record.get("overrides")).to_dict()
+    config = job_config(algo, record["steps"], record["seed"], record.get("overrides"))
+    now = config.to_dict()
     then = {**now, **record["config"]}  # fields added since take their defaults, as on resume
-    return any(then[k] != now[k] for k in now if k not in BOOKKEEPING)
+    return any(then[k] != now[k] for k in config.training_fields())
 
 
 def _steps(method: str, steps: int) -> int:

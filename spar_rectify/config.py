@@ -17,6 +17,15 @@ from typing import Literal, Optional
 
 ALGOS = ("spar", "bc", "td3bc", "iql")
 
+#: Settings that do not change what is trained: a resumed run may use other values.
+BOOKKEEPING = ("eval_every", "eval_episodes", "checkpoint_every", "log_every")
+
+#: Fields read by some methods only (the [tag] of each field's docstring); every other field applies
+#: to every method. A BC run does not change when a SPAR setting does, so resuming it and judging its
+#: record current ignore SPAR's fields (`TrainConfig.training_fields`).
+_IQL_AND_SPAR = ("expectile", "awr_temperature", "awr_max_weight")
+_TD3BC = ("td3bc_alpha", "policy_noise", "noise_clip", "policy_freq")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -127,6 +136,10 @@ class TrainConfig:
     the latent of the *logged* residual with IQL's weights min(exp(awr_temperature * A), awr_max_weight), A the
     advantage of the logged action, where the critic was trained (IQL's extraction in the residual's latent
     space; every state of every batch). 0: off (LSI alone, the specification)."""
+    actor_lr_schedule: Literal["constant", "cosine"] = "constant"
+    """[spar] Learning rate of the latent policy mu over stage (iii): constant (the specification), or cosine
+    decay from lr to zero at the last step, as IQL's extraction decays its actor's (mu then settles on the
+    average of its late targets instead of tracking the latest one)."""
     lsi_states: int = 64
     """[spar] States of each batch whose candidates are scored per update (cost grows with it)."""
     lsi_every: int = 3
@@ -203,6 +216,7 @@ class TrainConfig:
         need(self.reward_scale in ("returns", "none"), "reward_scale", "'returns' or 'none'")
         need(self.lsi_normalize in ("within", "batch", "none"), "lsi_normalize", "'within', 'batch' or 'none'")
         need(self.fit_to in ("data", "anchor"), "fit_to", "'data' or 'anchor'")
+        need(self.actor_lr_schedule in ("constant", "cosine"), "actor_lr_schedule", "'constant' or 'cosine'")
         need(self.policy_noise >= 0 and self.noise_clip >= 0, "policy_noise", ">= 0 (and noise_clip >= 0)")
 
     @property
@@ -214,6 +228,18 @@ class TrainConfig:
     def fit_steps(self) -> int:
         """Steps of mu's fitting initialisation, right after stage (i)."""
         return int(self.steps * self.fit_fraction) if self.algo == "spar" else 0
+
+    def training_fields(self) -> tuple[str, ...]:
+        """Names of the fields that change what `algo` trains: every field but bookkeeping and the
+        fields of other methods. Two runs of one algo with equal values here train the same networks."""
+        spar_only = {f.name for f in dataclasses.fields(self)} - _SHARED
+        other = {
+            "spar": set(_TD3BC),
+            "iql": spar_only | set(_TD3BC),
+            "td3bc": spar_only | set(_IQL_AND_SPAR),
+            "bc": spar_only | set(_IQL_AND_SPAR) | set(_TD3BC),
+        }[self.algo]
+        return tuple(f.name for f in dataclasses.fields(self) if f.name not in other and f.name not in BOOKKEEPING)
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -244,3 +270,21 @@ class TrainConfig:
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+#: Fields every method reads, plus the IQL and TD3+BC ones; the rest of TrainConfig is SPAR's.
+_SHARED = {
+    "algo",
+    "steps",
+    "batch_size",
+    "seed",
+    "hidden",
+    "lr",
+    "gamma",
+    "tau",
+    "reward_scale",
+    "fast_matmul",
+    *_IQL_AND_SPAR,
+    *_TD3BC,
+    *BOOKKEEPING,
+}

@@ -28,7 +28,7 @@ from spar_rectify import mkl
 from spar_rectify.algos import ALGORITHMS, Batch, DataInfo
 from spar_rectify.algos.common import Deployment
 from spar_rectify.bundle import read_bundle, write_bundle
-from spar_rectify.config import TrainConfig
+from spar_rectify.config import BOOKKEEPING, TrainConfig  # noqa: F401  (BOOKKEEPING: re-exported)
 from spar_rectify.data import OfflineData
 from spar_rectify.matmul import training_precision
 from spar_rectify.policies import BasePolicy, as_base_policy
@@ -236,17 +236,13 @@ def has_checkpoint(run_dir: str | Path) -> bool:
     return (ckpt / "train_state.json").exists() or (ckpt / "train_state.json.new").exists()
 
 
-#: Settings that do not change what is trained: a resumed run may use other values.
-BOOKKEEPING = ("eval_every", "eval_episodes", "checkpoint_every", "log_every")
-
-
 def _check_resumable_config(saved: TrainConfig, now: TrainConfig, step: int, folder) -> None:
-    """Raise ValueError naming the fields that differ, unless only bookkeeping differs or the step
-    budget of a run without stages (`Algorithm.staged`) grew. Fields added to `TrainConfig` after
-    the checkpoint was written take their defaults (`from_dict`), so older checkpoints stay
-    resumable."""
+    """Raise ValueError naming the fields that differ, unless only bookkeeping or other methods' fields
+    differ (`TrainConfig.training_fields`), or the step budget of a run without stages
+    (`Algorithm.staged`) grew. Fields added to `TrainConfig` after the checkpoint was written take
+    their defaults (`from_dict`), so older checkpoints stay resumable."""
     a, b = saved.to_dict(), now.to_dict()
-    differ = [k for k in a if a[k] != b[k] and k not in BOOKKEEPING]
+    differ = [k for k in now.training_fields() if a[k] != b[k]]
     staged = ALGORITHMS[now.algo].staged
     if differ == ["steps"] and not staged and now.steps >= step:
         return  # extending (or shortening to no less than what is done) a run whose schedule has no stages

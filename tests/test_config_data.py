@@ -128,3 +128,26 @@ def test_cut_off_last_episode_counts_as_truncated():
         env.action_space,
     )
     assert data.truncations[-1] == 1 and len(data.episode_returns) == 2
+
+
+def test_training_fields_follow_each_fields_method_tag():
+    """A field tagged [spar] in its docstring (what `spar train --help` shows) never makes a BC run
+    non-resumable; an untagged field applies to every method."""
+    import ast
+    import inspect
+    import re
+
+    from spar_rectify import config as config_module
+    from spar_rectify.config import ALGOS, BOOKKEEPING
+
+    body = ast.parse(inspect.getsource(config_module.TrainConfig)).body[0].body
+    tags = {}
+    for field, doc in zip(body, body[1:]):
+        if isinstance(field, ast.AnnAssign) and isinstance(doc, ast.Expr):
+            tag = re.match(r"\[([^\]]+)\]", doc.value.value)
+            words = set(re.findall(r"[a-z0-9]+", tag.group(1))) if tag else set(ALGOS)
+            tags[field.target.id] = {a for a in ALGOS if a in words}
+    assert tags["num_prior"] == {"spar"} and tags["expectile"] == {"iql", "spar"} and tags["lr"] == set(ALGOS)
+    for algo in ALGOS:
+        expected = {f for f, methods in tags.items() if algo in methods} - set(BOOKKEEPING)
+        assert set(TrainConfig(algo=algo).training_fields()) == expected, algo

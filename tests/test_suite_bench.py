@@ -166,6 +166,16 @@ def test_a_run_folder_left_by_older_defaults_is_set_aside_not_resumed(tmp_path):
     assert suite_bench.set_aside_stale(run, suite_bench.job_config("spar", 100, 0)) is None
 
 
+def test_a_baseline_record_stays_current_when_spar_defaults_change():
+    # A BC record written when SPAR's num_prior default was 2 (its config carries every field).
+    bc = {**record("spar/hopper/medium-v0", "bc", 0, 40.0), "steps": 100}
+    bc["config"] = suite_bench.job_config("bc", 100, 0, {"num_prior": 2}).to_dict()
+    assert not suite_bench.stale(bc)
+    assert suite_bench.stale({**bc, "config": {**bc["config"], "lr": 1e-3}})  # its own settings count
+    spar = {**record("spar/hopper/medium-v0", "spar", 0, 40.0), "steps": 100, "config": bc["config"] | {"algo": "spar"}}
+    assert suite_bench.stale(spar)
+
+
 def test_a_failed_typed_job_is_reported_not_raised():
     from spar_rectify.sweep import _brief
 

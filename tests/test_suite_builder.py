@@ -40,3 +40,18 @@ def test_tiny_suite_builds_loads_and_scores(capsys):
     # A second run is a no-op.
     builder.main(["--suite", str(SUITE), "--transitions", "600", "--ref-episodes", "2", "--envs", "hopper"])
     assert capsys.readouterr().out.count("up to date, skipped") == 3
+
+
+def test_two_builds_at_once_keep_each_others_manifest_entries(tmp_path):
+    builder = _builder()
+    path = tmp_path / "suite_manifest.json"
+    path.write_text('{"Hopper-v5/ref/20": {"ref_min_score": 1.0}}')
+    start = {"Hopper-v5/ref/20": {"ref_min_score": 1.0}}
+    # Both builds read the same manifest, then each writes the entries it made.
+    hopper = {**start, "spar/hopper/medium-v0": {"seed": 0}}
+    cheetah = {**start, "HalfCheetah-v5/ref/20": {"ref_min_score": -280.0}, "spar/halfcheetah/medium-v0": None}
+    builder.save_manifest(path, start, hopper)
+    builder.save_manifest(path, start, cheetah)
+    import json
+
+    assert json.loads(path.read_text()) == {**hopper, **cheetah}

@@ -163,6 +163,19 @@ def test_resume_with_other_config_is_refused_naming_the_fields(tmp_path, data, a
         Trainer(TrainConfig(algo="spar", steps=20, **FAST), data, anchor).load_state(tmp_path / "spar")
 
 
+def test_a_baseline_resumes_when_only_other_methods_settings_differ(tmp_path, data):
+    t = Trainer(TrainConfig(algo="iql", steps=10, **FAST), data)
+    list(t.fit(until=5))
+    t.save_state(tmp_path / "ck")
+    # SPAR's and TD3+BC's settings do not change what IQL trains: the run resumes.
+    resumed = Trainer(TrainConfig(algo="iql", steps=10, **FAST).replace(num_prior=2, td3bc_alpha=1.0), data)
+    resumed.load_state(tmp_path / "ck")
+    assert resumed.step == 5
+    # IQL's own settings do.
+    with pytest.raises(ValueError, match=r"expectile: 0.7 in the checkpoint, 0.9 now"):
+        Trainer(TrainConfig(algo="iql", steps=10, **FAST).replace(expectile=0.9), data).load_state(tmp_path / "ck")
+
+
 def test_a_checkpoint_from_before_a_new_config_field_still_resumes(tmp_path, data):
     import json
 
@@ -179,6 +192,22 @@ def test_a_checkpoint_from_before_a_new_config_field_still_resumes(tmp_path, dat
     resumed = Trainer(TrainConfig(algo="bc", steps=10, **FAST), data)
     resumed.load_state(tmp_path / "ck")
     assert resumed.step == 5
+
+
+def test_cosine_schedule_decays_mus_learning_rate_over_self_imitation_only(data, anchor):
+    cfg = TrainConfig(algo="spar", steps=40, manifold_fraction=0.25, fit_fraction=0.25, lsi_every=1, **FAST)
+    lrs = {}
+    for schedule in ("constant", "cosine"):
+        t = Trainer(cfg.replace(actor_lr_schedule=schedule), data, anchor)
+        seen = []
+        for _ in t.fit():
+            seen.append(t.algo.actor_opt.param_groups[0]["lr"])
+        lrs[schedule] = seen
+    assert all(lr == cfg.lr for lr in lrs["constant"])
+    cosine = lrs["cosine"]
+    assert all(lr == cfg.lr for lr in cosine[:21])  # the CVAE, the fit, and the first LSI step: full rate
+    assert all(a > b for a, b in zip(cosine[20:], cosine[21:]))  # then strictly decaying
+    assert cosine[-1] < 0.01 * cfg.lr
 
 
 def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, anchor):

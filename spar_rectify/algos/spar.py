@@ -3,13 +3,15 @@
 Defines `SPAR`. Stages by step (see `TrainConfig`): (i) CVAE + critic for `manifold_steps`;
 then the decoder is frozen and mu is fitted to the encoder mean for `fit_steps`; then Latent
 Self-Imitation (LSI) every `lsi_every` steps, plus, with `in_sample_weight`, an advantage-weighted
-regression onto the logged residual's latent at every step (one actor step takes both losses).
+regression onto the logged residual's latent at every step (one actor step takes both losses), with
+mu's learning rate constant or, with `actor_lr_schedule="cosine"`, decaying to zero over stage (iii).
 The critic trains at every step throughout. No gradient of Q with respect to the action reaches
 the policy: the critic only weighs candidates, and every candidate lies on the decoded support.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -138,6 +140,9 @@ class SPAR:
             losses.append(loss)
             metrics.update(m)
         if losses:
+            if cfg.actor_lr_schedule == "cosine":  # stateless: a function of the step, so resuming is exact
+                done = (step - start) / max(cfg.steps - start, 1)
+                self.actor_opt.param_groups[0]["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
             self._step_actor(sum(losses))
         return metrics
 
