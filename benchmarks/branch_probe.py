@@ -1,0 +1,181 @@
+"""Is the critic right when it prefers the rectified action? Ground truth by branching the simulator.
+
+Usage:
+    MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/branch_probe.py \
+        --run benchmarks/_work/variant_s100k_imp8/full/spar_hopper_medium-replay-v0/spar/seed0 \
+        --dataset spar/hopper/medium-replay-v0 --seed 0 \
+        --other-policy benchmarks/_work/variant_s100k_iql/full/spar_hopper_medium-replay-v0/iql/seed0/policy
+
+`lsi_probe.py` compares actions by the run's own critic. This probe asks the simulator instead. It
+rolls the rectified policy (no gate; `--visit other`: the other policy) for `--episodes` seeded
+episodes (seed 10000..), keeps every
+`--every`-th state, and at each kept state restores the MuJoCo state (qpos, qvel) and executes one
+of three first actions: the anchor's (`base`), the rectified one (`mu`) and the other policy's
+(`other`, e.g. IQL's), then follows a fixed continuation policy for `--horizon` steps. The
+discounted return of each branch (the run's scaled reward units and gamma, cut at termination) is a
+Monte-Carlo Q of that first action under that continuation; every branch of a state uses the same
+continuation, so their differences are what the first action is worth. Continuations: the other
+policy and the rectified one. Dynamics are deterministic after the restore, so one branch per
+action suffices.
+
+Reported per continuation: the mean branch return of each first action, the share of states where
+`mu` beats `other` by the simulator and by the critic (min twin target Q), and how often the two
+agree. The critic preferring mu where the simulator prefers the other policy's action is the
+critic being exploited by the search; both preferring mu while the other policy scores more
+points at the states each policy visits, not at the action choice. Writes
+results/branch_probe_<env>_<kind>_spar_seed<seed>[_<tag>].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import spar_rectify  # noqa: F401  (before torch)
+
+HERE = Path(__file__).parent
+
+
+def discounted(rewards: list[float], gamma: float) -> float:
+    """sum_t gamma^t r_t of one branch."""
+    total = 0.0
+    for r in reversed(rewards):
+        total = r + gamma * total
+    return total
+
+
+def branch_return(env, qpos, qvel, first, continuation, horizon: int, gamma: float, scale: float) -> float:
+    """Restore (qpos, qvel), execute `first` (env units), then `continuation(obs)` for up to `horizon`
+    steps; the discounted return in scaled reward units, cut at termination."""
+    env.set_state(qpos, qvel)
+    rewards = []
+    action = first
+    for _ in range(horizon):
+        obs, reward, terminated, _, _ = env.step(action)
+        rewards.append(reward * scale)
+        if terminated:
+            break
+        action = continuation(obs)
+    return discounted(rewards, gamma)
+
+
+def main() -> None:
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from suite_bench import EVAL_SEED, SUITE, anchor_policy
+
+    from spar_rectify import RectifiedPolicy, load_policy
+    from spar_rectify.config import TrainConfig
+    from spar_rectify.data import load_minari
+    from spar_rectify.rollout import batched
+    from spar_rectify.spaces import ActionScaler
+    from spar_rectify.trainer import Trainer
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a SPAR run folder (config.json and checkpoint/)")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--method", default="spar", choices=("spar", "medium-rectified"))
+    parser.add_argument("--seed", type=int, required=True, help="the run's seed (finds its anchor)")
+    parser.add_argument("--other-policy", required=True, help="a policy folder (e.g. an IQL run's policy/)")
+    parser.add_argument("--suite", default=str(SUITE), help="folder of the suite's SB3 policies")
+    parser.add_argument("--episodes", type=int, default=3, help="rectified episodes whose states are branched")
+    parser.add_argument("--every", type=int, default=10, help="branch at every this-many-th visited state")
+    parser.add_argument("--horizon", type=int, default=300, help="steps of each branch")
+    parser.add_argument(
+        "--visit",
+        default="rectified",
+        choices=("rectified", "other"),
+        help="whose episodes give the branched states: the rectified policy's, or the other policy's (the "
+        "performance-difference lemma: J(other) - J(rectified) sums the rectified policy's advantage of the "
+        "other policy's action over the states the other policy visits)",
+    )
+    parser.add_argument("--tag", default=None, help="suffix of the result file (e.g. the variant)")
+    args = parser.parse_args()
+    for flag in ("episodes", "every", "horizon"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    torch.set_num_threads(1)
+
+    run = Path(args.run)
+    data = load_minari(args.dataset)
+    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite)
+    config = TrainConfig.load(run / "config.json")
+    trainer = Trainer(config, data, anchor, run)
+    trainer.load_state(run / "checkpoint")
+    rectified = RectifiedPolicy(anchor, trainer.algo.checkpoint(trainer.deployment()), gate=False, check_anchor=False)
+    other = load_policy(args.other_policy)
+    scale, gamma = trainer.reward_scale(), config.gamma
+    scaler = ActionScaler(data.action_space)
+    mean, std = torch.from_numpy(trainer.obs_mean), torch.from_numpy(trainer.obs_std)
+    acts = {"base": batched(anchor), "mu": batched(rectified), "other": batched(other)}
+
+    # The visiting policy's states, with the simulator state that produced each observation.
+    visitor = acts["mu"] if args.visit == "rectified" else acts["other"]
+    env = gym.make(data.env_spec.id).unwrapped
+    states, returns = [], []
+    for i in range(args.episodes):
+        obs, _ = env.reset(seed=EVAL_SEED + i)
+        total, t = 0.0, 0
+        while True:
+            if t % args.every == 0:
+                states.append((obs.copy(), env.data.qpos.copy(), env.data.qvel.copy()))
+            obs, reward, terminated, _, _ = env.step(visitor(obs))
+            total, t = total + reward, t + 1
+            if terminated or t >= 1000:
+                break
+        returns.append(total)
+
+    continuations = {"other": acts["other"], "rectified": acts["mu"]}
+    mc = {c: {a: [] for a in acts} for c in continuations}
+    critic = {a: [] for a in acts}
+    for obs, qpos, qvel in states:
+        firsts = {a: np.asarray(act(obs)) for a, act in acts.items()}
+        x = ((torch.as_tensor(obs, dtype=torch.float32) - mean) / std)[None]
+        for a, first in firsts.items():
+            normed = torch.as_tensor(np.clip(scaler.to_normalized(first[None]), -1, 1), dtype=torch.float32)
+            with torch.no_grad():
+                critic[a].append(float(trainer.algo.critic.q_min(x, normed)[0]))
+            for c, follow in continuations.items():
+                mc[c][a].append(branch_return(env, qpos, qvel, first, follow, args.horizon, gamma, scale))
+    q = {a: np.asarray(v) for a, v in critic.items()}
+    critic_prefers_mu = q["mu"] > q["other"]
+    result = {
+        "run": str(run),
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "other_policy": args.other_policy,
+        "visit": args.visit,
+        "visiting_episode_returns": [round(r, 1) for r in returns],
+        "states": len(states),
+        "horizon": args.horizon,
+        "critic_q_mean": {a: round(float(v.mean()), 3) for a, v in q.items()},
+        "critic_share_mu_beats_other": round(float(critic_prefers_mu.mean()), 3),
+        "by_continuation": {},
+        "command": "python benchmarks/branch_probe.py " + " ".join(os.sys.argv[1:]),
+    }
+    for c, per_action in mc.items():
+        g = {a: np.asarray(v) for a, v in per_action.items()}
+        sim_prefers_mu = g["mu"] > g["other"]
+        diff = g["mu"] - g["other"]
+        result["by_continuation"][c] = {
+            "branch_return_mean": {a: round(float(v.mean()), 3) for a, v in g.items()},
+            "mu_minus_other_mean": round(float(diff.mean()), 3),
+            "mu_minus_other_se": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 3) if len(diff) > 1 else None,
+            "share_mu_beats_other": round(float(sim_prefers_mu.mean()), 3),
+            "share_critic_agrees": round(float((sim_prefers_mu == critic_prefers_mu).mean()), 3),
+            "share_critic_prefers_mu_wrongly": round(float((critic_prefers_mu & ~sim_prefers_mu).mean()), 3),
+            "mu_minus_base_mean": round(float((g["mu"] - g["base"]).mean()), 3),
+        }
+    env_name, kind = args.dataset.split("/")[1], args.dataset.split("/")[2].removesuffix("-v0")
+    tag = ("" if args.visit == "rectified" else "_visit_other") + (f"_{args.tag}" if args.tag else "")
+    out = HERE / "results" / f"branch_probe_{env_name}_{kind}_{args.method}_seed{args.seed}{tag}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("run", "command")}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
