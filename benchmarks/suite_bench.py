@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import time
 from dataclasses import dataclass, field
@@ -491,16 +492,18 @@ def record_key(r: dict | Job) -> tuple:
 
 
 def save_record(out: Path, tier: str, record: dict, keep_train_seconds: bool = False) -> list[dict]:
-    """Add (or replace) one run in the tier's JSON, re-reading the file first so that harness
-    processes running side by side never drop each other's records. Returns every record."""
-    records = json.loads(out.read_text())["runs"] if out.is_file() else []
-    old = [r for r in records if record_key(r) == record_key(record)]
-    if old and keep_train_seconds:  # a re-evaluation: the training time is the original run's
-        record = {**record, "train_seconds": old[0]["train_seconds"]}
-    records = [r for r in records if record_key(r) != record_key(record)] + [record]
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"tier": tier, "runs": records}, indent=2) + "\n")
-    tmp.replace(out)
+    """Add (or replace) one run in the tier's JSON, re-reading the file first, under a lock, so that
+    harness processes running side by side never drop each other's records. Returns every record."""
+    with open(out.with_suffix(".json.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = json.loads(out.read_text())["runs"] if out.is_file() else []
+        old = [r for r in records if record_key(r) == record_key(record)]
+        if old and keep_train_seconds:  # a re-evaluation: the training time is the original run's
+            record = {**record, "train_seconds": old[0]["train_seconds"]}
+        records = [r for r in records if record_key(r) != record_key(record)] + [record]
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"tier": tier, "runs": records}, indent=2) + "\n")
+        tmp.replace(out)
     return records
 
 
