@@ -168,6 +168,11 @@ def main() -> None:
             "share_critic_agrees": round(float((sim_prefers_mu == critic_prefers_mu).mean()), 3),
             "share_critic_prefers_mu_wrongly": round(float((critic_prefers_mu & ~sim_prefers_mu).mean()), 3),
             "mu_minus_base_mean": round(float((g["mu"] - g["base"]).mean()), 3),
+            # Does the critic's Q(mu) - Q(other) track the simulator's, state by state?
+            "corr_critic_vs_sim_mu_minus_other": round(float(np.corrcoef(q["mu"] - q["other"], diff)[0, 1]), 3),
+            "corr_critic_vs_sim_mu_minus_base": round(
+                float(np.corrcoef(q["mu"] - q["base"], g["mu"] - g["base"])[0, 1]), 3
+            ),
         }
     env_name, kind = args.dataset.split("/")[1], args.dataset.split("/")[2].removesuffix("-v0")
     tag = ("" if args.visit == "rectified" else "_visit_other") + (f"_{args.tag}" if args.tag else "")
