@@ -9,7 +9,7 @@ Usage:
 `lsi_probe.py` compares actions by the run's own critic. This probe asks the simulator instead. It
 rolls the rectified policy (no gate; `--visit other`: the other policy) for `--episodes` seeded
 episodes (seed 10000..), keeps every
-`--every`-th state, and at each kept state restores the MuJoCo state (qpos, qvel) and executes one
+`--every`-th state, and at each kept state restores the full MuJoCo state and executes one
 of three first actions: the anchor's (`base`), the rectified one (`mu`) and the other policy's
 (`other`, e.g. IQL's), then follows a fixed continuation policy for `--horizon` steps. The
 discounted return of each branch (the run's scaled reward units and gamma, cut at termination) is a
@@ -33,6 +33,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 import spar_rectify  # noqa: F401  (before torch)
 
 HERE = Path(__file__).parent
@@ -46,10 +48,27 @@ def discounted(rewards: list[float], gamma: float) -> float:
     return total
 
 
-def branch_return(env, qpos, qvel, first, continuation, horizon: int, gamma: float, scale: float) -> float:
-    """Restore (qpos, qvel), execute `first` (env units), then `continuation(obs)` for up to `horizon`
-    steps; the discounted return in scaled reward units, cut at termination."""
-    env.set_state(qpos, qvel)
+def snapshot(env):
+    """The full integration state of an unwrapped MuJoCo env (qpos, qvel, warm start, controls,
+    time): restoring it replays bit for bit; qpos and qvel alone leave the solver's warm start behind."""
+    import mujoco
+
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    state = np.empty(mujoco.mj_stateSize(env.model, spec))
+    mujoco.mj_getState(env.model, env.data, state, spec)
+    return state
+
+
+def restore(env, state) -> None:
+    import mujoco
+
+    mujoco.mj_setState(env.model, env.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+
+
+def branch_return(env, state, first, continuation, horizon: int, gamma: float, scale: float) -> float:
+    """Restore `state` (`snapshot`), execute `first` (env units), then `continuation(obs)` for up to
+    `horizon` steps; the discounted return in scaled reward units, cut at termination."""
+    restore(env, state)
     rewards = []
     action = first
     for _ in range(horizon):
@@ -63,7 +82,6 @@ def branch_return(env, qpos, qvel, first, continuation, horizon: int, gamma: flo
 
 def main() -> None:
     import gymnasium as gym
-    import numpy as np
     import torch
     from suite_bench import EVAL_SEED, SUITE, anchor_policy
 
@@ -121,7 +139,7 @@ def main() -> None:
         total, t = 0.0, 0
         while True:
             if t % args.every == 0:
-                states.append((obs.copy(), env.data.qpos.copy(), env.data.qvel.copy()))
+                states.append((obs.copy(), snapshot(env)))
             obs, reward, terminated, _, _ = env.step(visitor(obs))
             total, t = total + reward, t + 1
             if terminated or t >= 1000:
@@ -131,7 +149,7 @@ def main() -> None:
     continuations = {"other": acts["other"], "rectified": acts["mu"]}
     mc = {c: {a: [] for a in acts} for c in continuations}
     critic = {a: [] for a in acts}
-    for obs, qpos, qvel in states:
+    for obs, state in states:
         firsts = {a: np.asarray(act(obs)) for a, act in acts.items()}
         x = ((torch.as_tensor(obs, dtype=torch.float32) - mean) / std)[None]
         for a, first in firsts.items():
@@ -139,7 +157,7 @@ def main() -> None:
             with torch.no_grad():
                 critic[a].append(float(trainer.algo.critic.q_min(x, normed)[0]))
             for c, follow in continuations.items():
-                mc[c][a].append(branch_return(env, qpos, qvel, first, follow, args.horizon, gamma, scale))
+                mc[c][a].append(branch_return(env, state, first, follow, args.horizon, gamma, scale))
     q = {a: np.asarray(v) for a, v in critic.items()}
     critic_prefers_mu = q["mu"] > q["other"]
     result = {
