@@ -469,7 +469,8 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
                     marker=markers[i % len(markers)],
                     s=28,
                 )
-        ax.set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, [d.split("/", 1)[-1] for d in datasets], fontsize=8)
+        labels = [d.split("/", 1)[-1].removesuffix("-v0").replace("/", "\n") for d in datasets]  # env over kind
+        ax.set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, labels, fontsize=8)
         ax.set_ylabel("normalised score")
         ax.legend(fontsize=7)
         for i, d in enumerate(datasets):  # legend entries for the datasets' markers, in grey
