@@ -6,12 +6,13 @@ Usage:
         --dataset spar/hopper/medium-replay-v0 --seed 0 \
         --other-policy benchmarks/_work/variant_s100k_iql/full/spar_hopper_medium-replay-v0/iql/seed0/policy
 
-`lsi_probe.py` compares actions by the run's own critic. This probe asks the simulator instead. It
-rolls the rectified policy (no gate; `--visit other`: the other policy) for `--episodes` seeded
-episodes (seed 10000..), keeps every
-`--every`-th state, and at each kept state restores the full MuJoCo state and executes one
-of three first actions: the anchor's (`base`), the rectified one (`mu`) and the other policy's
-(`other`, e.g. IQL's), then follows a fixed continuation policy for `--horizon` steps. The
+`lsi_probe.py` compares actions by the run's own critic. This probe asks the simulator instead.
+It rolls the rectified policy (no gate; `--visit other`: the other policy) for `--episodes`
+seeded episodes (seed 10000..), keeps every `--every`-th state, and at each kept state restores
+the full MuJoCo state and executes one of four first actions: the anchor's (`base`), the
+rectified one (`mu`), the other policy's (`other`, e.g. IQL's) and the other policy's passed
+through the rectifier's support (encoder mean in the box, decoder: `other_decoded`, what LSI
+could express of it), then follows a fixed continuation policy for `--horizon` steps. The
 discounted return of each branch (the run's scaled reward units and gamma, cut at termination) is a
 Monte-Carlo Q of that first action under that continuation; every branch of a state uses the same
 continuation, so their differences are what the first action is worth. Continuations: the other
@@ -110,6 +111,14 @@ def main() -> None:
         "performance-difference lemma: J(other) - J(rectified) sums the rectified policy's advantage of the "
         "other policy's action over the states the other policy visits)",
     )
+    parser.add_argument(
+        "--whole-episodes",
+        type=int,
+        default=0,
+        help="also roll out, for this many seeded episodes each, the other policy as is and the other policy "
+        "executed through the rectifier's support at every step: what the support's round trip costs over "
+        "whole episodes",
+    )
     parser.add_argument("--tag", default=None, help="suffix of the result file (e.g. the variant)")
     args = parser.parse_args()
     for flag in ("episodes", "every", "horizon"):
@@ -129,6 +138,23 @@ def main() -> None:
     scaler = ActionScaler(data.action_space)
     mean, std = torch.from_numpy(trainer.obs_mean), torch.from_numpy(trainer.obs_std)
     acts = {"base": batched(anchor), "mu": batched(rectified), "other": batched(other)}
+    algo, box = trainer.algo, config.latent_box
+
+    def through_support(obs):
+        """The other policy's action passed through the rectifier's support, as LSI could express it:
+        its residual to the anchor, clipped to rho, encoded (mean, in the box) and decoded."""
+        x_obs = ((torch.as_tensor(obs, dtype=torch.float32) - mean) / std)[None]
+        a_b = torch.as_tensor(np.clip(scaler.to_normalized(acts["base"](obs)[None]), -1, 1), dtype=torch.float32)
+        a_o = torch.as_tensor(np.clip(scaler.to_normalized(acts["other"](obs)[None]), -1, 1), dtype=torch.float32)
+        x = torch.cat([x_obs, a_b], -1)
+        with torch.no_grad():
+            r = torch.maximum(torch.minimum(a_o - a_b, algo.rho), -algo.rho)
+            z = algo.encode(x, r)[0].clamp(-box, box)
+            a = (a_b + algo.rect.decode(x, z)).clamp(-1, 1)
+        return scaler.to_env(a.numpy())[0]
+
+    if algo.encoder is not None:
+        acts["other_decoded"] = through_support
 
     # The visiting policy's states, with the simulator state that produced each observation.
     visitor = acts["mu"] if args.visit == "rectified" else acts["other"]
@@ -146,7 +172,7 @@ def main() -> None:
                 break
         returns.append(total)
 
-    continuations = {"other": acts["other"], "rectified": acts["mu"]}
+    continuations = {"other": batched(other), "rectified": batched(rectified)}
     mc = {c: {a: [] for a in acts} for c in continuations}
     critic = {a: [] for a in acts}
     for obs, state in states:
@@ -186,12 +212,35 @@ def main() -> None:
             "share_critic_agrees": round(float((sim_prefers_mu == critic_prefers_mu).mean()), 3),
             "share_critic_prefers_mu_wrongly": round(float((critic_prefers_mu & ~sim_prefers_mu).mean()), 3),
             "mu_minus_base_mean": round(float((g["mu"] - g["base"]).mean()), 3),
+            # What the support's encode-decode round trip costs the other policy's action.
+            "other_minus_other_decoded_mean": round(float((g["other"] - g["other_decoded"]).mean()), 3)
+            if "other_decoded" in g
+            else None,
             # Does the critic's Q(mu) - Q(other) track the simulator's, state by state?
             "corr_critic_vs_sim_mu_minus_other": round(float(np.corrcoef(q["mu"] - q["other"], diff)[0, 1]), 3),
             "corr_critic_vs_sim_mu_minus_base": round(
                 float(np.corrcoef(q["mu"] - q["base"], g["mu"] - g["base"])[0, 1]), 3
             ),
         }
+    if args.whole_episodes and "other_decoded" in acts:
+        whole = {}
+        for name in ("other", "other_decoded"):
+            totals = []
+            for i in range(args.whole_episodes):
+                obs, _ = env.reset(seed=EVAL_SEED + i)
+                total = 0.0
+                for _ in range(1000):
+                    obs, reward, terminated, _, _ = env.step(acts[name](obs))
+                    total += reward
+                    if terminated:
+                        break
+                totals.append(total)
+            whole[name] = {
+                "return_mean": round(float(np.mean(totals)), 1),
+                "normalized_score": round(float(data.normalized_score(np.mean(totals))), 1),
+                "returns": [round(t, 1) for t in totals],
+            }
+        result["whole_episodes"] = whole
     env_name, kind = args.dataset.split("/")[1], args.dataset.split("/")[2].removesuffix("-v0")
     tag = ("" if args.visit == "rectified" else "_visit_other") + (f"_{args.tag}" if args.tag else "")
     out = HERE / "results" / f"branch_probe_{env_name}_{kind}_{args.method}_seed{args.seed}{tag}.json"
