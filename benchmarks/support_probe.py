@@ -19,7 +19,9 @@ reports, with no critic anywhere:
   dataset states, in units of the data's residual std (after clipping to rho), and the share of
   their encoder means outside the latent box;
 - `--episodes` seeded episodes (seed 10000..) of the other policy as is and executed through the
-  support at every step: the return the support's round trip costs.
+  support at every step: the return the support's round trip costs; with `--fit-z N`, also
+  through the decoder at a latent fitted per state (N Adam steps from the encoder mean): what the
+  decoder can express when the latent is chosen well, as LSI's search may.
 
 A support that loses little here is one LSI can improve inside. Appends one row per call to
 results/support_probe_<env>_<kind>.json (with the command).
@@ -61,6 +63,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--states", type=int, default=4096, help="held-out dataset states for reconstruction")
+    parser.add_argument(
+        "--fit-z",
+        type=int,
+        default=0,
+        help="also execute the other policy through the decoder at a z fitted per state with this many Adam "
+        "steps (the decoder's reach, without the encoder's amortisation)",
+    )
     parser.add_argument("--tag", default="", help="a name for the row (e.g. the overrides)")
     args = parser.parse_args()
     if args.cvae_steps < 1 or args.episodes < 0:
@@ -117,12 +126,39 @@ def main() -> None:
             a = (a_b.float() + algo.rect.decode(xx, z)).clamp(-1, 1)
         return scaler.to_env(a.numpy())[0]
 
+    def best_z(o: np.ndarray) -> np.ndarray:
+        """The decoder's own reach: z fitted per state (from the encoder mean, `--fit-z` Adam steps on
+        the squared error in residual stds, kept in the box) to decode the other policy's residual."""
+        xo = ((torch.as_tensor(o, dtype=torch.float32) - mean) / std)[None]
+        a_b = torch.as_tensor(np.clip(scaler.to_normalized(anchor(o[None].astype(np.float32))), -1, 1)).float()
+        a_o = torch.as_tensor(np.clip(scaler.to_normalized(other(o[None].astype(np.float32))), -1, 1)).float()
+        xx = torch.cat([xo, a_b], -1)
+        r = torch.maximum(torch.minimum(a_o - a_b, algo.rho), -algo.rho)
+        with torch.no_grad():
+            z0 = algo.encode(xx, r)[0].clamp(-box, box)
+        z = z0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=0.05)
+        for _ in range(args.fit_z):
+            loss = ((algo.rect.decode(xx, z) - r) / algo.rect.residual_std).pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                z.clamp_(-box, box)
+        with torch.no_grad():
+            a = (a_b + algo.rect.decode(xx, z)).clamp(-1, 1)
+        return scaler.to_env(a.numpy())[0]
+
     def as_is(o: np.ndarray) -> np.ndarray:
         return np.asarray(other(o[None].astype(np.float32)))[0]
 
     episodes = {}
     env = gym.make(data.env_spec.id)
-    for name, act in (("other", as_is), ("other_through_support", through_support)):
+    policies = [("other", as_is), ("other_through_support", through_support)]
+    if args.fit_z:
+        algo.rect.decoder.requires_grad_(False)
+        policies.append(("other_through_decoder_best_z", best_z))
+    for name, act in policies:
         totals = []
         for i in range(args.episodes):
             o, _ = env.reset(seed=EVAL_SEED + i)
