@@ -21,7 +21,10 @@ reports, with no critic anywhere:
 - `--episodes` seeded episodes (seed 10000..) of the other policy as is and executed through the
   support at every step: the return the support's round trip costs; with `--fit-z N`, also
   through the decoder at a latent fitted per state (N Adam steps from the encoder mean): what the
-  decoder can express when the latent is chosen well, as LSI's search may.
+  decoder can express when the latent is chosen well, as LSI's search may;
+- on the other policy's visited states, the support-violation rate (the suite's k-NN metric) of
+  its actions, of its actions through the support, and of `--support-samples` decoded prior
+  latents per state (LSI's prior candidates): how much of the searchable support is off the data.
 
 A support that loses little here is one LSI can improve inside. Appends one row per call to
 results/support_probe_<env>_<kind>.json (with the command).
@@ -70,6 +73,13 @@ def main() -> None:
         help="also execute the other policy through the decoder at a z fitted per state with this many Adam "
         "steps (the decoder's reach, without the encoder's amortisation)",
     )
+    parser.add_argument(
+        "--support-samples",
+        type=int,
+        default=8,
+        help="latents per visited state drawn as LSI's prior candidates, decoded and checked against the data's "
+        "support (0: skip)",
+    )
     parser.add_argument("--tag", default="", help="a name for the row (e.g. the overrides)")
     args = parser.parse_args()
     if args.cvae_steps < 1 or args.episodes < 0:
@@ -97,6 +107,7 @@ def main() -> None:
         algo._cvae(torch.cat([b.obs, b.base_action], -1), b)
     seconds = time.time() - start
     box, scaler = config.latent_box, ActionScaler(data.action_space)
+    latent_dim = config.latent_dim or 2 * data.action_space.shape[0]
     obs, base, action = trainer._obs[held], trainer._base[held], trainer._action[held]
     x = torch.cat([obs, base], -1)
     raw_obs = data.observations[held].numpy()
@@ -149,10 +160,40 @@ def main() -> None:
             a = (a_b + algo.rect.decode(xx, z)).clamp(-1, 1)
         return scaler.to_env(a.numpy())[0]
 
+    def searchable_support(states: list, k: int) -> dict:
+        """On the other policy's visited states: the support-violation rate (the suite's metric, on
+        (state, action) pairs) of the other policy's actions, of those actions through the support,
+        and of `k` latents per state drawn as LSI's prior candidates are (N(0, I) clipped to the box)
+        and decoded: how much of what LSI searches lies outside the data."""
+        from spar_rectify.support import SupportMetric
+
+        metric = SupportMetric(data.observations.numpy(), data.actions.numpy())
+        o = np.asarray(states, np.float32)
+        xo = (torch.as_tensor(o) - mean) / std
+        a_b = torch.as_tensor(np.clip(scaler.to_normalized(anchor(o)), -1, 1)).float()
+        a_o = torch.as_tensor(np.clip(scaler.to_normalized(other(o)), -1, 1)).float()
+        xx = torch.cat([xo, a_b], -1)
+        with torch.no_grad():
+            r = torch.maximum(torch.minimum(a_o - a_b, algo.rho), -algo.rho)
+            through = (a_b + algo.rect.decode(xx, algo.encode(xx, r)[0].clamp(-box, box))).clamp(-1, 1)
+            z = torch.randn((len(o) * k, latent_dim), generator=gen).clamp(-box, box)
+            prior = (a_b.repeat_interleave(k, 0) + algo.rect.decode(xx.repeat_interleave(k, 0), z)).clamp(-1, 1)
+
+        def rate(obs: np.ndarray, act: torch.Tensor) -> float:
+            return round(float(metric.violations(obs, act.numpy()).mean()), 4)
+
+        return {
+            "states": len(o),
+            "other": rate(o, a_o),
+            "other_through_support": rate(o, through),
+            "prior_candidates": rate(np.repeat(o, k, 0), prior),
+            "samples_per_state": k,
+        }
+
     def as_is(o: np.ndarray) -> np.ndarray:
         return np.asarray(other(o[None].astype(np.float32)))[0]
 
-    episodes = {}
+    episodes, visited = {}, []
     env = gym.make(data.env_spec.id)
     policies = [("other", as_is), ("other_through_support", through_support)]
     if args.fit_z:
@@ -164,6 +205,8 @@ def main() -> None:
             o, _ = env.reset(seed=EVAL_SEED + i)
             total, done = 0.0, False
             while not done:
+                if name == "other":
+                    visited.append(o)
                 o, reward, terminated, truncated, _ = env.step(act(o))
                 total, done = total + reward, terminated or truncated
             totals.append(total)
@@ -173,18 +216,22 @@ def main() -> None:
                 "normalized_score": round(float(data.normalized_score(np.mean(totals))), 1),
                 "returns": [round(t, 1) for t in totals],
             }
+    box_support = None
+    if args.support_samples and visited:
+        box_support = searchable_support(visited, args.support_samples)
     row = {
         "tag": args.tag,
         "overrides": overrides,
         "cvae_steps": args.cvae_steps,
         "seed": args.seed,
         "cvae_seconds": round(seconds, 1),
-        "latent_dim": config.latent_dim or 2 * data.action_space.shape[0],
+        "latent_dim": latent_dim,
         "data_reconstruction_rms_in_residual_stds": data_err,
         "data_latent_outside_box": data_out,
         "other_reconstruction_rms_in_residual_stds": other_err,
         "other_latent_outside_box": other_out,
         "episodes": episodes,
+        "searchable_support": box_support,
         "command": "python benchmarks/support_probe.py " + " ".join(os.sys.argv[1:]),
     }
     env_name, kind = args.dataset.split("/")[1], args.dataset.split("/")[2].removesuffix("-v0")
