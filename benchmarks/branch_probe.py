@@ -84,14 +84,12 @@ def branch_return(env, state, first, continuation, horizon: int, gamma: float, s
 def main() -> None:
     import gymnasium as gym
     import torch
-    from suite_bench import EVAL_SEED, SUITE, anchor_policy
+    from lsi_probe import load_run
+    from suite_bench import EVAL_SEED, SUITE
 
     from spar_rectify import RectifiedPolicy, load_policy
-    from spar_rectify.config import TrainConfig
-    from spar_rectify.data import load_minari
     from spar_rectify.rollout import batched
     from spar_rectify.spaces import ActionScaler
-    from spar_rectify.trainer import Trainer
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a SPAR run folder (config.json and checkpoint/)")
@@ -127,11 +125,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     run = Path(args.run)
-    data = load_minari(args.dataset)
-    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite)
-    config = TrainConfig.load(run / "config.json")
-    trainer = Trainer(config, data, anchor, run)
-    trainer.load_state(run / "checkpoint")
+    data, anchor, config, trainer = load_run(run, args.dataset, args.method, args.seed, args.suite)
     rectified = RectifiedPolicy(anchor, trainer.algo.checkpoint(trainer.deployment()), gate=False, check_anchor=False)
     other = load_policy(args.other_policy)
     scale, gamma = trainer.reward_scale(), config.gamma

@@ -44,14 +44,27 @@ import spar_rectify  # noqa: F401  (before torch)
 HERE = Path(__file__).parent
 
 
-def main() -> None:
-    import numpy as np
-    import torch
-    from suite_bench import SUITE, anchor_policy
+def load_run(run: Path, dataset: str, method: str, seed: int, suite: str):
+    """A finished SPAR run of the suite harness, restored: (data, anchor, config, trainer at its
+    checkpoint)."""
+    from suite_bench import anchor_policy
 
     from spar_rectify.config import TrainConfig
     from spar_rectify.data import load_minari
     from spar_rectify.trainer import Trainer
+
+    data = load_minari(dataset)
+    anchor = anchor_policy(run.parent.parent, dataset, method, seed, suite)
+    config = TrainConfig.load(run / "config.json")
+    trainer = Trainer(config, data, anchor, run)
+    trainer.load_state(run / "checkpoint")
+    return data, anchor, config, trainer
+
+
+def main() -> None:
+    import numpy as np
+    import torch
+    from suite_bench import SUITE
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a SPAR run folder (config.json and checkpoint/)")
@@ -73,11 +86,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     run = Path(args.run)
-    data = load_minari(args.dataset)
-    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite)
-    config = TrainConfig.load(run / "config.json")
-    trainer = Trainer(config, data, anchor, run)
-    trainer.load_state(run / "checkpoint")
+    data, anchor, config, trainer = load_run(run, args.dataset, args.method, args.seed, args.suite)
     algo = trainer.algo
     if algo.encoder is None:
         raise SystemExit(f"--run {run}: a run without a latent (use_latent=False) has no support to probe")
