@@ -132,20 +132,15 @@ def main() -> None:
     scaler = ActionScaler(data.action_space)
     mean, std = torch.from_numpy(trainer.obs_mean), torch.from_numpy(trainer.obs_std)
     acts = {"base": batched(anchor), "mu": batched(rectified), "other": batched(other)}
-    algo, box = trainer.algo, config.latent_box
+    algo = trainer.algo
 
     def through_support(obs):
-        """The other policy's action passed through the rectifier's support, as LSI could express it:
-        its residual to the anchor, clipped to rho, encoded (mean, in the box) and decoded."""
+        """The other policy's action passed through the rectifier's support, as LSI could express it
+        (`SPAR.project`: its residual to the anchor, clipped to rho, encoded, in the box, decoded)."""
         x_obs = ((torch.as_tensor(obs, dtype=torch.float32) - mean) / std)[None]
         a_b = torch.as_tensor(np.clip(scaler.to_normalized(acts["base"](obs)[None]), -1, 1), dtype=torch.float32)
         a_o = torch.as_tensor(np.clip(scaler.to_normalized(acts["other"](obs)[None]), -1, 1), dtype=torch.float32)
-        x = torch.cat([x_obs, a_b], -1)
-        with torch.no_grad():
-            r = torch.maximum(torch.minimum(a_o - a_b, algo.rho), -algo.rho)
-            z = algo.encode(x, r)[0].clamp(-box, box)
-            a = (a_b + algo.rect.decode(x, z)).clamp(-1, 1)
-        return scaler.to_env(a.numpy())[0]
+        return scaler.to_env(algo.project(torch.cat([x_obs, a_b], -1), a_b, a_o).numpy())[0]
 
     if algo.encoder is not None:
         acts["other_decoded"] = through_support

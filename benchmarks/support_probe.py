@@ -128,14 +128,9 @@ def main() -> None:
 
     def through_support(o: np.ndarray) -> np.ndarray:
         xo = ((torch.as_tensor(o, dtype=torch.float32) - mean) / std)[None]
-        a_b = torch.as_tensor(np.clip(scaler.to_normalized(anchor(o[None].astype(np.float32))), -1, 1))
-        a_o = torch.as_tensor(np.clip(scaler.to_normalized(other(o[None].astype(np.float32))), -1, 1))
-        xx = torch.cat([xo, a_b.float()], -1)
-        with torch.no_grad():
-            r = torch.maximum(torch.minimum(a_o.float() - a_b.float(), algo.rho), -algo.rho)
-            z = algo.encode(xx, r)[0].clamp(-box, box)
-            a = (a_b.float() + algo.rect.decode(xx, z)).clamp(-1, 1)
-        return scaler.to_env(a.numpy())[0]
+        a_b = torch.as_tensor(np.clip(scaler.to_normalized(anchor(o[None].astype(np.float32))), -1, 1)).float()
+        a_o = torch.as_tensor(np.clip(scaler.to_normalized(other(o[None].astype(np.float32))), -1, 1)).float()
+        return scaler.to_env(algo.project(torch.cat([xo, a_b], -1), a_b, a_o).numpy())[0]
 
     def best_z(o: np.ndarray) -> np.ndarray:
         """The decoder's own reach: z fitted per state (from the encoder mean, `--fit-z` Adam steps on

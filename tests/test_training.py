@@ -109,6 +109,13 @@ def test_cvae_reconstructs_residuals_better_than_zero(data, anchor):
     recon_err = (recon - r).pow(2).sum(-1).mean().item()
     zero_err = r.pow(2).sum(-1).mean().item()
     assert recon_err < 0.5 * zero_err
+    # project: the logged action as the support expresses it, within rho of the anchor and in [-1, 1]
+    projected = spar.project(x, batch.base_action, batch.action)
+    assert (projected - batch.base_action).abs().le(spar.rho + 1e-6).all() and projected.abs().le(1).all()
+    err = (projected - batch.action).pow(2).sum(-1).mean().item()
+    assert err < 0.5 * (batch.base_action - batch.action).pow(2).sum(-1).mean().item()
+    far = spar.project(x, batch.base_action, batch.base_action + 10.0)  # clipped to rho before encoding
+    assert torch.allclose(far, spar.project(x, batch.base_action, batch.base_action + spar.rho))
 
 
 def test_spar_beats_biased_base_policy_within_bound(tmp_path, data, anchor):

@@ -107,6 +107,25 @@ class SPAR:
         mean, log_std = self.encoder(torch.cat([x, residual], -1)).chunk(2, -1)
         return mean, log_std.clamp(-4.0, 4.0)
 
+    @torch.no_grad()
+    def project(self, x: torch.Tensor, base: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """What the decoded support can express of `target`: its residual to `base` clipped to rho,
+        encoded (mean, clipped to the latent box as LSI's candidates are) and decoded.
+
+        Args:
+            x: normalised observation and anchor action, (B, obs_dim + act_dim).
+            base, target: anchor and wanted actions in normalised units [-1, 1], (B, act_dim).
+
+        Returns:
+            the expressible action `base + g(x, z)` in [-1, 1], (B, act_dim); without a CVAE
+            (`use_latent=False`), the clipped residual itself.
+        """
+        r = torch.maximum(torch.minimum(target - base, self.rho), -self.rho)
+        if self.encoder is not None:
+            box = self.config.latent_box
+            r = self.rect.decode(x, self.encode(x, r)[0].clamp(-box, box))
+        return (base + r).clamp(-1.0, 1.0)
+
     def residual_policy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(latent or residual the actor outputs, decoded residual), from inputs x (B, obs+act)."""
         if self.encoder is None:
