@@ -12,12 +12,13 @@ against rectified: table, side-by-side video and PNGs under runs/arm.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE.parent))  # `envs` lives beside demos/
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # `envs` lives beside demos/; the journey demo beside this file
+
+import collect_and_rectify  # noqa: E402  (the journey this demo runs with the arm's settings)
 
 import envs  # noqa: E402  (registers PlanarArm-v0)
 
@@ -42,10 +43,7 @@ DEFAULTS = [
 
 
 def main(argv=None):
-    spec = importlib.util.spec_from_file_location("collect_and_rectify", HERE / "collect_and_rectify.py")
-    journey = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(journey)
-    return journey.main(DEFAULTS + list(sys.argv[1:] if argv is None else argv))
+    return collect_and_rectify.main(DEFAULTS + list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ set), the training run (logs, TensorBoard, checkpoints, rectifier/), the video a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import time
 from pathlib import Path
@@ -61,9 +60,11 @@ def main(argv=None) -> dict:
         RectifiedPolicy,
         TrainConfig,
         collect,
+        compare,
         evaluate,
         load_minari,
         load_policy,
+        load_rectifier,
         train,
     )
 
@@ -104,28 +105,11 @@ def main(argv=None) -> dict:
     video = None
     if not args.no_video:
         print("4/4 recording raw vs rectified")
-        spec = importlib.util.spec_from_file_location("rollout", HERE / "rollout.py")
-        rollout = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(rollout)
-        video = rollout.main(
-            [
-                "--video",
-                "--env",
-                args.env,
-                "--base-policy",
-                args.base_policy,
-                "--rectifier",
-                str(result.artifact),
-                "--episodes",
-                "1",
-                "--seed",
-                str(args.seed),
-                "--max-steps",
-                str(args.video_steps),
-                "--out",
-                str(out / "journey.mp4"),
-            ]
-        )
+        shown = compare(args.env, policy, load_rectifier(result.artifact), 1, args.seed, args.video_steps, (320, 240))
+        print(shown.table())
+        path, pictures = shown.write(out / "journey.mp4", f"{args.env}: raw vs rectified", run_dir=run_dir)
+        print(f"wrote {path} ({len(shown.frames)} frames) and {', '.join(str(p) for p in pictures)}")
+        video = {"path": path, "frames": len(shown.frames), "pictures": pictures}
     print(f"done in {time.time() - start:.0f} s; outputs under {out}")
     return {"raw": raw_r, "rectified": rect_r, "artifact": result.artifact, "video": video}
 

@@ -20,6 +20,7 @@ _mkl.enable()  # MKL's fast path on AMD CPUs; SPAR_MKL_INTEL_PATH=0 turns it off
 from spar_rectify.bc_policy import BCPolicy  # noqa: E402
 from spar_rectify.checkpoint import RectifierCheckpoint, load_rectifier, save_rectifier, set_default_alpha  # noqa: E402
 from spar_rectify.collect import Exploration, collect  # noqa: E402
+from spar_rectify.comparison import Comparison, EpisodePair, compare  # noqa: E402
 from spar_rectify.config import TrainConfig  # noqa: E402
 from spar_rectify.data import OfflineData, load_minari  # noqa: E402
 from spar_rectify.evaluation import evaluate  # noqa: E402
@@ -61,6 +62,9 @@ __all__ = [
     "evaluate",
     "rollout",
     "Episode",
+    "compare",
+    "Comparison",
+    "EpisodePair",
     # base policies
     "BasePolicy",
     "SB3Policy",

@@ -104,3 +104,21 @@ def test_arm_demo_runs_with_tiny_arguments(tmp_path, monkeypatch):
     )
     frames = [f for f in imageio.get_reader(tmp_path / "arm" / "journey.mp4")]
     assert len(frames) == result["video"]["frames"] == 6
+
+
+def test_compare_pairs_each_seed_raw_and_rectified_and_needs_frames_to_write(tmp_path):
+    import gymnasium as gym
+
+    from spar_rectify import compare, rollout
+
+    policy = load_policy(ASSETS / "sac_medium.zip")
+    env = gym.make("Hopper-v5")
+    ck = make_checkpoint(env.observation_space, env.action_space, policy, hidden=(16, 16))
+    result = compare("Hopper-v5", policy, ck, episodes=2, seed=5, max_steps=20, say=lambda _: None)
+    assert [p.seed for p in result.pairs] == [5, 6] and not result.frames
+    raw = rollout(env, lambda o: policy(o[None].astype(np.float32))[0], 6, 20).total
+    assert result.pairs[1].raw == raw  # the raw side is the base policy alone on that seed
+    assert all(0 <= p.held <= 1 and p.residual >= 0 and np.isfinite(p.rectified) for p in result.pairs)
+    assert len(result.support_scores) <= 40 and "mean" in result.table().splitlines()[-1]
+    with pytest.raises(ValueError, match="render="):
+        result.write(tmp_path / "v.mp4", "title")
