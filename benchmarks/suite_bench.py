@@ -369,7 +369,7 @@ def tuned_ready(job: Job) -> bool:
 
 def parse_overrides(items: list[str]) -> dict:
     """`["bound_max=0.5", "lsi_normalize=batch"]` -> `{"bound_max": 0.5, "lsi_normalize": "batch"}`
-    (values read as JSON where they parse, else as strings), checked against `TrainConfig`."""
+    (each value read as its field's type, `TrainConfig.parse_value`), checked against `TrainConfig`."""
     from spar_rectify.config import TrainConfig
 
     out = {}
@@ -377,10 +377,8 @@ def parse_overrides(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set expects KEY=VALUE (a TrainConfig field), got {item!r}; e.g. --set bound_max=0.5")
-        try:
-            out[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.replace("-", "_")] = value
+        key = key.replace("-", "_")
+        out[key] = TrainConfig.parse_value(key, value)
     TrainConfig.from_dict(out)  # unknown keys and invalid values fail here, before any training
     return out
 

@@ -15,10 +15,22 @@ from typing import Optional
 
 import tyro
 
-from spar_rectify.collect import Exploration
+from spar_rectify import mkl
+from spar_rectify.checkpoint import set_default_alpha
+from spar_rectify.collect import Exploration, collect
 from spar_rectify.config import TrainConfig
-from spar_rectify.evaluation import EVAL_SEED
-from spar_rectify.tuning import DEFAULT_ALPHAS, TUNE_SEED
+from spar_rectify.data import load_minari
+from spar_rectify.evaluation import EVAL_SEED, evaluate, reference_returns
+from spar_rectify.importing import arrays_from_npz, arrays_from_sb3_replay_buffer, import_transitions
+from spar_rectify.matmul import bf16_status
+from spar_rectify.policies import load_policy
+from spar_rectify.rectified_policy import RectifiedPolicy
+from spar_rectify.spaces import ActionScaler
+from spar_rectify.support import SupportMetric
+from spar_rectify.sweep import parse_settings, summarise, sweep
+from spar_rectify.trainer import train
+from spar_rectify.tuning import DEFAULT_ALPHAS, TUNE_SEED, tune_alpha
+from spar_rectify.wrapper import SPARRectifierWrapper
 
 
 @dataclass(frozen=True)
@@ -183,7 +195,6 @@ class SweepArgs:
 
 
 def run_sweep(args: SweepArgs) -> None:
-    from spar_rectify.sweep import parse_settings, summarise, sweep
 
     settings = parse_settings(args.set)
     if args.config.algo == "spar" and args.base_policy is None:
@@ -208,7 +219,6 @@ def run_sweep(args: SweepArgs) -> None:
 
 
 def run_import(args: ImportArgs) -> None:
-    from spar_rectify.importing import arrays_from_npz, arrays_from_sb3_replay_buffer, import_transitions
 
     if (args.npz is None) == (args.sb3_replay_buffer is None):
         raise ValueError("pass exactly one of --npz FILE or --sb3-replay-buffer FILE")
@@ -226,12 +236,6 @@ def run_import(args: ImportArgs) -> None:
 
 def run_train(args: TrainArgs) -> None:
     import torch
-
-    from spar_rectify import mkl
-    from spar_rectify.data import load_minari
-    from spar_rectify.matmul import bf16_status
-    from spar_rectify.policies import load_policy
-    from spar_rectify.trainer import train
 
     torch.set_num_threads(args.threads)
     print(f"MKL fast path: {mkl.status()['reason']}", flush=True)
@@ -265,10 +269,6 @@ def run_train(args: TrainArgs) -> None:
 def run_collect(args: CollectArgs) -> None:
     import gymnasium as gym
 
-    from spar_rectify.collect import collect
-    from spar_rectify.policies import load_policy
-    from spar_rectify.wrapper import SPARRectifierWrapper
-
     if (args.ref_min_score is None) != (args.ref_max_score is None):
         raise ValueError(
             f"--ref-min-score and --ref-max-score go together (got {args.ref_min_score} and {args.ref_max_score}); "
@@ -281,8 +281,6 @@ def run_collect(args: CollectArgs) -> None:
     policy = load_policy(args.policy, args.vec_normalize)
     refs = (args.ref_min_score, args.ref_max_score)
     if args.ref_policy is not None:
-        from spar_rectify.evaluation import reference_returns
-
         refs = reference_returns(args.env, load_policy(args.ref_policy), args.ref_episodes)
         print(f"reference returns over {args.ref_episodes} episodes: random {refs[0]:.1f}, --ref-policy {refs[1]:.1f}")
     env = gym.make(args.env)
@@ -313,17 +311,9 @@ def run_collect(args: CollectArgs) -> None:
 def run_evaluate(args: EvaluateArgs) -> None:
     import numpy as np
 
-    from spar_rectify.evaluation import evaluate
-    from spar_rectify.policies import load_policy
-    from spar_rectify.rectified_policy import RectifiedPolicy
-
     base = load_policy(args.policy, args.vec_normalize)
     support = None
     if args.dataset is not None:
-        from spar_rectify.data import load_minari
-        from spar_rectify.spaces import ActionScaler
-        from spar_rectify.support import SupportMetric
-
         data = load_minari(args.dataset)
         scaler = ActionScaler(data.action_space)
         support = SupportMetric(data.observations.numpy(), data.actions.numpy())
@@ -401,9 +391,6 @@ def _evaluate_table(rows: dict, with_support: bool) -> str:
 
 
 def run_tune_alpha(args: TuneAlphaArgs) -> None:
-    from spar_rectify.checkpoint import set_default_alpha
-    from spar_rectify.policies import load_policy
-    from spar_rectify.tuning import tune_alpha
 
     sweep = tune_alpha(
         load_policy(args.policy, args.vec_normalize),

@@ -22,8 +22,11 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
+from spar_rectify.data import end_cut_off
+from spar_rectify.dataset_repair import backup_metadata, ensure_consistent
 from spar_rectify.policies import BasePolicy, as_base_policy, check_policy_spaces
 from spar_rectify.rollout import rollout
+from spar_rectify.spaces import same_box
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,6 @@ def _prepare_target(dataset_id: str, overwrite: bool, append: bool):
     if exists and overwrite:
         minari.delete_dataset(dataset_id)
     if exists and append:
-        from spar_rectify.dataset_repair import ensure_consistent
-
         ensure_consistent(dataset_id)  # an earlier append killed between Minari's two writes
         return minari.load_dataset(dataset_id)
     return None
@@ -72,7 +73,6 @@ def _prepare_target(dataset_id: str, overwrite: bool, append: bool):
 
 def _check_append(dataset, dataset_id: str, env: gym.Env) -> None:
     """Refuse to append from an env whose id or spaces differ from the dataset's (ValueError)."""
-    from spar_rectify.spaces import same_box
 
     try:
         theirs = dataset.spec.env_spec.id if dataset.spec.env_spec is not None else None
@@ -201,8 +201,6 @@ def collect(
                 warnings.simplefilter("ignore", UserWarning)
                 dataset = minari.create_dataset_from_buffers(dataset_id, buffers, **meta)
         else:
-            from spar_rectify.dataset_repair import backup_metadata
-
             backup_metadata(dataset_id)  # Minari rewrites metadata.json in place after the HDF5 append
             dataset.update_dataset_from_buffer(buffers)
         buffers, pending = [], 0
@@ -298,7 +296,6 @@ def write_arrays(
     from minari.data_collector import EpisodeBuffer
 
     _prepare_target(dataset_id, overwrite, False)
-    from spar_rectify.data import end_cut_off
 
     term = np.asarray(terminations, bool)
     trunc = end_cut_off(term, truncations)

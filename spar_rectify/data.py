@@ -19,6 +19,8 @@ from gymnasium import spaces
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from spar_rectify.dataset_repair import ensure_consistent
+from spar_rectify.envspec import UntrustedEnvSpec, vet_env_spec
 from spar_rectify.policies import BasePolicy, check_policy_spaces, policy_fingerprint
 from spar_rectify.spaces import ActionScaler, check_box
 
@@ -224,8 +226,6 @@ def load_minari(
     import minari
     from minari.storage import get_dataset_path
 
-    from spar_rectify.dataset_repair import ensure_consistent
-
     ensure_consistent(dataset_id)  # metadata left behind its HDF5 episodes by an interrupted append
     spec, refused = _vetted_spec(dataset_id, trust_env)
     try:
@@ -278,8 +278,6 @@ def _vetted_spec(dataset_id: str, trust: bool) -> tuple[Any, str | None]:
     from gymnasium.envs.registration import EnvSpec
     from minari.dataset.minari_storage import MinariStorage
     from minari.storage import get_dataset_path
-
-    from spar_rectify.envspec import UntrustedEnvSpec, vet_env_spec
 
     data_path = get_dataset_path(dataset_id) / "data"
     if not (data_path / "metadata.json").is_file():

@@ -16,7 +16,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from spar_rectify.collect import write_arrays
 from spar_rectify.data import end_cut_off
+from spar_rectify.spaces import check_box
 
 #: The arrays of a transition log: observations, actions, rewards, next_observations (N, ...),
 #: terminations and truncations (N,) bool.
@@ -106,7 +108,6 @@ def arrays_from_episodes(episodes: Sequence[dict]) -> dict[str, np.ndarray]:
 
 
 def _check(arrays: dict[str, np.ndarray], env: Any, source: str) -> dict[str, np.ndarray]:
-    from spar_rectify.spaces import check_box
 
     obs_space = check_box(env.observation_space, "env observation space", finite=False)
     act_space = check_box(env.action_space, "env action space", finite=True)
@@ -173,8 +174,6 @@ def import_transitions(
     """
     import gymnasium as gym
     from minari.storage import get_dataset_path
-
-    from spar_rectify.collect import write_arrays
 
     env = gym.make(env) if isinstance(env, str) else env
     data = _check(arrays, env, source)

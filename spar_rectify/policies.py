@@ -20,6 +20,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 from gymnasium import spaces
 
+from spar_rectify.bc_policy import BCPolicy
 from spar_rectify.spaces import ActionScaler, check_box, same_box
 
 SB3_ALGOS = ("SAC", "TD3", "DDPG", "PPO", "A2C")
@@ -196,8 +197,6 @@ def load_policy(path: str | Path, vec_normalize: Any = None, action_space: space
         ValueError: `path` is none of those kinds.
     """
     import importlib
-
-    from spar_rectify.bc_policy import BCPolicy
 
     text = str(path)
     if ":" in text and not Path(text).exists() and not text.endswith(".zip"):

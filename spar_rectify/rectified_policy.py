@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from spar_rectify.checkpoint import load_rectifier
 from spar_rectify.correction import Correction, build_corrector
 from spar_rectify.policies import as_base_policy
 
@@ -39,7 +40,6 @@ class RectifiedPolicy:
         check_anchor: bool = True,
         gate: bool | None = None,
     ):
-        from spar_rectify.checkpoint import load_rectifier
 
         if not hasattr(rectifier, "rectifier"):
             rectifier = load_rectifier(rectifier)

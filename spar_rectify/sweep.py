@@ -31,8 +31,8 @@ WORKER_ENV = ("MINARI_DATASETS_PATH", "MUJOCO_GL", "SPAR_MKL_INTEL_PATH", "HF_HU
 def parse_settings(items: Sequence[str]) -> dict[str, list]:
     """`["lsi_temperature=0.5,1,2", "lsi_normalize=none"]` -> `{"lsi_temperature": [0.5, 1, 2], ...}`.
 
-    Values are read as JSON where they parse (numbers, true/false, null), else as strings; every
-    combination must be a valid `TrainConfig`. Raises ValueError naming the bad item and the fix.
+    Each value is read as its field's type (`TrainConfig.parse_value`: true/false, numbers, null,
+    else text); every combination must be a valid `TrainConfig`. Raises ValueError naming the bad item and the fix.
     """
     from spar_rectify.config import TrainConfig
 
@@ -43,13 +43,8 @@ def parse_settings(items: Sequence[str]) -> dict[str, list]:
             raise ValueError(
                 f"--set expects KEY=V1,V2,... (a training setting), got {item!r}; e.g. --set lsi_temperature=0.5,1,2"
             )
-        parsed = []
-        for value in values.split(","):
-            try:
-                parsed.append(json.loads(value))
-            except json.JSONDecodeError:
-                parsed.append(value)
-        out[key.replace("-", "_")] = parsed
+        key = key.replace("-", "_")
+        out[key] = [TrainConfig.parse_value(key, value) for value in values.split(",")]
     for combo in _combinations(out):
         try:
             TrainConfig.from_dict(combo)

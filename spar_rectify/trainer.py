@@ -30,6 +30,9 @@ from spar_rectify.algos.common import Deployment
 from spar_rectify.bundle import read_bundle, write_bundle
 from spar_rectify.config import BOOKKEEPING, TrainConfig  # noqa: F401  (BOOKKEEPING: re-exported)
 from spar_rectify.data import OfflineData
+from spar_rectify.envspec import UntrustedEnvSpec
+from spar_rectify.evaluation import evaluate
+from spar_rectify.logger import RunLogger
 from spar_rectify.matmul import training_precision
 from spar_rectify.policies import BasePolicy, as_base_policy
 
@@ -346,9 +349,6 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    from spar_rectify.evaluation import evaluate
-    from spar_rectify.logger import RunLogger
-
     run_dir = Path(run_dir)
     ckpt = run_dir / "checkpoint"
     found = has_checkpoint(run_dir)
@@ -358,8 +358,6 @@ def train(
             "to continue it, or choose another run directory."
         )
     if env is None and data.env_refused and config.eval_episodes:
-        from spar_rectify.envspec import UntrustedEnvSpec
-
         raise UntrustedEnvSpec(data.env_refused)  # before any training: evaluation would need that env
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, data, anchor, run_dir)

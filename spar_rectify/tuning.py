@@ -22,7 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from spar_rectify.checkpoint import load_rectifier
 from spar_rectify.evaluation import evaluate, make_env
+from spar_rectify.rectified_policy import RectifiedPolicy
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TUNE_SEED = 20_000
@@ -121,9 +123,6 @@ def tune_alpha(
         ValueError: no alphas, an alpha outside [0, 1] or not finite, or episodes < 1.
     """
     from tqdm.auto import tqdm
-
-    from spar_rectify.checkpoint import load_rectifier
-    from spar_rectify.rectified_policy import RectifiedPolicy
 
     values = np.asarray(list(alphas), dtype=np.float64)
     if values.size == 0:

@@ -23,6 +23,12 @@ from tests.helpers_data import point_rollouts
         ("residual_bound", 3.0, r"TrainConfig.residual_bound must be None or in \(0, 1\]"),
         ("bound_max", 1.5, r"TrainConfig.bound_max must be <= 1"),
         ("fit_fraction", 0.95, r"TrainConfig.fit_fraction must be in \[0, 1\) with manifold_fraction"),
+        # types: the text "False" is truthy and 1e5 is no step count, so neither passes silently
+        ("lsi_agreement", "False", r"TrainConfig.lsi_agreement must be true or false, got 'False'"),
+        ("steps", 1e5, r"TrainConfig.steps must be an integer, got 100000.0"),
+        ("kl_weight", "0.1", r"TrainConfig.kl_weight must be a number"),
+        ("latent_dim", 2.5, r"TrainConfig.latent_dim must be an integer or None"),
+        ("hidden", (64.0,), r"TrainConfig.hidden must be a list of integers"),
     ],
 )
 def test_config_rejects_bad_values(field, value, match):

@@ -97,6 +97,7 @@ def test_variant_overrides_are_parsed_checked_and_carried_by_every_job(tmp_path)
         suite_bench.parse_overrides(["bound_max"])
     with pytest.raises(ValueError, match="bound_max"):
         suite_bench.parse_overrides(["bound_max=-1"])  # TrainConfig's own validation
+    assert suite_bench.parse_overrides(["lsi_improvements_only=True"]) == {"lsi_improvements_only": True}
     tier = {"datasets": ["spar/hopper/medium-v0"], "seeds": [0], "steps": 100, "episodes": 2}
     jobs = [j for wave in suite_bench.jobs_for(tier, tmp_path, "b05", {"bound_max": 0.5}) for j in wave]
     assert jobs and all(j.variant == "b05" and j.overrides == {"bound_max": 0.5} for j in jobs)

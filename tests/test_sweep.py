@@ -29,6 +29,10 @@ def test_parse_settings_and_grid():
         parse_settings(["lsi_temperature=1,-1"])
     with pytest.raises(ValueError, match="unknown TrainConfig keys"):
         parse_settings(["lsi_temprature=1"])
+    # a switch reads as a bool in any case: the text "False" would be truthy
+    assert parse_settings(["lsi_agreement=False,true"]) == {"lsi_agreement": [False, True]}
+    with pytest.raises(ValueError, match="lsi_agreement must be true or false, got 'maybe'"):
+        parse_settings(["lsi_agreement=maybe"])
 
 
 def test_a_small_sweep_on_local_ray_resumes_and_retries(tmp_path):

@@ -20,6 +20,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from spar_rectify.bc_policy import BCPolicy
 from spar_rectify.config import TrainConfig
 from spar_rectify.losses import expectile_loss, q_regression_loss
 from spar_rectify.networks import EnsembleMLP, mlp
@@ -139,7 +140,6 @@ class ActorExport:
         return info, None
 
     def policy(self, deployment: Deployment):
-        from spar_rectify.bc_policy import BCPolicy
 
         d = deployment
         policy = BCPolicy(d.observation_space, d.action_space, d.obs_mean, d.obs_std, d.config.hidden)

@@ -22,6 +22,7 @@ from spar_rectify.config import TrainConfig
 from spar_rectify.losses import awr_loss, cvae_loss, latent_fit_loss, lsi_loss, lsi_weights, paired_gains
 from spar_rectify.matmul import training_precision
 from spar_rectify.networks import mlp
+from spar_rectify.rectified_policy import RectifiedPolicy
 from spar_rectify.rectifier import Rectifier
 
 
@@ -300,7 +301,6 @@ class SPAR:
         )
 
     def policy(self, deployment: Deployment):
-        from spar_rectify.rectified_policy import RectifiedPolicy
 
         return RectifiedPolicy(deployment.anchor, self.checkpoint(deployment), check_anchor=False)
 
