@@ -1,6 +1,6 @@
 """A task outside the suite, the way a user brings one: train a weak SB3 SAC policy, collect a dataset
-with its own stochastic actions, rectify it at the kit's defaults, compare raw and rectified on
-paired seeded episodes. No tuning episodes anywhere.
+with its own stochastic actions, rectify it at the kit's defaults (or with --set overrides), compare
+raw and rectified on paired seeded episodes. No tuning episodes anywhere.
 
 Usage:
     MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/outside_task.py --env Reacher-v5 \
@@ -11,7 +11,7 @@ interrupted run continues where it stopped): (1) SAC for --sac-steps env steps (
 policy) and for --reference-steps (the reference of the normalised score); (2) reference returns
 (uniform random and the reference policy); (3) `spar_rectify.collect` of --transitions with the
 weak policy's stochastic actions; (4) `spar_rectify.train` of SPAR around the weak policy at the
-default `TrainConfig` (only steps and seed set; resumable); (5) --episodes paired episodes from
+default `TrainConfig` (only steps and seed set, plus --set KEY=VALUE; resumable); (5) --episodes paired episodes from
 seed 10000: raw, rectified at the defaults (gate on), and rectified ungated, with the paired gain
 over raw and its standard error, and the support metric. Appends to results/outside_task.json.
 Loading the SAC zips runs pickle: files this script wrote.
@@ -35,7 +35,7 @@ def main() -> None:
     import numpy as np
     import torch
     from stable_baselines3 import SAC
-    from suite_bench import EVAL_SEED, SuiteSupport, rollouts
+    from suite_bench import EVAL_SEED, SuiteSupport, parse_overrides, rollouts
 
     from spar_rectify import Exploration, RectifiedPolicy, TrainConfig, collect, load_minari, load_policy, train
     from spar_rectify.evaluation import reference_returns
@@ -49,7 +49,19 @@ def main() -> None:
     parser.add_argument("--spar-steps", type=int, default=100_000)
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="TrainConfig settings other than the defaults, e.g. kl_weight=0.02 (its own run folder)",
+    )
     args = parser.parse_args()
+    try:
+        overrides = parse_overrides(args.overrides)
+    except ValueError as err:
+        parser.error(str(err))
     torch.set_num_threads(1)
 
     work = HERE / "_work" / "outside" / args.env / f"seed{args.seed}"
@@ -95,10 +107,11 @@ def main() -> None:
         )
         data = load_minari(dataset_id)
 
-    run_dir = work / f"spar_{args.spar_steps}"
+    tag = "".join(f"_{k}{v}" for k, v in sorted(overrides.items()))
+    run_dir = work / f"spar_{args.spar_steps}{tag}"
     if not (run_dir / "summary.json").exists():
-        log(f"SPAR at the defaults, {args.spar_steps} steps (resumable)")
-        config = TrainConfig(steps=args.spar_steps, seed=args.seed, eval_every=0)
+        log(f"SPAR at the defaults {overrides or ''}, {args.spar_steps} steps (resumable)")
+        config = TrainConfig(steps=args.spar_steps, seed=args.seed, eval_every=0, **overrides)
         train(config, data, run_dir, anchor=weak, env=args.env, resume=has_checkpoint(run_dir), progress=False)
 
     support = SuiteSupport(data)
@@ -138,6 +151,7 @@ def main() -> None:
             "dataset": dataset_id,
             "transitions": int(len(data)),
             "spar_steps": args.spar_steps,
+            "overrides": overrides,
             "reference_returns": refs,
             "eval_seed": EVAL_SEED,
             "episodes": args.episodes,
