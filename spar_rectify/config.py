@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, get_args, get_origin, get_type_hints
 
-ALGOS = ("spar", "bc", "td3bc", "iql")
+#: The methods `TrainConfig.algo` names (the one list; `algos.ALGORITHMS` maps each to its class).
+Algo = Literal["spar", "bc", "td3bc", "iql"]
+ALGOS: tuple[str, ...] = get_args(Algo)
 
 #: Settings that do not change what is trained: a resumed run may use other values.
 BOOKKEEPING = ("eval_every", "eval_episodes", "checkpoint_every", "log_every")
@@ -32,7 +34,7 @@ class TrainConfig:
     """What to train and how. Field docstrings become `spar train --help`: fields tagged [spar],
     [iql] or [td3bc] apply to that method only; untagged fields to every method."""
 
-    algo: Literal["spar", "bc", "td3bc", "iql"] = "spar"
+    algo: Algo = "spar"
     """Method: spar (rectifier around the anchor), bc (pure behaviour cloning), td3bc, iql."""
     steps: int = 1_000_000
     """Gradient steps (the same budget for every method in a comparison). The default 1,000,000 takes

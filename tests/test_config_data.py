@@ -36,6 +36,13 @@ def test_config_rejects_bad_values(field, value, match):
         TrainConfig(**{field: value})
 
 
+def test_every_configurable_method_has_an_algorithm_and_back():
+    from spar_rectify.algos import ALGORITHMS
+    from spar_rectify.config import ALGOS
+
+    assert set(ALGOS) == set(ALGORITHMS)
+
+
 def test_config_json_round_trip_and_unknown_keys(tmp_path):
     cfg = TrainConfig(algo="iql", steps=123, hidden=(32, 16))
     cfg.save(tmp_path / "c.json")
