@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
+from spar_rectify.algos import training_fields
 from spar_rectify.sweep import run_jobs
 
 HERE = Path(__file__).parent
@@ -317,7 +318,7 @@ def set_aside_stale(run_dir: Path, config) -> Path | None:
         return None
     then, now = json.loads(saved.read_text()), config.to_dict()
     then = {**now, **then}  # fields added since take their defaults, as on resume
-    differ = [k for k in config.training_fields() if then[k] != now[k]]
+    differ = [k for k in training_fields(config) if then[k] != now[k]]
     if not differ:
         return None
     k = 0
@@ -343,7 +344,7 @@ def stale(record: dict) -> bool:
     variant's overrides): a SPAR-trained record without its config (written before records carried
     it), or one whose config differs in anything but bookkeeping. The baselines' defaults have not
     changed since the first records, so theirs count as current without a config. Fields of other
-    methods (`TrainConfig.training_fields`) do not count: a BC record stays current when SPAR's change."""
+    methods (`algos.training_fields`) do not count: a BC record stays current when SPAR's change."""
     spec = METHODS[record["method"]]
     algo = METHODS[spec.run_method].algo
     if algo is None:
@@ -353,7 +354,7 @@ def stale(record: dict) -> bool:
     config = job_config(algo, record["steps"], record["seed"], record.get("overrides"))
     now = config.to_dict()
     then = {**now, **record["config"]}  # fields added since take their defaults, as on resume
-    return any(then[k] != now[k] for k in config.training_fields())
+    return any(then[k] != now[k] for k in training_fields(config))
 
 
 def _steps(method: str, steps: int) -> int:

@@ -1,6 +1,7 @@
 """Training configuration: one frozen dataclass, validated, saved as JSON beside every run.
 
-Defines `TrainConfig`, `ALGOS`.
+Defines `TrainConfig` (its sections `CommonSettings`, `IQLSettings`, `TD3BCSettings`, `SPARSettings`,
+`Bookkeeping`), `ALGOS`, `BOOKKEEPING`, `section_fields`.
 
 Defaults follow the papers of each method (TD3+BC: Fujimoto & Gu 2021; IQL: Kostrikov et al.
 2021, locomotion settings) and `shared/design/spar-method.md` for SPAR; every SPAR default is a
@@ -19,20 +20,10 @@ from typing import Literal, Optional, get_args, get_origin, get_type_hints
 Algo = Literal["spar", "bc", "td3bc", "iql"]
 ALGOS: tuple[str, ...] = get_args(Algo)
 
-#: Settings that do not change what is trained: a resumed run may use other values.
-BOOKKEEPING = ("eval_every", "eval_episodes", "checkpoint_every", "log_every")
-
-#: Fields read by some methods only (the [tag] of each field's docstring); every other field applies
-#: to every method. A BC run does not change when a SPAR setting does, so resuming it and judging its
-#: record current ignore SPAR's fields (`TrainConfig.training_fields`).
-_IQL_AND_SPAR = ("expectile", "awr_temperature", "awr_max_weight")
-_TD3BC = ("td3bc_alpha", "policy_noise", "noise_clip", "policy_freq")
-
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """What to train and how. Field docstrings become `spar train --help`: fields tagged [spar],
-    [iql] or [td3bc] apply to that method only; untagged fields to every method."""
+class CommonSettings:
+    """Settings every method reads."""
 
     algo: Algo = "spar"
     """Method: spar (rectifier around the anchor), bc (pure behaviour cloning), td3bc, iql."""
@@ -59,7 +50,11 @@ class TrainConfig:
     accumulation; AMX / AVX512-BF16 only, a no-op elsewhere): 1.0-1.2x faster gradient steps measured on an
     AMX CPU. Evaluation and the deployed policy stay float32. See spar_rectify.matmul."""
 
-    # IQL (also SPAR's conservative critic)
+
+@dataclass(frozen=True)
+class IQLSettings:
+    """IQL's settings; SPAR's conservative critic (and its in-sample term) reads them too."""
+
     expectile: float = 0.7
     """[iql; spar critic] Expectile of V's regression onto min(Q1, Q2); higher: closer to the in-sample max."""
     awr_temperature: float = 3.0
@@ -67,7 +62,11 @@ class TrainConfig:
     awr_max_weight: float = 100.0
     """[iql; spar in_sample_weight] Clip of the exponentiated advantage weights."""
 
-    # TD3+BC
+
+@dataclass(frozen=True)
+class TD3BCSettings:
+    """TD3+BC's settings."""
+
     td3bc_alpha: float = 2.5
     """[td3bc] Weight of the Q term relative to the BC term (lambda = alpha / mean|Q|)."""
     policy_noise: float = 0.2
@@ -76,6 +75,12 @@ class TrainConfig:
     """[td3bc] Clip of the smoothing noise."""
     policy_freq: int = 2
     """[td3bc] Actor updates every this many critic updates (TD3+BC)."""
+
+
+@dataclass(frozen=True)
+class SPARSettings:
+    """SPAR's settings: the residual manifold (stage i), the latent policy's fit and Latent
+    Self-Imitation (stage iii), and the ablation switches."""
 
     # SPAR stage (i): residual manifold
     latent_dim: Optional[int] = None
@@ -157,7 +162,11 @@ class TrainConfig:
     anchored: bool = True
     """[spar] False: no anchor; a global policy (zero base action) with rho = 1."""
 
-    # Bookkeeping
+
+@dataclass(frozen=True)
+class Bookkeeping:
+    """Settings that do not change what is trained (a resumed run may use other values)."""
+
     eval_every: int = 50_000
     """Evaluate in the env every this many steps during training (0: never during training; the final
     evaluation after the last step still runs whenever an env is known)."""
@@ -167,6 +176,17 @@ class TrainConfig:
     """Write a resumable training checkpoint every this many steps (0: only at the end)."""
     log_every: int = 1_000
     """Average metrics over this many steps per log row."""
+
+
+# One flat config (`TrainConfig(algo="spar", kl_weight=0.02)`, `--config.kl-weight 0.02`, one flat
+# JSON dict on disk) defined in sections: each algorithm declares the sections it reads
+# (`settings` in `algos/`), which decides what a resumed run and a benchmark record compare
+# (`algos.training_fields`).
+@dataclass(frozen=True)
+class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonSettings):
+    """What to train and how: the settings every method reads, then IQL's (also SPAR's critic),
+    TD3+BC's, SPAR's, and bookkeeping. Fields tagged [spar], [iql] or [td3bc] apply to that method
+    only; untagged fields to every method."""
 
     def __post_init__(self):
         def need(ok: bool, name: str, rule: str):
@@ -229,18 +249,6 @@ class TrainConfig:
         """Steps of mu's fitting initialisation, right after stage (i)."""
         return int(self.steps * self.fit_fraction) if self.algo == "spar" else 0
 
-    def training_fields(self) -> tuple[str, ...]:
-        """Names of the fields that change what `algo` trains: every field but bookkeeping and the
-        fields of other methods. Two runs of one algo with equal values here train the same networks."""
-        spar_only = {f.name for f in dataclasses.fields(self)} - _SHARED
-        other = {
-            "spar": set(_TD3BC),
-            "iql": spar_only | set(_TD3BC),
-            "td3bc": spar_only | set(_IQL_AND_SPAR),
-            "bc": spar_only | set(_IQL_AND_SPAR) | set(_TD3BC),
-        }[self.algo]
-        return tuple(f.name for f in dataclasses.fields(self) if f.name not in other and f.name not in BOOKKEEPING)
-
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["hidden"] = list(self.hidden)
@@ -290,22 +298,13 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-#: Fields every method reads, plus the IQL and TD3+BC ones; the rest of TrainConfig is SPAR's.
-_SHARED = {
-    "algo",
-    "steps",
-    "batch_size",
-    "seed",
-    "hidden",
-    "lr",
-    "gamma",
-    "tau",
-    "reward_scale",
-    "fast_matmul",
-    *_IQL_AND_SPAR,
-    *_TD3BC,
-    *BOOKKEEPING,
-}
+#: Settings that do not change what is trained: a resumed run may use other values.
+BOOKKEEPING: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Bookkeeping))
+
+
+def section_fields(*sections: type) -> tuple[str, ...]:
+    """Names of the fields of these settings sections, e.g. `section_fields(CommonSettings, IQLSettings)`."""
+    return tuple(f.name for section in sections for f in dataclasses.fields(section))
 
 
 def _hints() -> dict:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from spar_rectify import mkl
-from spar_rectify.algos import ALGORITHMS, Batch, DataInfo
+from spar_rectify.algos import ALGORITHMS, Batch, DataInfo, training_fields
 from spar_rectify.algos.common import Deployment
 from spar_rectify.bundle import read_bundle, write_bundle
 from spar_rectify.config import BOOKKEEPING, TrainConfig  # noqa: F401  (BOOKKEEPING: re-exported)
@@ -241,11 +241,11 @@ def has_checkpoint(run_dir: str | Path) -> bool:
 
 def _check_resumable_config(saved: TrainConfig, now: TrainConfig, step: int, folder) -> None:
     """Raise ValueError naming the fields that differ, unless only bookkeeping or other methods' fields
-    differ (`TrainConfig.training_fields`), or the step budget of a run without stages
+    differ (`algos.training_fields`), or the step budget of a run without stages
     (`Algorithm.staged`) grew. Fields added to `TrainConfig` after the checkpoint was written take
     their defaults (`from_dict`), so older checkpoints stay resumable."""
     a, b = saved.to_dict(), now.to_dict()
-    differ = [k for k in now.training_fields() if a[k] != b[k]]
+    differ = [k for k in training_fields(now) if a[k] != b[k]]
     staged = ALGORITHMS[now.algo].staged
     if differ == ["steps"] and not staged and now.steps >= step:
         return  # extending (or shortening to no less than what is done) a run whose schedule has no stages

@@ -143,24 +143,28 @@ def test_cut_off_last_episode_counts_as_truncated():
     assert data.truncations[-1] == 1 and len(data.episode_returns) == 2
 
 
-def test_training_fields_follow_each_fields_method_tag():
-    """A field tagged [spar] in its docstring (what `spar train --help` shows) never makes a BC run
-    non-resumable; an untagged field applies to every method."""
+def test_training_fields_are_the_sections_each_method_reads_and_match_the_help_tags():
+    """A SPAR setting never makes a BC run non-resumable; each field's [tag] in its docstring (what
+    `spar train --help` shows) names exactly the methods whose sections hold it."""
     import ast
     import inspect
     import re
 
     from spar_rectify import config as config_module
-    from spar_rectify.config import ALGOS, BOOKKEEPING
+    from spar_rectify.algos import training_fields
+    from spar_rectify.config import ALGOS, BOOKKEEPING, CommonSettings, section_fields
 
-    body = ast.parse(inspect.getsource(config_module.TrainConfig)).body[0].body
     tags = {}
-    for field, doc in zip(body, body[1:]):
-        if isinstance(field, ast.AnnAssign) and isinstance(doc, ast.Expr):
-            tag = re.match(r"\[([^\]]+)\]", doc.value.value)
-            words = set(re.findall(r"[a-z0-9]+", tag.group(1))) if tag else set(ALGOS)
-            tags[field.target.id] = {a for a in ALGOS if a in words}
+    for section in (CommonSettings, config_module.IQLSettings, config_module.TD3BCSettings, config_module.SPARSettings):
+        body = ast.parse(inspect.getsource(section)).body[0].body
+        for field, doc in zip(body, body[1:]):
+            if isinstance(field, ast.AnnAssign) and isinstance(doc, ast.Expr):
+                tag = re.match(r"\[([^\]]+)\]", doc.value.value)
+                words = set(re.findall(r"[a-z0-9]+", tag.group(1))) if tag else set(ALGOS)
+                tags[field.target.id] = {a for a in ALGOS if a in words}
     assert tags["num_prior"] == {"spar"} and tags["expectile"] == {"iql", "spar"} and tags["lr"] == set(ALGOS)
+    assert set(tags) | set(BOOKKEEPING) == set(section_fields(TrainConfig))  # every field in one section
     for algo in ALGOS:
-        expected = {f for f, methods in tags.items() if algo in methods} - set(BOOKKEEPING)
-        assert set(TrainConfig(algo=algo).training_fields()) == expected, algo
+        expected = {f for f, methods in tags.items() if algo in methods}
+        assert set(training_fields(TrainConfig(algo=algo))) == expected, algo
+    assert "kl_weight" not in training_fields(TrainConfig(algo="bc"))

@@ -13,6 +13,8 @@ from spar_rectify.networks import mlp
 class BC(ActorExport):
     """Deterministic actor `tanh(mlp(obs))`; exported as a `BCPolicy`."""
 
+    settings = ()  # the common settings only
+
     def __init__(self, info: DataInfo, config: TrainConfig, generator: torch.Generator):
         obs_dim, act_dim = info.obs_dim, info.act_dim
         self.config = config

@@ -4,8 +4,9 @@ in-sample IQL critic, the export of a plain actor.
 Defines `Algorithm` (the protocol), `Deployment`, `DataInfo`, `Batch`, `ActorExport`, `adam`,
 `soft_update`, `IQLCritic`.
 
-Adding a method: one module in `algos/` with a class that follows `Algorithm`, and its name in
-`algos.ALGORITHMS` (and `config.ALGOS`). The trainer knows no method by name.
+Adding a method: one module in `algos/` with a class that follows `Algorithm`, its settings as a
+section of `TrainConfig`, and its name in `algos.ALGORITHMS` and `config.Algo`. The trainer knows
+no method by name.
 """
 
 from __future__ import annotations
@@ -84,10 +85,12 @@ class Algorithm(Protocol):
     Class attributes: `needs_anchor` (trains around a frozen base policy: batches carry its
     actions), `scaled_rewards` (uses IQL's locomotion reward scale), `staged` (its schedule is
     in fractions of `steps`, so a finished run cannot be extended), `artifact` (the exported
-    folder's name in a run directory).
+    folder's name in a run directory), `settings` (the `TrainConfig` sections it reads besides
+    `CommonSettings`: what makes two of its runs train the same networks, see `training_fields`).
     """
 
     needs_anchor: ClassVar[bool]
+    settings: ClassVar[tuple[type, ...]]
     scaled_rewards: ClassVar[bool]
     staged: ClassVar[bool]
     artifact: ClassVar[str]

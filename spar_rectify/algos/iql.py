@@ -7,13 +7,15 @@ import math
 import torch
 
 from spar_rectify.algos.common import ActorExport, Batch, DataInfo, IQLCritic, adam
-from spar_rectify.config import TrainConfig
+from spar_rectify.config import IQLSettings, TrainConfig
 from spar_rectify.losses import awr_loss
 from spar_rectify.networks import mlp
 
 
 class IQL(ActorExport):
     """Deterministic tanh actor regressed with weights `exp(beta * A)`; cosine actor LR schedule."""
+
+    settings = (IQLSettings,)
 
     scaled_rewards = True
 

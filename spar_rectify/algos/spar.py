@@ -18,7 +18,7 @@ import torch
 
 from spar_rectify.algos.common import Batch, DataInfo, Deployment, IQLCritic, adam
 from spar_rectify.checkpoint import RectifierCheckpoint, save_rectifier
-from spar_rectify.config import TrainConfig
+from spar_rectify.config import IQLSettings, SPARSettings, TrainConfig
 from spar_rectify.losses import awr_loss, cvae_loss, latent_fit_loss, lsi_loss, lsi_weights, paired_gains
 from spar_rectify.matmul import training_precision
 from spar_rectify.networks import mlp
@@ -30,6 +30,7 @@ class SPAR:
     """Trains a `Rectifier` (latent policy mu + residual decoder g) around the anchor."""
 
     needs_anchor = True
+    settings = (IQLSettings, SPARSettings)  # IQL's for the conservative critic
     scaled_rewards = True
     staged = True  # manifold_fraction and fit_fraction are shares of `steps`
     artifact = "rectifier"

@@ -7,13 +7,15 @@ import copy
 import torch
 
 from spar_rectify.algos.common import ActorExport, Batch, DataInfo, adam, soft_update
-from spar_rectify.config import TrainConfig
+from spar_rectify.config import TD3BCSettings, TrainConfig
 from spar_rectify.losses import q_regression_loss, td3bc_actor_loss
 from spar_rectify.networks import EnsembleMLP, mlp
 
 
 class TD3BC(ActorExport):
     """Twin critic with target policy smoothing; actor maximises lambda * Q minus a BC term."""
+
+    settings = (TD3BCSettings,)
 
     def __init__(self, info: DataInfo, config: TrainConfig, generator: torch.Generator):
         obs_dim, act_dim = info.obs_dim, info.act_dim
