@@ -1,0 +1,112 @@
+"""Where the latent policy sits relative to the data, marginally and state by state.
+
+SPAR's support is the latent box decoded at each state. That equals the data's support only if, at
+every state, the whole box decodes to residuals the data has there, i.e. if the CVAE's posteriors
+cover the prior. This probe measures, on `--states` dataset states of a finished run:
+
+- `posterior_std`: the encoder's mean posterior std per latent dimension (1: the dimension is
+  unused; small: the decoder reads it precisely);
+- `marginal`: Mahalanobis distances, under the aggregate posterior (the data's latents sampled
+  from their posteriors), of the data's latents and of mu's; the share of mu's beyond the data's
+  99th percentile (is mu inside the data's latent cloud at all?);
+- `conditional`: at each state, the distance of mu's latent (and of a prior sample N(0, I) in the
+  box, as LSI draws them) from the posterior of *that state's* logged residual, in posterior stds
+  (RMS over dimensions): how far from what the data did at this state the searched latents are.
+
+Usage:
+    MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/latent_probe.py --run <run folder> \
+        --dataset spar/hopper/medium-replay-v0 --method medium-rectified --seed 0 --label s100k_kl002
+
+Appends a row to results/latent_probe.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import spar_rectify  # noqa: F401  (before torch: the MKL path)
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    import torch
+    from lsi_probe import load_run
+    from suite_bench import SUITE
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a finished SPAR run folder (config.json and checkpoint/)")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--method", default="spar", choices=("spar", "medium-rectified"))
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--suite", default=str(SUITE), help="folder of the suite's SB3 policies")
+    parser.add_argument("--states", type=int, default=4096, help="dataset states probed")
+    parser.add_argument("--label", default="", help="a name for the run in the results (e.g. its variant)")
+    args = parser.parse_args()
+    if args.states < 2:
+        parser.error(f"--states must be >= 2, got {args.states}")
+    torch.set_num_threads(1)
+
+    data, anchor, config, trainer = load_run(Path(args.run), args.dataset, args.method, args.seed, args.suite)
+    algo = trainer.algo
+    if algo.encoder is None:
+        parser.error(f"{args.run} has no CVAE (use_latent=false): nothing to probe")
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(trainer._reward), generator=gen)[: args.states]
+    x = torch.cat([trainer._obs[idx], trainer._base[idx]], -1)
+    box = config.latent_box
+
+    def q(values: torch.Tensor, p: float) -> float:
+        return round(float(values.quantile(p)), 3)
+
+    with torch.no_grad():
+        r = torch.maximum(torch.minimum(trainer._action[idx] - trainer._base[idx], algo.rho), -algo.rho)
+        mean, log_std = algo.encode(x, r)
+        std = log_std.exp()
+        sampled = mean + std * torch.randn(mean.shape, generator=gen)
+        z_mu = algo.rect.latent(x)
+        z_prior = torch.randn(mean.shape, generator=gen).clamp(-box, box)
+        centre = sampled.mean(0)
+        chol = torch.linalg.cholesky(torch.cov(sampled.T) + 1e-6 * torch.eye(mean.shape[1]))
+
+        def maha(z: torch.Tensor) -> torch.Tensor:
+            return torch.linalg.solve_triangular(chol, (z - centre).T, upper=False).T.norm(dim=-1)
+
+        data_d, mu_d = maha(sampled), maha(z_mu)
+        cond_mu = ((z_mu - mean) / std).pow(2).mean(-1).sqrt()
+        cond_prior = ((z_prior - mean) / std).pow(2).mean(-1).sqrt()
+        cond_data = ((sampled - mean) / std).pow(2).mean(-1).sqrt()  # about 1 by construction
+    row = {
+        "run": args.run,
+        "label": args.label,
+        "dataset": args.dataset,
+        "method": args.method,
+        "seed": args.seed,
+        "kl_weight": config.kl_weight,
+        "states": len(idx),
+        "posterior_std": [round(float(v), 3) for v in std.mean(0)],
+        "marginal": {
+            "data_q50_q99": [q(data_d, 0.5), q(data_d, 0.99)],
+            "mu_q50_q99": [q(mu_d, 0.5), q(mu_d, 0.99)],
+            "mu_share_beyond_data_q99": round(float((mu_d > data_d.quantile(0.99)).float().mean()), 4),
+        },
+        "conditional_rms_posterior_stds": {
+            "data_sample_q50": q(cond_data, 0.5),
+            "mu_q50_q90": [q(cond_mu, 0.5), q(cond_mu, 0.9)],
+            "prior_sample_q50_q90": [q(cond_prior, 0.5), q(cond_prior, 0.9)],
+        },
+        "command": "python benchmarks/latent_probe.py " + " ".join(os.sys.argv[1:]),
+    }
+    out = HERE / "results" / "latent_probe.json"
+    rows = json.loads(out.read_text()) if out.exists() else []
+    rows.append(row)
+    out.write_text(json.dumps(rows, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in row.items() if k != "command"}, indent=1))
+    print(f"appended to {out}")
+
+
+if __name__ == "__main__":
+    main()
