@@ -88,7 +88,10 @@ class SPARSettings:
     latent_box: float = 2.0
     """[spar] c: the latent policy stays in |z_i| <= c."""
     kl_weight: float = 0.5
-    """[spar] lambda_kl of the residual CVAE."""
+    """[spar] lambda_kl of the residual CVAE. Larger: every latent in the box decodes a residual the data
+    has near that state (conservative, imprecise); smaller: a precise support whose box also decodes
+    residuals the data never had there (0.02 on hopper: higher returns, several times the support
+    violations; benchmarks/README.md)."""
     residual_bound: Optional[float] = None
     """[spar] rho for every dimension; None: the data's quantile of |residual| per dimension."""
     bound_quantile: float = 0.99
