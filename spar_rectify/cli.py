@@ -195,7 +195,6 @@ class SweepArgs:
 
 
 def run_sweep(args: SweepArgs) -> None:
-
     settings = parse_settings(args.set)
     if args.config.algo == "spar" and args.base_policy is None:
         raise ValueError(
@@ -219,7 +218,6 @@ def run_sweep(args: SweepArgs) -> None:
 
 
 def run_import(args: ImportArgs) -> None:
-
     if (args.npz is None) == (args.sb3_replay_buffer is None):
         raise ValueError("pass exactly one of --npz FILE or --sb3-replay-buffer FILE")
     if args.npz is not None:
@@ -391,7 +389,6 @@ def _evaluate_table(rows: dict, with_support: bool) -> str:
 
 
 def run_tune_alpha(args: TuneAlphaArgs) -> None:
-
     sweep = tune_alpha(
         load_policy(args.policy, args.vec_normalize),
         args.rectifier,

@@ -108,7 +108,6 @@ def arrays_from_episodes(episodes: Sequence[dict]) -> dict[str, np.ndarray]:
 
 
 def _check(arrays: dict[str, np.ndarray], env: Any, source: str) -> dict[str, np.ndarray]:
-
     obs_space = check_box(env.observation_space, "env observation space", finite=False)
     act_space = check_box(env.action_space, "env action space", finite=True)
     n = len(arrays["rewards"])

@@ -143,7 +143,6 @@ class ActorExport:
         return info, None
 
     def policy(self, deployment: Deployment):
-
         d = deployment
         policy = BCPolicy(d.observation_space, d.action_space, d.obs_mean, d.obs_std, d.config.hidden)
         policy.net.load_state_dict(self.actor.state_dict())

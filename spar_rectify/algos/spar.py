@@ -302,7 +302,6 @@ class SPAR:
         )
 
     def policy(self, deployment: Deployment):
-
         return RectifiedPolicy(deployment.anchor, self.checkpoint(deployment), check_anchor=False)
 
     def export(self, deployment: Deployment, folder: str | Path) -> Path:
