@@ -40,7 +40,6 @@ class RectifiedPolicy:
         check_anchor: bool = True,
         gate: bool | None = None,
     ):
-
         if not hasattr(rectifier, "rectifier"):
             rectifier = load_rectifier(rectifier)
         self.observation_space = observation_space or rectifier.observation_space
