@@ -150,6 +150,17 @@ class SPARSettings:
     """[spar] Learning rate of the latent policy mu over stage (iii): constant (the specification), or cosine
     decay from lr to zero at the last step, as IQL's extraction decays its actor's (mu then settles on the
     average of its late targets instead of tracking the latest one)."""
+    latent_search: Literal["box", "conditional"] = "box"
+    """[spar] Where Latent Self-Imitation searches: "box", the whole latent box (the specification; every
+    latent there decodes a residual the data has near that state only while the KL term is strong), or
+    "conditional", a state-conditional prior p(z | s, a_b) fitted to the encoder's posteriors in stage (i):
+    prior candidates are drawn from it, perturbations scale with its std, and every candidate (mu's own
+    latent included) is clipped to within search_width of its stds around its mean, so mu is pulled toward
+    what the data did near each state however weak the KL term. Training only: the deployed rectifier is
+    the same module."""
+    search_width: float = 2.0
+    """[spar] With latent_search="conditional": the half-width of the searched region in the conditional
+    prior's stds."""
     lsi_states: int = 64
     """[spar] States of each batch whose candidates are scored per update (cost grows with it)."""
     lsi_every: int = 3
@@ -223,6 +234,7 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
             "td3bc_alpha",
             "bound_min",
             "bound_max",
+            "search_width",
         ):
             need(getattr(self, name) > 0, name, "> 0")
         for name in ("gamma", "tau", "expectile", "bound_quantile"):
@@ -231,6 +243,11 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         need(self.lsi_prior_weight >= 0, "lsi_prior_weight", ">= 0")
         need(self.in_sample_weight >= 0, "in_sample_weight", ">= 0")
         need(self.bound_min <= self.bound_max, "bound_min", f"<= bound_max ({self.bound_max})")
+        need(
+            self.latent_search == "box" or self.use_latent,
+            "latent_search",
+            "'box' when use_latent is false (the conditional prior is over the CVAE's latent)",
+        )
         need(self.residual_bound is None or 0 < self.residual_bound <= 1, "residual_bound", "None or in (0, 1]")
         need(self.bound_max <= 1, "bound_max", "<= 1 (a residual of 1 already spans half the action range)")
         need(self.latent_dim is None or self.latent_dim >= 1, "latent_dim", "None or >= 1")

@@ -61,6 +61,19 @@ def cvae_loss(
     return rec + kl_weight * kl, rec, kl
 
 
+def conditional_prior_loss(
+    post_mean: torch.Tensor, post_log_std: torch.Tensor, prior_mean: torch.Tensor, prior_log_std: torch.Tensor
+) -> torch.Tensor:
+    """Fit of a state-conditional prior p(z | s, a_b) = N(prior_mean, prior_std) to the encoder's
+    posteriors of the data's residuals at those states: `mean KL(q(z | s, a_b, r) || p(z | s, a_b))`,
+    the posterior held fixed. Its minimiser over the data is the moment match of the posteriors that
+    share a state. (B, L) x4 -> ()."""
+    post_mean, post_log_std = post_mean.detach(), post_log_std.detach()
+    ratio = torch.exp(2 * (post_log_std - prior_log_std))
+    gap = (post_mean - prior_mean) * torch.exp(-prior_log_std)
+    return 0.5 * (ratio + gap.pow(2) - 1.0 - 2 * (post_log_std - prior_log_std)).sum(-1).mean()
+
+
 def latent_fit_loss(z_pred: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:
     """Fitting initialisation of mu: `mean ||mu(s, a_b) - E[q(z | s, a_b, r)]||^2`. (B, L) x2 -> ()."""
     return (z_pred - z_target.detach()).pow(2).sum(-1).mean()

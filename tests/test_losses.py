@@ -54,6 +54,20 @@ def test_cvae_loss():
     assert total.item() == pytest.approx(rec + 0.5 * kl)
 
 
+def test_conditional_prior_loss_is_the_kl_to_a_diagonal_gaussian_prior():
+    mean, log_std = T([[1.0], [0.0]]), T([[0.0], [math.log(2.0)]])
+    zero = torch.zeros(2, 1)
+    kl = losses.cvae_loss(zero, zero, mean, log_std, 1.0)[2]
+    assert losses.conditional_prior_loss(mean, log_std, zero, zero).item() == pytest.approx(kl.item())  # N(0, I)
+    assert losses.conditional_prior_loss(mean, log_std, mean, log_std).item() == pytest.approx(0.0)
+    # KL(N(0, 1) || N(1, 2^2)) = ln 2 + (1 + 1) / 8 - 1/2
+    one = losses.conditional_prior_loss(T([[0.0]]), T([[0.0]]), T([[1.0]]), T([[math.log(2.0)]]))
+    assert one.item() == pytest.approx(math.log(2.0) + 2 / 8 - 0.5)
+    prior_mean = T([[0.5]]).requires_grad_(True)
+    losses.conditional_prior_loss(mean[:1].requires_grad_(True), log_std[:1], prior_mean, T([[0.0]])).backward()
+    assert prior_mean.grad is not None and prior_mean.grad.item() < 0  # pulled toward the posterior mean 1
+
+
 def test_latent_fit_loss():
     assert losses.latent_fit_loss(T([[1.0, 0.0], [0.0, 0.0]]), T([[0.0, 0.0], [0.0, 2.0]])).item() == pytest.approx(2.5)
 

@@ -39,9 +39,13 @@ def test_same_seed_same_parameters_different_seed_differs(data, anchor, algo):
     assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
 
 
-@pytest.mark.parametrize("algo", ["td3bc", "iql", "spar"])
+@pytest.mark.parametrize("algo", ["td3bc", "iql", "spar", "spar-conditional"])
 def test_resume_equals_uninterrupted(tmp_path, data, anchor, algo):
-    cfg = TrainConfig(algo=algo, steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST)
+    search = "conditional" if algo.endswith("-conditional") else "box"  # the prior network is checkpointed too
+    algo = algo.split("-")[0]
+    cfg = TrainConfig(algo=algo, steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST).replace(
+        latent_search=search
+    )
     full = Trainer(cfg, data, anchor if algo == "spar" else None)
     list(full.fit())
     first = Trainer(cfg, data, anchor if algo == "spar" else None)
@@ -245,6 +249,7 @@ def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, 
         dict(lsi_agreement=True, lsi_improvements_only=False),
         dict(in_sample_weight=1.0),
         dict(in_sample_weight=1.0, use_latent=False),
+        dict(latent_search="conditional", kl_weight=0.02),
     ],
 )
 def test_ablations_train_and_deploy(tmp_path, data, anchor, ablation):
@@ -282,6 +287,27 @@ def test_fit_to_sets_where_the_rectifier_starts(data, point_env, fit_to):
         assert torch.all(residual < -0.15), residual  # it reproduces the data's typical action
     else:
         assert torch.all(residual.abs() < 0.1), residual  # it starts as the base policy
+
+
+def test_conditional_search_keeps_every_candidate_in_the_states_prior_region(data, anchor):
+    cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.5, fit_fraction=0.0, lsi_every=1, **FAST).replace(
+        latent_search="conditional", search_width=1.5, num_prior=4
+    )
+    trainer = Trainer(cfg, data, anchor)
+    seen = set()
+    for _, metrics in trainer.fit():
+        seen |= set(metrics)
+    assert "prior_kl" in seen and "encoder" in trainer.algo.modules() and "prior" in trainer.algo.modules()
+    algo, b = trainer.algo, trainer.sample()
+    x = torch.cat([b.obs, b.base_action], -1)[:16]
+    far = torch.full((16, algo.rect.latent_dim), 5.0)  # mu far outside: clipped into the region too
+    cands = algo._candidates(x, far, algo.data_residual(b)[:16])
+    with torch.no_grad():
+        centre, log_std = algo.conditional_prior(x)
+    low, high = (centre - 1.5 * log_std.exp()).unsqueeze(1), (centre + 1.5 * log_std.exp()).unsqueeze(1)
+    assert (cands >= low - 1e-5).all() and (cands <= high + 1e-5).all() and cands.abs().max() <= cfg.latent_box
+    with pytest.raises(ValueError, match="latent_search must be 'box' when use_latent is false"):
+        cfg.replace(use_latent=False)
 
 
 def test_anchor_candidate_is_scored(data, anchor):

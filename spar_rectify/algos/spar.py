@@ -5,6 +5,8 @@ then the decoder is frozen and mu is fitted to the encoder mean for `fit_steps`;
 Self-Imitation (LSI) every `lsi_every` steps, plus, with `in_sample_weight`, an advantage-weighted
 regression onto the logged residual's latent at every step (one actor step takes both losses), with
 mu's learning rate constant or, with `actor_lr_schedule="cosine"`, decaying to zero over stage (iii).
+LSI searches the latent box or, with `latent_search="conditional"`, each state's region of a
+state-conditional prior fitted to the encoder's posteriors in stage (i).
 The critic trains at every step throughout. No gradient of Q with respect to the action reaches
 the policy: the critic only weighs candidates, and every candidate lies on the decoded support.
 """
@@ -19,7 +21,15 @@ import torch
 from spar_rectify.algos.common import Batch, DataInfo, Deployment, IQLCritic, adam
 from spar_rectify.checkpoint import RectifierCheckpoint, save_rectifier
 from spar_rectify.config import IQLSettings, SPARSettings, TrainConfig
-from spar_rectify.losses import awr_loss, cvae_loss, latent_fit_loss, lsi_loss, lsi_weights, paired_gains
+from spar_rectify.losses import (
+    awr_loss,
+    conditional_prior_loss,
+    cvae_loss,
+    latent_fit_loss,
+    lsi_loss,
+    lsi_weights,
+    paired_gains,
+)
 from spar_rectify.matmul import training_precision
 from spar_rectify.networks import mlp
 from spar_rectify.rectified_policy import RectifiedPolicy
@@ -81,22 +91,29 @@ class SPAR:
         self.rho = self.rect.residual_bound
         self.critic = IQLCritic(obs_dim, act_dim, config)
         self.actor_opt = adam(self.rect.actor.parameters(), config.lr)
-        self.encoder = None
+        self.encoder = self.prior = None
         if config.use_latent:
             self.encoder = mlp(obs_dim + 2 * act_dim, 2 * latent, config.hidden)
             params = [*self.encoder.parameters(), *self.rect.decoder.parameters()]
             self.cvae_opt = adam(params, config.lr)
+        if config.latent_search == "conditional":  # p(z | s, a_b), fitted beside the CVAE in stage (i)
+            self.prior = mlp(obs_dim + act_dim, 2 * latent, config.hidden)
+            self.prior_opt = adam(self.prior.parameters(), config.lr)
 
     def modules(self) -> dict:
         mods = {"rectifier": self.rect, "critic": self.critic}
         if self.encoder is not None:
             mods["encoder"] = self.encoder
+        if self.prior is not None:
+            mods["prior"] = self.prior
         return mods
 
     def optimizers(self) -> dict:
         opts = {"critic": self.critic.optimizer, "actor": self.actor_opt}
         if self.encoder is not None:
             opts["cvae"] = self.cvae_opt
+        if self.prior is not None:
+            opts["prior"] = self.prior_opt
         return opts
 
     # -- pieces -------------------------------------------------------------------------------
@@ -107,6 +124,11 @@ class SPAR:
     def encode(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | s, a_b, r): mean and log-std, (B, L) each."""
         mean, log_std = self.encoder(torch.cat([x, residual], -1)).chunk(2, -1)
+        return mean, log_std.clamp(-4.0, 4.0)
+
+    def conditional_prior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(z | s, a_b) (with `latent_search="conditional"`): mean and log-std, (B, L) each."""
+        mean, log_std = self.prior(x).chunk(2, -1)
         return mean, log_std.clamp(-4.0, 4.0)
 
     @torch.no_grad()
@@ -181,7 +203,14 @@ class SPAR:
         self.cvae_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.cvae_opt.step()
-        return {"cvae_recon": rec.detach(), "cvae_kl": kl.detach()}
+        metrics = {"cvae_recon": rec.detach(), "cvae_kl": kl.detach()}
+        if self.prior is not None:
+            prior_loss = conditional_prior_loss(mean, log_std, *self.conditional_prior(x))
+            self.prior_opt.zero_grad(set_to_none=True)
+            prior_loss.backward()
+            self.prior_opt.step()
+            metrics["prior_kl"] = prior_loss.detach()
+        return metrics
 
     def _step_actor(self, loss: torch.Tensor) -> None:
         self.actor_opt.zero_grad(set_to_none=True)
@@ -280,6 +309,11 @@ class SPAR:
             scale, box = cfg.candidate_sigma * self.rho, self.rho
             data = data_residual
             prior = (2 * torch.rand((n, cfg.num_prior, dim), generator=g) - 1) * self.rho
+        elif self.prior is not None:  # the state's own region: N(m, s^2) of p(z | s, a_b), within width * s
+            centre, log_std = self.conditional_prior(x)
+            std = log_std.exp().unsqueeze(1)
+            scale, box, data = cfg.candidate_sigma * std, cfg.latent_box, self.encode(x, data_residual)[0]
+            prior = centre.unsqueeze(1) + std * torch.randn((n, cfg.num_prior, dim), generator=g)
         else:
             scale, box = cfg.candidate_sigma, cfg.latent_box
             data = self.encode(x, data_residual)[0]
@@ -289,6 +323,9 @@ class SPAR:
         if cfg.anchor_candidate:
             parts.append(self.anchor_latent(x).unsqueeze(1))
         cands = torch.cat(parts, 1)
+        if self.prior is not None:
+            low, high = centre.unsqueeze(1) - cfg.search_width * std, centre.unsqueeze(1) + cfg.search_width * std
+            cands = torch.maximum(torch.minimum(cands, high), low)
         return torch.maximum(torch.minimum(cands, box), -box) if torch.is_tensor(box) else cands.clamp(-box, box)
 
     # -- products -----------------------------------------------------------------------------
