@@ -84,20 +84,16 @@ def branch_return(env, state, first, continuation, horizon: int, gamma: float, s
 def main() -> None:
     import gymnasium as gym
     import torch
-    from lsi_probe import load_run
-    from suite_bench import EVAL_SEED, SUITE
+    from lsi_probe import add_run_arguments, load_run
+    from suite_bench import EVAL_SEED
 
     from spar_rectify import RectifiedPolicy, load_policy
     from spar_rectify.rollout import batched
     from spar_rectify.spaces import ActionScaler
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="a SPAR run folder (config.json and checkpoint/)")
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--method", default="spar", choices=("spar", "medium-rectified"))
-    parser.add_argument("--seed", type=int, required=True, help="the run's seed (finds its anchor)")
+    add_run_arguments(parser)
     parser.add_argument("--other-policy", required=True, help="a policy folder (e.g. an IQL run's policy/)")
-    parser.add_argument("--suite", default=str(SUITE), help="folder of the suite's SB3 policies")
     parser.add_argument("--episodes", type=int, default=3, help="rectified episodes whose states are branched")
     parser.add_argument("--every", type=int, default=10, help="branch at every this-many-th visited state")
     parser.add_argument("--horizon", type=int, default=300, help="steps of each branch")

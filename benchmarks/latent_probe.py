@@ -34,15 +34,10 @@ HERE = Path(__file__).parent
 
 def main() -> None:
     import torch
-    from lsi_probe import load_run
-    from suite_bench import SUITE
+    from lsi_probe import add_run_arguments, load_run
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="a finished SPAR run folder (config.json and checkpoint/)")
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--method", default="spar", choices=("spar", "medium-rectified"))
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--suite", default=str(SUITE), help="folder of the suite's SB3 policies")
+    add_run_arguments(parser)
     parser.add_argument("--states", type=int, default=4096, help="dataset states probed")
     parser.add_argument("--label", default="", help="a name for the run in the results (e.g. its variant)")
     args = parser.parse_args()

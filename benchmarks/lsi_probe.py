@@ -44,6 +44,17 @@ import spar_rectify  # noqa: F401  (before torch)
 HERE = Path(__file__).parent
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that name a finished run of the suite harness, as `load_run` takes them."""
+    from suite_bench import SUITE
+
+    parser.add_argument("--run", required=True, help="a SPAR run folder (config.json and checkpoint/)")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--method", default="spar", choices=("spar", "medium-rectified"))
+    parser.add_argument("--seed", type=int, required=True, help="the run's seed (finds its anchor)")
+    parser.add_argument("--suite", default=str(SUITE), help="folder of the suite's SB3 policies")
+
+
 def load_run(run: Path, dataset: str, method: str, seed: int, suite: str):
     """A finished SPAR run of the suite harness, restored: (data, anchor, config, trainer at its
     checkpoint)."""
@@ -64,14 +75,9 @@ def load_run(run: Path, dataset: str, method: str, seed: int, suite: str):
 def main() -> None:
     import numpy as np
     import torch
-    from suite_bench import SUITE
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="a SPAR run folder (config.json and checkpoint/)")
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--method", default="spar", choices=("spar", "medium-rectified"))
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--suite", default=str(SUITE), help="folder of the suite's SB3 policies")
+    add_run_arguments(parser)
     parser.add_argument("--states", type=int, default=2048, help="dataset states probed")
     parser.add_argument("--samples", type=int, default=256, help="candidates per state for each best_*")
     parser.add_argument("--tag", default=None, help="suffix of the result file (e.g. the variant)")
