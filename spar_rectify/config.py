@@ -207,6 +207,8 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
             if not ok:
                 raise ValueError(f"TrainConfig.{name} must be {rule}, got {getattr(self, name)!r}")
 
+        if isinstance(self.hidden, list):  # from JSON or a --set value: stored as the tuple it is declared as
+            object.__setattr__(self, "hidden", tuple(self.hidden))
         for f in dataclasses.fields(self):  # types first: a string "False" is truthy, 1e5 is no step count
             kind = _hints()[f.name]
             need(_has_type(getattr(self, f.name), kind), f.name, _type_words(kind))
@@ -299,9 +301,6 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig keys {unknown}; known keys: {sorted(known)}")
-        data = dict(data)
-        if "hidden" in data:
-            data["hidden"] = tuple(data["hidden"])
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
@@ -363,5 +362,5 @@ def _type_words(kind) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin is tuple:
-        return "a list of integers"
+        return "a list of integers, e.g. [256, 256]"
     return " or ".join("None" if a is type(None) else _type_words(a) for a in args)
