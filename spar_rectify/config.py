@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, get_args, get_origin, get_type_hints
@@ -340,10 +341,10 @@ _HINTS: dict | None = None
 def _has_type(value, kind) -> bool:
     if kind is bool:
         return isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is int:  # numbers.Integral: numpy integers too
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
     if kind is str:
         return isinstance(value, str)
     origin, args = get_origin(kind), get_args(kind)
