@@ -211,6 +211,9 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         if isinstance(self.hidden, list):  # from JSON or a --set value: stored as the tuple it is declared as
             object.__setattr__(self, "hidden", tuple(self.hidden))
         for f in dataclasses.fields(self):  # types first: a string "False" is truthy, 1e5 is no step count
+            value = getattr(self, f.name)
+            if isinstance(value, numbers.Number) and type(value) not in (bool, int, float) and hasattr(value, "item"):
+                object.__setattr__(self, f.name, value.item())  # numpy scalars: plain numbers (JSON, equality)
             kind = _hints()[f.name]
             need(_has_type(getattr(self, f.name), kind), f.name, _type_words(kind))
         for name in (
