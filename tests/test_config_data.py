@@ -47,6 +47,8 @@ def test_config_json_round_trip_and_unknown_keys(tmp_path):
     cfg = TrainConfig(algo="iql", steps=123, hidden=(32, 16))
     cfg.save(tmp_path / "c.json")
     assert TrainConfig.load(tmp_path / "c.json") == cfg
+    # numpy scalars and a list of widths are stored as the plain types they stand for
+    assert TrainConfig(algo="iql", steps=np.int64(123), hidden=[32, 16]) == cfg
     with pytest.raises(ValueError, match=r"unknown TrainConfig keys \['stepz'\]"):
         TrainConfig.from_dict({"stepz": 3})
     with pytest.raises(FileNotFoundError, match="config not found"):
