@@ -117,7 +117,8 @@ def main() -> None:
     support = SuiteSupport(data)
     policies = {
         "raw": weak,
-        "rectified (defaults)": RectifiedPolicy(weak, run_dir / "rectifier"),
+        # gate on, as deployed by default; named "defaults" only when no --set changed the training
+        "rectified (defaults)" if not overrides else "rectified (gated)": RectifiedPolicy(weak, run_dir / "rectifier"),
         "rectified, ungated": RectifiedPolicy(weak, run_dir / "rectifier", gate=False),
     }
     rows, raw_returns = {}, None
