@@ -35,7 +35,7 @@ def main() -> None:
     import numpy as np
     import torch
     from stable_baselines3 import SAC
-    from suite_bench import EVAL_SEED, SuiteSupport, parse_overrides, rollouts
+    from suite_bench import EVAL_SEED, SuiteSupport, add_overrides_argument, parse_overrides, rollouts
 
     from spar_rectify import Exploration, RectifiedPolicy, TrainConfig, collect, load_minari, load_policy, train
     from spar_rectify.evaluation import reference_returns
@@ -49,13 +49,8 @@ def main() -> None:
     parser.add_argument("--spar-steps", type=int, default=100_000)
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="overrides",
-        help="TrainConfig settings other than the defaults, e.g. kl_weight=0.02 (its own run folder)",
+    add_overrides_argument(
+        parser, "TrainConfig settings other than the defaults, e.g. kl_weight=0.02 (its own run folder)"
     )
     args = parser.parse_args()
     try:

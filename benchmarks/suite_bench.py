@@ -368,6 +368,11 @@ def tuned_ready(job: Job) -> bool:
     return job.spec.tuned_from is None or (job.run_dir(job.spec.tuned_from) / "rectifier" / "rectifier.json").is_file()
 
 
+def add_overrides_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--set KEY=VALUE ...` into `args.overrides` (read with `parse_overrides`)."""
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides", help=help)
+
+
 def parse_overrides(items: list[str]) -> dict:
     """`["bound_max=0.5", "lsi_normalize=batch"]` -> `{"bound_max": 0.5, "lsi_normalize": "batch"}`
     (each value read as its field's type, `TrainConfig.parse_value`), checked against `TrainConfig`."""
@@ -546,14 +551,7 @@ def main(argv=None) -> None:
         help="name of a method variant (needs --set): its own work "
         "folder and result files, never mixed into the tier's",
     )
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="overrides",
-        help="TrainConfig overrides of a --variant, e.g. bound_max=0.5",
-    )
+    add_overrides_argument(parser, "TrainConfig overrides of a --variant, e.g. bound_max=0.5")
     parser.add_argument("--work", default=None, help="work folder (default _work, or _work/variant_<name>)")
     parser.add_argument(
         "--suite",

@@ -3,7 +3,8 @@ print, and with a render size the side-by-side video and pictures they write.
 
 Defines `EpisodePair`, `Comparison` (with `table` and `write`), `compare`.
 
-Units: returns as the env pays them; residuals in env action units; support scores per step as the
+Units: returns as the env pays them; residuals in normalised action units ([-1, 1], as the wrapper's
+`info` reports them); support scores per step as the
 wrapper reports them (1: the data's typical residual; near 0: far in its tail).
 """
 
@@ -31,7 +32,7 @@ class EpisodePair:
         seed: the reset seed of both episodes.
         raw, rectified: their returns.
         support: mean per-step support score of the rectified episode.
-        residual: mean |executed residual| of the rectified episode, env action units.
+        residual: mean |applied residual| of the rectified episode, normalised action units.
         held: share of its steps where the gate kept the base action (0 without a gate).
     """
 

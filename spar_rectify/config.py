@@ -214,7 +214,7 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
             value = getattr(self, f.name)
             if isinstance(value, numbers.Number) and type(value) not in (bool, int, float) and hasattr(value, "item"):
                 object.__setattr__(self, f.name, value.item())  # numpy scalars: plain numbers (JSON, equality)
-            kind = _hints()[f.name]
+            kind = _HINTS[f.name]
             need(_has_type(getattr(self, f.name), kind), f.name, _type_words(kind))
         for name in (
             "steps",
@@ -288,10 +288,9 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         Raises:
             ValueError: `name` is not a field (the message lists them).
         """
-        hints = _hints()
-        if name not in hints:
-            raise ValueError(f"unknown TrainConfig keys {[name]}; known keys: {sorted(hints)}")
-        if hints[name] is bool and text.lower() in ("true", "false"):
+        if name not in _HINTS:
+            raise ValueError(f"unknown TrainConfig keys {[name]}; known keys: {sorted(_HINTS)}")
+        if _HINTS[name] is bool and text.lower() in ("true", "false"):
             return text.lower() == "true"
         try:
             return json.loads(text)
@@ -330,15 +329,8 @@ def section_fields(*sections: type) -> tuple[str, ...]:
     return tuple(f.name for section in sections for f in dataclasses.fields(section))
 
 
-def _hints() -> dict:
-    """Field name -> its type (resolved once; the module uses postponed annotations)."""
-    global _HINTS
-    if _HINTS is None:
-        _HINTS = get_type_hints(TrainConfig)
-    return _HINTS
-
-
-_HINTS: dict | None = None
+#: Field name -> its type, resolved once (the module uses postponed annotations).
+_HINTS: dict = get_type_hints(TrainConfig)
 
 
 def _has_type(value, kind) -> bool:
