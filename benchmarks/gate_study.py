@@ -49,6 +49,13 @@ def main() -> None:
     parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--label", default="", help="a name for the run in the results (e.g. its variant)")
+    parser.add_argument(
+        "--region-width",
+        type=float,
+        default=None,
+        help="evaluation-only probe: clip mu's latent to each state's conditional-prior region, mean +- W stds "
+        "(needs a run trained with latent_search=conditional; its training checkpoint is loaded)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -56,14 +63,28 @@ def main() -> None:
     data = load_minari(args.dataset)
     anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite or SUITE)
     ckpt = load_rectifier(run / "rectifier")
-    if ckpt.rectifier.critic is None:  # exported before the gate existed: re-export with the critic
+    algo = None
+    if ckpt.rectifier.critic is None or args.region_width is not None:  # the training state is needed
         from spar_rectify.config import TrainConfig
         from spar_rectify.trainer import Trainer
 
         trainer = Trainer(TrainConfig.load(run / "config.json"), data, anchor, run)
         trainer.load_state(run / "checkpoint")
-        ckpt = trainer.algo.checkpoint(trainer.deployment())
+        algo = trainer.algo
+        ckpt = algo.checkpoint(trainer.deployment())
+        if args.region_width is not None and getattr(algo, "prior", None) is None:
+            parser.error(f"--region-width needs a run trained with latent_search=conditional; {run} was not")
     rect = ckpt.rectifier
+
+    def residual_of(obs: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        if args.region_width is None:
+            return rect(obs, base)
+        x = rect.inputs(obs, base)
+        centre, log_std = algo.conditional_prior(x)
+        width = args.region_width * log_std.exp()
+        z = torch.maximum(torch.minimum(rect.latent(x), centre + width), centre - width)
+        return rect.decode(x, z.clamp(-rect.latent_box, rect.latent_box))
+
     scaler = ActionScaler(ckpt.action_space)
     support = SuiteSupport(data)
 
@@ -74,7 +95,7 @@ def main() -> None:
         def act(obs_env: np.ndarray) -> np.ndarray:
             obs = torch.as_tensor(obs_env, dtype=torch.float32)
             base = torch.as_tensor(np.clip(scaler.to_normalized(anchor(obs_env)), -1, 1), dtype=torch.float32)
-            residual = rect(obs, base)  # (B, A)
+            residual = residual_of(obs, base)  # (B, A)
             b, k = obs.shape[0], len(alphas)
             cands = (base.unsqueeze(1) + scales.view(1, k, 1) * residual.unsqueeze(1)).clamp(-1, 1)  # (B, K, A)
             if k == 1:
@@ -122,6 +143,7 @@ def main() -> None:
             "seed": args.seed,
             "eval_seed": EVAL_SEED,
             "episodes": args.episodes,
+            "region_width": args.region_width,
             "rules": results,
             "command": "python benchmarks/gate_study.py " + " ".join(os.sys.argv[1:]),
         }

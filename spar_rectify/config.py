@@ -299,12 +299,18 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        """Build from a dict; unknown keys are an error (they usually are typos)."""
+        """Build from a dict; unknown keys are an error (they usually are typos).
+
+        A switch stored as the text "True"/"False" (what `--set name=True` wrote into configs and
+        checkpoints before values were read as their field's type) is read as the boolean, so those
+        runs still resume.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        legacy = {k: v == "True" for k, v in data.items() if _HINTS[k] is bool and v in ("True", "False")}
+        return cls(**{**data, **legacy})
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

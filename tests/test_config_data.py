@@ -55,6 +55,15 @@ def test_config_json_round_trip_and_unknown_keys(tmp_path):
         TrainConfig.load(tmp_path / "missing.json")
 
 
+def test_a_switch_stored_as_text_by_older_versions_loads_as_the_boolean():
+    # configs and checkpoints written when `--set lsi_improvements_only=False` reached the config as text
+    old = TrainConfig.from_dict({"lsi_improvements_only": "False", "lsi_agreement": "True"})
+    assert old.lsi_improvements_only is False and old.lsi_agreement is True
+    # only the two spellings that were written; anything else is still refused
+    with pytest.raises(ValueError, match="must be true or false, got 'yes'"):
+        TrainConfig.from_dict({"lsi_agreement": "yes"})
+
+
 def _buffers(r, n_episodes=5):
     ends = np.flatnonzero(r["term"] | r["trunc"])
     starts = np.r_[0, ends[:-1] + 1]
