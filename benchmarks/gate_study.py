@@ -11,6 +11,7 @@ Rules (each a set of residual scales alpha the critic chooses from, per state, b
 min(Q1, Q2)(s, clip(a_b + alpha * r))):
 - `full`: {1} (no gate: the full residual);
 - `gate`: {0, 1} (the kit's default gate: the residual or the base action);
+- `agree`: {0, 1}, the residual only where *each* critic head scores it above the base action;
 - `line3`: {0, 0.5, 1};
 - `line5`: {0, 0.25, 0.5, 0.75, 1}.
 Scores on the harness's seeded episodes (seed 10000..), the share of steps at each alpha, and the
@@ -28,7 +29,13 @@ from pathlib import Path
 import spar_rectify  # noqa: F401  (before torch: the MKL path)
 
 HERE = Path(__file__).parent
-RULES = {"full": (1.0,), "gate": (0.0, 1.0), "line3": (0.0, 0.5, 1.0), "line5": (0.0, 0.25, 0.5, 0.75, 1.0)}
+RULES = {
+    "full": (1.0,),
+    "gate": (0.0, 1.0),
+    "agree": (0.0, 1.0),
+    "line3": (0.0, 0.5, 1.0),
+    "line5": (0.0, 0.25, 0.5, 0.75, 1.0),
+}
 
 
 def main() -> None:
@@ -88,7 +95,7 @@ def main() -> None:
     scaler = ActionScaler(ckpt.action_space)
     support = SuiteSupport(data)
 
-    def policy_for(alphas: tuple[float, ...], counts: np.ndarray):
+    def policy_for(alphas: tuple[float, ...], counts: np.ndarray, agree: bool = False):
         scales = torch.tensor(alphas, dtype=torch.float32)
 
         @torch.no_grad()
@@ -100,6 +107,11 @@ def main() -> None:
             cands = (base.unsqueeze(1) + scales.view(1, k, 1) * residual.unsqueeze(1)).clamp(-1, 1)  # (B, K, A)
             if k == 1:
                 pick = torch.zeros(b, dtype=torch.long)
+            elif agree:  # both heads must prefer the residual: Q_i(s, a_b + r) > Q_i(s, a_b) for i = 1, 2
+                obs_n = (obs - rect.obs_mean) / rect.obs_std
+                heads = rect.critic(torch.cat([obs_n.repeat_interleave(k, 0), cands.reshape(b * k, -1)], -1))
+                gains = heads.view(2, b, k)[..., 1] - heads.view(2, b, k)[..., 0]
+                pick = (gains > 0).all(0).long()
             else:
                 q = rect.q_min(obs.repeat_interleave(k, 0), cands.reshape(b * k, -1)).view(b, k)
                 pick = q.argmax(-1)
@@ -115,7 +127,7 @@ def main() -> None:
         alphas = RULES[rule]
         counts = np.zeros(len(alphas), np.int64)
         start = time.perf_counter()
-        ret, obs, act = rollouts(policy_for(alphas, counts), data.env_spec.id, args.episodes)
+        ret, obs, act = rollouts(policy_for(alphas, counts, rule == "agree"), data.env_spec.id, args.episodes)
         sup = support.report(obs, act)
         results[rule] = {
             "alphas": list(alphas),
