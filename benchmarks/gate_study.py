@@ -60,8 +60,8 @@ def main() -> None:
         "--region-width",
         type=float,
         default=None,
-        help="evaluation-only probe: clip mu's latent to each state's conditional-prior region, mean +- W stds "
-        "(needs a run trained with latent_search=conditional; its training checkpoint is loaded)",
+        help="evaluation-only probe: clip mu's latent to each state's search region with half-width W "
+        "(SPAR.search_region; needs a run trained with latent_search=conditional; loads its training checkpoint)",
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -87,9 +87,8 @@ def main() -> None:
         if args.region_width is None:
             return rect(obs, base)
         x = rect.inputs(obs, base)
-        centre, log_std = algo.conditional_prior(x)
-        width = args.region_width * log_std.exp()
-        z = torch.maximum(torch.minimum(rect.latent(x), centre + width), centre - width)
+        low, high = algo.search_region(x, args.region_width)
+        z = torch.maximum(torch.minimum(rect.latent(x), high), low)
         return rect.decode(x, z.clamp(-rect.latent_box, rect.latent_box))
 
     scaler = ActionScaler(ckpt.action_space)

@@ -11,7 +11,11 @@ cover the prior. This probe measures, on `--states` dataset states of a finished
   99th percentile (is mu inside the data's latent cloud at all?);
 - `conditional`: at each state, the distance of mu's latent (and of a prior sample N(0, I) in the
   box, as LSI draws them) from the posterior of *that state's* logged residual, in posterior stds
-  (RMS over dimensions): how far from what the data did at this state the searched latents are.
+  (RMS over dimensions): how far from what the data did at this state the searched latents are;
+- `region` (runs trained with `latent_search="conditional"`): where the anchor's own latent (the
+  encoder mean of a zero residual) and mu's sit in the state's search region, in stds of the
+  conditional prior (the largest over dimensions), and the share of states where each lies
+  outside `search_width` stds, i.e. where the search cannot reach that latent.
 
 Usage:
     MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/latent_probe.py --run <run folder> \
@@ -74,6 +78,17 @@ def main() -> None:
         cond_mu = ((z_mu - mean) / std).pow(2).mean(-1).sqrt()
         cond_prior = ((z_prior - mean) / std).pow(2).mean(-1).sqrt()
         cond_data = ((sampled - mean) / std).pow(2).mean(-1).sqrt()  # about 1 by construction
+        region = None
+        if algo.prior is not None:
+            centre_c, log_std_c = algo.conditional_prior(x)
+            width = config.search_width
+
+            def place(z: torch.Tensor) -> dict:
+                d = ((z - centre_c) / log_std_c.exp()).abs().max(-1).values
+                outside = round(float((d > width).float().mean()), 4)
+                return {"max_stds_q50_q90": [q(d, 0.5), q(d, 0.9)], "share_outside": outside}
+
+            region = {"search_width": width, "anchor": place(algo.anchor_latent(x)), "mu": place(z_mu)}
     row = {
         "run": args.run,
         "label": args.label,
@@ -93,6 +108,7 @@ def main() -> None:
             "mu_q50_q90": [q(cond_mu, 0.5), q(cond_mu, 0.9)],
             "prior_sample_q50_q90": [q(cond_prior, 0.5), q(cond_prior, 0.9)],
         },
+        "region": region,
         "command": "python benchmarks/latent_probe.py " + " ".join(os.sys.argv[1:]),
     }
     out = HERE / "results" / "latent_probe.json"

@@ -162,6 +162,11 @@ class SPARSettings:
     search_width: float = 2.0
     """[spar] With latent_search="conditional": the half-width of the searched region in the conditional
     prior's stds."""
+    search_keeps_anchor: bool = True
+    """[spar] With latent_search="conditional": widen each state's region (per dimension) to take in the
+    anchor's own latent, so the search can always keep the base action. Around an anchor far from the
+    data's typical action (a sound policy on mixed data) the region alone excluded it on 41% of states
+    (benchmarks/README.md). False: the data's region alone (the ablation)."""
     lsi_states: int = 64
     """[spar] States of each batch whose candidates are scored per update (cost grows with it)."""
     lsi_every: int = 3

@@ -291,7 +291,7 @@ def test_fit_to_sets_where_the_rectifier_starts(data, point_env, fit_to):
 
 def test_conditional_search_keeps_every_candidate_in_the_states_prior_region(data, anchor):
     cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.5, fit_fraction=0.0, lsi_every=1, **FAST).replace(
-        latent_search="conditional", search_width=1.5, num_prior=4
+        latent_search="conditional", search_width=1.5, num_prior=4, search_keeps_anchor=False
     )
     trainer = Trainer(cfg, data, anchor)
     seen = set()
@@ -308,6 +308,26 @@ def test_conditional_search_keeps_every_candidate_in_the_states_prior_region(dat
     assert (cands >= low - 1e-5).all() and (cands <= high + 1e-5).all() and cands.abs().max() <= cfg.latent_box
     with pytest.raises(ValueError, match="latent_search must be 'box' when use_latent is false"):
         cfg.replace(use_latent=False)
+
+
+@pytest.mark.parametrize("keeps_anchor", [True, False])
+def test_conditional_search_region_takes_in_the_anchors_latent_unless_switched_off(data, anchor, keeps_anchor):
+    cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.5, fit_fraction=0.0, lsi_every=1, **FAST).replace(
+        latent_search="conditional", search_width=0.01, anchor_candidate=True, search_keeps_anchor=keeps_anchor
+    )
+    trainer = Trainer(cfg, data, anchor)
+    list(trainer.fit())
+    algo, b = trainer.algo, trainer.sample()
+    x = torch.cat([b.obs, b.base_action], -1)[:16]
+    with torch.no_grad():
+        cands = algo._candidates(x, algo.rect.latent(x), algo.data_residual(b)[:16])
+        low, high = algo.search_region(x)
+        centre, log_std = algo.conditional_prior(x)
+    anchor_z = algo.anchor_latent(x)
+    assert ((anchor_z - centre).abs() > 0.01 * log_std.exp()).any()  # the narrow region alone excludes it
+    # the search keeps the base action available exactly when the switch is on
+    assert torch.equal(cands[:, -1], anchor_z) is keeps_anchor
+    assert (cands >= low.unsqueeze(1) - 1e-6).all() and (cands <= high.unsqueeze(1) + 1e-6).all()
 
 
 def test_anchor_candidate_is_scored(data, anchor):

@@ -132,6 +132,25 @@ class SPAR:
         return mean, log_std.clamp(-4.0, 4.0)
 
     @torch.no_grad()
+    def search_region(self, x: torch.Tensor, width: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conditional search's region at each state (with `latent_search="conditional"`): the
+        conditional prior's mean +- `width` (default `search_width`) of its stds, widened per dimension
+        to take in the anchor's own latent (`search_keeps_anchor`). The latent box clips it later.
+
+        Args:
+            x: normalised observation and anchor action, (B, obs_dim + act_dim).
+
+        Returns:
+            lower and upper corners, (B, L) each.
+        """
+        centre, log_std = self.conditional_prior(x)
+        half = (self.config.search_width if width is None else width) * log_std.exp()
+        low, high = centre - half, centre + half
+        if self.config.search_keeps_anchor:
+            anchor = self.anchor_latent(x)
+            low, high = torch.minimum(low, anchor), torch.maximum(high, anchor)
+        return low, high
+
     def project(self, x: torch.Tensor, base: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """What the decoded support can express of `target`: its residual to `base` clipped to rho,
         encoded (mean, clipped to the latent box as LSI's candidates are) and decoded.
@@ -324,8 +343,8 @@ class SPAR:
             parts.append(self.anchor_latent(x).unsqueeze(1))
         cands = torch.cat(parts, 1)
         if self.prior is not None:
-            low, high = centre.unsqueeze(1) - cfg.search_width * std, centre.unsqueeze(1) + cfg.search_width * std
-            cands = torch.maximum(torch.minimum(cands, high), low)
+            low, high = self.search_region(x)
+            cands = torch.maximum(torch.minimum(cands, high.unsqueeze(1)), low.unsqueeze(1))
         return torch.maximum(torch.minimum(cands, box), -box) if torch.is_tensor(box) else cands.clamp(-box, box)
 
     # -- products -----------------------------------------------------------------------------
