@@ -151,6 +151,7 @@ class SPAR:
             low, high = torch.minimum(low, anchor), torch.maximum(high, anchor)
         return low, high
 
+    @torch.no_grad()
     def project(self, x: torch.Tensor, base: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """What the decoded support can express of `target`: its residual to `base` clipped to rho,
         encoded (mean, clipped to the latent box as LSI's candidates are) and decoded.
