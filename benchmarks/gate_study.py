@@ -109,7 +109,8 @@ def main() -> None:
             elif agree:  # both heads must prefer the residual: Q_i(s, a_b + r) > Q_i(s, a_b) for i = 1, 2
                 obs_n = (obs - rect.obs_mean) / rect.obs_std
                 heads = rect.critic(torch.cat([obs_n.repeat_interleave(k, 0), cands.reshape(b * k, -1)], -1))
-                gains = heads.view(2, b, k)[..., 1] - heads.view(2, b, k)[..., 0]
+                heads = heads.view(2, b, k)
+                gains = heads[..., 1] - heads[..., 0]
                 pick = (gains > 0).all(0).long()
             else:
                 q = rect.q_min(obs.repeat_interleave(k, 0), cands.reshape(b * k, -1)).view(b, k)

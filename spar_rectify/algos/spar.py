@@ -132,18 +132,21 @@ class SPAR:
         return mean, log_std.clamp(-4.0, 4.0)
 
     @torch.no_grad()
-    def search_region(self, x: torch.Tensor, width: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def search_region(
+        self, x: torch.Tensor, width: float | None = None, prior: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The conditional search's region at each state (with `latent_search="conditional"`): the
         conditional prior's mean +- `width` (default `search_width`) of its stds, widened per dimension
         to take in the anchor's own latent (`search_keeps_anchor`). The latent box clips it later.
 
         Args:
             x: normalised observation and anchor action, (B, obs_dim + act_dim).
+            prior: `conditional_prior(x)` where the caller has it already (mean, log-std).
 
         Returns:
             lower and upper corners, (B, L) each.
         """
-        centre, log_std = self.conditional_prior(x)
+        centre, log_std = self.conditional_prior(x) if prior is None else prior
         half = (self.config.search_width if width is None else width) * log_std.exp()
         low, high = centre - half, centre + half
         if self.config.search_keeps_anchor:
@@ -344,7 +347,7 @@ class SPAR:
             parts.append(self.anchor_latent(x).unsqueeze(1))
         cands = torch.cat(parts, 1)
         if self.prior is not None:
-            low, high = self.search_region(x)
+            low, high = self.search_region(x, prior=(centre, log_std))
             cands = torch.maximum(torch.minimum(cands, high.unsqueeze(1)), low.unsqueeze(1))
         return torch.maximum(torch.minimum(cands, box), -box) if torch.is_tensor(box) else cands.clamp(-box, box)
 
