@@ -138,6 +138,14 @@ class SPARSettings:
     has a lower conservative value than where mu already is. False: the specification's softmax over
     every candidate, whose flat weights drift mu toward the data's behaviour (benchmarks/README.md).
     See `losses.lsi_weights`."""
+    lsi_anchor_penalty: float = 0.0
+    """[spar] kappa: pessimism that grows with the distance from the anchor. Each candidate's score (its
+    conservative Q) loses `kappa * S * d^2 / 2` before the LSI weights are taken, d the candidate's distance
+    from the anchor's own latent in the state's conditional-prior stds (latent_search="conditional"), in
+    latent units otherwise (in units of rho without a latent), S the RMS within-state spread of the scores
+    over the batch: a candidate 2 stds away must beat one at the anchor by 2 * kappa typical spreads. The
+    critic is trustworthy near the anchor and over-optimistic far from it (benchmarks/README.md). 0: off
+    (the specification's LSI). See `SPAR.anchor_distance`."""
     lsi_agreement: bool = False
     """[spar] Score each candidate by the gain over the current latent that *both* critic heads agree on
     (min over heads of Q_j(candidate) - Q_j(mu), see `losses.paired_gains`) instead of min-Q(candidate) -
@@ -253,6 +261,7 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
             need(0 < getattr(self, name) <= 1, name, "in (0, 1]")
         need(self.kl_weight >= 0, "kl_weight", ">= 0")
         need(self.lsi_prior_weight >= 0, "lsi_prior_weight", ">= 0")
+        need(self.lsi_anchor_penalty >= 0, "lsi_anchor_penalty", ">= 0")
         need(self.in_sample_weight >= 0, "in_sample_weight", ">= 0")
         need(self.bound_min <= self.bound_max, "bound_min", f"<= bound_max ({self.bound_max})")
         need(

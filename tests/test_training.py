@@ -422,3 +422,43 @@ def test_in_sample_term_trains_mu_on_every_step_between_lsi_updates(data, anchor
     assert moved and all("in_sample_loss" in m for m in metrics)
     with pytest.raises(ValueError, match="in_sample_weight must be >= 0"):
         cfg.replace(in_sample_weight=-1.0)
+
+
+@pytest.mark.parametrize("search", ["box", "conditional"])
+def test_anchor_penalty_moves_the_lsi_target_toward_the_anchor_against_an_optimistic_critic(
+    data, anchor, search, monkeypatch
+):
+    cfg = TrainConfig(algo="spar", steps=20, manifold_fraction=0.5, fit_fraction=0.0, lsi_every=1, **FAST)
+    cfg = cfg.replace(latent_search=search, anchor_candidate=True, lsi_states=32)
+    trainer = Trainer(cfg, data, anchor)
+    list(trainer.fit())
+    algo, b = trainer.algo, trainer.sample()
+    x = torch.cat([b.obs, b.base_action], -1)[:32]
+    anchor_z = algo.anchor_latent(x)
+    with torch.no_grad():
+        scale = algo.conditional_prior(x)[1].exp() if search == "conditional" else torch.ones_like(anchor_z)
+    probe = torch.randn(anchor_z.shape[0], 3, anchor_z.shape[1])
+    moved = anchor_z.unsqueeze(1) + probe * scale.unsqueeze(1)  # probe is in units of the state's spread
+    assert torch.allclose(algo.anchor_distance(x, moved), probe.norm(dim=-1), atol=1e-4)
+    assert algo.anchor_distance(x, anchor_z.unsqueeze(1)).abs().max() < 1e-6
+
+    # A critic whose value grows with the distance from the anchor (over-optimistic far from it).
+    def optimistic(obs, actions):
+        return (actions - b.base_action[:32].repeat_interleave(actions.shape[0] // 32, 0)).pow(2).sum(-1)
+
+    monkeypatch.setattr(algo.critic, "q_min", optimistic)
+    seen = {}
+
+    def capture(out, cands, weights):
+        seen["target"] = (weights.unsqueeze(-1) * cands).sum(1)
+        return (out * 0).sum()
+
+    monkeypatch.setattr("spar_rectify.algos.spar.lsi_loss", capture)
+    targets = {}
+    for kappa in (0.0, 50.0):
+        algo.config = cfg.replace(lsi_anchor_penalty=kappa)
+        algo._improve(x, b)
+        targets[kappa] = algo.anchor_distance(x, seen["target"].unsqueeze(1)).squeeze(1)
+    assert targets[50.0].mean() < 0.5 * targets[0.0].mean(), targets
+    with pytest.raises(ValueError, match="lsi_anchor_penalty must be >= 0"):
+        cfg.replace(lsi_anchor_penalty=-1.0)

@@ -248,6 +248,25 @@ class SPAR:
         with torch.no_grad():
             return self.encode(x, zero)[0].clamp(-self.config.latent_box, self.config.latent_box)
 
+    @torch.no_grad()
+    def anchor_distance(self, x: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """How far each candidate is from the anchor's own action, in the data's spread at that state: the
+        Euclidean distance from the anchor's latent in the conditional prior's stds (with
+        `latent_search="conditional"`), in latent units otherwise (the box's prior is N(0, I)); without a
+        latent, of the residual from zero in units of the bound rho.
+
+        Args:
+            x: normalised observation and anchor action, (B, obs_dim + act_dim).
+            candidates: latents (or residuals without a latent), (B, K, L).
+
+        Returns:
+            distances, (B, K), >= 0; 0 at the anchor's own latent.
+        """
+        if self.encoder is None:
+            return (candidates / self.rho).norm(dim=-1)
+        scale = self.conditional_prior(x)[1].exp().unsqueeze(1) if self.prior is not None else 1.0
+        return ((candidates - self.anchor_latent(x).unsqueeze(1)) / scale).norm(dim=-1)
+
     def _fit(self, x: torch.Tensor, b: Batch) -> dict:
         r = torch.zeros_like(b.action) if self.config.fit_to == "anchor" else self.data_residual(b)
         out, _ = self.residual_policy(x)
@@ -288,6 +307,9 @@ class SPAR:
             else:
                 q = self.critic.q_min(obs.repeat_interleave(k, 0), actions).view(n, k)
                 scores, value = q, self.critic.value(obs)
+            if cfg.lsi_anchor_penalty:  # pessimism growing with the distance from the anchor
+                spread = (scores - scores.mean(-1, keepdim=True)).pow(2).mean().sqrt()
+                scores = scores - cfg.lsi_anchor_penalty * spread * 0.5 * self.anchor_distance(x, cands).pow(2)
             log_prior = None
             if self.encoder is not None and cfg.lsi_prior_weight:
                 centre = self.anchor_latent(x).unsqueeze(1) if cfg.fit_to == "anchor" else 0.0
