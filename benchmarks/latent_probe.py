@@ -15,7 +15,8 @@ cover the prior. This probe measures, on `--states` dataset states of a finished
 - `region` (runs trained with `latent_search="conditional"`): where the anchor's own latent (the
   encoder mean of a zero residual) and mu's sit in the state's search region, in stds of the
   conditional prior (the largest over dimensions), and the share of states where each lies
-  outside `search_width` stds, i.e. where the search cannot reach that latent.
+  outside `search_width` stds, i.e. where the search cannot reach that latent; and how far mu's
+  latent is from the anchor's (Euclidean, in those stds: the distance `lsi_anchor_penalty` charges).
 
 Usage:
     MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/latent_probe.py --run <run folder> \
@@ -88,7 +89,13 @@ def main() -> None:
                 outside = round(float((d > width).float().mean()), 4)
                 return {"max_stds_q50_q90": [q(d, 0.5), q(d, 0.9)], "share_outside": outside}
 
-            region = {"search_width": width, "anchor": place(algo.anchor_latent(x)), "mu": place(z_mu)}
+            from_anchor = algo.anchor_distance(x, z_mu.unsqueeze(1)).squeeze(1)  # what lsi_anchor_penalty charges
+            region = {
+                "search_width": width,
+                "anchor": place(algo.anchor_latent(x)),
+                "mu": place(z_mu),
+                "mu_from_anchor_stds_q50_q90": [q(from_anchor, 0.5), q(from_anchor, 0.9)],
+            }
     row = {
         "run": args.run,
         "label": args.label,
