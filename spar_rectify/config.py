@@ -148,6 +148,11 @@ class SPARSettings:
     (the specification's LSI). See `SPAR.anchor_distance`. Measured at 1 with kl_weight=0.02 and the
     conditional search (hopper, 100k): above a sound anchor on mixed data where the unpenalised search
     lost to it, at the anchor's own support violations, and far less reach on narrow data."""
+    lsi_penalty_origin: Literal["anchor", "anchor_or_data"] = "anchor"
+    """[spar] Where lsi_anchor_penalty's distance is measured from: the anchor's latent, or the nearer of
+    the anchor's and the logged residual's latent at that state (the critic was trained on the logged
+    action, so it is trusted near either; around a poor anchor on mixed data the pull toward the anchor
+    alone held SPAR back, benchmarks/README.md)."""
     lsi_agreement: bool = False
     """[spar] Score each candidate by the gain over the current latent that *both* critic heads agree on
     (min over heads of Q_j(candidate) - Q_j(mu), see `losses.paired_gains`) instead of min-Q(candidate) -

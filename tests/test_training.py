@@ -462,3 +462,37 @@ def test_anchor_penalty_moves_the_lsi_target_toward_the_anchor_against_an_optimi
     assert targets[50.0].mean() < 0.5 * targets[0.0].mean(), targets
     with pytest.raises(ValueError, match="lsi_anchor_penalty must be >= 0"):
         cfg.replace(lsi_anchor_penalty=-1.0)
+
+
+def test_penalty_from_anchor_or_data_lets_lsi_reach_the_logged_action(data, point_env, monkeypatch):
+    # an anchor 0.3 off the data's actions, so the logged residual's latent is not the anchor's
+    offset = CallablePolicy(lambda o: np.clip(envs.biased_controller(o) + 0.3, -1, 1), point_env.action_space)
+    cfg = TrainConfig(algo="spar", steps=400, manifold_fraction=0.95, fit_fraction=0.0, lsi_every=1, **FAST)
+    cfg = cfg.replace(
+        latent_search="conditional", anchor_candidate=True, lsi_states=32, lsi_anchor_penalty=50.0, lsi_temperature=0.1
+    )
+    trainer = Trainer(cfg, data, offset)
+    list(trainer.fit())
+    algo, b = trainer.algo, trainer.sample()
+    x, logged = torch.cat([b.obs, b.base_action], -1)[:32], algo.data_residual(b)[:32]
+    logged_z = algo.encode(x, logged)[0].detach().clamp(-cfg.latent_box, cfg.latent_box).unsqueeze(1)
+    assert algo.anchor_distance(x, logged_z, logged).abs().max() < 1e-5  # 0 at the origin it is given
+
+    def likes_the_logged_action(obs, actions):  # a critic right about the data: the logged action is best
+        k = actions.shape[0] // 32
+        return -(actions - b.action[:32].repeat_interleave(k, 0)).pow(2).sum(-1)
+
+    monkeypatch.setattr(algo.critic, "q_min", likes_the_logged_action)
+    seen = {}
+
+    def capture(out, cands, weights):
+        seen["target"] = (weights.unsqueeze(-1) * cands).sum(1)
+        return (out * 0).sum()
+
+    monkeypatch.setattr("spar_rectify.algos.spar.lsi_loss", capture)
+    from_logged = {}
+    for origin in ("anchor", "anchor_or_data"):
+        algo.config = cfg.replace(lsi_penalty_origin=origin)
+        algo._improve(x, b)
+        from_logged[origin] = algo.anchor_distance(x, seen["target"].unsqueeze(1), logged).mean()
+    assert from_logged["anchor_or_data"] < 0.5 * from_logged["anchor"], from_logged

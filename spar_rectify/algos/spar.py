@@ -249,23 +249,32 @@ class SPAR:
             return self.encode(x, zero)[0].clamp(-self.config.latent_box, self.config.latent_box)
 
     @torch.no_grad()
-    def anchor_distance(self, x: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """How far each candidate is from the anchor's own action, in the data's spread at that state: the
-        Euclidean distance from the anchor's latent in the conditional prior's stds (with
-        `latent_search="conditional"`), in latent units otherwise (the box's prior is N(0, I)); without a
-        latent, of the residual from zero in units of the bound rho.
+    def anchor_distance(
+        self, x: torch.Tensor, candidates: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """How far each candidate is from the anchor's own action (or from `base + residual`), in the data's
+        spread at that state: the Euclidean distance from that action's latent in the conditional prior's
+        stds (with `latent_search="conditional"`), in latent units otherwise (the box's prior is N(0, I));
+        without a latent, of the residuals in units of the bound rho.
 
         Args:
             x: normalised observation and anchor action, (B, obs_dim + act_dim).
             candidates: latents (or residuals without a latent), (B, K, L).
+            residual: the origin's residual to the anchor, e.g. the logged one, clipped to rho, (B, act_dim);
+                None: the anchor's own action (a zero residual).
 
         Returns:
-            distances, (B, K), >= 0; 0 at the anchor's own latent.
+            distances, (B, K), >= 0; 0 at the origin's latent.
         """
         if self.encoder is None:
-            return (candidates / self.rho).norm(dim=-1)
+            origin = 0.0 if residual is None else residual.unsqueeze(1)
+            return ((candidates - origin) / self.rho).norm(dim=-1)
+        if residual is None:
+            origin = self.anchor_latent(x)
+        else:
+            origin = self.encode(x, residual)[0].clamp(-self.config.latent_box, self.config.latent_box)
         scale = self.conditional_prior(x)[1].exp().unsqueeze(1) if self.prior is not None else 1.0
-        return ((candidates - self.anchor_latent(x).unsqueeze(1)) / scale).norm(dim=-1)
+        return ((candidates - origin.unsqueeze(1)) / scale).norm(dim=-1)
 
     def _fit(self, x: torch.Tensor, b: Batch) -> dict:
         r = torch.zeros_like(b.action) if self.config.fit_to == "anchor" else self.data_residual(b)
@@ -309,7 +318,10 @@ class SPAR:
                 scores, value = q, self.critic.value(obs)
             if cfg.lsi_anchor_penalty:  # pessimism growing with the distance from the anchor
                 spread = (scores - scores.mean(-1, keepdim=True)).pow(2).mean().sqrt()
-                scores = scores - cfg.lsi_anchor_penalty * spread * 0.5 * self.anchor_distance(x, cands).pow(2)
+                distance = self.anchor_distance(x, cands)
+                if cfg.lsi_penalty_origin == "anchor_or_data":
+                    distance = torch.minimum(distance, self.anchor_distance(x, cands, self.data_residual(b)[:n]))
+                scores = scores - cfg.lsi_anchor_penalty * spread * 0.5 * distance.pow(2)
             log_prior = None
             if self.encoder is not None and cfg.lsi_prior_weight:
                 centre = self.anchor_latent(x).unsqueeze(1) if cfg.fit_to == "anchor" else 0.0
