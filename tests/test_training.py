@@ -424,10 +424,27 @@ def test_in_sample_term_trains_mu_on_every_step_between_lsi_updates(data, anchor
         cfg.replace(in_sample_weight=-1.0)
 
 
+def lsi_targets(algo, x, b, critic, configs) -> list[torch.Tensor]:
+    """The weighted LSI regression target per state, (n, L), that `algo._improve` builds under each of
+    `configs` with `critic` (obs, actions) -> (B,) standing in for the conservative min-Q."""
+    seen, targets = {}, []
+
+    def capture(out, cands, weights):
+        seen["target"] = (weights.unsqueeze(-1) * cands).sum(1)
+        return (out * 0).sum()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(algo.critic, "q_min", critic)
+        mp.setattr("spar_rectify.algos.spar.lsi_loss", capture)
+        for cfg in configs:
+            algo.config = cfg
+            algo._improve(x, b)
+            targets.append(seen["target"])
+    return targets
+
+
 @pytest.mark.parametrize("search", ["box", "conditional"])
-def test_anchor_penalty_moves_the_lsi_target_toward_the_anchor_against_an_optimistic_critic(
-    data, anchor, search, monkeypatch
-):
+def test_anchor_penalty_moves_the_lsi_target_toward_the_anchor_against_an_optimistic_critic(data, anchor, search):
     cfg = TrainConfig(algo="spar", steps=20, manifold_fraction=0.5, fit_fraction=0.0, lsi_every=1, **FAST)
     cfg = cfg.replace(latent_search=search, anchor_candidate=True, lsi_states=32)
     trainer = Trainer(cfg, data, anchor)
@@ -446,25 +463,16 @@ def test_anchor_penalty_moves_the_lsi_target_toward_the_anchor_against_an_optimi
     def optimistic(obs, actions):
         return (actions - b.base_action[:32].repeat_interleave(actions.shape[0] // 32, 0)).pow(2).sum(-1)
 
-    monkeypatch.setattr(algo.critic, "q_min", optimistic)
-    seen = {}
-
-    def capture(out, cands, weights):
-        seen["target"] = (weights.unsqueeze(-1) * cands).sum(1)
-        return (out * 0).sum()
-
-    monkeypatch.setattr("spar_rectify.algos.spar.lsi_loss", capture)
-    targets = {}
-    for kappa in (0.0, 50.0):
-        algo.config = cfg.replace(lsi_anchor_penalty=kappa)
-        algo._improve(x, b)
-        targets[kappa] = algo.anchor_distance(x, seen["target"].unsqueeze(1)).squeeze(1)
-    assert targets[50.0].mean() < 0.5 * targets[0.0].mean(), targets
+    configs = [cfg.replace(lsi_anchor_penalty=kappa) for kappa in (0.0, 50.0)]
+    free, pulled = (
+        algo.anchor_distance(x, t.unsqueeze(1)).mean() for t in lsi_targets(algo, x, b, optimistic, configs)
+    )
+    assert pulled < 0.5 * free, (free, pulled)
     with pytest.raises(ValueError, match="lsi_anchor_penalty must be >= 0"):
         cfg.replace(lsi_anchor_penalty=-1.0)
 
 
-def test_penalty_from_anchor_or_data_lets_lsi_reach_the_logged_action(data, point_env, monkeypatch):
+def test_penalty_from_anchor_or_data_lets_lsi_reach_the_logged_action(data, point_env):
     # an anchor 0.3 off the data's actions, so the logged residual's latent is not the anchor's
     offset = CallablePolicy(lambda o: np.clip(envs.biased_controller(o) + 0.3, -1, 1), point_env.action_space)
     cfg = TrainConfig(algo="spar", steps=400, manifold_fraction=0.95, fit_fraction=0.0, lsi_every=1, **FAST)
@@ -482,17 +490,7 @@ def test_penalty_from_anchor_or_data_lets_lsi_reach_the_logged_action(data, poin
         k = actions.shape[0] // 32
         return -(actions - b.action[:32].repeat_interleave(k, 0)).pow(2).sum(-1)
 
-    monkeypatch.setattr(algo.critic, "q_min", likes_the_logged_action)
-    seen = {}
-
-    def capture(out, cands, weights):
-        seen["target"] = (weights.unsqueeze(-1) * cands).sum(1)
-        return (out * 0).sum()
-
-    monkeypatch.setattr("spar_rectify.algos.spar.lsi_loss", capture)
-    from_logged = {}
-    for origin in ("anchor", "anchor_or_data"):
-        algo.config = cfg.replace(lsi_penalty_origin=origin)
-        algo._improve(x, b)
-        from_logged[origin] = algo.anchor_distance(x, seen["target"].unsqueeze(1), logged).mean()
-    assert from_logged["anchor_or_data"] < 0.5 * from_logged["anchor"], from_logged
+    configs = [cfg.replace(lsi_penalty_origin=origin) for origin in ("anchor", "anchor_or_data")]
+    targets = lsi_targets(algo, x, b, likes_the_logged_action, configs)
+    from_anchor, from_either = (algo.anchor_distance(x, t.unsqueeze(1), logged).mean() for t in targets)
+    assert from_either < 0.5 * from_anchor, (from_anchor, from_either)
