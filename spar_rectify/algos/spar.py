@@ -169,8 +169,7 @@ class SPAR:
         """
         r = torch.maximum(torch.minimum(target - base, self.rho), -self.rho)
         if self.encoder is not None:
-            box = self.config.latent_box
-            r = self.rect.decode(x, self.encode(x, r)[0].clamp(-box, box))
+            r = self.rect.decode(x, self.residual_latent(x, r))
         return (base + r).clamp(-1.0, 1.0)
 
     def residual_policy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,10 +242,13 @@ class SPAR:
     def anchor_latent(self, x: torch.Tensor) -> torch.Tensor:
         """The latent (or, without one, the residual) of the anchor's own action: (B, L), in the box."""
         zero = torch.zeros(x.shape[0], self.rect.act_dim)
-        if self.encoder is None:
-            return zero
-        with torch.no_grad():
-            return self.encode(x, zero)[0].clamp(-self.config.latent_box, self.config.latent_box)
+        return zero if self.encoder is None else self.residual_latent(x, zero)
+
+    @torch.no_grad()
+    def residual_latent(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """The latent of a residual: the encoder's mean for it, clipped to the latent box, (B, L).
+        `residual`: (B, act_dim), clipped to rho."""
+        return self.encode(x, residual)[0].clamp(-self.config.latent_box, self.config.latent_box)
 
     @torch.no_grad()
     def anchor_distance(
@@ -269,10 +271,7 @@ class SPAR:
         if self.encoder is None:
             origin = 0.0 if residual is None else residual.unsqueeze(1)
             return ((candidates - origin) / self.rho).norm(dim=-1)
-        if residual is None:
-            origin = self.anchor_latent(x)
-        else:
-            origin = self.encode(x, residual)[0].clamp(-self.config.latent_box, self.config.latent_box)
+        origin = self.anchor_latent(x) if residual is None else self.residual_latent(x, residual)
         scale = self.conditional_prior(x)[1].exp().unsqueeze(1) if self.prior is not None else 1.0
         return ((candidates - origin.unsqueeze(1)) / scale).norm(dim=-1)
 
@@ -282,9 +281,7 @@ class SPAR:
         if self.encoder is None:
             loss = latent_fit_loss(out, r)
         else:
-            with torch.no_grad():
-                target = self.encode(x, r)[0].clamp(-self.config.latent_box, self.config.latent_box)
-            loss = latent_fit_loss(out, target)
+            loss = latent_fit_loss(out, self.residual_latent(x, r))
         self._step_actor(loss)
         return {"fit_loss": loss.detach()}
 
@@ -349,11 +346,7 @@ class SPAR:
         cfg = self.config
         out, _ = self.residual_policy(x)
         r = self.data_residual(b)
-        if self.encoder is None:
-            target = r
-        else:
-            with torch.no_grad():
-                target = self.encode(x, r)[0].clamp(-cfg.latent_box, cfg.latent_box)
+        target = r if self.encoder is None else self.residual_latent(x, r)
         loss = awr_loss(out, target, advantage, cfg.awr_temperature, cfg.awr_max_weight)
         return loss, {"in_sample_loss": loss.detach()}
 
