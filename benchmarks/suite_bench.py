@@ -38,6 +38,7 @@ from pathlib import Path
 
 import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
 from spar_rectify.algos import training_fields
+from spar_rectify.config import saved_settings
 from spar_rectify.sweep import run_jobs
 
 HERE = Path(__file__).parent
@@ -317,7 +318,7 @@ def set_aside_stale(run_dir: Path, config) -> Path | None:
     if not saved.is_file():
         return None
     then, now = json.loads(saved.read_text()), config.to_dict()
-    then = {**now, **then}  # fields added since take their defaults, as on resume
+    then = {**now, **saved_settings(then)}  # fields added since: what that version trained with, as on resume
     differ = [k for k in training_fields(config) if then[k] != now[k]]
     if not differ:
         return None
@@ -353,7 +354,7 @@ def stale(record: dict) -> bool:
         return algo == "spar"
     config = job_config(algo, record["steps"], record["seed"], record.get("overrides"))
     now = config.to_dict()
-    then = {**now, **record["config"]}  # fields added since take their defaults, as on resume
+    then = {**now, **saved_settings(record["config"])}  # fields added since, as on resume
     return any(then[k] != now[k] for k in training_fields(config))
 
 

@@ -1,7 +1,7 @@
 """Training configuration: one frozen dataclass, validated, saved as JSON beside every run.
 
 Defines `TrainConfig` (its sections `CommonSettings`, `IQLSettings`, `TD3BCSettings`, `SPARSettings`,
-`Bookkeeping`), `ALGOS`, `BOOKKEEPING`, `section_fields`.
+`Bookkeeping`), `ALGOS`, `BOOKKEEPING`, `SAVED_BEFORE_FIELD`, `saved_settings`, `section_fields`.
 
 Defaults follow the papers of each method (TD3+BC: Fujimoto & Gu 2021; IQL: Kostrikov et al.
 2021, locomotion settings) and `shared/design/spar-method.md` for SPAR; every SPAR default is a
@@ -88,11 +88,13 @@ class SPARSettings:
     """[spar] Size of the CVAE latent; None: 2 * act_dim."""
     latent_box: float = 2.0
     """[spar] c: the latent policy stays in |z_i| <= c."""
-    kl_weight: float = 0.5
-    """[spar] lambda_kl of the residual CVAE. Larger: every latent in the box decodes a residual the data
-    has near that state (conservative, imprecise); smaller: a precise support whose box also decodes
-    residuals the data never had there (0.02 on hopper: higher returns, several times the support
-    violations; benchmarks/README.md)."""
+    kl_weight: float = 0.02
+    """[spar] lambda_kl of the residual CVAE. Small (0.02, the default since session 11): a precise support
+    that can express the data's precise actions (IQL's own policy on hopper medium-replay, executed through
+    it, lost 2-7 of its 45.6 points; at the specification's 0.5, 9-15), whose latent box also decodes
+    residuals the data never had at a state, so the default searches each state's own region
+    (latent_search) and charges the distance from the anchor (lsi_anchor_penalty). Larger: every latent in
+    the box decodes a residual the data has near that state (conservative, imprecise; benchmarks/README.md)."""
     residual_bound: Optional[float] = None
     """[spar] rho for every dimension; None: the data's quantile of |residual| per dimension."""
     bound_quantile: float = 0.99
@@ -138,21 +140,23 @@ class SPARSettings:
     has a lower conservative value than where mu already is. False: the specification's softmax over
     every candidate, whose flat weights drift mu toward the data's behaviour (benchmarks/README.md).
     See `losses.lsi_weights`."""
-    lsi_anchor_penalty: float = 0.0
+    lsi_anchor_penalty: float = 1.0
     """[spar] kappa: pessimism that grows with the distance from the anchor. Each candidate's score (its
     conservative Q) loses `kappa * S * d^2 / 2` before the LSI weights are taken, d the candidate's distance
     from the anchor's own latent in the state's conditional-prior stds (latent_search="conditional"), in
     latent units otherwise (in units of rho without a latent), S the RMS within-state spread of the scores
     over the batch: a candidate 2 stds away must beat one at the anchor by 2 * kappa typical spreads. The
     critic is trustworthy near the anchor and over-optimistic far from it (benchmarks/README.md). 0: off
-    (the specification's LSI). See `SPAR.anchor_distance`. Measured at 1 with kl_weight=0.02 and the
-    conditional search (hopper, 100k): above a sound anchor on mixed data where the unpenalised search
-    lost to it, at the anchor's own support violations, and far less reach on narrow data."""
-    lsi_penalty_origin: Literal["anchor", "anchor_or_data"] = "anchor"
-    """[spar] Where lsi_anchor_penalty's distance is measured from: the anchor's latent, or the nearer of
-    the anchor's and the logged residual's latent at that state (the critic was trained on the logged
-    action, so it is trusted near either; around a poor anchor on mixed data the pull toward the anchor
-    alone held SPAR back, benchmarks/README.md)."""
+    (the specification's LSI). See `SPAR.anchor_distance` and lsi_penalty_origin. 1 (the default since
+    session 11), measured with kl_weight=0.02 and the conditional search (hopper, 100k): the score of the
+    previous defaults at a tenth of their support violations, above a sound anchor on mixed data where
+    the unpenalised search lost to it, and less reach on narrow data than without it."""
+    lsi_penalty_origin: Literal["anchor", "anchor_or_data"] = "anchor_or_data"
+    """[spar] Where lsi_anchor_penalty's distance is measured from: the nearer of the anchor's and the
+    logged residual's latent at that state (the default since session 11: the critic was trained on the
+    logged action, so it is trusted near either), or the anchor's latent alone. From the anchor alone the
+    rectifier could not travel where the data does: the SB3 medium policy on hopper medium-expert 56.8
+    against 103.1 from either (100k, benchmarks/README.md)."""
     lsi_agreement: bool = False
     """[spar] Score each candidate by the gain over the current latent that *both* critic heads agree on
     (min over heads of Q_j(candidate) - Q_j(mu), see `losses.paired_gains`) instead of min-Q(candidate) -
@@ -166,15 +170,17 @@ class SPARSettings:
     """[spar] Learning rate of the latent policy mu over stage (iii): constant (the specification), or cosine
     decay from lr to zero at the last step, as IQL's extraction decays its actor's (mu then settles on the
     average of its late targets instead of tracking the latest one)."""
-    latent_search: Literal["box", "conditional"] = "box"
+    latent_search: Literal["box", "conditional"] = "conditional"
     """[spar] Where Latent Self-Imitation searches: "box", the whole latent box (the specification; every
     latent there decodes a residual the data has near that state only while the KL term is strong), or
     "conditional", a state-conditional prior p(z | s, a_b) fitted to the encoder's posteriors in stage (i):
     prior candidates are drawn from it, perturbations scale with its std, and every candidate (mu's own
     latent included) is clipped to within search_width of its stds around its mean, so mu is pulled toward
     what the data did near each state however weak the KL term. Training only: the deployed rectifier is
-    the same module. Measured with kl_weight=0.02 (benchmarks/README.md): far above the defaults on narrow
-    data (hopper medium) at about their violations; below the raw policy around a sound one on mixed data."""
+    the same module. The default since session 11; "box" when use_latent is false (there is no latent to
+    search). Measured with kl_weight=0.02 (benchmarks/README.md): far above the box on narrow data (hopper
+    medium) at about its violations; with lsi_anchor_penalty=0, below the raw policy around a sound one on
+    mixed data."""
     search_width: float = 2.0
     """[spar] With latent_search="conditional": the half-width of the searched region in the conditional
     prior's stds."""
@@ -271,11 +277,8 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         need(self.lsi_anchor_penalty >= 0, "lsi_anchor_penalty", ">= 0")
         need(self.in_sample_weight >= 0, "in_sample_weight", ">= 0")
         need(self.bound_min <= self.bound_max, "bound_min", f"<= bound_max ({self.bound_max})")
-        need(
-            self.latent_search == "box" or self.use_latent,
-            "latent_search",
-            "'box' when use_latent is false (the conditional prior is over the CVAE's latent)",
-        )
+        if not self.use_latent:  # the conditional prior is over the CVAE's latent: without one, the box
+            object.__setattr__(self, "latent_search", "box")
         need(self.residual_bound is None or 0 < self.residual_bound <= 1, "residual_bound", "None or in (0, 1]")
         need(self.bound_max <= 1, "bound_max", "<= 1 (a residual of 1 already spans half the action range)")
         need(self.latent_dim is None or self.latent_dim >= 1, "latent_dim", "None or >= 1")
@@ -334,6 +337,14 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         legacy = {k: v == "True" for k, v in data.items() if _HINTS[k] is bool and v in ("True", "False")}
         return cls(**{**data, **legacy})
 
+    @classmethod
+    def from_saved(cls, data: dict) -> "TrainConfig":
+        """A config a run, checkpoint or record wrote (perhaps by an earlier version): a field it lacks
+        takes the value that reproduces what that version trained (`SAVED_BEFORE_FIELD`), else today's
+        default. `from_dict` instead fills every missing field with today's default (what a user's
+        partial settings mean)."""
+        return cls.from_dict(saved_settings(data))
+
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
@@ -342,10 +353,28 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config not found at {path}")
-        return cls.from_dict(json.loads(path.read_text()))
+        return cls.from_saved(json.loads(path.read_text()))
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+#: Fields whose default changed after they were added, and the value a config written before the field
+#: existed trained with (what `from_saved` fills in): without it a checkpoint from before session 10 would
+#: resume, and a benchmark record count as current, at today's defaults for these fields.
+SAVED_BEFORE_FIELD: dict = {
+    "num_prior": 2,
+    "lsi_improvements_only": False,
+    "latent_search": "box",
+    "search_keeps_anchor": False,
+    "lsi_anchor_penalty": 0.0,
+    "lsi_penalty_origin": "anchor",
+}
+
+
+def saved_settings(data: dict) -> dict:
+    """`data` (a saved config's dict) with the fields it lacks filled from `SAVED_BEFORE_FIELD`."""
+    return {**{k: v for k, v in SAVED_BEFORE_FIELD.items() if k not in data}, **data}
 
 
 #: Settings that do not change what is trained: a resumed run may use other values.

@@ -180,7 +180,7 @@ class Trainer:
                 f"checkpoint at {folder} was written on a dataset of {meta['n']} transitions, this one "
                 f"has {len(self._reward)}; resume on the same dataset, or start a new run directory."
             )
-        _check_resumable_config(TrainConfig.from_dict(meta["config"]), self.config, int(meta["step"]), folder)
+        _check_resumable_config(TrainConfig.from_saved(meta["config"]), self.config, int(meta["step"]), folder)
         for name, module in self.algo.modules().items():
             prefix = f"module.{name}."
             module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -243,7 +243,8 @@ def _check_resumable_config(saved: TrainConfig, now: TrainConfig, step: int, fol
     """Raise ValueError naming the fields that differ, unless only bookkeeping or other methods' fields
     differ (`algos.training_fields`), or the step budget of a run without stages
     (`Algorithm.staged`) grew. Fields added to `TrainConfig` after the checkpoint was written take
-    their defaults (`from_dict`), so older checkpoints stay resumable."""
+    the value that version trained with (`TrainConfig.from_saved`), so older checkpoints stay resumable
+    and never resume under a default that changed since."""
     a, b = saved.to_dict(), now.to_dict()
     differ = [k for k in training_fields(now) if a[k] != b[k]]
     staged = ALGORITHMS[now.algo].staged

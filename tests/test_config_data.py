@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import minari
 import numpy as np
@@ -62,6 +64,19 @@ def test_a_switch_stored_as_text_by_older_versions_loads_as_the_boolean():
     # only the two spellings that were written; anything else is still refused
     with pytest.raises(ValueError, match="must be true or false, got 'yes'"):
         TrainConfig.from_dict({"lsi_agreement": "yes"})
+
+
+def test_a_config_saved_before_a_field_existed_means_what_that_version_trained(tmp_path):
+    # A run folder written before lsi_anchor_penalty and latent_search existed (their defaults changed since).
+    added = ("lsi_anchor_penalty", "lsi_penalty_origin", "latent_search")
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k not in added}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    saved = TrainConfig.load(tmp_path / "config.json")
+    # not today's 1.0, "anchor_or_data", "conditional"
+    assert (saved.lsi_anchor_penalty, saved.lsi_penalty_origin, saved.latent_search) == (0.0, "anchor", "box")
+    assert saved == TrainConfig.from_saved(old) != TrainConfig()
+    # a user's partial settings still mean today's defaults for the rest
+    assert TrainConfig.from_dict({"steps": 5}).lsi_anchor_penalty == TrainConfig().lsi_anchor_penalty == 1.0
 
 
 def _buffers(r, n_episodes=5):

@@ -175,6 +175,10 @@ def test_a_baseline_record_stays_current_when_spar_defaults_change():
     assert suite_bench.stale({**bc, "config": {**bc["config"], "lr": 1e-3}})  # its own settings count
     spar = {**record("spar/hopper/medium-v0", "spar", 0, 40.0), "steps": 100, "config": bc["config"] | {"algo": "spar"}}
     assert suite_bench.stale(spar)
+    # A SPAR record written before lsi_anchor_penalty existed trained without it: stale at today's kappa.
+    today = suite_bench.job_config("spar", 100, 0).to_dict()
+    assert not suite_bench.stale({**spar, "config": today})
+    assert suite_bench.stale({**spar, "config": {k: v for k, v in today.items() if k != "lsi_anchor_penalty"}})
 
 
 def test_a_failed_typed_job_is_reported_not_raised():

@@ -306,8 +306,7 @@ def test_conditional_search_keeps_every_candidate_in_the_states_prior_region(dat
         centre, log_std = algo.conditional_prior(x)
     low, high = (centre - 1.5 * log_std.exp()).unsqueeze(1), (centre + 1.5 * log_std.exp()).unsqueeze(1)
     assert (cands >= low - 1e-5).all() and (cands <= high + 1e-5).all() and cands.abs().max() <= cfg.latent_box
-    with pytest.raises(ValueError, match="latent_search must be 'box' when use_latent is false"):
-        cfg.replace(use_latent=False)
+    assert cfg.replace(use_latent=False).latent_search == "box"  # no latent to search: the box ablation
 
 
 @pytest.mark.parametrize("keeps_anchor", [True, False])
@@ -446,7 +445,7 @@ def lsi_targets(algo, x, b, critic, configs) -> list[torch.Tensor]:
 @pytest.mark.parametrize("search", ["box", "conditional"])
 def test_anchor_penalty_moves_the_lsi_target_toward_the_anchor_against_an_optimistic_critic(data, anchor, search):
     cfg = TrainConfig(algo="spar", steps=20, manifold_fraction=0.5, fit_fraction=0.0, lsi_every=1, **FAST)
-    cfg = cfg.replace(latent_search=search, anchor_candidate=True, lsi_states=32)
+    cfg = cfg.replace(latent_search=search, anchor_candidate=True, lsi_states=32, lsi_penalty_origin="anchor")
     trainer = Trainer(cfg, data, anchor)
     list(trainer.fit())
     algo, b = trainer.algo, trainer.sample()

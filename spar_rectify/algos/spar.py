@@ -5,8 +5,9 @@ then the decoder is frozen and mu is fitted to the encoder mean for `fit_steps`;
 Self-Imitation (LSI) every `lsi_every` steps, plus, with `in_sample_weight`, an advantage-weighted
 regression onto the logged residual's latent at every step (one actor step takes both losses), with
 mu's learning rate constant or, with `actor_lr_schedule="cosine"`, decaying to zero over stage (iii).
-LSI searches the latent box or, with `latent_search="conditional"`, each state's region of a
-state-conditional prior fitted to the encoder's posteriors in stage (i).
+LSI searches each state's region of a state-conditional prior fitted to the encoder's posteriors in
+stage (i) (`latent_search="conditional"`, the default) or the whole latent box ("box"), and with
+`lsi_anchor_penalty` charges each candidate for its distance from the anchor's own latent.
 The critic trains at every step throughout. No gradient of Q with respect to the action reaches
 the policy: the critic only weighs candidates, and every candidate lies on the decoded support.
 """
