@@ -143,10 +143,11 @@ class SPARSettings:
     lsi_anchor_penalty: float = 1.0
     """[spar] kappa: pessimism that grows with the distance from the anchor. Each candidate's score (its
     conservative Q) loses `kappa * S * d^2 / 2` before the LSI weights are taken, d the candidate's distance
-    from the anchor's own latent in the state's conditional-prior stds (latent_search="conditional"), in
+    from the anchor's own latent (or the logged action's, see lsi_penalty_origin) in the state's
+    conditional-prior stds (latent_search="conditional"), in
     latent units otherwise (in units of rho without a latent), S the RMS within-state spread of the scores
     over the batch: a candidate 2 stds away must beat one at the anchor by 2 * kappa typical spreads. The
-    critic is trustworthy near the anchor and over-optimistic far from it (benchmarks/README.md). 0: off
+    critic is trustworthy near what it was trained on and over-optimistic far from it (benchmarks/README.md). 0: off
     (the specification's LSI). See `SPAR.anchor_distance` and lsi_penalty_origin. 1 (the default since
     session 11), measured with kl_weight=0.02 and the conditional search (hopper, 100k): the score of the
     previous defaults at a tenth of their support violations, above a sound anchor on mixed data where
@@ -360,8 +361,8 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
 
 
 #: Fields whose default changed after they were added, and the value a config written before the field
-#: existed trained with (what `from_saved` fills in): without it a checkpoint from before session 10 would
-#: resume, and a benchmark record count as current, at today's defaults for these fields.
+#: existed trained with (what `from_saved` fills in): without it a checkpoint written before one of them
+#: existed would resume, and a benchmark record count as current, at today's defaults for these fields.
 SAVED_BEFORE_FIELD: dict = {
     "num_prior": 2,
     "lsi_improvements_only": False,
