@@ -66,6 +66,8 @@ def test_summary_table_has_mean_and_std_per_method(tmp_path):
         record("spar/hopper/medium-v0", "medium-rectified", 2, 99.0),
     ]
     assert [suite_bench.stale(r) for r in runs] == [False, False, False, True, True]
+    # the harness trains the stale ones again (their records are replaced when they land)
+    assert suite_bench.finished(runs) == {suite_bench.record_key(r) for r in runs[:3]}
     table = suite_bench.summarise(runs, tmp_path / "t.md", tmp_path / "t.png")
     row = [line for line in table.splitlines() if line.startswith("| spar/hopper/medium-v0 ")][0]
     assert "45.0 ± 5.0 (viol 1.0%, n=2)" in row and "60.0 ± 0.0 (viol 2.0%, states 3.0%, n=1)" in row
