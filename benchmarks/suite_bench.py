@@ -317,9 +317,7 @@ def set_aside_stale(run_dir: Path, config) -> Path | None:
     saved = run_dir / "config.json"
     if not saved.is_file():
         return None
-    then, now = json.loads(saved.read_text()), config.to_dict()
-    then = {**now, **saved_settings(then)}  # fields added since: what that version trained with, as on resume
-    differ = [k for k in training_fields(config) if then[k] != now[k]]
+    differ = changed_fields(json.loads(saved.read_text()), config)
     if not differ:
         return None
     k = 0
@@ -353,9 +351,16 @@ def stale(record: dict) -> bool:
     if "config" not in record:
         return algo == "spar"
     config = job_config(algo, record["steps"], record["seed"], record.get("overrides"))
+    return bool(changed_fields(record["config"], config))
+
+
+def changed_fields(saved: dict, config) -> list[str]:
+    """The fields that change what is trained (`algos.training_fields`) on which a saved config (a run
+    folder's or a record's) differs from `config`; a field the saved one lacks counts as what that
+    version trained with (`config.saved_settings`), as on resume."""
     now = config.to_dict()
-    then = {**now, **saved_settings(record["config"])}  # fields added since, as on resume
-    return any(then[k] != now[k] for k in training_fields(config))
+    then = {**now, **saved_settings(saved)}
+    return [k for k in training_fields(config) if then[k] != now[k]]
 
 
 def _steps(method: str, steps: int) -> int:
