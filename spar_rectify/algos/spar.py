@@ -253,7 +253,11 @@ class SPAR:
 
     @torch.no_grad()
     def anchor_distance(
-        self, x: torch.Tensor, candidates: torch.Tensor, residual: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        candidates: torch.Tensor,
+        residual: torch.Tensor | None = None,
+        prior: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """How far each candidate is from the anchor's own action (or from `base + residual`), in the data's
         spread at that state: the Euclidean distance from that action's latent in the conditional prior's
@@ -265,6 +269,7 @@ class SPAR:
             candidates: latents (or residuals without a latent), (B, K, L).
             residual: the origin's residual to the anchor, e.g. the logged one, clipped to rho, (B, act_dim);
                 None: the anchor's own action (a zero residual).
+            prior: `conditional_prior(x)` where the caller has it already (mean, log-std).
 
         Returns:
             distances, (B, K), >= 0; 0 at the origin's latent.
@@ -273,7 +278,10 @@ class SPAR:
             origin = 0.0 if residual is None else residual.unsqueeze(1)
             return ((candidates - origin) / self.rho).norm(dim=-1)
         origin = self.anchor_latent(x) if residual is None else self.residual_latent(x, residual)
-        scale = self.conditional_prior(x)[1].exp().unsqueeze(1) if self.prior is not None else 1.0
+        if self.prior is None:
+            scale = 1.0
+        else:
+            scale = (self.conditional_prior(x) if prior is None else prior)[1].exp().unsqueeze(1)
         return ((candidates - origin.unsqueeze(1)) / scale).norm(dim=-1)
 
     def _fit(self, x: torch.Tensor, b: Batch) -> dict:
@@ -300,7 +308,8 @@ class SPAR:
         # Candidates are ranked by Q differences far smaller than Q itself: scored in full float32 even under
         # fast_matmul (bf16 inputs flipped the best candidate on about a fifth of the states in a probe).
         with torch.no_grad(), training_precision(False):
-            cands = self._candidates(x, out.detach(), self.data_residual(b)[:n])
+            prior = self.conditional_prior(x) if self.prior is not None else None  # once per update
+            cands = self._candidates(x, out.detach(), self.data_residual(b)[:n], prior)
             k = cands.shape[1]
             flat_x = x.unsqueeze(1).expand(-1, k, -1).reshape(n * k, -1)
             if self.encoder is None:
@@ -316,9 +325,10 @@ class SPAR:
                 scores, value = q, self.critic.value(obs)
             if cfg.lsi_anchor_penalty:  # pessimism growing with the distance from the anchor
                 spread = (scores - scores.mean(-1, keepdim=True)).pow(2).mean().sqrt()
-                distance = self.anchor_distance(x, cands)
+                distance = self.anchor_distance(x, cands, prior=prior)
                 if cfg.lsi_penalty_origin == "anchor_or_data":
-                    distance = torch.minimum(distance, self.anchor_distance(x, cands, self.data_residual(b)[:n]))
+                    data = self.anchor_distance(x, cands, self.data_residual(b)[:n], prior)
+                    distance = torch.minimum(distance, data)
                 scores = scores - cfg.lsi_anchor_penalty * spread * 0.5 * distance.pow(2)
             log_prior = None
             if self.encoder is not None and cfg.lsi_prior_weight:
@@ -351,9 +361,16 @@ class SPAR:
         loss = awr_loss(out, target, advantage, cfg.awr_temperature, cfg.awr_max_weight)
         return loss, {"in_sample_loss": loss.detach()}
 
-    def _candidates(self, x: torch.Tensor, current: torch.Tensor, data_residual: torch.Tensor) -> torch.Tensor:
+    def _candidates(
+        self,
+        x: torch.Tensor,
+        current: torch.Tensor,
+        data_residual: torch.Tensor,
+        prior: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """(n, 1 + K + 1 + P [+ 1], L): current, K perturbations, the data's own, P prior samples
-        [and, with `anchor_candidate`, the anchor's own]."""
+        [and, with `anchor_candidate`, the anchor's own]. `prior`: `conditional_prior(x)` where the
+        caller has it already."""
         cfg, g = self.config, self.generator
         n, dim = current.shape
         if self.encoder is None:  # "no latent": isotropic noise on the residual itself
@@ -361,7 +378,7 @@ class SPAR:
             data = data_residual
             prior = (2 * torch.rand((n, cfg.num_prior, dim), generator=g) - 1) * self.rho
         elif self.prior is not None:  # the state's own region: N(m, s^2) of p(z | s, a_b), within width * s
-            centre, log_std = self.conditional_prior(x)
+            centre, log_std = self.conditional_prior(x) if prior is None else prior
             std = log_std.exp().unsqueeze(1)
             scale, box, data = cfg.candidate_sigma * std, cfg.latent_box, self.encode(x, data_residual)[0]
             prior = centre.unsqueeze(1) + std * torch.randn((n, cfg.num_prior, dim), generator=g)
