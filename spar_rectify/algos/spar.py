@@ -376,18 +376,18 @@ class SPAR:
         if self.encoder is None:  # "no latent": isotropic noise on the residual itself
             scale, box = cfg.candidate_sigma * self.rho, self.rho
             data = data_residual
-            prior = (2 * torch.rand((n, cfg.num_prior, dim), generator=g) - 1) * self.rho
+            drawn = (2 * torch.rand((n, cfg.num_prior, dim), generator=g) - 1) * self.rho
         elif self.prior is not None:  # the state's own region: N(m, s^2) of p(z | s, a_b), within width * s
             centre, log_std = self.conditional_prior(x) if prior is None else prior
             std = log_std.exp().unsqueeze(1)
             scale, box, data = cfg.candidate_sigma * std, cfg.latent_box, self.encode(x, data_residual)[0]
-            prior = centre.unsqueeze(1) + std * torch.randn((n, cfg.num_prior, dim), generator=g)
+            drawn = centre.unsqueeze(1) + std * torch.randn((n, cfg.num_prior, dim), generator=g)
         else:
             scale, box = cfg.candidate_sigma, cfg.latent_box
             data = self.encode(x, data_residual)[0]
-            prior = torch.randn((n, cfg.num_prior, dim), generator=g)
+            drawn = torch.randn((n, cfg.num_prior, dim), generator=g)
         noise = torch.randn((n, cfg.num_candidates, dim), generator=g) * scale
-        parts = [current.unsqueeze(1), current.unsqueeze(1) + noise, data.unsqueeze(1), prior]
+        parts = [current.unsqueeze(1), current.unsqueeze(1) + noise, data.unsqueeze(1), drawn]
         if cfg.anchor_candidate:
             parts.append(self.anchor_latent(x).unsqueeze(1))
         cands = torch.cat(parts, 1)
