@@ -309,7 +309,8 @@ class SPAR:
         # fast_matmul (bf16 inputs flipped the best candidate on about a fifth of the states in a probe).
         with torch.no_grad(), training_precision(False):
             prior = self.conditional_prior(x) if self.prior is not None else None  # once per update
-            cands = self._candidates(x, out.detach(), self.data_residual(b)[:n], prior)
+            logged = self.data_residual(b)[:n]
+            cands = self._candidates(x, out.detach(), logged, prior)
             k = cands.shape[1]
             flat_x = x.unsqueeze(1).expand(-1, k, -1).reshape(n * k, -1)
             if self.encoder is None:
@@ -327,7 +328,7 @@ class SPAR:
                 spread = (scores - scores.mean(-1, keepdim=True)).pow(2).mean().sqrt()
                 distance = self.anchor_distance(x, cands, prior=prior)
                 if cfg.lsi_penalty_origin == "anchor_or_data":
-                    data = self.anchor_distance(x, cands, self.data_residual(b)[:n], prior)
+                    data = self.anchor_distance(x, cands, logged, prior)
                     distance = torch.minimum(distance, data)
                 scores = scores - cfg.lsi_anchor_penalty * spread * 0.5 * distance.pow(2)
             log_prior = None
