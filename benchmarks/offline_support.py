@@ -1,0 +1,123 @@
+"""Can the data alone tell how far a rectifier may travel? The support metric on the data's own states.
+
+Usage:
+    MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/offline_support.py \
+        --run benchmarks/_work/variant_s100k_k025d/full/spar_hopper_medium-v0/spar/seed0 \
+        --dataset spar/hopper/medium-v0 --method spar --seed 0 --label k025
+
+The suite's support metric is measured on the states a policy visits in the env: it needs episodes. This
+probe asks the same question offline. It holds out `--probe` dataset states, builds the suite's k-NN
+metric on (state, action) pairs from the rest of the data, and reports, on the held-out states, the
+violation rate and median distance ratio of
+- the logged actions (what the data itself scores against its own neighbours: the floor),
+- the anchor's actions (the base policy the rectifier wraps),
+- the rectified actions as deployed (the critic gate included), and their share of gated states,
+plus the mean distance between rectified and anchor actions (normalised units). A rule that picks the
+penalty kappa offline would read the rectified rate against the anchor's. With `--rollout-record`,
+the harness's env-measured violations of the same run are copied in for comparison.
+
+Appends one row per call to results/offline_support.json (with the command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import spar_rectify  # noqa: F401  (before torch: the MKL path)
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    import numpy as np
+    import torch
+    from suite_bench import SUITE, anchor_policy
+
+    from spar_rectify import RectifiedPolicy
+    from spar_rectify.data import load_minari
+    from spar_rectify.spaces import ActionScaler
+    from spar_rectify.support import SupportMetric
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a finished rectifier run folder (with rectifier/)")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--method", default="spar", choices=("spar", "medium-rectified"))
+    parser.add_argument("--seed", type=int, required=True, help="the run's training seed (finds its BC anchor)")
+    parser.add_argument("--suite", default=None, help="folder of the suite's SB3 policies (default: ../shared/suite)")
+    parser.add_argument("--probe", type=int, default=5000, help="held-out dataset states to query")
+    parser.add_argument("--label", default="", help="a name for the run in the results (e.g. its kappa)")
+    parser.add_argument("--rollout-record", default=None, help="a results JSON whose record of this run to copy in")
+    args = parser.parse_args()
+    if args.probe < 100:
+        parser.error(f"--probe {args.probe}: use at least 100 held-out states")
+    torch.set_num_threads(1)
+
+    run = Path(args.run)
+    if not (run / "rectifier").is_dir():
+        parser.error(f"--run {run}: no rectifier/ folder there; pass a finished rectifier run folder")
+    data = load_minari(args.dataset)
+    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite or SUITE)
+    policy = RectifiedPolicy(anchor, run / "rectifier", check_anchor=False)
+    scaler = ActionScaler(data.action_space)
+
+    obs, act = data.observations.numpy(), data.actions.numpy()
+    rng = np.random.default_rng(12345)
+    held = np.zeros(len(obs), bool)
+    held[rng.choice(len(obs), min(args.probe, len(obs) // 10), replace=False)] = True
+    metric = SupportMetric(obs[~held], act[~held])
+    probe_obs = obs[held].astype(np.float32)
+
+    correction = policy.correct(probe_obs)
+    base = np.clip(scaler.to_normalized(correction.base_action), -1, 1)
+    rect = np.clip(scaler.to_normalized(correction.executed_action), -1, 1)
+
+    def rates(actions: np.ndarray) -> dict[str, float]:
+        report = metric.report(probe_obs, actions)
+        return {"violation_rate": report["support_violation_rate"], "ratio_median": report["support_ratio_median"]}
+
+    row = {
+        "run": str(run),
+        "label": args.label,
+        "dataset": args.dataset,
+        "method": args.method,
+        "seed": args.seed,
+        "probe_states": int(held.sum()),
+        "logged": rates(np.clip(act[held], -1, 1)),
+        "anchor": rates(base),
+        "rectified": rates(rect),
+        "gated_share": float(np.mean(correction.gate_held)),
+        "mean_shift": float(np.linalg.norm(rect - base, axis=1).mean()),
+        "config": json.loads((run / "config.json").read_text()),
+    }
+    if args.rollout_record:
+        runs = json.loads(Path(args.rollout_record).read_text())["runs"]
+        match = [
+            r
+            for r in runs
+            if (r["dataset"], r["method"], r["seed"]) == (args.dataset, args.method, args.seed)
+            and r.get("config", {}).get("steps") == row["config"]["steps"]
+        ]
+        if match:
+            r = match[-1]
+            row["rollout"] = {
+                k: r.get(k) for k in ("normalized_score", "support_violation_rate", "state_violation_rate")
+            }
+    row["command"] = "python benchmarks/offline_support.py " + " ".join(os.sys.argv[1:])
+    print(
+        f"{args.label or run}: logged {100 * row['logged']['violation_rate']:.1f}%  anchor "
+        f"{100 * row['anchor']['violation_rate']:.1f}%  rectified {100 * row['rectified']['violation_rate']:.1f}% "
+        f"(ratio {row['rectified']['ratio_median']:.2f} vs anchor {row['anchor']['ratio_median']:.2f}, shift "
+        f"{row['mean_shift']:.3f}, gated {100 * row['gated_share']:.0f}%)  rollout {row.get('rollout')}",
+        flush=True,
+    )
+    out = HERE / "results" / "offline_support.json"
+    records = json.loads(out.read_text()) if out.exists() else []
+    records.append(row)
+    out.write_text(json.dumps(records, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
