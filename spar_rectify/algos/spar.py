@@ -134,7 +134,11 @@ class SPAR:
 
     @torch.no_grad()
     def search_region(
-        self, x: torch.Tensor, width: float | None = None, prior: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        width: float | None = None,
+        prior: tuple[torch.Tensor, torch.Tensor] | None = None,
+        anchor: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The conditional search's region at each state (with `latent_search="conditional"`): the
         conditional prior's mean +- `width` (default `search_width`) of its stds, widened per dimension
@@ -143,6 +147,7 @@ class SPAR:
         Args:
             x: normalised observation and anchor action, (B, obs_dim + act_dim).
             prior: `conditional_prior(x)` where the caller has it already (mean, log-std).
+            anchor: `anchor_latent(x)` where the caller has it already, (B, L).
 
         Returns:
             lower and upper corners, (B, L) each.
@@ -151,7 +156,7 @@ class SPAR:
         half = (self.config.search_width if width is None else width) * log_std.exp()
         low, high = centre - half, centre + half
         if self.config.search_keeps_anchor:
-            anchor = self.anchor_latent(x)
+            anchor = self.anchor_latent(x) if anchor is None else anchor
             low, high = torch.minimum(low, anchor), torch.maximum(high, anchor)
         return low, high
 
@@ -258,6 +263,7 @@ class SPAR:
         candidates: torch.Tensor,
         residual: torch.Tensor | None = None,
         prior: tuple[torch.Tensor, torch.Tensor] | None = None,
+        origin: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """How far each candidate is from the anchor's own action (or from `base + residual`), in the data's
         spread at that state: the Euclidean distance from that action's latent in the conditional prior's
@@ -270,6 +276,8 @@ class SPAR:
             residual: the origin's residual to the anchor, e.g. the logged one, clipped to rho, (B, act_dim);
                 None: the anchor's own action (a zero residual).
             prior: `conditional_prior(x)` where the caller has it already (mean, log-std).
+            origin: the origin's latent where the caller has it already (`anchor_latent(x)`, or
+                `residual_latent(x, residual)`), (B, L); with a latent only.
 
         Returns:
             distances, (B, K), >= 0; 0 at the origin's latent.
@@ -277,7 +285,8 @@ class SPAR:
         if self.encoder is None:
             origin = 0.0 if residual is None else residual.unsqueeze(1)
             return ((candidates - origin) / self.rho).norm(dim=-1)
-        origin = self.anchor_latent(x) if residual is None else self.residual_latent(x, residual)
+        if origin is None:
+            origin = self.anchor_latent(x) if residual is None else self.residual_latent(x, residual)
         if self.prior is None:
             scale = 1.0
         else:
@@ -308,9 +317,14 @@ class SPAR:
         # Candidates are ranked by Q differences far smaller than Q itself: scored in full float32 even under
         # fast_matmul (bf16 inputs flipped the best candidate on about a fifth of the states in a probe).
         with torch.no_grad(), training_precision(False):
-            prior = self.conditional_prior(x) if self.prior is not None else None  # once per update
+            # Once per update: the prior, and the latents of the anchor's action and of the logged one
+            # (the candidates, the search region and the penalty's origins share them).
+            prior = self.conditional_prior(x) if self.prior is not None else None
             logged = self.data_residual(b)[:n]
-            cands = self._candidates(x, out.detach(), logged, prior)
+            anchor_z = data_z = None
+            if self.encoder is not None:
+                anchor_z, data_z = self.anchor_latent(x), self.encode(x, logged)[0]
+            cands = self._candidates(x, out.detach(), logged, prior, anchor_z, data_z)
             k = cands.shape[1]
             flat_x = x.unsqueeze(1).expand(-1, k, -1).reshape(n * k, -1)
             if self.encoder is None:
@@ -326,14 +340,17 @@ class SPAR:
                 scores, value = q, self.critic.value(obs)
             if cfg.lsi_anchor_penalty:  # pessimism growing with the distance from the anchor
                 spread = (scores - scores.mean(-1, keepdim=True)).pow(2).mean().sqrt()
-                distance = self.anchor_distance(x, cands, prior=prior)
+                distance = self.anchor_distance(x, cands, prior=prior, origin=anchor_z)
                 if cfg.lsi_penalty_origin == "anchor_or_data":
-                    data = self.anchor_distance(x, cands, logged, prior)
+                    box = cfg.latent_box
+                    data = self.anchor_distance(
+                        x, cands, logged, prior, None if data_z is None else data_z.clamp(-box, box)
+                    )
                     distance = torch.minimum(distance, data)
                 scores = scores - cfg.lsi_anchor_penalty * spread * 0.5 * distance.pow(2)
             log_prior = None
             if self.encoder is not None and cfg.lsi_prior_weight:
-                centre = self.anchor_latent(x).unsqueeze(1) if cfg.fit_to == "anchor" else 0.0
+                centre = anchor_z.unsqueeze(1) if cfg.fit_to == "anchor" else 0.0
                 log_prior = -0.5 * (cands - centre).pow(2).sum(-1)
             weights = lsi_weights(
                 scores,
@@ -368,10 +385,13 @@ class SPAR:
         current: torch.Tensor,
         data_residual: torch.Tensor,
         prior: tuple[torch.Tensor, torch.Tensor] | None = None,
+        anchor_z: torch.Tensor | None = None,
+        data_z: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(n, 1 + K + 1 + P [+ 1], L): current, K perturbations, the data's own, P prior samples
-        [and, with `anchor_candidate`, the anchor's own]. `prior`: `conditional_prior(x)` where the
-        caller has it already."""
+        [and, with `anchor_candidate`, the anchor's own]. Where the caller has them already: `prior`,
+        `conditional_prior(x)`; `anchor_z`, `anchor_latent(x)`; `data_z`, the encoder's mean for
+        `data_residual` (unclipped)."""
         cfg, g = self.config, self.generator
         n, dim = current.shape
         if self.encoder is None:  # "no latent": isotropic noise on the residual itself
@@ -381,19 +401,20 @@ class SPAR:
         elif self.prior is not None:  # the state's own region: N(m, s^2) of p(z | s, a_b), within width * s
             centre, log_std = self.conditional_prior(x) if prior is None else prior
             std = log_std.exp().unsqueeze(1)
-            scale, box, data = cfg.candidate_sigma * std, cfg.latent_box, self.encode(x, data_residual)[0]
+            scale, box = cfg.candidate_sigma * std, cfg.latent_box
+            data = self.encode(x, data_residual)[0] if data_z is None else data_z
             drawn = centre.unsqueeze(1) + std * torch.randn((n, cfg.num_prior, dim), generator=g)
         else:
             scale, box = cfg.candidate_sigma, cfg.latent_box
-            data = self.encode(x, data_residual)[0]
+            data = self.encode(x, data_residual)[0] if data_z is None else data_z
             drawn = torch.randn((n, cfg.num_prior, dim), generator=g)
         noise = torch.randn((n, cfg.num_candidates, dim), generator=g) * scale
         parts = [current.unsqueeze(1), current.unsqueeze(1) + noise, data.unsqueeze(1), drawn]
         if cfg.anchor_candidate:
-            parts.append(self.anchor_latent(x).unsqueeze(1))
+            parts.append((self.anchor_latent(x) if anchor_z is None else anchor_z).unsqueeze(1))
         cands = torch.cat(parts, 1)
         if self.prior is not None:
-            low, high = self.search_region(x, prior=(centre, log_std))
+            low, high = self.search_region(x, prior=(centre, log_std), anchor=anchor_z)
             cands = torch.maximum(torch.minimum(cands, high.unsqueeze(1)), low.unsqueeze(1))
         return torch.maximum(torch.minimum(cands, box), -box) if torch.is_tensor(box) else cands.clamp(-box, box)
 
