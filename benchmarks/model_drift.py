@@ -10,8 +10,9 @@ the logged ones, whatever kappa (hopper medium, kappa 0.25: 0.6% against the anc
 env the same rectifier left the data's *states* on 14.5% of steps: the violations come from drift that
 compounds over steps, which a one-step check cannot see. This probe looks for that drift without the env.
 
-It fits an ensemble of `--members` MLPs to the data's transitions (standardised state change from
-standardised state and normalised action; bootstrap batches; cached under `_work/dynamics/`), then rolls
+It runs the kit's own check (`spar_rectify.drift`, what `spar drift` runs) on a harness run: it fits an
+ensemble of `--members` MLPs to the data's transitions (standardised state change from standardised
+state and normalised action; bootstrap batches; seed 0; cached under `_work/dynamics/`), then rolls
 the anchor and the deployed rectified policy (critic gate included) from the same `--starts` dataset
 states for `--horizon` steps, each step through a random member (seeded, the same draws for both
 policies), and reports per policy: the share of model states beyond the suite's state-support threshold
@@ -25,9 +26,9 @@ Appends one row per call to results/model_drift.json (with the command).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
-import time
 from pathlib import Path
 
 import spar_rectify  # noqa: F401  (before torch: the MKL path)
@@ -35,62 +36,13 @@ import spar_rectify  # noqa: F401  (before torch: the MKL path)
 HERE = Path(__file__).parent
 
 
-def fit_dynamics(data, members: int, steps: int, seed: int, cache: Path):
-    """An ensemble (members, B, obs_dim) of standardised state changes from (standardised state, action),
-    and its validation error (MSE in units of the change's std, on 2% held-out transitions)."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from spar_rectify.networks import EnsembleMLP
-
-    obs, act, nxt = data.observations, data.actions, data.next_observations
-    obs_mean, obs_std = obs.mean(0), obs.std(0).clamp_min(1e-3)
-    delta = nxt - obs
-    d_mean, d_std = delta.mean(0), delta.std(0).clamp_min(1e-6)
-    inputs = torch.cat([(obs - obs_mean) / obs_std, act], 1)
-    targets = (delta - d_mean) / d_std
-    model = EnsembleMLP(members, inputs.shape[1], targets.shape[1], (200, 200, 200))
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(inputs), generator=g)
-    val, train = order[: len(order) // 50], order[len(order) // 50 :]
-    if cache.is_file():
-        model.load_state_dict(load_file(cache))
-    else:
-        opt = torch.optim.Adam(model.parameters(), 1e-3)
-        start = time.perf_counter()
-        for step in range(steps):
-            idx = train[torch.randint(len(train), (members, 256), generator=g)]  # bootstrap batch per member
-            loss = (model(inputs[idx]) - targets[idx]).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if (step + 1) % 5000 == 0:
-                seconds = time.perf_counter() - start
-                print(f"  dynamics step {step + 1}/{steps}: loss {loss.item():.4f} ({seconds:.0f} s)", flush=True)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, cache)
-    with torch.no_grad():
-        val_mse = float((model(inputs[val]) - targets[val]).pow(2).mean())
-
-    @torch.no_grad()
-    def step_fn(states: torch.Tensor, actions: torch.Tensor, pick: torch.Tensor):
-        """Next states (B, obs_dim) through member `pick` (B,), and the members' disagreement (B,)."""
-        preds = model(torch.cat([(states - obs_mean) / obs_std, actions], 1)) * d_std + d_mean  # (M, B, obs)
-        spread = (preds.std(0) / obs_std).mean(-1)
-        return states + preds[pick, torch.arange(len(states))], spread
-
-    return step_fn, val_mse
-
-
 def main() -> None:
-    import numpy as np
     import torch
     from suite_bench import SUITE, anchor_policy
 
     from spar_rectify import RectifiedPolicy
     from spar_rectify.data import load_minari
-    from spar_rectify.spaces import ActionScaler
-    from spar_rectify.support import SupportMetric
+    from spar_rectify.drift import META_FILE, DynamicsEnsemble, drift_check
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a finished rectifier run folder (with rectifier/)")
@@ -116,39 +68,18 @@ def main() -> None:
         parser.error(f"--run {run}: no rectifier/ folder there; pass a finished rectifier run folder")
     data = load_minari(args.dataset)
     slug = args.dataset.replace("/", "_")
-    cache = HERE / "_work" / "dynamics" / f"{slug}_m{args.members}_s{args.model_steps}.safetensors"
-    step_fn, val_mse = fit_dynamics(data, args.members, args.model_steps, 0, cache)
-    print(f"dynamics: validation MSE {val_mse:.4f} (units of the state change's std)")
+    folder = HERE / "_work" / "dynamics" / f"{slug}_m{args.members}_s{args.model_steps}"
+    if (folder / META_FILE).is_file():
+        model = DynamicsEnsemble.load(folder)
+    else:
+        model = DynamicsEnsemble.fit(data, args.members, args.model_steps, 0, progress=print)
+        model.save(folder)
+    print(f"dynamics: validation MSE {model.validation_mse:.4f} (units of the state change's variance)")
 
     anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite or SUITE)
     rectified = RectifiedPolicy(anchor, run / "rectifier", check_anchor=False)
-    scaler = ActionScaler(data.action_space)
-    states_metric = SupportMetric(data.observations.numpy())
-    low = data.observations.min(0).values
-    high = data.observations.max(0).values
-    span = high - low
-
-    g = torch.Generator().manual_seed(0)
-    live = torch.nonzero(data.terminations == 0).squeeze(1)
-    start = data.observations[live[torch.randint(len(live), (args.starts,), generator=g)]]
-    picks = torch.randint(args.members, (args.horizon, args.starts), generator=g)
-
-    def rollout(policy) -> dict:
-        s = start.clone()
-        viol, spread = [], []
-        for t in range(args.horizon):
-            a_env = policy(s.numpy())
-            a = torch.as_tensor(np.clip(scaler.to_normalized(a_env), -1, 1), dtype=torch.float32)
-            s, d = step_fn(s, a, picks[t])
-            s = torch.maximum(torch.minimum(s, high + span), low - span)  # a diverging model stays finite
-            viol.append(states_metric.violations(s.numpy()).mean())
-            spread.append(float(d.mean()))
-        return {
-            "state_violation_rate": float(np.mean(viol)),
-            "state_violation_last": float(viol[-1]),
-            "disagreement": float(np.mean(spread)),
-            "per_step_violation": [round(float(v), 4) for v in viol],
-        }
+    report = drift_check({"anchor": anchor, "rectified": rectified}, data, model, args.starts, args.horizon, 0)
+    policies = report.to_dict()["policies"]
 
     row = {
         "run": str(run),
@@ -160,9 +91,9 @@ def main() -> None:
         "horizon": args.horizon,
         "members": args.members,
         "model_steps": args.model_steps,
-        "model_val_mse": val_mse,
-        "anchor": rollout(anchor),
-        "rectified": rollout(rectified),
+        "model_val_mse": model.validation_mse,
+        "anchor": policies["anchor"],
+        "rectified": policies["rectified"],
         "config": json.loads((run / "config.json").read_text()),
     }
     if args.rollout_record:
@@ -187,9 +118,11 @@ def main() -> None:
         flush=True,
     )
     out = HERE / "results" / "model_drift.json"
-    records = json.loads(out.read_text()) if out.exists() else []
-    records.append(row)
-    out.write_text(json.dumps(records, indent=2) + "\n")
+    with open(out.with_suffix(".json.lock"), "w") as lock:  # several probes may run at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = json.loads(out.read_text()) if out.exists() else []
+        records.append(row)
+        out.write_text(json.dumps(records, indent=2) + "\n")
 
 
 if __name__ == "__main__":

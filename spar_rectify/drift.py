@@ -1,0 +1,275 @@
+"""Offline drift check: does a rectified policy leave the data's states more often than its base policy?
+
+Defines `DynamicsEnsemble` and `drift_check`.
+
+A rectifier can keep every single action close to the data and still lead the system, step after step,
+into states the data never reached: on hopper medium a small consistent shift (0.18 in normalised
+action units) took 14.5% of the visited states off the data, while on the data's own states each
+rectified action was as close to the data as a logged one (benchmarks/README.md, session 13). No
+one-step test sees that. `drift_check` looks for it without the env: it rolls both policies from the
+same dataset states through an ensemble of dynamics models fitted to the data's transitions, with the
+same random member at every step for both, and counts the model states beyond the data's state-support
+threshold (`SupportMetric` on states alone). The model's own error makes the absolute shares large; the
+difference between the two policies is the signal. Needs scikit-learn (the `bench` or `test` extra).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from spar_rectify.data import OfflineData
+from spar_rectify.networks import EnsembleMLP
+from spar_rectify.spaces import ActionScaler
+
+MODEL_FILE = "dynamics.safetensors"
+META_FILE = "dynamics.json"
+
+
+class DynamicsEnsemble:
+    """`members` MLPs predicting the standardised state change from (standardised state, action).
+
+    Args:
+        obs_dim, act_dim: sizes of the state and of the (normalised) action.
+        members: ensemble size (>= 2: the disagreement needs two).
+        hidden: hidden widths of each member.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, members: int = 5, hidden: Sequence[int] = (200, 200, 200)):
+        if members < 2:
+            raise ValueError(f"members={members}: use at least 2 (their disagreement is part of the report)")
+        self.obs_dim, self.act_dim, self.members, self.hidden = obs_dim, act_dim, members, tuple(hidden)
+        self.net = EnsembleMLP(members, obs_dim + act_dim, obs_dim, self.hidden)
+        self.stats = {k: torch.zeros(obs_dim) for k in ("obs_mean", "delta_mean")}
+        self.stats |= {k: torch.ones(obs_dim) for k in ("obs_std", "delta_std")}
+        self.validation_mse = float("nan")
+        self.fit_steps = 0
+
+    @classmethod
+    def fit(
+        cls,
+        data: OfflineData,
+        members: int = 5,
+        steps: int = 20_000,
+        seed: int = 0,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        progress: Callable[[str], None] | None = None,
+        hidden: Sequence[int] = (200, 200, 200),
+    ) -> DynamicsEnsemble:
+        """Fit on `data`'s transitions (each member on its own bootstrap batches); 2% are held out for
+        `validation_mse`, the mean squared error in units of the state change's variance."""
+        if steps < 1:
+            raise ValueError(f"steps={steps}: fit the dynamics for at least 1 gradient step (about 20000 is typical)")
+        obs, act, nxt = data.observations, data.actions, data.next_observations
+        with torch.random.fork_rng(devices=[]):  # seeded members, the caller's global RNG untouched
+            torch.manual_seed(seed)
+            model = cls(obs.shape[1], act.shape[1], members, hidden)
+        delta = nxt - obs
+        model.stats = {
+            "obs_mean": obs.mean(0),
+            "obs_std": obs.std(0).clamp_min(1e-3),
+            "delta_mean": delta.mean(0),
+            "delta_std": delta.std(0).clamp_min(1e-6),
+        }
+        inputs = model._inputs(obs, act)
+        targets = (delta - model.stats["delta_mean"]) / model.stats["delta_std"]
+        g = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(inputs), generator=g)
+        val, train = order[: max(len(order) // 50, 1)], order[max(len(order) // 50, 1) :]
+        opt = torch.optim.Adam(model.net.parameters(), lr)
+        start = time.perf_counter()
+        for step in range(steps):
+            idx = train[torch.randint(len(train), (members, batch_size), generator=g)]
+            loss = (model.net(inputs[idx]) - targets[idx]).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if progress is not None and ((step + 1) % max(steps // 10, 1) == 0 or step + 1 == steps):
+                seconds = time.perf_counter() - start
+                progress(f"dynamics: step {step + 1}/{steps}, loss {loss.item():.4f} ({seconds:.0f} s)")
+        with torch.no_grad():
+            model.validation_mse = float((model.net(inputs[val]) - targets[val]).pow(2).mean())
+        model.fit_steps = steps
+        return model
+
+    def _inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return torch.cat([(obs - self.stats["obs_mean"]) / self.stats["obs_std"], act], -1)
+
+    @torch.no_grad()
+    def step(
+        self, states: torch.Tensor, actions: torch.Tensor, pick: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One model step.
+
+        Args:
+            states: (B, obs_dim) env units.
+            actions: (B, act_dim) normalised units, in [-1, 1].
+            pick: (B,) long, the member that moves each row.
+
+        Returns:
+            next states (B, obs_dim) env units, and the members' disagreement (B,): the mean over
+            dimensions of the std of their predicted next states, in units of the data's state std.
+        """
+        preds = self.net(self._inputs(states, actions)) * self.stats["delta_std"] + self.stats["delta_mean"]
+        spread = (preds.std(0) / self.stats["obs_std"]).mean(-1)
+        return states + preds[pick, torch.arange(len(states))], spread
+
+    def save(self, folder: str | Path) -> Path:
+        """Write `dynamics.safetensors` and `dynamics.json` into `folder` (loads without pickle)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        tensors |= {f"stats.{k}": v.contiguous() for k, v in self.stats.items()}
+        save_file(tensors, folder / MODEL_FILE)
+        meta = dict(
+            obs_dim=self.obs_dim,
+            act_dim=self.act_dim,
+            members=self.members,
+            hidden=list(self.hidden),
+            validation_mse=self.validation_mse,
+            fit_steps=self.fit_steps,
+        )
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> DynamicsEnsemble:
+        """Read a model `save` wrote (safetensors and JSON only: no code runs)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not (folder / MODEL_FILE).is_file() or not (folder / META_FILE).is_file():
+            raise FileNotFoundError(
+                f"{folder}: no {MODEL_FILE} and {META_FILE} there; fit a model first (spar drift --model-dir "
+                f"{folder} fits and saves one when the folder is empty)"
+            )
+        meta = json.loads((folder / META_FILE).read_text())
+        model = cls(meta["obs_dim"], meta["act_dim"], meta["members"], meta["hidden"])
+        tensors = load_file(folder / MODEL_FILE)
+        model.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        model.stats = {k[6:]: v for k, v in tensors.items() if k.startswith("stats.")}
+        model.validation_mse, model.fit_steps = meta["validation_mse"], meta["fit_steps"]
+        return model
+
+
+@dataclass
+class DriftReport:
+    """Per-step shares of model states beyond the data's state support, for each policy.
+
+    Attributes:
+        per_step: policy name -> (horizon,) share of the rollouts off the data after each step.
+        disagreement: policy name -> the ensemble's mean disagreement along its rollouts.
+        starts, horizon: rollouts per policy and steps per rollout.
+        validation_mse: the model's held-out error (units of the state change's variance).
+    """
+
+    per_step: dict[str, np.ndarray]
+    disagreement: dict[str, float]
+    starts: int
+    horizon: int
+    validation_mse: float
+    notes: list[str] = field(default_factory=list)
+
+    def mean(self, name: str) -> float:
+        """Share of `name`'s model states off the data, averaged over the horizon."""
+        return float(np.mean(self.per_step[name]))
+
+    def excess(self, name: str = "rectified", reference: str = "base") -> float:
+        """`name`'s mean share minus `reference`'s, in percentage points (> 0: it drifts more)."""
+        return 100.0 * (self.mean(name) - self.mean(reference))
+
+    def to_dict(self) -> dict:
+        return {
+            "starts": self.starts,
+            "horizon": self.horizon,
+            "validation_mse": self.validation_mse,
+            "policies": {
+                name: {
+                    "state_violation_rate": self.mean(name),
+                    "state_violation_last": float(steps[-1]),
+                    "disagreement": self.disagreement[name],
+                    "per_step_violation": [round(float(v), 4) for v in steps],
+                }
+                for name, steps in self.per_step.items()
+            },
+            "excess_points": self.excess() if {"base", "rectified"} <= set(self.per_step) else None,
+        }
+
+    def table(self) -> str:
+        """The report as aligned text lines."""
+        lines = [f"{'policy':>10} {'off the data (mean)':>20} {'at the last step':>17} {'disagreement':>13}"]
+        for name, steps in self.per_step.items():
+            lines.append(
+                f"{name:>10} {100 * self.mean(name):>19.1f}% {100 * steps[-1]:>16.1f}% {self.disagreement[name]:>13.4f}"
+            )
+        return "\n".join(lines)
+
+
+@torch.no_grad()
+def drift_check(
+    policies: dict[str, Callable[[np.ndarray], np.ndarray]],
+    data: OfflineData,
+    model: DynamicsEnsemble,
+    starts: int = 1000,
+    horizon: int = 100,
+    seed: int = 0,
+) -> DriftReport:
+    """Roll each policy from the same `starts` dataset states for `horizon` model steps.
+
+    Args:
+        policies: name -> callable (B, obs_dim) env-unit observations -> (B, act_dim) env-unit actions
+            (a `BasePolicy`, a `RectifiedPolicy`), e.g. {"base": ..., "rectified": ...}.
+        data: the dataset the model and the rectifier were fitted to (the starts and the support).
+        model: a `DynamicsEnsemble` fitted to `data`.
+        starts: rollouts per policy, from non-terminal dataset states drawn with `seed`.
+        horizon: model steps per rollout (drift compounds: 100 separated the runs measured, 25 on
+            average did not).
+        seed: the draws of the start states and of the member at each step (shared by the policies).
+
+    Returns:
+        a `DriftReport`.
+    """
+    from spar_rectify.support import SupportMetric
+
+    if starts < 10:
+        raise ValueError(f"starts={starts}: use at least 10 start states (1000 is typical)")
+    if horizon < 1:
+        raise ValueError(f"horizon={horizon}: use at least 1 model step (100 is typical)")
+    if model.obs_dim != data.observations.shape[1] or model.act_dim != data.actions.shape[1]:
+        raise ValueError(
+            f"the dynamics model is for obs_dim={model.obs_dim}, act_dim={model.act_dim} but the dataset has "
+            f"{data.observations.shape[1]} and {data.actions.shape[1]}; fit the model on this dataset"
+        )
+    scaler = ActionScaler(data.action_space)
+    support = SupportMetric(data.observations.numpy())
+    low, high = data.observations.min(0).values, data.observations.max(0).values
+    span = high - low
+    g = torch.Generator().manual_seed(seed)
+    live = torch.nonzero(data.terminations == 0).squeeze(1)
+    if len(live) == 0:
+        raise ValueError(f"{data.name}: every transition is terminal; there is no state to start a rollout from")
+    first = data.observations[live[torch.randint(len(live), (starts,), generator=g)]]
+    picks = torch.randint(model.members, (horizon, starts), generator=g)
+    per_step, disagreement = {}, {}
+    for name, policy in policies.items():
+        states, shares, spreads = first.clone(), [], []
+        for t in range(horizon):
+            actions = np.asarray(policy(states.numpy()), np.float64)
+            if not np.all(np.isfinite(actions)):
+                raise ValueError(f"policy {name!r} returned a non-finite action at model step {t}")
+            normalised = torch.as_tensor(np.clip(scaler.to_normalized(actions), -1, 1), dtype=torch.float32)
+            states, spread = model.step(states, normalised, picks[t])
+            states = torch.maximum(torch.minimum(states, high + span), low - span)  # a diverging model stays finite
+            shares.append(float(support.violations(states.numpy()).mean()))
+            spreads.append(float(spread.mean()))
+        per_step[name], disagreement[name] = np.asarray(shares), float(np.mean(spreads))
+    return DriftReport(per_step, disagreement, starts, horizon, model.validation_mse)
