@@ -151,17 +151,23 @@ class TuneAlphaArgs:
 
 @dataclass(frozen=True)
 class DriftArgs:
-    """Offline, without the env: does the rectified policy lead the system off the data's states more
+    """Offline, without the env: does a rectified policy lead the system off the data's states more
     often than the base policy? Fits a dynamics ensemble to the dataset (or loads one from --model-dir),
-    rolls both policies from the same dataset states through it, and reports the share of model states
-    beyond the data's state support. A single action close to the data can still drift, step after step."""
+    rolls the base policy and each rectifier from the same dataset states through it, and reports the
+    share of model states beyond the data's state support. A single action close to the data can still
+    drift, step after step. Given several rectifiers (e.g. trained at several lsi_anchor_penalty values),
+    it names the one with the smallest penalty that does not drift."""
 
     policy: Path
     """The base policy the rectifier was trained with (an SB3 zip runs pickle on load: use your own files)."""
-    rectifier: Path
-    """The rectifier folder (or spar train run folder) to check."""
+    rectifier: tuple[Path, ...]
+    """The rectifier folder(s) (or spar train run folders) to check, all trained around --policy."""
     dataset: str
-    """The Minari dataset the rectifier was trained on."""
+    """The Minari dataset the rectifiers were trained on."""
+    threshold: float = 2.0
+    """Excess over the base policy, in percentage points of model states off the data, above which a
+    rectifier counts as drifting (on hopper: +4.4 and more for runs that drifted in the env, +0.7 or less
+    for runs that did not; benchmarks/README.md)."""
     horizon: int = 100
     """Model steps per rollout (drift compounds; 25 on average did not separate the runs measured)."""
     starts: int = 1000
@@ -422,7 +428,7 @@ def _evaluate_table(rows: dict, with_support: bool) -> str:
 def run_drift(args: DriftArgs) -> None:
     import importlib.util
 
-    from spar_rectify.drift import META_FILE, DynamicsEnsemble, drift_check
+    from spar_rectify.drift import META_FILE, DynamicsEnsemble, drift_check, least_penalised_within
 
     if importlib.util.find_spec("sklearn") is None:  # before minutes of fitting, not after
         raise ImportError("spar drift measures support with scikit-learn: pip install 'spar_rectify[bench]'")
@@ -450,21 +456,38 @@ def run_drift(args: DriftArgs) -> None:
         if args.model_dir is not None:
             model.save(args.model_dir)
             print(f"dynamics model saved to {args.model_dir} (--model-dir reuses it)")
+    if not args.rectifier:
+        raise ValueError("--rectifier: give at least one rectifier folder to check")
     base = load_policy(args.policy, args.vec_normalize)
-    rectified = RectifiedPolicy(base, args.rectifier)
-    report = drift_check({"base": base, "rectified": rectified}, data, model, args.starts, args.horizon, args.seed)
+    policies: dict = {"base": base}
+    penalties: dict[str, float | None] = {}
+    for i, folder in enumerate(args.rectifier):
+        name = "rectified" if len(args.rectifier) == 1 else f"rectified {i + 1}"
+        policies[name] = RectifiedPolicy(base, folder)
+        penalties[name] = policies[name].corrector.checkpoint.config.get("lsi_anchor_penalty")
+    report = drift_check(policies, data, model, args.starts, args.horizon, args.seed)
+    pick = least_penalised_within(report, penalties, args.threshold)
+    folders = dict(zip(penalties, map(str, args.rectifier)))
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(report.to_dict() | {"rectifiers": folders, "pick": pick and folders[pick]}, indent=2))
         return
     print(report.table())
+    for name in penalties:
+        verdict = "drifts" if report.excess(name) > args.threshold else "within"
+        print(
+            f"{name}: {folders[name]} (lsi_anchor_penalty {penalties[name]}): excess {report.excess(name):+.1f} "
+            f"points, {verdict} the +{args.threshold:g} threshold"
+        )
     print(
-        f"excess: {report.excess():+.1f} points (rectified minus base, states beyond the data's 99th-percentile "
-        f"nearest-neighbour distance, mean over {args.horizon} model steps from {args.starts} dataset states; model "
-        f"validation error {100 * model.validation_mse:.2f}% of the state change's variance). The model's own error "
-        "makes both shares large: read the difference. On hopper, rectifiers that drifted in the env scored +4.4 "
-        "and +4.5, those that did not +0.7 or less (benchmarks/README.md); above about +2, raise "
-        "--config.lsi-anchor-penalty or deploy with a smaller alpha."
+        f"excess: rectified minus base, share of model states beyond the data's 99th-percentile nearest-neighbour "
+        f"distance, mean over {args.horizon} model steps from {args.starts} dataset states (model validation error "
+        f"{100 * model.validation_mse:.2f}% of the state change's variance; its own error makes every share large: "
+        "read the differences)."
     )
+    if pick is None:
+        print("pick: none stays within the threshold; deploy a smaller alpha, or retrain with a larger penalty")
+    else:
+        print(f"pick: {folders[pick]}, the smallest lsi_anchor_penalty within the threshold")
 
 
 def run_tune_alpha(args: TuneAlphaArgs) -> None:

@@ -1,6 +1,6 @@
 """Offline drift check: does a rectified policy leave the data's states more often than its base policy?
 
-Defines `DynamicsEnsemble` and `drift_check`.
+Defines `DynamicsEnsemble`, `drift_check` and `least_penalised_within`.
 
 A rectifier can keep every single action close to the data and still lead the system, step after step,
 into states the data never reached: on hopper medium a small consistent shift (0.18 in normalised
@@ -16,6 +16,7 @@ difference between the two policies is the signal. Needs scikit-learn (the `benc
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,3 +274,21 @@ def drift_check(
             spreads.append(float(spread.mean()))
         per_step[name], disagreement[name] = np.asarray(shares), float(np.mean(spreads))
     return DriftReport(per_step, disagreement, starts, horizon, model.validation_mse)
+
+
+def least_penalised_within(
+    report: DriftReport, penalties: dict[str, float | None], threshold: float = 2.0, reference: str = "base"
+) -> str | None:
+    """The rectifier to deploy among several of `report`: of those whose excess over `reference` is at most
+    `threshold` percentage points, the one trained with the smallest lsi_anchor_penalty (the most reach the
+    data's states allow), ties broken by the smaller excess; None when every one drifts.
+
+    Args:
+        report: a `DriftReport` with `reference` and every name of `penalties`.
+        penalties: policy name -> its training lsi_anchor_penalty (None when unknown: counts as the largest).
+        threshold: the largest excess, in points, that counts as not drifting.
+    """
+    within = [name for name in penalties if report.excess(name, reference) <= threshold]
+    if not within:
+        return None
+    return min(within, key=lambda n: (math.inf if penalties[n] is None else penalties[n], report.excess(n, reference)))

@@ -212,16 +212,21 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
     raw = json.loads(capsys.readouterr().out)["raw"]
     assert raw["seeds"] == "10000..10001" and 0 <= raw["support_violation_rate"] <= 1
     assert raw["support_ratio_median"] > 0 and raw["support_dataset"] == "t/point/cli-v0"
-    drift = ["drift", "--policy", str(tmp_path / "bc" / "policy"), "--rectifier", str(tmp_path / "spar" / "rectifier")]
-    drift += ["--dataset", "t/point/cli-v0", "--model-steps", "30", "--horizon", "4", "--starts", "20"]
+    rect = str(tmp_path / "spar" / "rectifier")
+    drift = ["drift", "--policy", str(tmp_path / "bc" / "policy"), "--dataset", "t/point/cli-v0"]
+    drift += ["--model-steps", "30", "--horizon", "4", "--starts", "20", "--rectifier", rect]
     cli([*drift, "--members", "2", "--model-dir", str(tmp_path / "dyn")])
     out = capsys.readouterr().out
     assert "dynamics model saved to" in out and "excess:" in out and "rectified" in out
-    cli([*drift, "--model-dir", str(tmp_path / "dyn"), "--json"])  # the saved model, not a new fit
+    assert "pick: " in out and "lsi_anchor_penalty 1.0" in out
+    # two rectifiers (here the same one twice), from the saved model, not a new fit
+    cli([*drift, rect, "--model-dir", str(tmp_path / "dyn"), "--json"])
     out = capsys.readouterr().out
     assert out.startswith("dynamics model loaded from")
     report = json.loads(out[out.index("{") :])
-    assert report["horizon"] == 4 and len(report["policies"]["rectified"]["per_step_violation"]) == 4
+    assert report["horizon"] == 4 and len(report["policies"]["rectified 2"]["per_step_violation"]) == 4
+    assert report["policies"]["rectified 1"] == report["policies"]["rectified 2"]
+    assert report["pick"] in (None, rect)
     with pytest.raises(SystemExit, match="--horizon 0: use at least 1"):
         cli([*drift, "--horizon", "0"])
     cli(

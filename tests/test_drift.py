@@ -81,3 +81,16 @@ def test_drift_check_rejects_bad_input(data, model):
         drift_check({"nan": lambda obs: np.full((len(obs), 2), np.nan)}, data, model, 20, 5)
     with pytest.raises(ValueError, match="members=1"):
         DynamicsEnsemble(6, 2, members=1)
+
+
+def test_the_pick_is_the_least_penalised_rectifier_that_does_not_drift():
+    from spar_rectify.drift import DriftReport, least_penalised_within
+
+    shares = {"base": 0.10, "k025": 0.15, "k05": 0.11, "k1": 0.105, "unknown": 0.10}
+    report = DriftReport({n: np.full(5, v) for n, v in shares.items()}, dict.fromkeys(shares, 0.0), 10, 5, 0.0)
+    assert report.excess("k025") == pytest.approx(5.0)
+    penalties = {"k025": 0.25, "k05": 0.5, "k1": 1.0, "unknown": None}
+    assert least_penalised_within(report, penalties) == "k05"  # k025 drifts (+5 > +2)
+    assert least_penalised_within(report, penalties, threshold=6.0) == "k025"
+    assert least_penalised_within(report, {"k025": 0.25}) is None
+    assert least_penalised_within(report, {"k1": 1.0, "unknown": None}) == "k1"  # unknown counts as the largest
