@@ -232,8 +232,8 @@ def drift_check(
         data: the dataset the model and the rectifier were fitted to (the starts and the support).
         model: a `DynamicsEnsemble` fitted to `data`.
         starts: rollouts per policy, from non-terminal dataset states drawn with `seed`.
-        horizon: model steps per rollout (drift compounds: 100 separated the runs measured, 25 on
-            average did not).
+        horizon: model steps per rollout (drift compounds: over 100 steps the runs that drifted in the
+            env stood 7 points apart from those that did not, over 25 steps 0.3 points).
         seed: the draws of the start states and of the member at each step (shared by the policies).
 
     Returns:
