@@ -38,24 +38,18 @@ HERE = Path(__file__).parent
 
 def main() -> None:
     import torch
-    from suite_bench import SUITE, anchor_policy
+    from suite_bench import add_run_probe_arguments, probed_run, rollout_record
 
     from spar_rectify import RectifiedPolicy
     from spar_rectify.data import load_minari
     from spar_rectify.drift import META_FILE, DynamicsEnsemble, drift_check
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="a finished rectifier run folder (with rectifier/)")
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--method", default="spar", choices=("spar", "medium-rectified"))
-    parser.add_argument("--seed", type=int, required=True, help="the run's training seed (finds its BC anchor)")
-    parser.add_argument("--suite", default=None, help="folder of the suite's SB3 policies (default: ../shared/suite)")
+    add_run_probe_arguments(parser)
     parser.add_argument("--starts", type=int, default=1000, help="dataset states the rollouts start from")
     parser.add_argument("--horizon", type=int, default=25, help="model steps per rollout")
     parser.add_argument("--members", type=int, default=5, help="dynamics ensemble size")
     parser.add_argument("--model-steps", type=int, default=20000, help="gradient steps fitting the ensemble")
-    parser.add_argument("--label", default="", help="a name for the run in the results (e.g. its kappa)")
-    parser.add_argument("--rollout-record", default=None, help="a results JSON whose record of this run to copy in")
     args = parser.parse_args()
     minimums = (("--starts", args.starts, 10), ("--horizon", args.horizon, 1), ("--members", args.members, 2))
     for flag, value, low in minimums:
@@ -63,9 +57,7 @@ def main() -> None:
             parser.error(f"{flag} {value}: use at least {low}")
     torch.set_num_threads(1)
 
-    run = Path(args.run)
-    if not (run / "rectifier").is_dir():
-        parser.error(f"--run {run}: no rectifier/ folder there; pass a finished rectifier run folder")
+    run, anchor = probed_run(parser, args)
     data = load_minari(args.dataset)
     slug = args.dataset.replace("/", "_")
     folder = HERE / "_work" / "dynamics" / f"{slug}_m{args.members}_s{args.model_steps}"
@@ -76,7 +68,6 @@ def main() -> None:
         model.save(folder)
     print(f"dynamics: validation MSE {model.validation_mse:.4f} (units of the state change's variance)")
 
-    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite or SUITE)
     rectified = RectifiedPolicy(anchor, run / "rectifier", check_anchor=False)
     report = drift_check({"anchor": anchor, "rectified": rectified}, data, model, args.starts, args.horizon, 0)
     policies = report.to_dict()["policies"]
@@ -96,18 +87,9 @@ def main() -> None:
         "rectified": policies["rectified"],
         "config": json.loads((run / "config.json").read_text()),
     }
-    if args.rollout_record:
-        runs = json.loads(Path(args.rollout_record).read_text())["runs"]
-        match = [
-            r
-            for r in runs
-            if (r["dataset"], r["method"], r["seed"]) == (args.dataset, args.method, args.seed)
-            and r.get("config", {}).get("steps") == row["config"]["steps"]
-        ]
-        if match:
-            row["rollout"] = {
-                k: match[-1].get(k) for k in ("normalized_score", "support_violation_rate", "state_violation_rate")
-            }
+    rollout = rollout_record(args.rollout_record, args.dataset, args.method, args.seed, row["config"]["steps"])
+    if rollout is not None:
+        row["rollout"] = rollout
     row["command"] = "python benchmarks/model_drift.py " + " ".join(os.sys.argv[1:])
     a, r = row["anchor"], row["rectified"]
     print(

@@ -34,7 +34,7 @@ HERE = Path(__file__).parent
 def main() -> None:
     import numpy as np
     import torch
-    from suite_bench import SUITE, anchor_policy
+    from suite_bench import add_run_probe_arguments, probed_run, rollout_record
 
     from spar_rectify import RectifiedPolicy
     from spar_rectify.data import load_minari
@@ -42,24 +42,15 @@ def main() -> None:
     from spar_rectify.support import SupportMetric
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="a finished rectifier run folder (with rectifier/)")
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--method", default="spar", choices=("spar", "medium-rectified"))
-    parser.add_argument("--seed", type=int, required=True, help="the run's training seed (finds its BC anchor)")
-    parser.add_argument("--suite", default=None, help="folder of the suite's SB3 policies (default: ../shared/suite)")
+    add_run_probe_arguments(parser)
     parser.add_argument("--probe", type=int, default=5000, help="held-out dataset states to query")
-    parser.add_argument("--label", default="", help="a name for the run in the results (e.g. its kappa)")
-    parser.add_argument("--rollout-record", default=None, help="a results JSON whose record of this run to copy in")
     args = parser.parse_args()
     if args.probe < 100:
         parser.error(f"--probe {args.probe}: use at least 100 held-out states")
     torch.set_num_threads(1)
 
-    run = Path(args.run)
-    if not (run / "rectifier").is_dir():
-        parser.error(f"--run {run}: no rectifier/ folder there; pass a finished rectifier run folder")
+    run, anchor = probed_run(parser, args)
     data = load_minari(args.dataset)
-    anchor = anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite or SUITE)
     policy = RectifiedPolicy(anchor, run / "rectifier", check_anchor=False)
     scaler = ActionScaler(data.action_space)
 
@@ -92,19 +83,9 @@ def main() -> None:
         "mean_shift": float(np.linalg.norm(rect - base, axis=1).mean()),
         "config": json.loads((run / "config.json").read_text()),
     }
-    if args.rollout_record:
-        runs = json.loads(Path(args.rollout_record).read_text())["runs"]
-        match = [
-            r
-            for r in runs
-            if (r["dataset"], r["method"], r["seed"]) == (args.dataset, args.method, args.seed)
-            and r.get("config", {}).get("steps") == row["config"]["steps"]
-        ]
-        if match:
-            r = match[-1]
-            row["rollout"] = {
-                k: r.get(k) for k in ("normalized_score", "support_violation_rate", "state_violation_rate")
-            }
+    rollout = rollout_record(args.rollout_record, args.dataset, args.method, args.seed, row["config"]["steps"])
+    if rollout is not None:
+        row["rollout"] = rollout
     row["command"] = "python benchmarks/offline_support.py " + " ".join(os.sys.argv[1:])
     print(
         f"{args.label or run}: logged {100 * row['logged']['violation_rate']:.1f}%  anchor "

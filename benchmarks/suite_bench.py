@@ -192,6 +192,43 @@ def anchor_policy(dataset_dir: Path, dataset: str, method: str, seed: int, suite
     raise ValueError(f"method {method!r} has no anchor; expected one with a frozen base policy (spar, medium-*)")
 
 
+def add_run_probe_arguments(parser) -> None:
+    """The arguments of a probe of one finished rectifier run of the harness (`offline_support.py`,
+    `model_drift.py`): --run, --dataset, --method, --seed, --suite, --label, --rollout-record."""
+    parser.add_argument("--run", required=True, help="a finished rectifier run folder (with rectifier/)")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--method", default="spar", choices=("spar", "medium-rectified"))
+    parser.add_argument("--seed", type=int, required=True, help="the run's training seed (finds its BC anchor)")
+    parser.add_argument("--suite", default=None, help="folder of the suite's SB3 policies (default: ../shared/suite)")
+    parser.add_argument("--label", default="", help="a name for the run in the results (e.g. its kappa)")
+    parser.add_argument("--rollout-record", default=None, help="a results JSON whose record of this run to copy in")
+
+
+def probed_run(parser, args) -> tuple[Path, object]:
+    """The run folder of `add_run_probe_arguments`' --run (checked) and its anchor policy."""
+    run = Path(args.run)
+    if not (run / "rectifier").is_dir():
+        parser.error(f"--run {run}: no rectifier/ folder there; pass a finished rectifier run folder")
+    return run, anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite or SUITE)
+
+
+def rollout_record(path: str | None, dataset: str, method: str, seed: int, steps: int) -> dict | None:
+    """The env-measured score and violations of one run in a harness results file (the last record of
+    that dataset, method, seed and training steps), or None."""
+    if not path:
+        return None
+    runs = json.loads(Path(path).read_text())["runs"]
+    match = [
+        r
+        for r in runs
+        if (r["dataset"], r["method"], r["seed"]) == (dataset, method, seed)
+        and r.get("config", {}).get("steps") == steps
+    ]
+    if not match:
+        return None
+    return {k: match[-1].get(k) for k in ("normalized_score", "support_violation_rate", "state_violation_rate")}
+
+
 class SuiteSupport:
     """The suite's support metrics for one dataset: on (state, action) pairs and on states alone.
 
