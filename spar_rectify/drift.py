@@ -207,11 +207,11 @@ class DriftReport:
 
     def table(self) -> str:
         """The report as aligned text lines."""
-        lines = [f"{'policy':>10} {'off the data (mean)':>20} {'at the last step':>17} {'disagreement':>13}"]
+        w = max(10, *map(len, self.per_step))
+        lines = [f"{'policy':>{w}} {'off the data (mean)':>20} {'at the last step':>17} {'disagreement':>13}"]
         for name, steps in self.per_step.items():
-            lines.append(
-                f"{name:>10} {100 * self.mean(name):>19.1f}% {100 * steps[-1]:>16.1f}% {self.disagreement[name]:>13.4f}"
-            )
+            share, last = 100 * self.mean(name), 100 * steps[-1]
+            lines.append(f"{name:>{w}} {share:>19.1f}% {last:>16.1f}% {self.disagreement[name]:>13.4f}")
         return "\n".join(lines)
 
 

@@ -94,3 +94,12 @@ def test_the_pick_is_the_least_penalised_rectifier_that_does_not_drift():
     assert least_penalised_within(report, penalties, threshold=6.0) == "k025"
     assert least_penalised_within(report, {"k025": 0.25}) is None
     assert least_penalised_within(report, {"k1": 1.0, "unknown": None}) == "k1"  # unknown counts as the largest
+
+
+def test_the_table_aligns_long_policy_names():
+    from spar_rectify.drift import DriftReport
+
+    names = ("base", "rectified 1", "a much longer policy name")
+    report = DriftReport({n: np.zeros(3) for n in names}, dict.fromkeys(names, 0.0), 10, 3, 0.0)
+    lines = report.table().splitlines()
+    assert len({len(line) for line in lines}) == 1 and lines[3].startswith("a much longer policy name")
