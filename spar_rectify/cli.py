@@ -445,6 +445,11 @@ def run_drift(args: DriftArgs) -> None:
     data = load_minari(args.dataset)
     if args.model_dir is not None and (args.model_dir / META_FILE).is_file():
         model = DynamicsEnsemble.load(args.model_dir)
+        if model.dataset not in (None, data.name):
+            raise ValueError(
+                f"--model-dir {args.model_dir} holds a dynamics model of {model.dataset}, not of --dataset "
+                f"{args.dataset}; pass an empty folder (a model of this dataset is fitted and saved there)"
+            )
         print(f"dynamics model loaded from {args.model_dir}")
     else:
         print(

@@ -51,6 +51,7 @@ class DynamicsEnsemble:
         self.stats |= {k: torch.ones(obs_dim) for k in ("obs_std", "delta_std")}
         self.validation_mse = float("nan")
         self.fit_steps = 0
+        self.dataset: str | None = None  # the name of the data it was fitted to
 
     @classmethod
     def fit(
@@ -97,7 +98,7 @@ class DynamicsEnsemble:
                 progress(f"dynamics: step {step + 1}/{steps}, loss {loss.item():.4f} ({seconds:.0f} s)")
         with torch.no_grad():
             model.validation_mse = float((model.net(inputs[val]) - targets[val]).pow(2).mean())
-        model.fit_steps = steps
+        model.fit_steps, model.dataset = steps, data.name
         return model
 
     def _inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
@@ -138,6 +139,7 @@ class DynamicsEnsemble:
             hidden=list(self.hidden),
             validation_mse=self.validation_mse,
             fit_steps=self.fit_steps,
+            dataset=self.dataset,
         )
         (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return folder
@@ -159,6 +161,7 @@ class DynamicsEnsemble:
         model.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         model.stats = {k[6:]: v for k, v in tensors.items() if k.startswith("stats.")}
         model.validation_mse, model.fit_steps = meta["validation_mse"], meta["fit_steps"]
+        model.dataset = meta.get("dataset")
         return model
 
 

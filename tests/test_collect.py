@@ -229,6 +229,11 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
     assert report["pick"] in (None, rect)
     with pytest.raises(SystemExit, match="--horizon 0: use at least 1"):
         cli([*drift, "--horizon", "0"])
+    other = [*drift, "--dataset", "t/point/cli-rect-v0", "--model-dir", str(tmp_path / "dyn")]
+    with pytest.raises(
+        SystemExit, match="holds a dynamics model of t/point/cli-v0, not of --dataset t/point/cli-rect-v0"
+    ):
+        cli(other)
     cli(
         ["train", "--dataset", "t/point/cli-v0", "--run-dir", str(tmp_path / "bc2"), "--quiet"]
         + ["--config.algo", "bc", "--config.steps", "20", "--env", "envs:PointReach-v0", *small]

@@ -40,6 +40,7 @@ def test_save_load_round_trip_without_pickle(tmp_path, data, model):
     a, _ = model.step(data.observations[:50], data.actions[:50], pick)
     b, _ = again.step(data.observations[:50], data.actions[:50], pick)
     assert torch.equal(a, b) and again.validation_mse == model.validation_mse
+    assert again.dataset == model.dataset == data.name
     with pytest.raises(FileNotFoundError, match="spar drift --model-dir"):
         DynamicsEnsemble.load(tmp_path / "empty")
 
