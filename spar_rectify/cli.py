@@ -439,9 +439,19 @@ def run_drift(args: DriftArgs) -> None:
         ("--members", args.members, 2),
     ):
         if value < low:
-            raise ValueError(f"--{flag[2:]} {value}: use at least {low}")
+            raise ValueError(f"{flag} {value}: use at least {low}")
     if args.model_steps < 1:
         raise ValueError(f"--model-steps {args.model_steps}: use at least 1 (about 20000 is typical)")
+    if not args.rectifier:
+        raise ValueError("--rectifier: give at least one rectifier folder to check")
+    # The policies first: a wrong folder or a rectifier of another anchor stops before minutes of fitting.
+    base = load_policy(args.policy, args.vec_normalize)
+    policies: dict = {"base": base}
+    penalties: dict[str, float | None] = {}
+    for i, folder in enumerate(args.rectifier):
+        name = "rectified" if len(args.rectifier) == 1 else f"rectified {i + 1}"
+        policies[name] = RectifiedPolicy(base, folder)
+        penalties[name] = policies[name].corrector.checkpoint.config.get("lsi_anchor_penalty")
     data = load_minari(args.dataset)
     if args.model_dir is not None and (args.model_dir / META_FILE).is_file():
         model = DynamicsEnsemble.load(args.model_dir)
@@ -461,15 +471,6 @@ def run_drift(args: DriftArgs) -> None:
         if args.model_dir is not None:
             model.save(args.model_dir)
             print(f"dynamics model saved to {args.model_dir} (--model-dir reuses it)")
-    if not args.rectifier:
-        raise ValueError("--rectifier: give at least one rectifier folder to check")
-    base = load_policy(args.policy, args.vec_normalize)
-    policies: dict = {"base": base}
-    penalties: dict[str, float | None] = {}
-    for i, folder in enumerate(args.rectifier):
-        name = "rectified" if len(args.rectifier) == 1 else f"rectified {i + 1}"
-        policies[name] = RectifiedPolicy(base, folder)
-        penalties[name] = policies[name].corrector.checkpoint.config.get("lsi_anchor_penalty")
     report = drift_check(policies, data, model, args.starts, args.horizon, args.seed)
     pick = least_penalised_within(report, penalties, args.threshold)
     folders = dict(zip(penalties, map(str, args.rectifier)))
