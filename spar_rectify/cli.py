@@ -166,8 +166,8 @@ class DriftArgs:
     """The Minari dataset the rectifiers were trained on."""
     threshold: float = 2.0
     """Excess over the base policy, in percentage points of model states off the data, above which a
-    rectifier counts as drifting (on hopper: +7.4 and +7.8 for the runs that drifted in the env, +0.6 or
-    less for those that did not; benchmarks/README.md)."""
+    rectifier counts as drifting (on hopper: +7.4 and +7.8 for the runs that drifted in the env, +1.1 or
+    less for the others; benchmarks/README.md)."""
     horizon: int = 100
     """Model steps per rollout (drift compounds: over 25 steps the runs measured barely separated)."""
     starts: int = 1000

@@ -236,7 +236,7 @@ def drift_check(
         model: a `DynamicsEnsemble` fitted to `data`.
         starts: rollouts per policy, from non-terminal dataset states drawn with `seed`.
         horizon: model steps per rollout (drift compounds: over 100 steps the runs that drifted in the
-            env stood 7 points apart from those that did not, over 25 steps 0.3 points).
+            env stood 6 points or more apart from the others, over 25 steps 0.3 points).
         seed: the draws of the start states and of the member at each step (shared by the policies).
 
     Returns:
