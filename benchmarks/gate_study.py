@@ -21,7 +21,6 @@ support metric of the executed (state, action) pairs. Appends to results/gate_st
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ RULES = {
 def main() -> None:
     import numpy as np
     import torch
-    from suite_bench import EVAL_SEED, SUITE, SuiteSupport, anchor_policy, rollouts
+    from suite_bench import EVAL_SEED, SUITE, SuiteSupport, anchor_policy, append_result, rollouts
 
     from spar_rectify.checkpoint import load_rectifier
     from spar_rectify.data import load_minari
@@ -145,8 +144,8 @@ def main() -> None:
             flush=True,
         )
     out = HERE / "results" / "gate_study.json"
-    records = json.loads(out.read_text()) if out.exists() else []
-    records.append(
+    append_result(
+        out,
         {
             "run": str(run),
             "label": args.label,
@@ -158,9 +157,8 @@ def main() -> None:
             "region_width": args.region_width,
             "rules": results,
             "command": "python benchmarks/gate_study.py " + " ".join(os.sys.argv[1:]),
-        }
+        },
     )
-    out.write_text(json.dumps(records, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -26,9 +26,6 @@ Appends one row per call to results/model_drift.json (with the command).
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
-import os
 from pathlib import Path
 
 import spar_rectify  # noqa: F401  (before torch: the MKL path)
@@ -38,7 +35,7 @@ HERE = Path(__file__).parent
 
 def main() -> None:
     import torch
-    from suite_bench import add_run_probe_arguments, probed_run, rollout_record
+    from suite_bench import add_run_probe_arguments, append_result, probe_row, probed_run
 
     from spar_rectify import RectifiedPolicy
     from spar_rectify.data import load_minari
@@ -72,25 +69,18 @@ def main() -> None:
     report = drift_check({"anchor": anchor, "rectified": rectified}, data, model, args.starts, args.horizon, 0)
     policies = report.to_dict()["policies"]
 
-    row = {
-        "run": str(run),
-        "label": args.label,
-        "dataset": args.dataset,
-        "method": args.method,
-        "seed": args.seed,
-        "starts": args.starts,
-        "horizon": args.horizon,
-        "members": args.members,
-        "model_steps": args.model_steps,
-        "model_val_mse": model.validation_mse,
-        "anchor": policies["anchor"],
-        "rectified": policies["rectified"],
-        "config": json.loads((run / "config.json").read_text()),
-    }
-    rollout = rollout_record(args.rollout_record, args.dataset, args.method, args.seed, row["config"]["steps"])
-    if rollout is not None:
-        row["rollout"] = rollout
-    row["command"] = "python benchmarks/model_drift.py " + " ".join(os.sys.argv[1:])
+    row = probe_row(
+        args,
+        run,
+        "model_drift.py",
+        starts=args.starts,
+        horizon=args.horizon,
+        members=args.members,
+        model_steps=args.model_steps,
+        model_val_mse=model.validation_mse,
+        anchor=policies["anchor"],
+        rectified=policies["rectified"],
+    )
     a, r = row["anchor"], row["rectified"]
     print(
         f"{args.label or run}: model state violations anchor {100 * a['state_violation_rate']:.1f}% "
@@ -99,12 +89,7 @@ def main() -> None:
         f"{r['disagreement']:.3f})  env {row.get('rollout')}",
         flush=True,
     )
-    out = HERE / "results" / "model_drift.json"
-    with open(out.with_suffix(".json.lock"), "w") as lock:  # several probes may run at once
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        records = json.loads(out.read_text()) if out.exists() else []
-        records.append(row)
-        out.write_text(json.dumps(records, indent=2) + "\n")
+    append_result(HERE / "results" / "model_drift.json", row)
 
 
 if __name__ == "__main__":

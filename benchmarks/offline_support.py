@@ -22,8 +22,6 @@ Appends one row per call to results/offline_support.json (with the command).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 
 import spar_rectify  # noqa: F401  (before torch: the MKL path)
@@ -34,7 +32,7 @@ HERE = Path(__file__).parent
 def main() -> None:
     import numpy as np
     import torch
-    from suite_bench import add_run_probe_arguments, probed_run, rollout_record
+    from suite_bench import add_run_probe_arguments, append_result, probe_row, probed_run
 
     from spar_rectify import RectifiedPolicy
     from spar_rectify.data import load_minari
@@ -69,24 +67,17 @@ def main() -> None:
         report = metric.report(probe_obs, actions)
         return {"violation_rate": report["support_violation_rate"], "ratio_median": report["support_ratio_median"]}
 
-    row = {
-        "run": str(run),
-        "label": args.label,
-        "dataset": args.dataset,
-        "method": args.method,
-        "seed": args.seed,
-        "probe_states": int(held.sum()),
-        "logged": rates(np.clip(act[held], -1, 1)),
-        "anchor": rates(base),
-        "rectified": rates(rect),
-        "gated_share": float(np.mean(correction.gate_held)),
-        "mean_shift": float(np.linalg.norm(rect - base, axis=1).mean()),
-        "config": json.loads((run / "config.json").read_text()),
-    }
-    rollout = rollout_record(args.rollout_record, args.dataset, args.method, args.seed, row["config"]["steps"])
-    if rollout is not None:
-        row["rollout"] = rollout
-    row["command"] = "python benchmarks/offline_support.py " + " ".join(os.sys.argv[1:])
+    row = probe_row(
+        args,
+        run,
+        "offline_support.py",
+        probe_states=int(held.sum()),
+        logged=rates(np.clip(act[held], -1, 1)),
+        anchor=rates(base),
+        rectified=rates(rect),
+        gated_share=float(np.mean(correction.gate_held)),
+        mean_shift=float(np.linalg.norm(rect - base, axis=1).mean()),
+    )
     print(
         f"{args.label or run}: logged {100 * row['logged']['violation_rate']:.1f}%  anchor "
         f"{100 * row['anchor']['violation_rate']:.1f}%  rectified {100 * row['rectified']['violation_rate']:.1f}% "
@@ -94,10 +85,7 @@ def main() -> None:
         f"{row['mean_shift']:.3f}, gated {100 * row['gated_share']:.0f}%)  rollout {row.get('rollout')}",
         flush=True,
     )
-    out = HERE / "results" / "offline_support.json"
-    records = json.loads(out.read_text()) if out.exists() else []
-    records.append(row)
-    out.write_text(json.dumps(records, indent=2) + "\n")
+    append_result(HERE / "results" / "offline_support.json", row)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def main() -> None:
     import numpy as np
     import torch
     from stable_baselines3 import SAC
-    from suite_bench import EVAL_SEED, SuiteSupport, add_overrides_argument, parse_overrides, rollouts
+    from suite_bench import EVAL_SEED, SuiteSupport, add_overrides_argument, append_result, parse_overrides, rollouts
 
     from spar_rectify import Exploration, RectifiedPolicy, TrainConfig, collect, load_minari, load_policy, train
     from spar_rectify.evaluation import reference_returns
@@ -137,8 +137,8 @@ def main() -> None:
         gain = f", paired gain {row['paired_gain']:+.2f} +- {row['paired_gain_se']:.2f}" if "paired_gain" in row else ""
         log(f"  {name}: return {row['return']:.2f} (normalised {row['normalized_score']:.1f}){gain}")
     out = HERE / "results" / "outside_task.json"
-    records = json.loads(out.read_text()) if out.exists() else []
-    records.append(
+    append_result(
+        out,
         {
             "env": args.env,
             "seed": args.seed,
@@ -153,9 +153,8 @@ def main() -> None:
             "episodes": args.episodes,
             "rows": rows,
             "command": "python benchmarks/outside_task.py " + " ".join(os.sys.argv[1:]),
-        }
+        },
     )
-    out.write_text(json.dumps(records, indent=2) + "\n")
     log(f"wrote {out}")
 
 

@@ -32,6 +32,7 @@ import argparse
 import dataclasses
 import fcntl
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -560,6 +561,37 @@ def save_record(out: Path, tier: str, record: dict, keep_train_seconds: bool = F
         tmp.write_text(json.dumps({"tier": tier, "runs": records}, indent=2) + "\n")
         tmp.replace(out)
     return records
+
+
+def append_result(out: Path, row: dict) -> None:
+    """Append one row to a probe's results file (a JSON list), re-reading it first, under a lock, so that
+    probes running side by side never drop each other's rows."""
+    with open(out.with_suffix(".json.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(out.read_text()) if out.is_file() else []
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps([*rows, row], indent=2) + "\n")
+        tmp.replace(out)
+
+
+def probe_row(args, run: Path, script: str, **fields) -> dict:
+    """A results row of a probe of one harness run (`add_run_probe_arguments`): the run, its label,
+    dataset, method and seed, `fields`, the run's training config, the harness's env-measured record of
+    it (with --rollout-record, when found) and the command."""
+    row = {
+        "run": str(run),
+        "label": args.label,
+        "dataset": args.dataset,
+        "method": args.method,
+        "seed": args.seed,
+        **fields,
+        "config": json.loads((run / "config.json").read_text()),
+    }
+    rollout = rollout_record(args.rollout_record, args.dataset, args.method, args.seed, row["config"]["steps"])
+    if rollout is not None:
+        row["rollout"] = rollout
+    row["command"] = f"python benchmarks/{script} " + " ".join(sys.argv[1:])
+    return row
 
 
 def combine(results: Path = RESULTS) -> Path:
