@@ -39,7 +39,7 @@ def main() -> None:
 
     from spar_rectify import RectifiedPolicy
     from spar_rectify.data import load_minari
-    from spar_rectify.drift import META_FILE, DynamicsEnsemble, drift_check
+    from spar_rectify.drift import drift_check, load_or_fit
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_probe_arguments(parser)
@@ -47,49 +47,58 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=25, help="model steps per rollout")
     parser.add_argument("--members", type=int, default=5, help="dynamics ensemble size")
     parser.add_argument("--model-steps", type=int, default=20000, help="gradient steps fitting the ensemble")
+    parser.add_argument(
+        "--alphas",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="residual scales to deploy the rectifier at (one row each, the same rollout draws)",
+    )
     args = parser.parse_args()
     minimums = (("--starts", args.starts, 10), ("--horizon", args.horizon, 1), ("--members", args.members, 2))
     for flag, value, low in minimums:
         if value < low:
             parser.error(f"{flag} {value}: use at least {low}")
+    if any(not 0 <= a <= 1 for a in args.alphas):
+        parser.error(f"--alphas {' '.join(map(str, args.alphas))}: each must lie in [0, 1] (1 = the whole residual)")
     torch.set_num_threads(1)
 
     run, anchor = probed_run(parser, args)
     data = load_minari(args.dataset)
     slug = args.dataset.replace("/", "_")
     folder = HERE / "_work" / "dynamics" / f"{slug}_m{args.members}_s{args.model_steps}"
-    if (folder / META_FILE).is_file():
-        model = DynamicsEnsemble.load(folder)
-    else:
-        model = DynamicsEnsemble.fit(data, args.members, args.model_steps, 0, progress=print)
-        model.save(folder)
+    model = load_or_fit(data, folder, args.members, args.model_steps, 0, progress=print)
     print(f"dynamics: validation MSE {model.validation_mse:.4f} (units of the state change's variance)")
 
-    rectified = RectifiedPolicy(anchor, run / "rectifier", check_anchor=False)
-    report = drift_check({"anchor": anchor, "rectified": rectified}, data, model, args.starts, args.horizon, 0)
-    policies = report.to_dict()["policies"]
-
-    row = probe_row(
-        args,
-        run,
-        "model_drift.py",
-        starts=args.starts,
-        horizon=args.horizon,
-        members=args.members,
-        model_steps=args.model_steps,
-        model_val_mse=model.validation_mse,
-        anchor=policies["anchor"],
-        rectified=policies["rectified"],
-    )
-    a, r = row["anchor"], row["rectified"]
-    print(
-        f"{args.label or run}: model state violations anchor {100 * a['state_violation_rate']:.1f}% "
-        f"(last {100 * a['state_violation_last']:.1f}%, disagreement {a['disagreement']:.3f})  rectified "
-        f"{100 * r['state_violation_rate']:.1f}% (last {100 * r['state_violation_last']:.1f}%, disagreement "
-        f"{r['disagreement']:.3f})  env {row.get('rollout')}",
-        flush=True,
-    )
-    append_result(HERE / "results" / "model_drift.json", row)
+    policies = {"anchor": anchor}
+    policies |= {
+        f"alpha={a:g}": RectifiedPolicy(anchor, run / "rectifier", alpha=a, check_anchor=False) for a in args.alphas
+    }
+    report = drift_check(policies, data, model, args.starts, args.horizon, 0).to_dict()["policies"]
+    for alpha in args.alphas:
+        row = probe_row(
+            args,
+            run,
+            "model_drift.py",
+            starts=args.starts,
+            horizon=args.horizon,
+            members=args.members,
+            model_steps=args.model_steps,
+            model_val_mse=model.validation_mse,
+            alpha=alpha,
+            anchor=report["anchor"],
+            rectified=report[f"alpha={alpha:g}"],
+        )
+        a, r = row["anchor"], row["rectified"]
+        print(
+            f"{args.label or run} alpha {alpha:g}: model state violations anchor "
+            f"{100 * a['state_violation_rate']:.1f}% "
+            f"(last {100 * a['state_violation_last']:.1f}%, disagreement {a['disagreement']:.3f})  rectified "
+            f"{100 * r['state_violation_rate']:.1f}% (last {100 * r['state_violation_last']:.1f}%, disagreement "
+            f"{r['disagreement']:.3f})  env {row.get('rollout')}",
+            flush=True,
+        )
+        append_result(HERE / "results" / "model_drift.json", row)
 
 
 if __name__ == "__main__":

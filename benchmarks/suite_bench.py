@@ -39,7 +39,7 @@ from pathlib import Path
 
 import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
 from spar_rectify.algos import training_fields
-from spar_rectify.config import saved_settings
+from spar_rectify.config import DEPLOYMENT_FIELDS, saved_settings
 from spar_rectify.sweep import run_jobs
 
 HERE = Path(__file__).parent
@@ -310,7 +310,12 @@ def run_one(job: Job) -> dict:
     config_file = run_dir / "config.json"
     trained = {"config": json.loads(config_file.read_text())} if spec.run_method != "medium-raw" else {}
     # How a rectifier was deployed: the critic gate (on by default when the rectifier carries its critic).
-    deployed = {"gate": bool(policy.corrector.gate)} if hasattr(policy, "corrector") else {}
+    deployed = (
+        {"gate": bool(policy.corrector.gate), "alpha": policy.corrector.alpha} if hasattr(policy, "corrector") else {}
+    )
+    summary = run_dir / "summary.json"
+    if result is not None and summary.is_file() and "auto_alpha" in json.loads(summary.read_text()):
+        deployed["auto_alpha"] = json.loads(summary.read_text())["auto_alpha"]  # the offline choice of alpha
     # MKL's code path changes float rounding, and chaotic tasks (HalfCheetah) amplify it: record it.
     deployed["mkl_intel_path"] = spar_rectify.mkl.status()["active"]
     return {
@@ -355,7 +360,8 @@ def set_aside_stale(run_dir: Path, config) -> Path | None:
     saved = run_dir / "config.json"
     if not saved.is_file():
         return None
-    differ = changed_fields(json.loads(saved.read_text()), config)
+    # The deployment settings do not change the weights: a finished run is re-deployed, not retrained.
+    differ = [k for k in changed_fields(json.loads(saved.read_text()), config) if k not in DEPLOYMENT_FIELDS]
     if not differ:
         return None
     k = 0

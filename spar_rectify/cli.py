@@ -184,6 +184,11 @@ class DriftArgs:
     """Print JSON instead of a table."""
     vec_normalize: Optional[Path] = None
     """VecNormalize statistics of an SB3 --policy (pickle: trusted files only)."""
+    alphas: Optional[tuple[float, ...]] = None
+    """With one --rectifier: deploy it at each of these residual scales and name the largest within
+    --threshold (what spar train does after training, TrainConfig.auto_alpha); e.g. 1 0.75 0.5 0.25."""
+    save: bool = False
+    """With --alphas: write the chosen alpha into the rectifier folder as its default."""
 
 
 @dataclass(frozen=True)
@@ -426,12 +431,7 @@ def _evaluate_table(rows: dict, with_support: bool) -> str:
 
 
 def run_drift(args: DriftArgs) -> None:
-    import importlib.util
-
-    from spar_rectify.drift import META_FILE, DynamicsEnsemble, drift_check, least_penalised_within
-
-    if importlib.util.find_spec("sklearn") is None:  # before minutes of fitting, not after
-        raise ImportError("spar drift measures support with scikit-learn: pip install 'spar_rectify[bench]'")
+    from spar_rectify.drift import META_FILE, drift_check, least_penalised_within, load_or_fit
 
     for flag, value, low in (
         ("--horizon", args.horizon, 1),
@@ -444,6 +444,14 @@ def run_drift(args: DriftArgs) -> None:
         raise ValueError(f"--model-steps {args.model_steps}: use at least 1 (about 20000 is typical)")
     if not args.rectifier:
         raise ValueError("--rectifier: give at least one rectifier folder to check")
+    if args.alphas is not None and len(args.rectifier) != 1:
+        raise ValueError(f"--alphas: give one --rectifier to choose its alpha (got {len(args.rectifier)})")
+    if args.alphas is not None:
+        for alpha in args.alphas:
+            if not 0 <= alpha <= 1:
+                raise ValueError(f"--alphas {alpha}: each residual scale must lie in [0, 1] (1: the whole residual)")
+    if args.save and args.alphas is None:
+        raise ValueError("--save stores the alpha --alphas chooses: add e.g. --alphas 1 0.75 0.5 0.25")
     # The policies first: a wrong folder or a rectifier of another anchor stops before minutes of fitting.
     base = load_policy(args.policy, args.vec_normalize)
     policies: dict = {"base": base}
@@ -454,23 +462,18 @@ def run_drift(args: DriftArgs) -> None:
         penalties[name] = policies[name].corrector.checkpoint.config.get("lsi_anchor_penalty")
     data = load_minari(args.dataset)
     if args.model_dir is not None and (args.model_dir / META_FILE).is_file():
-        model = DynamicsEnsemble.load(args.model_dir)
-        if model.dataset not in (None, data.name):
+        fitted_to = json.loads((args.model_dir / META_FILE).read_text()).get("dataset")
+        if fitted_to not in (None, data.name):
             raise ValueError(
-                f"--model-dir {args.model_dir} holds a dynamics model of {model.dataset}, not of --dataset "
+                f"--model-dir {args.model_dir} holds a dynamics model of {fitted_to}, not of --dataset "
                 f"{args.dataset}; pass an empty folder (a model of this dataset is fitted and saved there)"
             )
-        print(f"dynamics model loaded from {args.model_dir}")
-    else:
-        print(
-            f"fitting a {args.members}-member dynamics model to {args.dataset} ({args.model_steps} steps)", flush=True
-        )
-        model = DynamicsEnsemble.fit(
-            data, args.members, args.model_steps, args.seed, progress=lambda line: print(line, flush=True)
-        )
-        if args.model_dir is not None:
-            model.save(args.model_dir)
-            print(f"dynamics model saved to {args.model_dir} (--model-dir reuses it)")
+    model = load_or_fit(
+        data, args.model_dir, args.members, args.model_steps, args.seed, progress=lambda line: print(line, flush=True)
+    )
+    if args.alphas is not None:
+        _drift_alphas(args, base, data, model)
+        return
     report = drift_check(policies, data, model, args.starts, args.horizon, args.seed)
     pick = least_penalised_within(report, penalties, args.threshold)
     folders = dict(zip(penalties, map(str, args.rectifier)))
@@ -494,6 +497,22 @@ def run_drift(args: DriftArgs) -> None:
         print("pick: none stays within the threshold; deploy a smaller alpha, or retrain with a larger penalty")
     else:
         print(f"pick: {folders[pick]}, the smallest lsi_anchor_penalty within the threshold")
+
+
+def _drift_alphas(args: DriftArgs, base, data, model) -> None:
+    """spar drift --alphas: the largest alpha of one rectifier within --threshold (--save stores it)."""
+    from spar_rectify.drift import choose_alpha
+
+    folder = args.rectifier[0]
+    chosen = choose_alpha(base, folder, data, model, args.alphas, args.threshold, args.starts, args.horizon, args.seed)
+    if args.save:
+        set_default_alpha(folder, chosen.alpha)
+    if args.json:
+        print(json.dumps(chosen.to_dict() | {"rectifier": str(folder), "saved": args.save}, indent=2))
+        return
+    print(chosen.report.table())
+    print(chosen.table())
+    print(f"default alpha of {folder} is now {chosen.alpha:g}" if args.save else "(--save stores it as the default)")
 
 
 def run_tune_alpha(args: TuneAlphaArgs) -> None:

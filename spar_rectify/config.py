@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,7 @@ class SPARSettings:
     has a lower conservative value than where mu already is. False: the specification's softmax over
     every candidate, whose flat weights drift mu toward the data's behaviour (benchmarks/README.md).
     See `losses.lsi_weights`."""
-    lsi_anchor_penalty: float = 1.0
+    lsi_anchor_penalty: float = 0.25
     """[spar] kappa: pessimism that grows with the distance from the anchor. Each candidate's score (its
     conservative Q) loses `kappa * S * d^2 / 2` before the LSI weights are taken, d the candidate's distance
     from the anchor's own latent (or the logged action's, see lsi_penalty_origin) in the state's
@@ -148,10 +149,12 @@ class SPARSettings:
     latent units otherwise (in units of rho without a latent), S the RMS within-state spread of the scores
     over the batch: a candidate 2 stds away must beat one at the anchor by 2 * kappa typical spreads. The
     critic is trustworthy near what it was trained on and over-optimistic far from it (benchmarks/README.md). 0: off
-    (the specification's LSI). See `SPAR.anchor_distance` and lsi_penalty_origin. 1 (the default since
-    session 11), measured with kl_weight=0.02 and the conditional search (hopper, 100k): the score of the
-    previous defaults at a tenth of their support violations, above a sound anchor on mixed data where
-    the unpenalised search lost to it, and less reach on narrow data than without it."""
+    (the specification's LSI). See `SPAR.anchor_distance` and lsi_penalty_origin. 0.25 (the default since
+    session 14, with auto_alpha), measured on hopper, 100k, seed 0, against 1 (session 11's default): above it on
+    all four cells (BC anchor: medium-replay 58.7 against 36.5, medium 70.5 against 61.1; the SB3 medium
+    policy: medium-replay 54.4 against 49.9, medium 66.6 against 58.3), at 200k on medium-replay 86.2 against
+    47.3. Alone it reaches too far on narrow data (hopper medium: 14.5% of the env's states off the data at
+    alpha 1); auto_alpha finds that offline and deploys a part of the residual (0.5 there)."""
     lsi_penalty_origin: Literal["anchor", "anchor_or_data"] = "anchor_or_data"
     """[spar] Where lsi_anchor_penalty's distance is measured from: the nearer of the anchor's and the
     logged residual's latent at that state (the default since session 11: the critic was trained on the
@@ -205,6 +208,24 @@ class SPARSettings:
     anchored: bool = True
     """[spar] False: no anchor; a global policy (zero base action) with rho = 1."""
 
+    # SPAR deployment: the rectifier's default alpha, chosen offline (does not change the weights)
+    auto_alpha: bool = True
+    """[spar] After training, choose the rectifier's default alpha without env episodes
+    (`spar_rectify.drift.choose_alpha`): fit a dynamics model to the data (drift_model_steps; saved in the
+    run folder's dynamics/), roll the anchor and the rectified policy at alpha 1, 0.75, 0.5 and 0.25 from
+    the same dataset states through it, and keep the largest alpha whose share of states off the data
+    exceeds the anchor's by at most drift_threshold points (0, the base policy, when none does). A
+    rectifier can keep every single action near the data and still drift, step after step, where the data
+    never went (hopper medium: 14.5% of the env's states at alpha 1; the check picked 0.5: 0.9% of the states
+    off the data, 70.5 normalised against the anchor's 66.6). Adds minutes on a CPU core at the end of a
+    run; the final evaluation and summary.json report the chosen alpha. False: the default alpha is 1
+    (`spar drift --alphas ... --save` or `spar tune-alpha --save` can set it later)."""
+    drift_threshold: float = 2.0
+    """[spar] auto_alpha's tolerance: percentage points of model states off the data above the anchor's (the
+    hopper runs that drifted in the env stood at +7.4 and +7.8, the others at +1.1 or less)."""
+    drift_model_steps: int = 20_000
+    """[spar] auto_alpha's gradient steps fitting the 5-member dynamics ensemble."""
+
 
 @dataclass(frozen=True)
 class Bookkeeping:
@@ -255,6 +276,8 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
             "log_every",
         ):
             need(getattr(self, name) >= 1, name, "an integer >= 1")
+        need(self.drift_model_steps >= 1, "drift_model_steps", "an integer >= 1")
+        need(math.isfinite(self.drift_threshold) and self.drift_threshold >= 0, "drift_threshold", "a number >= 0")
         for name in ("eval_every", "checkpoint_every", "num_prior"):
             need(getattr(self, name) >= 0, name, "an integer >= 0")
         need(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "hidden", "non-empty positive widths")
@@ -370,7 +393,12 @@ SAVED_BEFORE_FIELD: dict = {
     "search_keeps_anchor": False,
     "lsi_anchor_penalty": 0.0,
     "lsi_penalty_origin": "anchor",
+    "auto_alpha": False,
 }
+
+#: SPAR settings that choose how the trained weights are deployed, not what is trained: a run resumes
+#: whatever their values (a benchmark record still counts as stale when they changed).
+DEPLOYMENT_FIELDS: tuple[str, ...] = ("auto_alpha", "drift_threshold", "drift_model_steps")
 
 
 def saved_settings(data: dict) -> dict:

@@ -1,6 +1,7 @@
 """Offline drift check: does a rectified policy leave the data's states more often than its base policy?
 
-Defines `DynamicsEnsemble`, `drift_check` and `least_penalised_within`.
+Defines `DynamicsEnsemble`, `load_or_fit`, `drift_check`, `least_penalised_within`, `choose_alpha`,
+`AlphaChoice` and `DRIFT_ALPHAS`.
 
 A rectifier can keep every single action close to the data and still lead the system, step after step,
 into states the data never reached: on hopper medium a small consistent shift (0.18 in normalised
@@ -10,7 +11,13 @@ one-step test sees that. `drift_check` looks for it without the env: it rolls bo
 same dataset states through an ensemble of dynamics models fitted to the data's transitions, with the
 same random member at every step for both, and counts the model states beyond the data's state-support
 threshold (`SupportMetric` on states alone). The model's own error makes the absolute shares large; the
-difference between the two policies is the signal. Needs scikit-learn (the `bench` or `test` extra).
+difference between the two policies is the signal.
+
+`choose_alpha` turns the check into the rectifier's default: the largest residual scale whose drift stays
+within a threshold of the base policy's. `spar train` runs it after every SPAR training (TrainConfig's
+auto_alpha): on hopper medium, where the whole residual drifted (+7.4 points in the model, 14.5% of the
+env's states off the data), it picks alpha 0.5 (model excess 0.0; env: 70.5 normalised against 80.0 at
+alpha 1 and 66.6 for the anchor, 0.9% of the states off the data); on the runs that did not drift it keeps 1.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from spar_rectify.checkpoint import check_alpha
 from spar_rectify.data import OfflineData
 from spar_rectify.networks import EnsembleMLP
 from spar_rectify.spaces import ActionScaler
@@ -165,6 +173,40 @@ class DynamicsEnsemble:
         return model
 
 
+def load_or_fit(
+    data: OfflineData,
+    folder: str | Path | None = None,
+    members: int = 5,
+    steps: int = 20_000,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> DynamicsEnsemble:
+    """The dynamics model of `data` saved in `folder`, or a new one fitted to it (and saved there when
+    `folder` is given).
+
+    Raises:
+        ValueError: `folder` holds a model fitted to another dataset.
+    """
+    if folder is not None and (Path(folder) / META_FILE).is_file():
+        model = DynamicsEnsemble.load(folder)
+        if model.dataset not in (None, data.name):
+            raise ValueError(
+                f"{folder} holds a dynamics model of {model.dataset}, not of {data.name}; pass an empty folder "
+                "(a model of this dataset is fitted and saved there)"
+            )
+        if progress is not None:
+            progress(f"dynamics model loaded from {folder}")
+        return model
+    if progress is not None:
+        progress(f"fitting a {members}-member dynamics model to {data.name} ({steps} steps)")
+    model = DynamicsEnsemble.fit(data, members, steps, seed, progress=progress)
+    if folder is not None:
+        model.save(folder)
+        if progress is not None:
+            progress(f"dynamics model saved to {folder} (loaded from there next time)")
+    return model
+
+
 @dataclass
 class DriftReport:
     """Per-step shares of model states beyond the data's state support, for each policy.
@@ -295,3 +337,85 @@ def least_penalised_within(
     if not within:
         return None
     return min(within, key=lambda n: (math.inf if penalties[n] is None else penalties[n], report.excess(n, reference)))
+
+
+#: The residual scales `choose_alpha` tries, largest first.
+DRIFT_ALPHAS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
+
+
+@dataclass
+class AlphaChoice:
+    """A rectifier's default alpha chosen offline by `choose_alpha`.
+
+    Attributes:
+        alpha: the chosen residual scale in [0, 1] (0: every tried scale drifts; the base policy).
+        excess: tried alpha -> its drift excess over the base policy, in percentage points.
+        threshold: the largest excess, in points, that counted as not drifting.
+        report: the `DriftReport` ("base" and one policy per tried alpha, named "alpha <a>").
+    """
+
+    alpha: float
+    excess: dict[float, float]
+    threshold: float
+    report: DriftReport
+
+    def to_dict(self) -> dict:
+        return {
+            "alpha": self.alpha,
+            "threshold_points": self.threshold,
+            "excess_points": {f"{a:g}": round(e, 3) for a, e in self.excess.items()},
+            "horizon": self.report.horizon,
+            "starts": self.report.starts,
+            "model_validation_mse": self.report.validation_mse,
+        }
+
+    def table(self) -> str:
+        """One line per tried alpha: its excess and whether it stays within the threshold."""
+        lines = [f"alpha   drift excess over the base policy (points, within +{self.threshold:g})"]
+        for alpha, excess in self.excess.items():
+            mark = "  <- default" if alpha == self.alpha else ""
+            lines.append(f"{alpha:5.2f}   {excess:+6.1f}  {'within' if excess <= self.threshold else 'drifts'}{mark}")
+        if self.alpha == 0:
+            lines.append(
+                "every tried alpha drifts: the default is 0 (the base policy); retrain with a larger lsi_anchor_penalty"
+            )
+        return "\n".join(lines)
+
+
+def choose_alpha(
+    base: Callable[[np.ndarray], np.ndarray],
+    rectifier,
+    data: OfflineData,
+    model: DynamicsEnsemble,
+    alphas: Sequence[float] = DRIFT_ALPHAS,
+    threshold: float = 2.0,
+    starts: int = 1000,
+    horizon: int = 100,
+    seed: int = 0,
+) -> AlphaChoice:
+    """The largest of `alphas` whose rectified policy (critic gate as deployed) drifts off the data's
+    states at most `threshold` percentage points more than `base` (`drift_check`); 0 when none does.
+    Needs no env episode: the default a rectifier can be deployed at without trying it on the system.
+
+    Args:
+        base: the anchor the rectifier was trained around ((B, obs_dim) -> (B, act_dim), env units).
+        rectifier: its checkpoint folder or `RectifierCheckpoint`.
+        data, model: the training dataset and a `DynamicsEnsemble` fitted to it.
+        alphas: residual scales to try, each in [0, 1].
+        threshold: points of excess that still count as not drifting (the hopper runs that drifted in the
+            env stood at +7.4 and +7.8, the others at +1.1 or less; benchmarks/README.md).
+        starts, horizon, seed: as in `drift_check`.
+    """
+    from spar_rectify.rectified_policy import RectifiedPolicy
+
+    tried = sorted({check_alpha(a) for a in alphas}, reverse=True)
+    if not tried:
+        raise ValueError("alphas: give at least one residual scale in [0, 1] to try")
+    if not math.isfinite(threshold) or threshold < 0:
+        raise ValueError(f"threshold={threshold}: use a finite number of points >= 0 (2 is the default)")
+    policies = {"base": base}
+    policies |= {f"alpha {a:g}": RectifiedPolicy(base, rectifier, alpha=a, check_anchor=False) for a in tried}
+    report = drift_check(policies, data, model, starts, horizon, seed)
+    excess = {a: report.excess(f"alpha {a:g}") for a in tried}
+    within = [a for a in tried if excess[a] <= threshold]
+    return AlphaChoice(within[0] if within else 0.0, excess, threshold, report)

@@ -8,7 +8,7 @@ standardised with the dataset's mean and std. A query's distance to its k-th nea
 point is divided by the dataset's own typical leave-one-out distance (the median, over a sample
 of dataset points, of the distance to their k-th nearest *other* point). A step is a support
 violation when its distance exceeds the 99th percentile of those leave-one-out distances.
-Needs scikit-learn (the `bench` or `test` extra).
+Uses scikit-learn's nearest neighbours (a dependency of the kit).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class SupportMetric:
         try:
             from sklearn.neighbors import NearestNeighbors
         except ImportError as err:
-            raise ImportError("the support metric needs scikit-learn: pip install 'spar_rectify[bench]'") from err
+            raise ImportError("the support metric needs scikit-learn: pip install scikit-learn") from err
         joint = self._joint(observations, actions).astype(np.float64)
         self.mean, self.std = joint.mean(0), np.maximum(joint.std(0), 1e-6)
         rng = np.random.default_rng(seed)

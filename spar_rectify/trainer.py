@@ -28,7 +28,7 @@ from spar_rectify import mkl
 from spar_rectify.algos import ALGORITHMS, Batch, DataInfo, training_fields
 from spar_rectify.algos.common import Deployment
 from spar_rectify.bundle import read_bundle, write_bundle
-from spar_rectify.config import BOOKKEEPING, TrainConfig  # noqa: F401  (BOOKKEEPING: re-exported)
+from spar_rectify.config import BOOKKEEPING, DEPLOYMENT_FIELDS, TrainConfig  # noqa: F401  (BOOKKEEPING: re-exported)
 from spar_rectify.data import OfflineData
 from spar_rectify.envspec import UntrustedEnvSpec
 from spar_rectify.evaluation import evaluate
@@ -246,7 +246,7 @@ def _check_resumable_config(saved: TrainConfig, now: TrainConfig, step: int, fol
     the value that version trained with (`TrainConfig.from_saved`), so older checkpoints stay resumable
     and never resume under a default that changed since."""
     a, b = saved.to_dict(), now.to_dict()
-    differ = [k for k in training_fields(now) if a[k] != b[k]]
+    differ = [k for k in training_fields(now) if a[k] != b[k] and k not in DEPLOYMENT_FIELDS]
     staged = ALGORITHMS[now.algo].staged
     if differ == ["steps"] and not staged and now.steps >= step:
         return  # extending (or shortening to no less than what is done) a run whose schedule has no stages
@@ -262,6 +262,26 @@ def _check_resumable_config(saved: TrainConfig, now: TrainConfig, step: int, fol
             f"checkpoint at {folder} was trained with other settings ({listed}){hint}; resume with the "
             "same settings (--config.<field>), or start a new run directory."
         )
+
+
+def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: bool):
+    """TrainConfig.auto_alpha: the exported rectifier's default alpha, chosen offline by the drift check
+    (`drift.choose_alpha`; the dynamics model is kept in `run_dir/dynamics`) and written into `artifact`."""
+    from spar_rectify.checkpoint import set_default_alpha
+    from spar_rectify.drift import choose_alpha, load_or_fit
+
+    config = trainer.config
+    tell = (lambda line: print(line, flush=True)) if say else None
+    model = load_or_fit(
+        trainer.data, run_dir / "dynamics", steps=config.drift_model_steps, seed=config.seed, progress=tell
+    )
+    chosen = choose_alpha(
+        trainer.anchor, artifact, trainer.data, model, threshold=config.drift_threshold, seed=config.seed
+    )
+    set_default_alpha(artifact, chosen.alpha)
+    if say:
+        print(f"default alpha, chosen offline (auto_alpha):\n{chosen.table()}", flush=True)
+    return chosen
 
 
 @dataclass
@@ -368,8 +388,8 @@ def train(
     env = env if env is not None else data.env_spec
     logger = RunLogger(run_dir)
 
-    def run_eval(step: int) -> tuple[np.ndarray, float | None]:
-        returns = evaluate(trainer.policy(), env, config.eval_episodes, eval_seed)
+    def run_eval(step: int, policy: BasePolicy | None = None) -> tuple[np.ndarray, float | None]:
+        returns = evaluate(policy or trainer.policy(), env, config.eval_episodes, eval_seed)
         score = data.normalized_score(returns.mean())
         row = {"eval_return": float(returns.mean()), "eval_return_std": float(returns.std())}
         if score is not None:
@@ -432,7 +452,11 @@ def train(
         raise KeyboardInterrupt(f"training interrupted at step {trainer.step}; checkpoint saved in {ckpt}")
     seconds = trainer.train_seconds
     artifact = trainer.export()
-    returns, score = run_eval(trainer.step) if env is not None and config.eval_episodes else (None, None)
+    final, chosen = None, None
+    if trainer.anchor is not None and config.auto_alpha:
+        chosen = _choose_default_alpha(trainer, artifact, run_dir, say=progress is not False)
+        final = trainer.algo.deployed(trainer.deployment(), artifact)
+    returns, score = run_eval(trainer.step, final) if env is not None and config.eval_episodes else (None, None)
     logger.close()
     summary = {
         "algo": config.algo,
@@ -444,5 +468,7 @@ def train(
         "eval_returns": None if returns is None else returns.tolist(),
         "normalized_score": None if score is None else float(score),
     }
+    if chosen is not None:
+        summary["auto_alpha"] = chosen.to_dict()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return TrainResult(artifact, run_dir, trainer.step, seconds, returns, None if score is None else float(score))

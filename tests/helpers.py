@@ -45,7 +45,16 @@ def make_checkpoint(
 
 
 #: Small, fast training settings shared by the training tests (PointReach, seconds per run).
-FAST = dict(hidden=(64, 64), batch_size=128, lr=1e-3, gamma=0.9, eval_every=0, checkpoint_every=0, log_every=100)
+FAST = dict(
+    hidden=(64, 64),
+    batch_size=128,
+    lr=1e-3,
+    gamma=0.9,
+    eval_every=0,
+    checkpoint_every=0,
+    log_every=100,
+    auto_alpha=False,
+)
 
 
 def trainer_params(trainer) -> dict:

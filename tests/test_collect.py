@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import envs
-from spar_rectify import CallablePolicy, SPARRectifierWrapper
+from spar_rectify import CallablePolicy, SPARRectifierWrapper, load_rectifier
 from spar_rectify.cli import main as cli
 from spar_rectify.collect import Exploration, collect
 from spar_rectify.data import load_minari
@@ -163,10 +163,18 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
             str(tmp_path / "bc" / "policy"),
             "--config.steps",
             "30",
+            "--config.drift-model-steps",
+            "30",
             *small,
         ]
     )
     assert (tmp_path / "spar" / "rectifier" / "rectifier.json").is_file()
+    # auto_alpha (on by default): the default alpha was chosen offline, written into the rectifier and said
+    said = json.loads((tmp_path / "spar" / "summary.json").read_text())["auto_alpha"]
+    assert load_rectifier(tmp_path / "spar" / "rectifier").alpha == said["alpha"]
+    assert set(said["excess_points"]) == {"1", "0.75", "0.5", "0.25"} and said["horizon"] == 100
+    trained = capsys.readouterr().out
+    assert "default alpha, chosen offline (auto_alpha)" in trained
     cli(
         [
             "collect",
@@ -200,7 +208,7 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
     out = capsys.readouterr().out
     assert "t/point/cli-rect-v0: 2 episodes, 100 steps, written to " in out
     # no bars in a log: the budget, then the measured pace
-    assert "training spar on t/point/cli-v0: 30 gradient steps to go of 30" in out and "steps/s" in out
+    assert "training spar on t/point/cli-v0: 30 gradient steps to go of 30" in trained and "steps/s" in trained
     table = out[out.index("mean return") :]
     assert "raw" in table and "rectified" in table and "support ratio" in table and "violations" in table
     # evaluation seeds start apart from collection's 0, and the line says which alpha and seeds ran
@@ -218,7 +226,7 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
     cli([*drift, "--members", "2", "--model-dir", str(tmp_path / "dyn")])
     out = capsys.readouterr().out
     assert "dynamics model saved to" in out and "excess:" in out and "rectified" in out
-    assert "pick: " in out and "lsi_anchor_penalty 1.0" in out
+    assert "pick: " in out and "lsi_anchor_penalty 0.25" in out
     # two rectifiers (here the same one twice), from the saved model, not a new fit
     cli([*drift, rect, "--model-dir", str(tmp_path / "dyn"), "--json"])
     out = capsys.readouterr().out
@@ -227,6 +235,18 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
     assert report["horizon"] == 4 and len(report["policies"]["rectified 2"]["per_step_violation"]) == 4
     assert report["policies"]["rectified 1"] == report["policies"]["rectified 2"]
     assert report["pick"] in (None, rect)
+    # --alphas: one rectifier at several residual scales; --save stores the largest within the threshold
+    cli([*drift, "--model-dir", str(tmp_path / "dyn"), "--alphas", "0.5", "1", "--threshold", "100", "--save"])
+    out = capsys.readouterr().out
+    assert "1.00" in out and "<- default" in out and f"default alpha of {rect} is now 1" in out
+    assert load_rectifier(rect).alpha == 1.0
+    for bad, words in (
+        ([rect, "--alphas", "1"], "--alphas: give one --rectifier"),
+        (["--alphas", "1.5"], "--alphas 1.5: each residual scale must lie in"),
+        (["--save"], "--save stores the alpha --alphas chooses"),
+    ):
+        with pytest.raises(SystemExit, match=words):
+            cli([*drift, *bad])
     with pytest.raises(SystemExit, match="--horizon 0: use at least 1"):
         cli([*drift, "--horizon", "0"])
     other = [*drift, "--dataset", "t/point/cli-rect-v0", "--model-dir", str(tmp_path / "dyn")]

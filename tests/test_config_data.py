@@ -76,7 +76,7 @@ def test_a_config_saved_before_a_field_existed_means_what_that_version_trained(t
     assert (saved.lsi_anchor_penalty, saved.lsi_penalty_origin, saved.latent_search) == (0.0, "anchor", "box")
     assert saved == TrainConfig.from_saved(old) != TrainConfig()
     # a user's partial settings still mean today's defaults for the rest
-    assert TrainConfig.from_dict({"steps": 5}).lsi_anchor_penalty == TrainConfig().lsi_anchor_penalty == 1.0
+    assert TrainConfig.from_dict({"steps": 5}).lsi_anchor_penalty == TrainConfig().lsi_anchor_penalty == 0.25
 
 
 def _buffers(r, n_episodes=5):

@@ -104,3 +104,28 @@ def test_the_table_aligns_long_policy_names():
     report = DriftReport({n: np.zeros(3) for n in names}, dict.fromkeys(names, 0.0), 10, 3, 0.0)
     lines = report.table().splitlines()
     assert len({len(line) for line in lines}) == 1 and lines[3].startswith("a much longer policy name")
+
+
+def test_choose_alpha_keeps_the_largest_alpha_within_the_threshold(monkeypatch, data, point_anchor, point_checkpoint):
+    from spar_rectify import drift
+    from spar_rectify.drift import DriftReport, choose_alpha
+
+    shares = {"base": 0.10, "alpha 1": 0.15, "alpha 0.75": 0.13, "alpha 0.5": 0.11, "alpha 0.25": 0.10}
+    seen = {}
+
+    def fake_check(policies, *args):  # the rollouts are drift_check's test; here the rule on its report
+        seen.update(policies)
+        return DriftReport({n: np.full(4, shares[n]) for n in policies}, dict.fromkeys(policies, 0.0), 10, 4, 0.0)
+
+    monkeypatch.setattr(drift, "drift_check", fake_check)
+    chosen = choose_alpha(point_anchor, point_checkpoint, data, None)
+    assert chosen.alpha == 0.5 and chosen.excess[1.0] == pytest.approx(5.0)  # 1 and 0.75 drift (+5, +3 > +2)
+    assert [p.corrector.alpha for n, p in seen.items() if n != "base"] == [1.0, 0.75, 0.5, 0.25]
+    assert choose_alpha(point_anchor, point_checkpoint, data, None, threshold=3.5).alpha == 0.75
+    assert choose_alpha(point_anchor, point_checkpoint, data, None, alphas=(1, 0.75)).alpha == 0.0  # none within
+    table = chosen.table()
+    assert "0.50     +1.0  within  <- default" in table and "drifts" in table
+    assert chosen.to_dict()["excess_points"] == {"1": 5.0, "0.75": 3.0, "0.5": 1.0, "0.25": 0.0}
+    for bad, words in (({"alphas": (1.5,)}, "alpha must be in"), ({"threshold": -1}, "threshold=-1")):
+        with pytest.raises(ValueError, match=words):
+            choose_alpha(point_anchor, point_checkpoint, data, None, **bad)

@@ -81,6 +81,43 @@ def test_train_resume_after_interruption(tmp_path, data, anchor):
     assert np.array_equal(result.eval_returns, reference.eval_returns)
 
 
+def test_auto_alpha_sets_the_default_the_final_evaluation_deploys(tmp_path, data, anchor, monkeypatch):
+    from spar_rectify import drift
+    from spar_rectify.drift import AlphaChoice, DriftReport
+
+    cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.2, fit_fraction=0.2, **FAST).replace(
+        eval_episodes=3, auto_alpha=True, drift_model_steps=20, drift_threshold=1.5
+    )
+    asked = {}
+
+    def every_alpha_drifts(base, rectifier, data_, model, threshold, seed):  # the rule: tests/test_drift.py
+        asked.update(threshold=threshold, fitted=model.fit_steps, dataset=data_.name)
+        return AlphaChoice(0.0, {1.0: 9.0}, threshold, DriftReport({}, {}, 10, 100, model.validation_mse))
+
+    monkeypatch.setattr(drift, "choose_alpha", every_alpha_drifts)
+    result = train(cfg, data, tmp_path / "run", anchor=anchor, env="PointReach-v0", progress=False)
+    assert asked == {"threshold": 1.5, "fitted": 20, "dataset": data.name}
+    assert (tmp_path / "run" / "dynamics" / "dynamics.json").is_file()  # kept: a rerun loads it
+    assert load_rectifier(result.artifact).alpha == 0.0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["auto_alpha"]["alpha"] == 0.0 and summary["auto_alpha"]["excess_points"] == {"1": 9.0}
+    # the final evaluation deployed the chosen alpha: alpha 0 executes the anchor's own actions
+    assert np.array_equal(result.eval_returns, evaluate(anchor, "PointReach-v0", 3, 10_000))
+    # the deployment settings do not change the weights: the finished run resumes under other values
+    again = train(
+        cfg.replace(auto_alpha=False),
+        data,
+        tmp_path / "run",
+        anchor=anchor,
+        env="PointReach-v0",
+        resume=True,
+        progress=False,
+    )
+    assert load_rectifier(again.artifact).alpha == 1.0 and "auto_alpha" not in json.loads(
+        (tmp_path / "run" / "summary.json").read_text()
+    )
+
+
 def _interrupting_train(cfg, data, anchor, run_dir, at):
     """Run `train` and raise KeyboardInterrupt from inside the loop after `at` steps."""
     import spar_rectify.trainer as trainer_mod

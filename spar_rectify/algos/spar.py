@@ -431,5 +431,9 @@ class SPAR:
     def policy(self, deployment: Deployment):
         return RectifiedPolicy(deployment.anchor, self.checkpoint(deployment), check_anchor=False)
 
+    def deployed(self, deployment: Deployment, folder: str | Path):
+        """The policy `export` wrote to `folder`, as deployed (its default alpha included)."""
+        return RectifiedPolicy(deployment.anchor, folder, check_anchor=False)
+
     def export(self, deployment: Deployment, folder: str | Path) -> Path:
         return save_rectifier(self.checkpoint(deployment), folder)
