@@ -54,6 +54,7 @@ def main(argv=None) -> dict:
     say(f"loading the base policy {args.base_policy} and the rectifier {args.rectifier}")
     policy = load_policy(args.base_policy, action_space=gym.make(args.env).action_space)
     checkpoint = load_rectifier(args.rectifier)
+    say(f"the rectifier deploys alpha {checkpoint.alpha:g} of its residual (its default: see spar drift --alphas)")
     render = (args.width, args.height) if args.video else None
     result = compare(args.env, policy, checkpoint, args.episodes, args.seed, args.max_steps, render, say)
     # "gate held": share of steps where the rectifier's own critic kept the base action (0 without a gate).
