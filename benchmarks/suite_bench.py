@@ -460,7 +460,13 @@ def jobs_for(
     return [first, second, third]
 
 
-def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
+def summarise(
+    records: list[dict], out_md: Path, out_png: Path, datasets: list[str] | None = None, seeds: int | None = None
+) -> str:
+    """Write the table of `records` (mean ± std over seeds per dataset and method, with violations) as
+    markdown and the score-against-violations plot; returns the table. Every method is a column and every
+    one of `datasets` (the tier's, when given) a row, so a cell not run says so ("not run", or "stale only"
+    when its only records were trained at older defaults); `seeds`: the tier's seeds per cell ("n=2 of 3")."""
     import numpy as np
 
     cells: dict = {}
@@ -468,21 +474,23 @@ def summarise(records: list[dict], out_md: Path, out_png: Path) -> str:
     for r in records:
         if not stale(r):
             cells.setdefault((r["dataset"], r["method"]), []).append(r)
-    methods = [m for m in METHODS if any(k[1] == m for k in cells)]
-    datasets = sorted({k[0] for k in cells})
+    outdated = {(r["dataset"], r["method"]) for r in old}
+    methods = list(METHODS)
+    datasets = sorted(set(datasets or []) | {k[0] for k in cells} | {k[0] for k in outdated})
+    of = f" of {seeds}" if seeds else ""
     lines = ["| dataset | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for d in datasets:
         row = []
         for m in methods:
             rs = cells.get((d, m), [])
             if not rs:
-                row.append("-")
+                row.append("stale only" if (d, m) in outdated else "not run")
                 continue
             s = np.array([r["normalized_score"] for r in rs])
             v = np.mean([r["support_violation_rate"] for r in rs])
             sv = [r["state_violation_rate"] for r in rs if "state_violation_rate" in r]
             states = f", states {100 * np.mean(sv):.1f}%" if len(sv) == len(rs) else ""
-            row.append(f"{s.mean():.1f} ± {s.std():.1f} (viol {100 * v:.1f}%{states}, n={len(rs)})")
+            row.append(f"{s.mean():.1f} ± {s.std():.1f} (viol {100 * v:.1f}%{states}, n={len(rs)}{of})")
         lines.append(f"| {d} | " + " | ".join(row) + " |")
     if old:
         listed = ", ".join(f"{r['dataset'].split('/', 1)[-1]} {r['method']} seed {r['seed']}" for r in old)
@@ -712,7 +720,8 @@ def main(argv=None) -> None:
                 flush=True,
             )
     records = json.loads(out.read_text())["runs"] if out.is_file() else []  # with other processes' runs
-    print(summarise(records, out.with_suffix(".md"), out.with_suffix(".png")))
+    matrix = {} if args.variant else {"datasets": tier["datasets"], "seeds": len(tier["seeds"])}  # a variant: its runs
+    print(summarise(records, out.with_suffix(".md"), out.with_suffix(".png"), **matrix))
     if out.parent == RESULTS:
         print(f"all tiers: {combine()}")
 

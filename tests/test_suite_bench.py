@@ -72,6 +72,14 @@ def test_summary_table_has_mean_and_std_per_method(tmp_path):
     row = [line for line in table.splitlines() if line.startswith("| spar/hopper/medium-v0 ")][0]
     assert "45.0 ± 5.0 (viol 1.0%, n=2)" in row and "60.0 ± 0.0 (viol 2.0%, states 3.0%, n=1)" in row
     assert "99.0" not in row and "Left out: 2 record(s)" in table and "medium-rectified seed 2" in table
+    # every method a column and every dataset of the tier a row: what did not run says so
+    assert (
+        "| stale only |" in row
+        and "| not run |" in row
+        and table.splitlines()[0].count("|") == len(suite_bench.METHODS) + 2
+    )
+    full = suite_bench.summarise(runs, tmp_path / "t.md", tmp_path / "t.png", ["spar/hopper/medium-expert-v0"], 3)
+    assert "n=2 of 3" in full and "| spar/hopper/medium-expert-v0 | not run |" in full
     assert (tmp_path / "t.md").read_text().count("|") > 6
     pytest.importorskip("matplotlib")
     assert (tmp_path / "t.png").stat().st_size > 1000
