@@ -389,7 +389,7 @@ def train(
     logger = RunLogger(run_dir)
 
     def run_eval(step: int, policy: BasePolicy | None = None) -> tuple[np.ndarray, float | None]:
-        returns = evaluate(policy or trainer.policy(), env, config.eval_episodes, eval_seed)
+        returns = evaluate(trainer.policy() if policy is None else policy, env, config.eval_episodes, eval_seed)
         score = data.normalized_score(returns.mean())
         row = {"eval_return": float(returns.mean()), "eval_return_std": float(returns.std())}
         if score is not None:
