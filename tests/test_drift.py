@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -129,3 +131,17 @@ def test_choose_alpha_keeps_the_largest_alpha_within_the_threshold(monkeypatch, 
     for bad, words in (({"alphas": (1.5,)}, "alpha must be in"), ({"threshold": -1}, "threshold=-1")):
         with pytest.raises(ValueError, match=words):
             choose_alpha(point_anchor, point_checkpoint, data, None, **bad)
+
+
+def test_load_or_fit_reuses_a_saved_model_and_refuses_another_datasets(tmp_path, data):
+    from spar_rectify.drift import load_or_fit
+
+    said = []
+    first = load_or_fit(data, tmp_path / "dyn", members=2, steps=5, progress=said.append)
+    again = load_or_fit(data, tmp_path / "dyn", members=2, steps=5, progress=said.append)
+    assert said[0].startswith("fitting a 2-member") and said[-1] == f"dynamics model loaded from {tmp_path / 'dyn'}"
+    assert all(torch.equal(a, b) for a, b in zip(first.net.parameters(), again.net.parameters()))
+    other = copy.copy(data)
+    other.name = "other"
+    with pytest.raises(ValueError, match="holds a dynamics model of .*, not of other; pass an empty folder"):
+        load_or_fit(other, tmp_path / "dyn")
