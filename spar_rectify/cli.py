@@ -16,7 +16,7 @@ from typing import Optional
 import tyro
 
 from spar_rectify import mkl
-from spar_rectify.checkpoint import set_default_alpha
+from spar_rectify.checkpoint import load_rectifier, set_default_alpha
 from spar_rectify.collect import Exploration, collect
 from spar_rectify.config import TrainConfig
 from spar_rectify.data import load_minari
@@ -292,6 +292,7 @@ def run_train(args: TrainArgs) -> None:
         resume=args.resume,
         progress=False if args.quiet else None,
     )
+    rectifier = (result.artifact / "rectifier.json").is_file()  # SPAR: say the alpha it deploys by default
     print(
         json.dumps(
             {
@@ -300,6 +301,7 @@ def run_train(args: TrainArgs) -> None:
                 "train_seconds": round(result.train_seconds, 1),
                 "eval_return_mean": None if result.eval_returns is None else float(result.eval_returns.mean()),
                 "normalized_score": result.normalized_score,
+                **({"default_alpha": load_rectifier(result.artifact).alpha} if rectifier else {}),
             },
             indent=2,
         )
