@@ -154,7 +154,9 @@ class SPARSettings:
     all four cells (BC anchor: medium-replay 58.7 against 36.5, medium 70.5 against 61.1; the SB3 medium
     policy: medium-replay 54.4 against 49.9, medium 66.6 against 58.3), at 200k on medium-replay 86.2 against
     47.3. Alone it reaches too far on narrow data (hopper medium: 14.5% of the env's states off the data at
-    alpha 1); auto_alpha finds that offline and deploys a part of the residual (0.5 there)."""
+    alpha 1); auto_alpha finds that offline and deploys a part of the residual (0.5 there). Not yet better
+    everywhere: at 200k on hopper medium (seed 0) the offline alpha (0.75) scored 64.3 at 1.3% violations
+    where kappa 1 scored 64.6 at 0.4%, and on medium-replay seed 1 it reached 50.5 (IQL 92.1)."""
     lsi_penalty_origin: Literal["anchor", "anchor_or_data"] = "anchor_or_data"
     """[spar] Where lsi_anchor_penalty's distance is measured from: the nearer of the anchor's and the
     logged residual's latent at that state (the default since session 11: the critic was trained on the
