@@ -313,9 +313,9 @@ def run_one(job: Job) -> dict:
     deployed = (
         {"gate": bool(policy.corrector.gate), "alpha": policy.corrector.alpha} if hasattr(policy, "corrector") else {}
     )
-    summary = run_dir / "summary.json"
-    if result is not None and summary.is_file() and "auto_alpha" in json.loads(summary.read_text()):
-        deployed["auto_alpha"] = json.loads(summary.read_text())["auto_alpha"]  # the offline choice of alpha
+    summary = json.loads((run_dir / "summary.json").read_text()) if result is not None else {}
+    if "auto_alpha" in summary:
+        deployed["auto_alpha"] = summary["auto_alpha"]  # the offline choice of alpha
     # MKL's code path changes float rounding, and chaotic tasks (HalfCheetah) amplify it: record it.
     deployed["mkl_intel_path"] = spar_rectify.mkl.status()["active"]
     return {
