@@ -460,6 +460,12 @@ def jobs_for(
     return [first, second, third]
 
 
+def table_matrix(tier: str, variant: str | None = None) -> dict:
+    """`summarise`'s rows and seeds per cell: the tier's own datasets and seed count, whatever subset
+    (`--datasets`, `--seeds`) one command ran; a variant's table lists only its runs ({})."""
+    return {} if variant else {"datasets": list(TIERS[tier]["datasets"]), "seeds": len(TIERS[tier]["seeds"])}
+
+
 def summarise(
     records: list[dict], out_md: Path, out_png: Path, datasets: list[str] | None = None, seeds: int | None = None
 ) -> str:
@@ -720,7 +726,7 @@ def main(argv=None) -> None:
                 flush=True,
             )
     records = json.loads(out.read_text())["runs"] if out.is_file() else []  # with other processes' runs
-    matrix = {} if args.variant else {"datasets": tier["datasets"], "seeds": len(tier["seeds"])}  # a variant: its runs
+    matrix = table_matrix(args.tier, args.variant)
     print(summarise(records, out.with_suffix(".md"), out.with_suffix(".png"), **matrix))
     if out.parent == RESULTS:
         print(f"all tiers: {combine()}")

@@ -80,6 +80,10 @@ def test_summary_table_has_mean_and_std_per_method(tmp_path):
     )
     full = suite_bench.summarise(runs, tmp_path / "t.md", tmp_path / "t.png", ["spar/hopper/medium-expert-v0"], 3)
     assert "n=2 of 3" in full and "| spar/hopper/medium-expert-v0 | not run |" in full
+    # main's table counts the tier's seeds, not the subset one command ran (--seeds 2 once wrote "n=3 of 1")
+    matrix = suite_bench.table_matrix("full")
+    assert matrix == {"datasets": suite_bench.TIERS["full"]["datasets"], "seeds": 3}
+    assert suite_bench.table_matrix("full", variant="b05") == {}
     assert (tmp_path / "t.md").read_text().count("|") > 6
     pytest.importorskip("matplotlib")
     assert (tmp_path / "t.png").stat().st_size > 1000
