@@ -377,7 +377,10 @@ class AlphaChoice:
             lines.append(f"{alpha:5.2f}   {excess:+6.1f}  {'within' if excess <= self.threshold else 'drifts'}{mark}")
         if self.alpha == 0:
             lines.append(
-                "every tried alpha drifts: the default is 0 (the base policy); retrain with a larger lsi_anchor_penalty"
+                "every tried alpha drifts: the default is 0 (the base policy). To stay on the data, retrain with a "
+                "larger lsi_anchor_penalty; to deploy more of the residual anyway, off the data's states, pass an "
+                "alpha (spar evaluate --alpha, SPARRectifierWrapper(alpha=...)) after trying it on the system "
+                "(spar tune-alpha)"
             )
         return "\n".join(lines)
 

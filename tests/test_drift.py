@@ -124,7 +124,9 @@ def test_choose_alpha_keeps_the_largest_alpha_within_the_threshold(monkeypatch, 
     assert chosen.alpha == 0.5 and chosen.excess[1.0] == pytest.approx(5.0)  # 1 and 0.75 drift (+5, +3 > +2)
     assert [p.corrector.alpha for n, p in seen.items() if n != "base"] == [1.0, 0.75, 0.5, 0.25]
     assert choose_alpha(point_anchor, point_checkpoint, data, None, threshold=3.5).alpha == 0.75
-    assert choose_alpha(point_anchor, point_checkpoint, data, None, alphas=(1, 0.75)).alpha == 0.0  # none within
+    refused = choose_alpha(point_anchor, point_checkpoint, data, None, alphas=(1, 0.75))
+    assert refused.alpha == 0.0  # none within: the base policy, and the table says what the user can do
+    assert "the default is 0" in refused.table() and "spar tune-alpha" in refused.table()
     table = chosen.table()
     assert "0.50     +1.0  within  <- default" in table and "drifts" in table
     assert chosen.to_dict()["excess_points"] == {"1": 5.0, "0.75": 3.0, "0.5": 1.0, "0.25": 0.0}
