@@ -218,3 +218,25 @@ def test_a_finished_bc_run_trains_again_when_spar_needs_its_policy_and_the_folde
     assert not suite_bench.anchor_missing(bc, [other_seed])  # SPAR of another seed has its own anchor
     (bc.run_dir() / "policy").mkdir(parents=True)
     assert not suite_bench.anchor_missing(bc, [spar])  # the policy is there: the record stands
+
+
+def test_the_readme_table_shows_todays_records_and_says_what_is_not_run():
+    import where_spar_stands
+
+    def today(seed):
+        return suite_bench.job_config("spar", 100, seed).to_dict()
+
+    spar = [
+        {**record("spar/hopper/medium-replay-v0", "spar", s, x), "config": today(s), "alpha": a}
+        | {"state_violation_rate": 0.02}
+        for s, x, a in ((0, 80.0, 1.0), (1, 60.0, 0.5))
+    ]
+    old = {**record("spar/hopper/medium-v0", "spar", 0, 99.0), "config": {**today(0), "lsi_anchor_penalty": 1.0}}
+    raw = [{**record("spar/hopper/medium-v0", "medium-raw", s, 47.4), "state_violation_rate": 0.001} for s in (0, 1)]
+    rows = where_spar_stands.table([*spar, old, *raw]).splitlines()
+    assert len(rows) == 2 + len(suite_bench.TIERS["full"]["datasets"])  # every dataset of the tier has a row
+    replay = next(r for r in rows if r.startswith("| hopper medium-replay |"))
+    assert "70.0 ± 10.0 (1.0% / 2.0%; seeds 0,1; alpha 1/0.5)" in replay
+    medium = next(r for r in rows if r.startswith("| hopper medium |"))
+    assert "99.0" not in medium and "| 47.4 (1.0% / 0.1%) |" in medium  # older defaults left out; raw once
+    assert medium.count("not run") == len(where_spar_stands.COLUMNS) - 1

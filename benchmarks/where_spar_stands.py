@@ -1,0 +1,76 @@
+"""The README's table of where SPAR stands: today's-defaults records of the full tier, per dataset and method.
+
+Usage:
+    python benchmarks/where_spar_stands.py [--results benchmarks/results/suite_full.json]
+
+Reads the harness's records (`suite_bench.py full` writes them), leaves out those trained at older
+defaults (`suite_bench.stale`), and prints one markdown row per dataset of the suite: normalised score,
+mean ± std over the seeds run, the share of executed (state, action) steps / of visited states beyond
+the data's 99th-percentile nearest-neighbour distance, the seeds, and for the rectifiers the alpha each
+seed deployed (chosen offline). "not run": no record at today's defaults yet. No training, no env.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import suite_bench  # noqa: E402
+
+COLUMNS = {
+    "bc": "BC",
+    "td3bc": "TD3+BC",
+    "iql": "IQL",
+    "spar": "SPAR (BC anchor)",
+    "medium-raw": "SB3 medium raw",
+    "medium-rectified": "SB3 medium rectified",
+}
+RECTIFIERS = ("spar", "medium-rectified")
+
+
+def cell(records: list[dict], method: str) -> str:
+    """One table cell from the records of one (dataset, method)."""
+    if not records:
+        return "not run"
+    records = sorted(records, key=lambda r: r["seed"])
+    score = np.array([r["normalized_score"] for r in records])
+    viol = 100 * np.mean([r["support_violation_rate"] for r in records])
+    states = 100 * np.mean([r.get("state_violation_rate", float("nan")) for r in records])
+    shares = f"{viol:.1f}% / {states:.1f}%"
+    if method == "medium-raw":  # deterministic and untrained: one evaluation stands for every seed
+        return f"{score.mean():.1f} ({shares})"
+    spread = f" ± {score.std():.1f}" if len(records) > 1 else ""
+    seeds = ",".join(str(r["seed"]) for r in records)
+    alphas = "; alpha " + "/".join(f"{r.get('alpha', 1.0):g}" for r in records) if method in RECTIFIERS else ""
+    return f"{score.mean():.1f}{spread} ({shares}; seeds {seeds}{alphas})"
+
+
+def table(records: list[dict]) -> str:
+    """The markdown table of `records` (today's defaults only), one row per dataset of the full tier."""
+    cells: dict = {}
+    for r in records:
+        if not suite_bench.stale(r):
+            cells.setdefault((r["dataset"], r["method"]), []).append(r)
+    lines = ["| dataset | " + " | ".join(COLUMNS.values()) + " |", "|---|" + "---|" * len(COLUMNS)]
+    for dataset in suite_bench.TIERS["full"]["datasets"]:
+        name = dataset.removeprefix("spar/").removesuffix("-v0").replace("/", " ")
+        lines.append(f"| {name} | " + " | ".join(cell(cells.get((dataset, m), []), m) for m in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=suite_bench.RESULTS / "suite_full.json")
+    args = parser.parse_args(argv)
+    if not args.results.is_file():
+        parser.error(f"--results {args.results}: no such file; run benchmarks/suite_bench.py full first")
+    print(table(json.loads(args.results.read_text())["runs"]))
+
+
+if __name__ == "__main__":
+    main()
