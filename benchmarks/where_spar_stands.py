@@ -7,7 +7,9 @@ Reads the harness's records (`suite_bench.py full` writes them), leaves out thos
 defaults (`suite_bench.stale`), and prints one markdown row per dataset of the suite: normalised score,
 mean ± std over the seeds run, the share of executed (state, action) steps / of visited states beyond
 the data's 99th-percentile nearest-neighbour distance, the seeds, and for the rectifiers the alpha each
-seed deployed (chosen offline). "not run": no record at today's defaults yet. No training, no env.
+seed deployed (chosen offline; in the "tuned" columns, the alpha `spar tune-alpha` picked on 10 episodes
+from seed 20000, the same trained rectifier). "not run": no record at today's defaults yet. No training,
+no env.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ COLUMNS = {
     "td3bc": "TD3+BC",
     "iql": "IQL",
     "spar": "SPAR (BC anchor)",
+    "spar-tuned": "SPAR, alpha tuned on episodes",
     "medium-raw": "SB3 medium raw",
     "medium-rectified": "SB3 medium rectified",
+    "medium-rectified-tuned": "SB3 rectified, alpha tuned on episodes",
 }
-RECTIFIERS = ("spar", "medium-rectified")
+RECTIFIERS = ("spar", "medium-rectified", "spar-tuned", "medium-rectified-tuned")
 
 
 def cell(records: list[dict], method: str) -> str:
