@@ -466,6 +466,15 @@ def table_matrix(tier: str, variant: str | None = None) -> dict:
     return {} if variant else {"datasets": list(TIERS[tier]["datasets"]), "seeds": len(TIERS[tier]["seeds"])}
 
 
+def current_cells(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """The records trained at today's defaults (not `stale`), grouped by (dataset, method)."""
+    cells: dict = {}
+    for r in records:
+        if not stale(r):
+            cells.setdefault((r["dataset"], r["method"]), []).append(r)
+    return cells
+
+
 def summarise(
     records: list[dict], out_md: Path, out_png: Path, datasets: list[str] | None = None, seeds: int | None = None
 ) -> str:
@@ -475,11 +484,8 @@ def summarise(
     when its only records were trained at older defaults); `seeds`: the tier's seeds per cell ("n=2 of 3")."""
     import numpy as np
 
-    cells: dict = {}
+    cells = current_cells(records)
     old = [r for r in records if stale(r)]
-    for r in records:
-        if not stale(r):
-            cells.setdefault((r["dataset"], r["method"]), []).append(r)
     outdated = {(r["dataset"], r["method"]) for r in old}
     methods = list(METHODS)
     datasets = sorted(set(datasets or []) | {k[0] for k in cells} | {k[0] for k in outdated})

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import suite_bench  # noqa: E402
+import suite_bench
 
 COLUMNS = {
     "bc": "BC",
@@ -34,7 +31,8 @@ COLUMNS = {
     "medium-rectified": "SB3 medium rectified",
     "medium-rectified-tuned": "SB3 rectified, alpha tuned on episodes",
 }
-RECTIFIERS = ("spar", "medium-rectified", "spar-tuned", "medium-rectified-tuned")
+#: Methods that deploy a rectifier (trained by SPAR, or the same run at a tuned alpha): their cells list the alphas.
+RECTIFIERS = {m for m in COLUMNS if suite_bench.METHODS[suite_bench.METHODS[m].run_method].algo == "spar"}
 
 
 def cell(records: list[dict], method: str) -> str:
@@ -56,10 +54,7 @@ def cell(records: list[dict], method: str) -> str:
 
 def table(records: list[dict]) -> str:
     """The markdown table of `records` (today's defaults only), one row per dataset of the full tier."""
-    cells: dict = {}
-    for r in records:
-        if not suite_bench.stale(r):
-            cells.setdefault((r["dataset"], r["method"]), []).append(r)
+    cells = suite_bench.current_cells(records)
     lines = ["| dataset | " + " | ".join(COLUMNS.values()) + " |", "|---|" + "---|" * len(COLUMNS)]
     for dataset in suite_bench.TIERS["full"]["datasets"]:
         name = dataset.removeprefix("spar/").removesuffix("-v0").replace("/", " ")

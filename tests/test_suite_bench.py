@@ -227,8 +227,12 @@ def test_the_readme_table_shows_todays_records_and_says_what_is_not_run():
         return suite_bench.job_config("spar", 100, seed).to_dict()
 
     spar = [
-        {**record("spar/hopper/medium-replay-v0", "spar", s, x), "config": today(s), "alpha": a}
-        | {"state_violation_rate": 0.02}
+        {
+            **record("spar/hopper/medium-replay-v0", "spar", s, x),
+            "config": today(s),
+            "alpha": a,
+            "state_violation_rate": 0.02,
+        }
         for s, x, a in ((0, 80.0, 1.0), (1, 60.0, 0.5))
     ]
     old = {**record("spar/hopper/medium-v0", "spar", 0, 99.0), "config": {**today(0), "lsi_anchor_penalty": 1.0}}
