@@ -33,6 +33,7 @@ import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path,
 
 ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5"}
 FULL = 200_000
+KINDS = ("medium", "medium-replay", "medium-expert")
 
 
 def save_manifest(path: Path, before: dict, after: dict) -> None:
@@ -48,7 +49,11 @@ def save_manifest(path: Path, before: dict, after: dict) -> None:
         os.replace(tmp, path)
 
 
-def build_env(name: str, suite: Path, transitions: int, ref_episodes: int, manifest: dict, log) -> dict:
+def build_env(
+    name: str, suite: Path, transitions: int, ref_episodes: int, manifest: dict, log, kinds=KINDS, on_disk=None
+) -> dict:
+    """Build `kinds` of env `name`'s datasets; `on_disk()` (optional) reads the manifest as another build
+    running at once left it, so that what that build finished is skipped here too."""
     import gymnasium as gym
     import minari
     import numpy as np
@@ -73,6 +78,11 @@ def build_env(name: str, suite: Path, transitions: int, ref_episodes: int, manif
     def fresh(kind: str, recipe: dict) -> str | None:
         dataset_id = f"{prefix}/{name}/{kind}-v0"
         recipe = {**recipe, **refs}
+        if kind not in kinds:
+            built[kind] = dataset_id
+            return None
+        if on_disk is not None and manifest.get(dataset_id) != recipe and on_disk().get(dataset_id) == recipe:
+            manifest[dataset_id] = recipe  # another build made it meanwhile
         if manifest.get(dataset_id) == recipe and (get_dataset_path(dataset_id) / "data").exists():
             log(f"{dataset_id}: up to date, skipped")
             built[kind] = dataset_id
@@ -173,6 +183,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--transitions", type=int, default=FULL)
     parser.add_argument("--ref-episodes", type=int, default=20)
     parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=list(ENVS))
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        default=list(KINDS),
+        choices=list(KINDS),
+        help="build only these datasets of each env (medium-expert reuses medium, which must exist)",
+    )
     args = parser.parse_args(argv)
     import torch
     from minari.storage import get_dataset_path
@@ -185,6 +202,9 @@ def main(argv: list[str] | None = None) -> dict:
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     start = time.time()
 
+    def on_disk() -> dict:
+        return json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+
     def log(message: str) -> None:
         print(f"[{time.time() - start:7.1f}s] {message}", flush=True)
 
@@ -192,7 +212,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.envs:
         before = copy.deepcopy(manifest)
         try:
-            built[name] = build_env(name, suite, args.transitions, args.ref_episodes, manifest, log)
+            built[name] = build_env(
+                name, suite, args.transitions, args.ref_episodes, manifest, log, tuple(args.kinds), on_disk
+            )
         finally:
             save_manifest(manifest_path, before, manifest)
     log(f"done: {json.dumps(built)}")

@@ -316,6 +316,8 @@ def run_one(job: Job) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text()) if result is not None else {}
     if "auto_alpha" in summary:
         deployed["auto_alpha"] = summary["auto_alpha"]  # the offline choice of alpha
+    if "penalty_choice" in summary:
+        deployed["penalty_choice"] = summary["penalty_choice"]  # which latent policy (lsi_reach_penalty)
     # MKL's code path changes float rounding, and chaotic tasks (HalfCheetah) amplify it: record it.
     deployed["mkl_intel_path"] = spar_rectify.mkl.status()["active"]
     return {

@@ -9,7 +9,8 @@ synthetic dataset of HalfCheetah's size (obs 17, act 6; the values do not matter
 Each rate is the median of five timed windows, and the methods take turns over `--rounds`
 rounds (median over rounds). SPAR is timed in its full step (critic + Latent Self-Imitation: the most
 expensive stage) and,
-separately, in its first stage (critic + CVAE). `iql-reference` is a minimal hand-written IQL step
+separately, in its first stage (critic + CVAE) and (`spar:reach`) in its full step with the second latent
+policy of `lsi_reach_penalty`. `iql-reference` is a minimal hand-written IQL step
 (no framework: plain modules and losses, same sizes) timed beside them, the yardstick that says
 how much the kit's own IQL costs over the bare arithmetic on the same machine at the same time.
 Achieved GFLOP/s per method: the floating-point operations of one update (matrix products,
@@ -35,7 +36,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 OBS_DIM, ACT_DIM = 17, 6
-METHODS = ("bc", "td3bc", "iql", "spar", "spar:cvae", "iql-reference")
+METHODS = ("bc", "td3bc", "iql", "spar", "spar:cvae", "spar:reach", "iql-reference")
 
 
 def reference_iql_steps(obs, action, reward, next_obs, not_done):
@@ -169,11 +170,11 @@ def run_one(method: str, transitions: int, steps: int, fast_matmul: bool = False
         }
     del obs
     algo, stage = (method.split(":") + ["full"])[:2]
-    extra = (
-        {"manifold_fraction": 0.0, "fit_fraction": 0.0}
-        if stage == "full"
-        else {"manifold_fraction": 0.99, "fit_fraction": 0.0}
-    )
+    extra = {
+        "full": {"manifold_fraction": 0.0, "fit_fraction": 0.0},
+        "cvae": {"manifold_fraction": 0.99, "fit_fraction": 0.0},
+        "reach": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "lsi_reach_penalty": 0.0},
+    }[stage]
     config = TrainConfig(algo=algo, steps=10**7, fast_matmul=fast_matmul, **(extra if algo == "spar" else {}))
     anchor = BCPolicy(obs_space, act_space) if algo == "spar" else None
     trainer = Trainer(config, data, anchor)
@@ -214,7 +215,8 @@ def main() -> None:
         nargs="+",
         default=list(METHODS),
         choices=METHODS,
-        help="methods to time (default: all); spar:cvae is SPAR's first stage",
+        help="methods to time (default: all); spar:cvae is SPAR's first stage, spar:reach its full step with a "
+        "second latent policy (lsi_reach_penalty=0)",
     )
     parser.add_argument(
         "--mkl",
@@ -292,6 +294,8 @@ def main() -> None:
     }
     if "spar:cvae" in primary:
         result["spar_stage1_cvae"] = primary["spar:cvae"]
+    if "spar:reach" in primary:
+        result["spar_with_reach_policy"] = primary["spar:reach"]
     if "iql-reference" in primary:
         result["iql_reference"] = primary["iql-reference"]
     if "spar" in primary and "iql" in primary:

@@ -163,6 +163,16 @@ class SPARSettings:
     logged action, so it is trusted near either), or the anchor's latent alone. From the anchor alone the
     rectifier could not travel where the data does: the SB3 medium policy on hopper medium-expert 56.8
     against 103.1 from either (100k, benchmarks/README.md)."""
+    lsi_reach_penalty: Optional[float] = None
+    """[spar] kappa of a second latent policy trained beside the first (the same batches, critic, CVAE and
+    prior; its own candidates, drawn from its own generator, so the first trains exactly as it would alone),
+    for data where lsi_anchor_penalty holds the rectifier back: on hopper medium-replay seed 1 (200k) kappa
+    0.25 scored 50.5 where kappa 0 scored 97.4 at 0.37% violations, while on hopper medium kappa 0 drifted
+    (benchmarks/README.md). With auto_alpha, the drift check deploys the second policy when its whole
+    residual (alpha 1) stays within drift_threshold of the anchor, else the first at its own offline alpha
+    (`drift.choose_penalty`); the one not deployed is exported beside it (`rectifier-alternative/`). Without
+    auto_alpha the first is deployed. None (the default): one latent policy. Costs a second latent-policy
+    update (about a quarter more per step, benchmarks/train_throughput.py)."""
     lsi_agreement: bool = False
     """[spar] Score each candidate by the gain over the current latent that *both* critic heads agree on
     (min over heads of Q_j(candidate) - Q_j(mu), see `losses.paired_gains`) instead of min-Q(candidate) -
@@ -302,6 +312,9 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         need(self.lsi_prior_weight >= 0, "lsi_prior_weight", ">= 0")
         need(self.lsi_anchor_penalty >= 0, "lsi_anchor_penalty", ">= 0")
         need(self.in_sample_weight >= 0, "in_sample_weight", ">= 0")
+        need(self.lsi_reach_penalty is None or self.lsi_reach_penalty >= 0, "lsi_reach_penalty", "None or >= 0")
+        if self.lsi_reach_penalty == self.lsi_anchor_penalty or not self.self_imitation:
+            object.__setattr__(self, "lsi_reach_penalty", None)  # nothing to choose between: one policy
         need(self.bound_min <= self.bound_max, "bound_min", f"<= bound_max ({self.bound_max})")
         if not self.use_latent:  # the conditional prior is over the CVAE's latent: without one, the box
             object.__setattr__(self, "latent_search", "box")
@@ -396,6 +409,7 @@ SAVED_BEFORE_FIELD: dict = {
     "lsi_anchor_penalty": 0.0,
     "lsi_penalty_origin": "anchor",
     "auto_alpha": False,
+    "lsi_reach_penalty": None,
 }
 
 #: SPAR settings that choose how the trained weights are deployed, not what is trained: a run resumes

@@ -1,7 +1,7 @@
 """Offline drift check: does a rectified policy leave the data's states more often than its base policy?
 
 Defines `DynamicsEnsemble`, `load_or_fit`, `drift_check`, `least_penalised_within`, `choose_alpha`,
-`AlphaChoice` and `DRIFT_ALPHAS`.
+`AlphaChoice`, `choose_penalty`, `PenaltyChoice` and `DRIFT_ALPHAS`.
 
 A rectifier can keep every single action close to the data and still lead the system, step after step,
 into states the data never reached: on hopper medium a small consistent shift (0.18 in normalised
@@ -422,3 +422,53 @@ def choose_alpha(
     excess = {a: report.excess(f"alpha {a:g}") for a in tried}
     within = [a for a in tried if excess[a] <= threshold]
     return AlphaChoice(within[0] if within else 0.0, excess, threshold, report)
+
+
+@dataclass
+class PenaltyChoice:
+    """Which of a run's two latent policies is deployed (`choose_penalty`).
+
+    Attributes:
+        deployed: the lsi_anchor_penalty of the deployed one.
+        reach: the reach policy's penalty (TrainConfig.lsi_reach_penalty).
+        choices: penalty -> that rectifier's `AlphaChoice` (its offline alpha and drift excesses).
+    """
+
+    deployed: float
+    reach: float
+    choices: dict[float, AlphaChoice]
+
+    def to_dict(self) -> dict:
+        return {
+            "deployed_penalty": self.deployed,
+            "reach_penalty": self.reach,
+            "rectifiers": {f"{k:g}": c.to_dict() for k, c in self.choices.items()},
+        }
+
+    def table(self) -> str:
+        """One line per latent policy: its penalty, offline alpha, excess at alpha 1, and which is deployed."""
+        lines = ["kappa   offline alpha   excess at alpha 1 (points)"]
+        for kappa, choice in self.choices.items():
+            mark = "  <- deployed" if kappa == self.deployed else ""
+            excess = choice.excess.get(1.0, float("nan"))
+            lines.append(f"{kappa:5.2f}   {choice.alpha:13.2f}   {excess:+10.1f}{mark}")
+        return "\n".join(lines)
+
+
+def choose_penalty(choices: dict[float, AlphaChoice], reach: float) -> PenaltyChoice:
+    """The latent policy to deploy of a run that trained two (TrainConfig.lsi_reach_penalty): the reach policy
+    (trained at the smaller penalty, `reach`) when its whole residual stays on the data's states (its offline
+    alpha is 1: the drift excess at alpha 1 within the threshold), else the other at its own offline alpha.
+    A penalty holds the search near the anchor where the critic might be wrong; where the reach policy does
+    not drift, that caution only costs return (hopper medium-replay seed 1, 200k: 97.4 at kappa 0, 50.5 at
+    0.25), and where it drifts (hopper medium at kappa 0: 10% of the env's states off the data) the penalised
+    policy's offline alpha is the safer default.
+
+    Args:
+        choices: penalty -> the `AlphaChoice` of the rectifier trained at it (two entries, `reach` one of them).
+        reach: the reach policy's penalty.
+    """
+    if reach not in choices or len(choices) != 2:
+        raise ValueError(f"choose_penalty needs the reach policy's choice ({reach}) and one other, got {list(choices)}")
+    other = next(k for k in choices if k != reach)
+    return PenaltyChoice(reach if choices[reach].alpha == 1.0 else other, reach, dict(choices))

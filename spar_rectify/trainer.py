@@ -12,6 +12,7 @@ thread count: weights, optimiser moments and the sampling generator are all rest
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 import threading
@@ -149,6 +150,8 @@ class Trainer:
     def save_state(self, folder: str | Path) -> Path:
         """Atomically write everything needed to resume (weights, optimisers, generator, step)."""
         tensors: dict[str, torch.Tensor] = {"generator": self.generator.get_state()}
+        for name, generator in self._algo_generators().items():
+            tensors[f"generator.{name}"] = generator.get_state()
         for name, module in self.algo.modules().items():
             for key, value in module.state_dict().items():
                 tensors[f"module.{name}.{key}"] = value
@@ -172,6 +175,10 @@ class Trainer:
         }
         return write_bundle(folder, "train_state", meta, tensors)
 
+    def _algo_generators(self) -> dict[str, torch.Generator]:
+        """The algorithm's own random generators besides the trainer's (SPAR's reach policy has one)."""
+        return self.algo.generators() if hasattr(self.algo, "generators") else {}
+
     def load_state(self, folder: str | Path) -> None:
         """Restore a `save_state` folder. Raises ValueError when it belongs to another config."""
         meta, tensors = read_bundle(folder, "train_state")
@@ -192,6 +199,8 @@ class Trainer:
             }
             opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
         self.generator.set_state(tensors["generator"])
+        for name, generator in self._algo_generators().items():
+            generator.set_state(tensors[f"generator.{name}"])
         recorded, now = meta.get("mkl_intel_path"), mkl.status()["active"]
         if recorded is not None and recorded != now:
             warnings.warn(
@@ -264,24 +273,53 @@ def _check_resumable_config(saved: TrainConfig, now: TrainConfig, step: int, fol
         )
 
 
-def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: bool):
+ALTERNATIVE = "rectifier-alternative"
+"""The run folder's second rectifier when SPAR trained a reach policy (lsi_reach_penalty): the one not deployed."""
+
+
+def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: bool, reach: Path | None = None):
     """TrainConfig.auto_alpha: the exported rectifier's default alpha, chosen offline by the drift check
-    (`drift.choose_alpha`; the dynamics model is kept in `run_dir/dynamics`) and written into `artifact`."""
+    (`drift.choose_alpha`; the dynamics model is kept in `run_dir/dynamics`) and written into `artifact`.
+    With `reach` (the reach policy's rectifier, exported there), `drift.choose_penalty` picks which of the
+    two is deployed: it ends in `artifact`, the other in `run_dir/rectifier-alternative`.
+
+    Returns:
+        the deployed rectifier's `AlphaChoice`, and the `PenaltyChoice` (None without `reach`)."""
     from spar_rectify.checkpoint import set_default_alpha
-    from spar_rectify.drift import choose_alpha, load_or_fit
+    from spar_rectify.drift import choose_alpha, choose_penalty, load_or_fit
 
     config = trainer.config
     tell = (lambda line: print(line, flush=True)) if say else None
     model = load_or_fit(
         trainer.data, run_dir / "dynamics", steps=config.drift_model_steps, seed=config.seed, progress=tell
     )
-    chosen = choose_alpha(
-        trainer.anchor, artifact, trainer.data, model, threshold=config.drift_threshold, seed=config.seed
-    )
-    set_default_alpha(artifact, chosen.alpha)
+
+    def offline_alpha(folder: Path):
+        chosen = choose_alpha(
+            trainer.anchor, folder, trainer.data, model, threshold=config.drift_threshold, seed=config.seed
+        )
+        set_default_alpha(folder, chosen.alpha)
+        return chosen
+
+    chosen, penalty = offline_alpha(artifact), None
+    if reach is not None:
+        penalty = choose_penalty(
+            {config.lsi_anchor_penalty: chosen, config.lsi_reach_penalty: offline_alpha(reach)},
+            reach=config.lsi_reach_penalty,
+        )
+        alternative = run_dir / ALTERNATIVE
+        shutil.rmtree(alternative, ignore_errors=True)
+        if penalty.deployed == config.lsi_reach_penalty:  # the reach policy's rectifier becomes the artefact
+            artifact.rename(alternative)
+            reach.rename(artifact)
+        else:
+            reach.rename(alternative)
+        chosen = penalty.choices[penalty.deployed]
+        if say:
+            print(f"latent policy, chosen offline (lsi_reach_penalty):\n{penalty.table()}", flush=True)
     if say:
         print(f"default alpha, chosen offline (auto_alpha):\n{chosen.table()}", flush=True)
-    return chosen
+    return chosen, penalty
 
 
 @dataclass
@@ -452,9 +490,14 @@ def train(
         raise KeyboardInterrupt(f"training interrupted at step {trainer.step}; checkpoint saved in {ckpt}")
     seconds = trainer.train_seconds
     artifact = trainer.export()
-    final, chosen = None, None
+    final, chosen, penalty = None, None, None
+    reach = None
+    if getattr(trainer.algo, "reach_actor", None) is not None:  # lsi_reach_penalty: the second latent policy
+        staged = run_dir / (ALTERNATIVE if not config.auto_alpha else "rectifier-reach")
+        shutil.rmtree(staged, ignore_errors=True)
+        reach = trainer.algo.export(trainer.deployment(), staged, reach=True)
     if trainer.anchor is not None and config.auto_alpha:
-        chosen = _choose_default_alpha(trainer, artifact, run_dir, say=progress is not False)
+        chosen, penalty = _choose_default_alpha(trainer, artifact, run_dir, say=progress is not False, reach=reach)
         final = trainer.algo.deployed(trainer.deployment(), artifact)
     returns, score = run_eval(trainer.step, final) if env is not None and config.eval_episodes else (None, None)
     logger.close()
@@ -470,5 +513,7 @@ def train(
     }
     if chosen is not None:
         summary["auto_alpha"] = chosen.to_dict()
+    if penalty is not None:
+        summary["penalty_choice"] = penalty.to_dict()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return TrainResult(artifact, run_dir, trainer.step, seconds, returns, None if score is None else float(score))

@@ -66,6 +66,15 @@ def test_a_switch_stored_as_text_by_older_versions_loads_as_the_boolean():
         TrainConfig.from_dict({"lsi_agreement": "yes"})
 
 
+def test_a_reach_penalty_is_checked_and_dropped_where_there_is_nothing_to_choose():
+    assert TrainConfig(lsi_reach_penalty=0.0).lsi_reach_penalty == 0.0
+    with pytest.raises(ValueError, match="lsi_reach_penalty must be None or >= 0, got -0.5"):
+        TrainConfig(lsi_reach_penalty=-0.5)
+    # the same penalty as mu's, or no self-imitation (the penalty is LSI's): one latent policy
+    assert TrainConfig(lsi_anchor_penalty=0.0, lsi_reach_penalty=0.0).lsi_reach_penalty is None
+    assert TrainConfig(self_imitation=False, lsi_reach_penalty=0.0).lsi_reach_penalty is None
+
+
 def test_a_config_saved_before_a_field_existed_means_what_that_version_trained(tmp_path):
     # A run folder written before lsi_anchor_penalty and latent_search existed (their defaults changed since).
     added = ("lsi_anchor_penalty", "lsi_penalty_origin", "latent_search")

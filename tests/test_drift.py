@@ -147,3 +147,20 @@ def test_load_or_fit_reuses_a_saved_model_and_refuses_another_datasets(tmp_path,
     other.name = "other"
     with pytest.raises(ValueError, match="holds a dynamics model of .*, not of other; pass an empty folder"):
         load_or_fit(other, tmp_path / "dyn")
+
+
+def test_the_reach_policy_is_deployed_only_when_its_whole_residual_stays_on_the_data():
+    from spar_rectify.drift import AlphaChoice, DriftReport, choose_penalty
+
+    def choice(alpha, excess_at_1):
+        return AlphaChoice(alpha, {1.0: excess_at_1, 0.75: 0.5}, 2.0, DriftReport({}, {}, 10, 100, 0.0))
+
+    kept = choose_penalty({0.25: choice(0.75, 4.0), 0.0: choice(1.0, -3.5)}, reach=0.0)
+    assert kept.deployed == 0.0
+    assert kept.table().splitlines()[2].endswith("-3.5  <- deployed")
+    fell_back = choose_penalty({0.25: choice(0.75, 4.0), 0.0: choice(0.75, 7.0)}, reach=0.0)
+    assert fell_back.deployed == 0.25  # the reach policy drifts at alpha 1: the penalised one, at its own alpha
+    assert fell_back.to_dict()["rectifiers"]["0.25"]["alpha"] == 0.75
+    assert fell_back.to_dict()["deployed_penalty"] == 0.25 and fell_back.to_dict()["reach_penalty"] == 0.0
+    with pytest.raises(ValueError, match="reach policy's choice"):
+        choose_penalty({0.25: choice(1.0, 0.0)}, reach=0.0)

@@ -39,12 +39,13 @@ def test_same_seed_same_parameters_different_seed_differs(data, anchor, algo):
     assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
 
 
-@pytest.mark.parametrize("algo", ["td3bc", "iql", "spar", "spar-conditional"])
+@pytest.mark.parametrize("algo", ["td3bc", "iql", "spar", "spar-conditional", "spar-reach"])
 def test_resume_equals_uninterrupted(tmp_path, data, anchor, algo):
     search = "conditional" if algo.endswith("-conditional") else "box"  # the prior network is checkpointed too
+    reach = 0.0 if algo.endswith("-reach") else None  # the reach policy, its optimiser and its generator too
     algo = algo.split("-")[0]
     cfg = TrainConfig(algo=algo, steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST).replace(
-        latent_search=search
+        latent_search=search, lsi_reach_penalty=reach
     )
     full = Trainer(cfg, data, anchor if algo == "spar" else None)
     list(full.fit())
@@ -116,6 +117,56 @@ def test_auto_alpha_sets_the_default_the_final_evaluation_deploys(tmp_path, data
     assert load_rectifier(again.artifact).alpha == 1.0 and "auto_alpha" not in json.loads(
         (tmp_path / "run" / "summary.json").read_text()
     )
+
+
+def test_the_reach_policy_trains_beside_mu_and_leaves_mu_as_it_trains_alone(data, anchor):
+    cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST)
+    alone, both = Trainer(cfg, data, anchor), Trainer(cfg.replace(lsi_reach_penalty=0.0), data, anchor)
+    metrics = [m for _, m in both.fit()]
+    list(alone.fit())
+    a, b = trainer_params(alone), trainer_params(both)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # every shared module: the same batches, draws and updates
+    reach = {k[len("reach_actor.") :]: v for k, v in b.items() if k.startswith("reach_actor.")}
+    mu = {k[len("rectifier.actor.") :]: v for k, v in b.items() if k.startswith("rectifier.actor.")}
+    assert reach.keys() == mu.keys() and any(not torch.equal(reach[k], mu[k]) for k in mu)
+    assert {"reach_fit_loss", "reach_lsi_loss", "lsi_loss"} <= set().union(*metrics)
+
+
+@pytest.mark.parametrize("reach_alpha", [1.0, 0.75])
+def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, anchor, monkeypatch, reach_alpha):
+    from spar_rectify import drift
+    from spar_rectify.drift import AlphaChoice, DriftReport
+
+    cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.2, fit_fraction=0.2, **FAST).replace(
+        eval_episodes=2, auto_alpha=True, drift_model_steps=20, lsi_reach_penalty=0.0
+    )
+
+    def by_penalty(base, rectifier, data_, model, threshold, seed):  # the rule: tests/test_drift.py
+        reach = load_rectifier(rectifier).config["lsi_anchor_penalty"] == 0.0
+        alpha = reach_alpha if reach else 0.5
+        return AlphaChoice(alpha, {1.0: 1.0 if alpha == 1.0 else 5.0}, threshold, DriftReport({}, {}, 10, 100, 0.0))
+
+    monkeypatch.setattr(drift, "choose_alpha", by_penalty)
+    run = tmp_path / "run"
+    result = train(cfg, data, run, anchor=anchor, env="PointReach-v0", progress=False)
+    deployed, other = load_rectifier(result.artifact), load_rectifier(run / "rectifier-alternative")
+    want = 0.0 if reach_alpha == 1.0 else 0.25
+    assert deployed.config["lsi_anchor_penalty"] == want and other.config["lsi_anchor_penalty"] == 0.25 - want
+    assert deployed.alpha == (1.0 if want == 0.0 else 0.5)  # each carries its own offline alpha
+    assert other.alpha == (0.5 if want == 0.0 else reach_alpha)
+    assert not (run / "rectifier-reach").exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["penalty_choice"]["deployed_penalty"] == want and summary["auto_alpha"]["alpha"] == deployed.alpha
+    # the two differ in their latent policies only
+    a, b = deployed.rectifier.state_dict(), other.rectifier.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("actor."))
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("actor."))
+    # without auto_alpha nothing is chosen: mu is deployed, the reach policy kept beside it
+    again = train(
+        cfg.replace(auto_alpha=False), data, run, anchor=anchor, env="PointReach-v0", resume=True, progress=False
+    )
+    assert load_rectifier(again.artifact).config["lsi_anchor_penalty"] == 0.25
+    assert load_rectifier(run / "rectifier-alternative").config["lsi_anchor_penalty"] == 0.0
 
 
 def _interrupting_train(cfg, data, anchor, run_dir, at):

@@ -7,13 +7,16 @@ regression onto the logged residual's latent at every step (one actor step takes
 mu's learning rate constant or, with `actor_lr_schedule="cosine"`, decaying to zero over stage (iii).
 LSI searches each state's region of a state-conditional prior fitted to the encoder's posteriors in
 stage (i) (`latent_search="conditional"`, the default) or the whole latent box ("box"), and with
-`lsi_anchor_penalty` charges each candidate for its distance from the anchor's own latent.
+`lsi_anchor_penalty` charges each candidate for its distance from the anchor's own latent. With
+`lsi_reach_penalty`, a second latent policy (the "reach" policy) trains beside mu at that penalty, on the
+same batches and critic, and the drift check picks which one is deployed (`trainer.train`).
 The critic trains at every step throughout. No gradient of Q with respect to the action reaches
 the policy: the critic only weighs candidates, and every candidate lies on the decoded support.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -35,6 +38,9 @@ from spar_rectify.matmul import training_precision
 from spar_rectify.networks import mlp
 from spar_rectify.rectified_policy import RectifiedPolicy
 from spar_rectify.rectifier import Rectifier
+
+#: The reach policy's generator is seeded with the run's seed plus this (the trainer's uses seed + 1).
+REACH_SEED_OFFSET = 1_000_003
 
 
 class SPAR:
@@ -100,6 +106,11 @@ class SPAR:
         if config.latent_search == "conditional":  # p(z | s, a_b), fitted beside the CVAE in stage (i)
             self.prior = mlp(obs_dim + act_dim, 2 * latent, config.hidden)
             self.prior_opt = adam(self.prior.parameters(), config.lr)
+        self.reach_actor = None  # lsi_reach_penalty's latent policy: mu's start, its own optimiser and draws
+        if config.lsi_reach_penalty is not None:
+            self.reach_actor = copy.deepcopy(self.rect.actor)
+            self.reach_opt = adam(self.reach_actor.parameters(), config.lr)
+            self.reach_generator = torch.Generator().manual_seed(config.seed + REACH_SEED_OFFSET)
 
     def modules(self) -> dict:
         mods = {"rectifier": self.rect, "critic": self.critic}
@@ -107,7 +118,22 @@ class SPAR:
             mods["encoder"] = self.encoder
         if self.prior is not None:
             mods["prior"] = self.prior
+        if self.reach_actor is not None:
+            mods["reach_actor"] = self.reach_actor
         return mods
+
+    def generators(self) -> dict:
+        """Random generators besides the trainer's own, by name (checkpointed with it)."""
+        return {"reach": self.reach_generator} if self.reach_actor is not None else {}
+
+    def latent_policies(self) -> list[tuple[str, torch.nn.Module, torch.optim.Optimizer, float, torch.Generator]]:
+        """Each latent policy trained: (metric prefix, actor, optimiser, lsi_anchor_penalty, generator of its
+        candidates); mu first, then the reach policy (with lsi_reach_penalty)."""
+        cfg = self.config
+        out = [("", self.rect.actor, self.actor_opt, cfg.lsi_anchor_penalty, self.generator)]
+        if self.reach_actor is not None:
+            out.append(("reach_", self.reach_actor, self.reach_opt, cfg.lsi_reach_penalty, self.reach_generator))
+        return out
 
     def optimizers(self) -> dict:
         opts = {"critic": self.critic.optimizer, "actor": self.actor_opt}
@@ -115,6 +141,8 @@ class SPAR:
             opts["cvae"] = self.cvae_opt
         if self.prior is not None:
             opts["prior"] = self.prior_opt
+        if self.reach_actor is not None:
+            opts["reach_actor"] = self.reach_opt
         return opts
 
     # -- pieces -------------------------------------------------------------------------------
@@ -178,13 +206,20 @@ class SPAR:
             r = self.rect.decode(x, self.residual_latent(x, r))
         return (base + r).clamp(-1.0, 1.0)
 
-    def residual_policy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(latent or residual the actor outputs, decoded residual), from inputs x (B, obs+act)."""
+    def actor_output(self, x: torch.Tensor, actor: torch.nn.Module | None = None) -> torch.Tensor:
+        """What a latent policy (default mu) outputs at inputs x (B, obs+act): its latent in the box (B, L),
+        or without a latent the residual itself (B, act_dim), bounded by rho."""
+        actor = self.rect.actor if actor is None else actor
         if self.encoder is None:
-            r = self.rho * torch.tanh(self.rect.actor(x))
-            return r, r
-        z = self.rect.latent(x)
-        return z, self.rect.decode(x, z)
+            return self.rho * torch.tanh(actor(x))
+        return self.rect.latent_box * torch.tanh(actor(x))
+
+    def residual_policy(
+        self, x: torch.Tensor, actor: torch.nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latent or residual the actor (default mu) outputs, decoded residual), from inputs x (B, obs+act)."""
+        out = self.actor_output(x, actor)
+        return (out, out) if self.encoder is None else (out, self.rect.decode(x, out))
 
     # -- stages -------------------------------------------------------------------------------
     def update(self, b: Batch, step: int) -> dict:
@@ -200,21 +235,22 @@ class SPAR:
         if step < start:
             metrics.update(self._fit(x, b))
             return metrics
-        losses = []
-        if cfg.in_sample_weight:
-            loss, m = self._in_sample(x, b, advantage)
-            losses.append(cfg.in_sample_weight * loss)
-            metrics.update(m)
-        if (step - start) % cfg.lsi_every == 0:
-            n = min(cfg.lsi_states, b.obs.shape[0])
-            loss, m = self._improve(x[:n], b)
-            losses.append(loss)
-            metrics.update(m)
-        if losses:
-            if cfg.actor_lr_schedule == "cosine":  # stateless: a function of the step, so resuming is exact
-                done = (step - start) / max(cfg.steps - start, 1)
-                self.actor_opt.param_groups[0]["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
-            self._step_actor(sum(losses))
+        for prefix, actor, opt, penalty, generator in self.latent_policies():
+            losses = []
+            if cfg.in_sample_weight:
+                loss, m = self._in_sample(x, b, advantage, actor)
+                losses.append(cfg.in_sample_weight * loss)
+                metrics.update({prefix + k: v for k, v in m.items()})
+            if (step - start) % cfg.lsi_every == 0:
+                n = min(cfg.lsi_states, b.obs.shape[0])
+                loss, m = self._improve(x[:n], b, actor, penalty, generator)
+                losses.append(loss)
+                metrics.update({prefix + k: v for k, v in m.items()})
+            if losses:
+                if cfg.actor_lr_schedule == "cosine":  # stateless: a function of the step, so resuming is exact
+                    done = (step - start) / max(cfg.steps - start, 1)
+                    opt.param_groups[0]["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
+                self._step_actor(sum(losses), actor, opt)
         return metrics
 
     def _cvae(self, x: torch.Tensor, b: Batch) -> dict:
@@ -240,10 +276,10 @@ class SPAR:
             metrics["prior_kl"] = prior_loss.detach()
         return metrics
 
-    def _step_actor(self, loss: torch.Tensor) -> None:
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=list(self.rect.actor.parameters()))
-        self.actor_opt.step()
+    def _step_actor(self, loss: torch.Tensor, actor: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=list(actor.parameters()))
+        opt.step()
 
     def anchor_latent(self, x: torch.Tensor) -> torch.Tensor:
         """The latent (or, without one, the residual) of the anchor's own action: (B, L), in the box."""
@@ -295,16 +331,27 @@ class SPAR:
 
     def _fit(self, x: torch.Tensor, b: Batch) -> dict:
         r = torch.zeros_like(b.action) if self.config.fit_to == "anchor" else self.data_residual(b)
-        out, _ = self.residual_policy(x)
-        if self.encoder is None:
-            loss = latent_fit_loss(out, r)
-        else:
-            loss = latent_fit_loss(out, self.residual_latent(x, r))
-        self._step_actor(loss)
-        return {"fit_loss": loss.detach()}
+        target = r if self.encoder is None else self.residual_latent(x, r)
+        metrics = {}
+        for prefix, actor, opt, _, _ in self.latent_policies():
+            loss = latent_fit_loss(self.actor_output(x, actor), target)
+            self._step_actor(loss, actor, opt)
+            metrics[prefix + "fit_loss"] = loss.detach()
+        return metrics
 
-    def _improve(self, x: torch.Tensor, b: Batch) -> tuple[torch.Tensor, dict]:
+    def _improve(
+        self,
+        x: torch.Tensor,
+        b: Batch,
+        actor: torch.nn.Module | None = None,
+        penalty: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict]:
+        """LSI's loss for one latent policy (default mu, at lsi_anchor_penalty, its candidates drawn from the
+        trainer's generator) on the first rows of the batch; x: (n, obs+act)."""
         cfg = self.config
+        actor = self.rect.actor if actor is None else actor
+        penalty = cfg.lsi_anchor_penalty if penalty is None else penalty
         n = x.shape[0]  # the first lsi_states rows of the (random) batch
         obs, base = b.obs[:n], b.base_action[:n]
         if not cfg.self_imitation:  # PLAS-style ablation: follow dQ/da through the frozen decoder
@@ -313,7 +360,7 @@ class SPAR:
             loss = -q.mean()
             return loss, {"plas_loss": loss.detach()}
         # What the actor outputs: the latent (or, without a latent, the residual itself).
-        out = self.rect.latent(x) if self.encoder is not None else self.residual_policy(x)[0]
+        out = self.actor_output(x, actor)
         # Candidates are ranked by Q differences far smaller than Q itself: scored in full float32 even under
         # fast_matmul (bf16 inputs flipped the best candidate on about a fifth of the states in a probe).
         with torch.no_grad(), training_precision(False):
@@ -324,7 +371,7 @@ class SPAR:
             anchor_z = data_z = None
             if self.encoder is not None:
                 anchor_z, data_z = self.anchor_latent(x), self.encode(x, logged)[0]
-            cands = self._candidates(x, out.detach(), logged, prior, anchor_z, data_z)
+            cands = self._candidates(x, out.detach(), logged, prior, anchor_z, data_z, generator)
             k = cands.shape[1]
             flat_x = x.unsqueeze(1).expand(-1, k, -1).reshape(n * k, -1)
             if self.encoder is None:
@@ -338,7 +385,7 @@ class SPAR:
             else:
                 q = self.critic.q_min(obs.repeat_interleave(k, 0), actions).view(n, k)
                 scores, value = q, self.critic.value(obs)
-            if cfg.lsi_anchor_penalty:  # pessimism growing with the distance from the anchor
+            if penalty:  # pessimism growing with the distance from the anchor
                 spread = (scores - scores.mean(-1, keepdim=True)).pow(2).mean().sqrt()
                 distance = self.anchor_distance(x, cands, prior=prior, origin=anchor_z)
                 if cfg.lsi_penalty_origin == "anchor_or_data":
@@ -347,7 +394,7 @@ class SPAR:
                         x, cands, logged, prior, None if data_z is None else data_z.clamp(-box, box)
                     )
                     distance = torch.minimum(distance, data)
-                scores = scores - cfg.lsi_anchor_penalty * spread * 0.5 * distance.pow(2)
+                scores = scores - penalty * spread * 0.5 * distance.pow(2)
             log_prior = None
             if self.encoder is not None and cfg.lsi_prior_weight:
                 centre = anchor_z.unsqueeze(1) if cfg.fit_to == "anchor" else 0.0
@@ -368,12 +415,14 @@ class SPAR:
             "lsi_q_gain": (q * weights).sum(-1).mean() - q[:, 0].mean(),
         }
 
-    def _in_sample(self, x: torch.Tensor, b: Batch, advantage: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def _in_sample(
+        self, x: torch.Tensor, b: Batch, advantage: torch.Tensor, actor: torch.nn.Module | None = None
+    ) -> tuple[torch.Tensor, dict]:
         """IQL's extraction in the residual's latent space: mu regressed onto the latent of the logged
         residual with weight `min(exp(beta * A), max_w)`, A the in-sample advantage min Q_target(s, a) - V(s)
         of the logged action (the critic was trained there). Every state of the batch, every step."""
         cfg = self.config
-        out, _ = self.residual_policy(x)
+        out = self.actor_output(x, actor)
         r = self.data_residual(b)
         target = r if self.encoder is None else self.residual_latent(x, r)
         loss = awr_loss(out, target, advantage, cfg.awr_temperature, cfg.awr_max_weight)
@@ -387,12 +436,13 @@ class SPAR:
         prior: tuple[torch.Tensor, torch.Tensor] | None = None,
         anchor_z: torch.Tensor | None = None,
         data_z: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """(n, 1 + K + 1 + P [+ 1], L): current, K perturbations, the data's own, P prior samples
         [and, with `anchor_candidate`, the anchor's own]. Where the caller has them already: `prior`,
         `conditional_prior(x)`; `anchor_z`, `anchor_latent(x)`; `data_z`, the encoder's mean for
-        `data_residual` (unclipped)."""
-        cfg, g = self.config, self.generator
+        `data_residual` (unclipped); `generator`, the draws' (default the trainer's)."""
+        cfg, g = self.config, self.generator if generator is None else generator
         n, dim = current.shape
         if self.encoder is None:  # "no latent": isotropic noise on the residual itself
             scale, box = cfg.candidate_sigma * self.rho, self.rho
@@ -419,13 +469,25 @@ class SPAR:
         return torch.maximum(torch.minimum(cands, box), -box) if torch.is_tensor(box) else cands.clamp(-box, box)
 
     # -- products -----------------------------------------------------------------------------
-    def checkpoint(self, deployment: Deployment) -> RectifierCheckpoint:
+    def checkpoint(self, deployment: Deployment, reach: bool = False) -> RectifierCheckpoint:
         """The deployable rectifier with everything needed to load it safely; the target twin critic
-        that LSI scored candidates with travels along for the deployment gate."""
+        that LSI scored candidates with travels along for the deployment gate. `reach`: the one with the
+        reach policy as its latent policy (its config's lsi_anchor_penalty is then the penalty that policy
+        trained at, and lsi_reach_penalty mu's)."""
         d = deployment
-        rect = self.rect.with_critic(self.critic.q_target).eval().requires_grad_(False)
+        rect = self.rect.with_critic(self.critic.q_target)
+        config = d.config.to_dict()
+        if reach:
+            if self.reach_actor is None:
+                raise ValueError("this SPAR run trains no reach policy (lsi_reach_penalty is None)")
+            rect.actor = copy.deepcopy(self.reach_actor)
+            config |= {
+                "lsi_anchor_penalty": d.config.lsi_reach_penalty,
+                "lsi_reach_penalty": d.config.lsi_anchor_penalty,
+            }
+        rect = rect.eval().requires_grad_(False)
         return RectifierCheckpoint.from_anchor(
-            rect, d.observation_space, d.action_space, d.anchor, d.probe_obs, config=d.config.to_dict()
+            rect, d.observation_space, d.action_space, d.anchor, d.probe_obs, config=config
         )
 
     def policy(self, deployment: Deployment):
@@ -435,5 +497,5 @@ class SPAR:
         """The policy `export` wrote to `folder`, as deployed (its default alpha included)."""
         return RectifiedPolicy(deployment.anchor, folder, check_anchor=False)
 
-    def export(self, deployment: Deployment, folder: str | Path) -> Path:
-        return save_rectifier(self.checkpoint(deployment), folder)
+    def export(self, deployment: Deployment, folder: str | Path, reach: bool = False) -> Path:
+        return save_rectifier(self.checkpoint(deployment, reach), folder)
