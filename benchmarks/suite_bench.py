@@ -41,6 +41,7 @@ import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path,
 from spar_rectify.algos import training_fields
 from spar_rectify.config import DEPLOYMENT_FIELDS, saved_settings
 from spar_rectify.sweep import run_jobs
+from spar_rectify.trainer import ALTERNATIVE
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -320,6 +321,8 @@ def run_one(job: Job) -> dict:
         deployed["penalty_choice"] = summary["penalty_choice"]  # which latent policy (lsi_reach_penalty)
     # MKL's code path changes float rounding, and chaotic tasks (HalfCheetah) amplify it: record it.
     deployed["mkl_intel_path"] = spar_rectify.mkl.status()["active"]
+    if result is not None and (run_dir / ALTERNATIVE).is_dir():  # lsi_reach_penalty: the policy not deployed
+        deployed["alternative"] = evaluate_alternative(base, run_dir / ALTERNATIVE, data, env_id, job.episodes)
     return {
         "dataset": job.dataset,
         "method": job.method,
@@ -333,6 +336,23 @@ def run_one(job: Job) -> dict:
         **variant,
         **deployed,
         **trained,
+    }
+
+
+def evaluate_alternative(base, folder: Path, data, env_id: str, episodes: int) -> dict:
+    """The return and support of a run's second rectifier (`rectifier-alternative/`, the latent policy the
+    drift check did not deploy) at its own offline alpha, on the same seeded episodes: what the other
+    choice would have scored."""
+    from spar_rectify import RectifiedPolicy
+
+    policy = RectifiedPolicy(base, folder)
+    returns, obs, actions = rollouts(policy, env_id, episodes)
+    return {
+        "lsi_anchor_penalty": policy.corrector.checkpoint.config.get("lsi_anchor_penalty"),
+        "alpha": policy.corrector.alpha,
+        "normalized_score": float(data.normalized_score(returns.mean())),
+        "return": float(returns.mean()),
+        **SuiteSupport(data).report(obs, actions),
     }
 
 

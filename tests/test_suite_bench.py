@@ -244,3 +244,36 @@ def test_the_readme_table_shows_todays_records_and_says_what_is_not_run():
     medium = next(r for r in rows if r.startswith("| hopper medium |"))
     assert "99.0" not in medium and "| 47.4 (1.0% / 0.1%) |" in medium  # older defaults left out; raw once
     assert medium.count("not run") == len(where_spar_stands.COLUMNS) - 1
+
+
+def test_the_alternative_rectifier_is_scored_at_its_own_alpha_on_the_same_episodes(tmp_path, monkeypatch):
+    import dataclasses
+
+    import gymnasium as gym
+    import numpy as np
+
+    import envs
+    from spar_rectify import CallablePolicy, save_rectifier
+    from tests.helpers import make_checkpoint
+    from tests.helpers_data import point_data
+
+    env = gym.make("PointReach-v0")
+    base = CallablePolicy(envs.biased_controller, env.action_space, name="biased_controller")
+    checkpoint = make_checkpoint(env.observation_space, env.action_space, base)
+    checkpoint = dataclasses.replace(checkpoint, alpha=0.5, config={"lsi_anchor_penalty": 0.25})
+    save_rectifier(checkpoint, tmp_path / "rectifier-alternative")
+    data = point_data(episodes=20)
+    monkeypatch.setattr(type(data), "normalized_score", lambda self, r: r / 10.0)
+    seen = {}
+
+    def rollouts(policy, env_id, episodes):  # the seeded episodes are suite_bench.rollouts' own business
+        seen.update(alpha=policy.corrector.alpha, env=env_id, episodes=episodes)
+        obs = data.observations[:50].numpy()
+        return np.array([10.0, 30.0]), obs, policy(obs)
+
+    monkeypatch.setattr(suite_bench, "rollouts", rollouts)
+    out = suite_bench.evaluate_alternative(base, tmp_path / "rectifier-alternative", data, "PointReach-v0", 2)
+    assert seen == {"alpha": 0.5, "env": "PointReach-v0", "episodes": 2}
+    assert out["lsi_anchor_penalty"] == 0.25 and out["alpha"] == 0.5
+    assert out["normalized_score"] == 2.0 and out["return"] == 20.0
+    assert 0.0 <= out["support_violation_rate"] <= 1.0
