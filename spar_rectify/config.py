@@ -172,7 +172,8 @@ class SPARSettings:
     residual (alpha 1) stays within drift_threshold of the anchor, else the first at its own offline alpha
     (`drift.choose_penalty`); the one not deployed is exported beside it (`rectifier-alternative/`). Without
     auto_alpha the first is deployed. None (the default): one latent policy. Costs a second latent-policy
-    update (about a quarter more per step, benchmarks/train_throughput.py)."""
+    update: 1.2x SPAR's step time (25.4 against 21.0 steps per CPU-second, AMD family 23,
+    `benchmarks/results/train_throughput_reach.json`)."""
     lsi_agreement: bool = False
     """[spar] Score each candidate by the gain over the current latent that *both* critic heads agree on
     (min over heads of Q_j(candidate) - Q_j(mu), see `losses.paired_gains`) instead of min-Q(candidate) -
