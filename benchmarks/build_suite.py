@@ -199,11 +199,12 @@ def main(argv: list[str] | None = None) -> dict:
     if not (suite / "hopper" / "sac_medium.zip").is_file():
         raise FileNotFoundError(f"suite inputs not found under {suite}; pass --suite PATH (see shared/suite/README.md)")
     manifest_path = get_dataset_path() / "suite_manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    start = time.time()
 
-    def on_disk() -> dict:
+    def on_disk() -> dict:  # the manifest as saved (another build running at once may have added to it)
         return json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+
+    manifest = on_disk()
+    start = time.time()
 
     def log(message: str) -> None:
         print(f"[{time.time() - start:7.1f}s] {message}", flush=True)
