@@ -53,7 +53,10 @@ def build_env(
     name: str, suite: Path, transitions: int, ref_episodes: int, manifest: dict, log, kinds=KINDS, on_disk=None
 ) -> dict:
     """Build `kinds` of env `name`'s datasets; `on_disk()` (optional) reads the manifest as another build
-    running at once left it, so that what that build finished is skipped here too."""
+    running at once left it, so that what that build finished is skipped here too.
+
+    Returns {kind: dataset id} for the kinds asked for, each built here or found up to date.
+    Raises FileNotFoundError (before any collection) for medium-expert without medium on disk."""
     import gymnasium as gym
     import minari
     import numpy as np
@@ -73,13 +76,13 @@ def build_env(
             zip(("ref_min_score", "ref_max_score"), reference_returns(env_id, expert, ref_episodes))
         )
     refs = manifest[ref_key]
-    built = {}
+    ids = {kind: f"{prefix}/{name}/{kind}-v0" for kind in KINDS}
+    built = {}  # what is on disk after this build: built here or found up to date
 
     def fresh(kind: str, recipe: dict) -> str | None:
-        dataset_id = f"{prefix}/{name}/{kind}-v0"
+        dataset_id = ids[kind]
         recipe = {**recipe, **refs}
         if kind not in kinds:
-            built[kind] = dataset_id
             return None
         if on_disk is not None and manifest.get(dataset_id) != recipe and on_disk().get(dataset_id) == recipe:
             manifest[dataset_id] = recipe  # another build made it meanwhile
@@ -128,13 +131,18 @@ def build_env(
         manifest[dataset_id], built["medium-replay"] = {**recipe, **refs}, dataset_id
 
     recipe = {
-        "medium": built["medium"],
+        "medium": ids["medium"],
         "expert": "sac_expert.zip",
         "exploration": "stochastic",
         "transitions": transitions,
         "seed": 10_000,
     }
     if dataset_id := fresh("medium-expert", recipe):
+        if not (get_dataset_path(ids["medium"]) / "data").exists():  # before the expert's long collection
+            raise FileNotFoundError(
+                f"{dataset_id} is built from {ids['medium']}, which is not under {get_dataset_path()}: "
+                "add medium to --kinds (e.g. --kinds medium medium-expert)"
+            )
         log(f"{dataset_id}: medium episodes + {transitions} expert transitions")
         expert_id = f"{prefix}/{name}/expert-part-v0"
         collect(
@@ -148,7 +156,7 @@ def build_env(
             progress=True,
         )
         arrays = {k: [] for k in ("obs", "act", "rew", "next", "term", "trunc")}
-        for source in (built["medium"], expert_id):
+        for source in (ids["medium"], expert_id):
             for ep in minari.load_dataset(source).iterate_episodes():
                 for key, value in zip(
                     arrays,

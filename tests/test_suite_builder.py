@@ -42,6 +42,18 @@ def test_tiny_suite_builds_loads_and_scores(capsys):
     assert capsys.readouterr().out.count("up to date, skipped") == 3
 
 
+@pytest.mark.skipif(not (SUITE / "hopper" / "sac_medium.zip").is_file(), reason=f"suite inputs not at {SUITE}")
+def test_kinds_builds_only_those_and_medium_expert_needs_medium(capsys):
+    builder = _builder()
+    tiny = ["--suite", str(SUITE), "--transitions", "600", "--ref-episodes", "2", "--envs", "hopper"]
+    built = builder.main([*tiny, "--kinds", "medium-replay"])
+    assert built == {"hopper": {"medium-replay": "spar-600/hopper/medium-replay-v0"}}
+    assert len(load_minari("spar-600/hopper/medium-replay-v0")) == 600
+    with pytest.raises(FileNotFoundError, match="add medium to --kinds"):
+        builder.main([*tiny, "--kinds", "medium-expert"])
+    assert "expert transitions" not in capsys.readouterr().out  # refused before the expert's collection
+
+
 def test_two_builds_at_once_keep_each_others_manifest_entries(tmp_path):
     builder = _builder()
     path = tmp_path / "suite_manifest.json"
