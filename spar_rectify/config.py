@@ -174,6 +174,20 @@ class SPARSettings:
     auto_alpha the first is deployed. None (the default): one latent policy. Costs a second latent-policy
     update: 1.2x SPAR's step time (25.4 against 21.0 steps per CPU-second, AMD family 23,
     `benchmarks/results/train_throughput_reach.json`)."""
+    drift_penalty: float = 0.0
+    """[spar] beta: pessimism about where a candidate leads. Each of mu's LSI candidates (not the reach
+    policy's) loses `beta * S * D(s, a)` before the LSI weights are taken, S as in lsi_anchor_penalty and D the
+    off-data value (`spar_rectify.offdata.OffDataValue`): the discounted count of future states beyond the
+    data's state support when the candidate's action is taken and the rectified policy acts after, learnt by
+    TD on 10-step rollouts of the current policy through the dynamics model auto_alpha uses (fitted before
+    training then, drift_model_steps, and kept in the run folder's dynamics/). For data where each action stays
+    in its state's data but the policy still walks off the data's states (hopper medium-expert: the whole
+    residual at IQL's return with a third of its states off the data; benchmarks/README.md). 0 (the default):
+    off. Not measured yet; costs a TD step of a small network per step and a model rollout refresh every
+    1,000 steps."""
+    drift_discount: float = 0.9
+    """[spar] gamma_d of drift_penalty's off-data value, in [0, 1): it counts about 1 / (1 - gamma_d) states
+    ahead (10 at 0.9)."""
     lsi_agreement: bool = False
     """[spar] Score each candidate by the gain over the current latent that *both* critic heads agree on
     (min over heads of Q_j(candidate) - Q_j(mu), see `losses.paired_gains`) instead of min-Q(candidate) -
@@ -313,6 +327,8 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         need(self.lsi_prior_weight >= 0, "lsi_prior_weight", ">= 0")
         need(self.lsi_anchor_penalty >= 0, "lsi_anchor_penalty", ">= 0")
         need(self.in_sample_weight >= 0, "in_sample_weight", ">= 0")
+        need(self.drift_penalty >= 0, "drift_penalty", ">= 0 (0: off)")
+        need(0 <= self.drift_discount < 1, "drift_discount", "in [0, 1)")
         need(self.lsi_reach_penalty is None or self.lsi_reach_penalty >= 0, "lsi_reach_penalty", "None or >= 0")
         if self.lsi_reach_penalty == self.lsi_anchor_penalty or not self.self_imitation:
             object.__setattr__(self, "lsi_reach_penalty", None)  # nothing to choose between: one policy

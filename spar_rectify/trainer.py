@@ -20,7 +20,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -48,12 +48,21 @@ class Trainer:
         data: the dataset (`load_minari` / `from_arrays`).
         anchor: the frozen base policy (required for SPAR; ignored by the others).
         run_dir: where the anchor-action cache and checkpoints go (optional for `fit` alone).
+        progress: called with a line of text while the trainer prepares long pieces (SPAR's dynamics model
+            with drift_penalty); None: quiet.
 
     Raises:
         ValueError: SPAR without an anchor, or an anchor that does not fit the data.
     """
 
-    def __init__(self, config: TrainConfig, data: OfflineData, anchor: Any = None, run_dir: str | Path | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: OfflineData,
+        anchor: Any = None,
+        run_dir: str | Path | None = None,
+        progress: Callable[[str], None] | None = None,
+    ):
         self.config, self.data = config, data
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.anchor: BasePolicy | None = None
@@ -81,10 +90,34 @@ class Trainer:
         torch.manual_seed(config.seed)  # network initialisation
         self.generator = torch.Generator().manual_seed(config.seed + 1)  # batches and noise
         self.algo = algo_cls(info, config, self.generator)
+        if getattr(algo_cls, "needs_model", None) and algo_cls.needs_model(config):
+            self.algo.attach_model(self._model_world(progress))
         self.info = info
         self.step = 0
         self.mid_step = False  # True while an update is half-applied (see `fit`)
         self.train_seconds = 0.0  # wall-clock seconds of training so far, over every resume (s)
+
+    def _model_world(self, progress: Callable[[str], None] | None = None):
+        """The dynamics model of the data (loaded from, or fitted and saved to, `run_dir/dynamics`, where
+        auto_alpha finds it again at the end), its state support and the anchor: what SPAR's
+        drift_penalty rolls its off-data value out in."""
+        from spar_rectify.drift import load_or_fit
+        from spar_rectify.offdata import ModelWorld
+        from spar_rectify.spaces import ActionScaler
+        from spar_rectify.support import SupportMetric
+
+        config, data, anchor = self.config, self.data, self.anchor
+        folder = self.run_dir / "dynamics" if self.run_dir is not None else None
+        model = load_or_fit(data, folder, steps=config.drift_model_steps, seed=config.seed, progress=progress)
+        scaler = ActionScaler(data.action_space)
+
+        def anchor_actions(obs: np.ndarray) -> np.ndarray:
+            return np.clip(scaler.to_normalized(anchor(obs)), -1.0, 1.0)
+
+        live = torch.nonzero(data.terminations == 0).squeeze(1)
+        starts = data.observations[live] if len(live) else data.observations
+        mean, std = torch.from_numpy(self.obs_mean), torch.from_numpy(self.obs_std)
+        return ModelWorld(model, SupportMetric(data.observations.numpy()), anchor_actions, starts, mean, std)
 
     # -- data ---------------------------------------------------------------------------------
     def reward_scale(self) -> float:
@@ -419,7 +452,8 @@ def train(
     if env is None and data.env_refused and config.eval_episodes:
         raise UntrustedEnvSpec(data.env_refused)  # before any training: evaluation would need that env
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(config, data, anchor, run_dir)
+    tell = (lambda line: print(line, flush=True)) if progress is not False else None
+    trainer = Trainer(config, data, anchor, run_dir, tell)
     if resume and found:
         trainer.load_state(ckpt)
     config.save(run_dir / "config.json")

@@ -36,11 +36,14 @@ from spar_rectify.losses import (
 )
 from spar_rectify.matmul import training_precision
 from spar_rectify.networks import mlp
+from spar_rectify.offdata import REFRESH_EVERY, ModelWorld, OffDataValue
 from spar_rectify.rectified_policy import RectifiedPolicy
 from spar_rectify.rectifier import Rectifier
 
 #: The reach policy's generator is seeded with the run's seed plus this (the trainer's uses seed + 1).
 REACH_SEED_OFFSET = 1_000_003
+#: drift_penalty's off-data value draws its rollouts and minibatches from a generator seeded so.
+OFFDATA_SEED_OFFSET = 2_000_003
 
 
 class SPAR:
@@ -111,6 +114,19 @@ class SPAR:
             self.reach_actor = copy.deepcopy(self.rect.actor)
             self.reach_opt = adam(self.reach_actor.parameters(), config.lr)
             self.reach_generator = torch.Generator().manual_seed(config.seed + REACH_SEED_OFFSET)
+        self.offdata = self.world = None  # drift_penalty's off-data value, and the model world it rolls out in
+        if config.drift_penalty:
+            self.offdata = OffDataValue(obs_dim, act_dim, config.hidden, config.drift_discount, config.lr)
+            self.offdata_generator = torch.Generator().manual_seed(config.seed + OFFDATA_SEED_OFFSET)
+
+    @classmethod
+    def needs_model(cls, config: TrainConfig) -> bool:
+        """Whether training needs the data's dynamics model before it starts (`attach_model`)."""
+        return config.drift_penalty > 0
+
+    def attach_model(self, world: ModelWorld) -> None:
+        """Give drift_penalty's off-data value the model world its rollouts run in (the trainer does this)."""
+        self.world = world
 
     def modules(self) -> dict:
         mods = {"rectifier": self.rect, "critic": self.critic}
@@ -120,11 +136,16 @@ class SPAR:
             mods["prior"] = self.prior
         if self.reach_actor is not None:
             mods["reach_actor"] = self.reach_actor
+        if self.offdata is not None:
+            mods["offdata"] = self.offdata
         return mods
 
     def generators(self) -> dict:
         """Random generators besides the trainer's own, by name (checkpointed with it)."""
-        return {"reach": self.reach_generator} if self.reach_actor is not None else {}
+        out = {"reach": self.reach_generator} if self.reach_actor is not None else {}
+        if self.offdata is not None:
+            out["offdata"] = self.offdata_generator
+        return out
 
     def latent_policies(self) -> list[tuple[str, torch.nn.Module, torch.optim.Optimizer, float, torch.Generator]]:
         """Each latent policy trained: (metric prefix, actor, optimiser, lsi_anchor_penalty, generator of its
@@ -143,6 +164,8 @@ class SPAR:
             opts["prior"] = self.prior_opt
         if self.reach_actor is not None:
             opts["reach_actor"] = self.reach_opt
+        if self.offdata is not None:
+            opts["offdata"] = self.offdata.optimizer
         return opts
 
     # -- pieces -------------------------------------------------------------------------------
@@ -235,6 +258,8 @@ class SPAR:
         if step < start:
             metrics.update(self._fit(x, b))
             return metrics
+        if self.offdata is not None:
+            metrics.update(self._offdata_step(step - start))
         for prefix, actor, opt, penalty, generator in self.latent_policies():
             losses = []
             if cfg.in_sample_weight:
@@ -274,6 +299,27 @@ class SPAR:
             prior_loss.backward()
             self.prior_opt.step()
             metrics["prior_kl"] = prior_loss.detach()
+        return metrics
+
+    @torch.no_grad()
+    def rectified_action(self, obs: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """mu's whole residual (alpha 1, no gate) on the anchor's action: standardised obs (B, obs_dim) and
+        normalised anchor actions (B, act_dim) -> normalised actions in [-1, 1], (B, act_dim)."""
+        return (base + self.residual_policy(torch.cat([obs, base], -1))[1]).clamp(-1.0, 1.0)
+
+    def _offdata_step(self, step: int) -> dict:
+        """drift_penalty: refresh the off-data value's model rollouts every REFRESH_EVERY steps of stage
+        (iii) (`step` counts from its start), then one TD step."""
+        if self.world is None:
+            raise RuntimeError(
+                "drift_penalty needs the data's dynamics model: train through Trainer (it fits or loads one), "
+                "or call SPAR.attach_model(...) first"
+            )
+        metrics = {}
+        if step % REFRESH_EVERY == 0:
+            metrics.update(self.offdata.refresh(self.world, self.rectified_action, self.offdata_generator))
+        batch = self.config.batch_size
+        metrics.update(self.offdata.update(self.rectified_action, self.offdata_generator, batch))
         return metrics
 
     def _step_actor(self, loss: torch.Tensor, actor: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
@@ -385,8 +431,11 @@ class SPAR:
             else:
                 q = self.critic.q_min(obs.repeat_interleave(k, 0), actions).view(n, k)
                 scores, value = q, self.critic.value(obs)
+            spread = (scores - scores.mean(-1, keepdim=True)).pow(2).mean().sqrt()
+            if self.offdata is not None and actor is self.rect.actor:  # pessimism about where it leads
+                ahead = self.offdata(obs.repeat_interleave(k, 0), actions).view(n, k).clamp_min(0.0)
+                scores = scores - cfg.drift_penalty * spread * ahead
             if penalty:  # pessimism growing with the distance from the anchor
-                spread = (scores - scores.mean(-1, keepdim=True)).pow(2).mean().sqrt()
                 distance = self.anchor_distance(x, cands, prior=prior, origin=anchor_z)
                 if cfg.lsi_penalty_origin == "anchor_or_data":
                     box = cfg.latent_box
