@@ -10,9 +10,10 @@ Each rate is the median of five timed windows, and the methods take turns over `
 rounds (median over rounds). SPAR is timed in its full step (critic + Latent Self-Imitation: the most
 expensive stage) and,
 separately, in its first stage (critic + CVAE) and (`spar:reach`) in its full step with the second latent
-policy of `lsi_reach_penalty`. `iql-reference` is a minimal hand-written IQL step
-(no framework: plain modules and losses, same sizes) timed beside them, the yardstick that says
-how much the kit's own IQL costs over the bare arithmetic on the same machine at the same time.
+policy of `lsi_reach_penalty`, and (`spar:drift`) with `drift_penalty`'s off-data value (its TD step;
+the model rollouts it refreshes every 1,000 steps fall outside the timed windows). `iql-reference` is a
+minimal hand-written IQL step (no framework: plain modules and losses, same sizes) timed beside them,
+the yardstick that says how much the kit's own IQL costs over the bare arithmetic on the same machine at the same time.
 Achieved GFLOP/s per method: the floating-point operations of one update (matrix products,
 forward and backward, counted by `torch.utils.flop_counter` over 6 steps, which spans SPAR's
 `lsi_every` and TD3+BC's `policy_freq`) times steps/s. `--mkl both` (default) times every method
@@ -36,7 +37,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 OBS_DIM, ACT_DIM = 17, 6
-METHODS = ("bc", "td3bc", "iql", "spar", "spar:cvae", "spar:reach", "iql-reference")
+METHODS = ("bc", "td3bc", "iql", "spar", "spar:cvae", "spar:reach", "spar:drift", "iql-reference")
 
 
 def reference_iql_steps(obs, action, reward, next_obs, not_done):
@@ -174,6 +175,8 @@ def run_one(method: str, transitions: int, steps: int, fast_matmul: bool = False
         "full": {"manifold_fraction": 0.0, "fit_fraction": 0.0},
         "cvae": {"manifold_fraction": 0.99, "fit_fraction": 0.0},
         "reach": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "lsi_reach_penalty": 0.0},
+        # the model's fit is a one-off before training, not a step cost: kept short here
+        "drift": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "drift_penalty": 1.0, "drift_model_steps": 200},
     }[stage]
     config = TrainConfig(algo=algo, steps=10**7, fast_matmul=fast_matmul, **(extra if algo == "spar" else {}))
     anchor = BCPolicy(obs_space, act_space) if algo == "spar" else None
@@ -216,7 +219,7 @@ def main() -> None:
         default=list(METHODS),
         choices=METHODS,
         help="methods to time (default: all); spar:cvae is SPAR's first stage, spar:reach its full step with a "
-        "second latent policy (lsi_reach_penalty=0)",
+        "second latent policy (lsi_reach_penalty=0), spar:drift its full step with drift_penalty=1",
     )
     parser.add_argument(
         "--mkl",
@@ -296,6 +299,8 @@ def main() -> None:
         result["spar_stage1_cvae"] = primary["spar:cvae"]
     if "spar:reach" in primary:
         result["spar_with_reach_policy"] = primary["spar:reach"]
+    if "spar:drift" in primary:
+        result["spar_with_drift_penalty"] = primary["spar:drift"]
     if "iql-reference" in primary:
         result["iql_reference"] = primary["iql-reference"]
     if "spar" in primary and "iql" in primary:

@@ -183,8 +183,9 @@ class SPARSettings:
     training then, drift_model_steps, and kept in the run folder's dynamics/). For data where each action stays
     in its state's data but the policy still walks off the data's states (hopper medium-expert: the whole
     residual at IQL's return with a third of its states off the data; benchmarks/README.md). 0 (the default):
-    off. Not measured yet; costs a TD step of a small network per step and a model rollout refresh every
-    1,000 steps."""
+    off. Not measured on a dataset yet. Costs 1.3x SPAR's step time (23.2 against 30.3 steps per CPU-second,
+    AMD family 23, `benchmarks/results/train_throughput_drift.json`) plus a model rollout refresh every 1,000
+    steps, and the model's fit before training."""
     drift_discount: float = 0.9
     """[spar] gamma_d of drift_penalty's off-data value, in [0, 1): it counts about 1 / (1 - gamma_d) states
     ahead (10 at 0.9)."""
