@@ -7,7 +7,9 @@ Usage:
 
 Rolls the base policy, the rectified policy at its defaults (critic gate on when the rectifier
 carries its critic) and the ungated rectified policy on the same seeded episodes (seed 10000..,
-as `suite_bench.py`), with the suite's support metric. Writes results/deployment_<name>.json.
+as `suite_bench.py`), with the suite's support metric. Without `--rectifier`, the base policy alone:
+where a policy goes on a dataset's support (e.g. the SB3 expert on medium-expert). Writes
+results/deployment_<name>.json.
 """
 
 from __future__ import annotations
@@ -23,14 +25,13 @@ HERE = Path(__file__).parent
 
 
 def main() -> None:
-    import numpy as np
     from suite_bench import EVAL_SEED, SuiteSupport, rollouts
 
     from spar_rectify import RectifiedPolicy, load_minari, load_policy
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", required=True, help="the base policy (an SB3 zip runs pickle on load)")
-    parser.add_argument("--rectifier", required=True)
+    parser.add_argument("--rectifier", default=None, help="a rectifier folder; without it, the base policy alone")
     parser.add_argument("--dataset", required=True, help="the dataset the rectifier was trained on (support metric)")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--name", required=True)
@@ -39,11 +40,10 @@ def main() -> None:
     data = load_minari(args.dataset)
     support = SuiteSupport(data)
     base = load_policy(args.policy)
-    policies = {
-        "raw": base,
-        "rectified (defaults)": RectifiedPolicy(base, args.rectifier),
-        "rectified, ungated": RectifiedPolicy(base, args.rectifier, gate=False),
-    }
+    policies = {"raw": base}
+    if args.rectifier is not None:
+        policies["rectified (defaults)"] = RectifiedPolicy(base, args.rectifier)
+        policies["rectified, ungated"] = RectifiedPolicy(base, args.rectifier, gate=False)
     rows = {}
     for name, policy in policies.items():
         returns, obs, actions = rollouts(policy, data.env_spec.id, args.episodes)
@@ -57,10 +57,11 @@ def main() -> None:
             rows[name]["gate"] = bool(policy.corrector.gate)
         print(
             f"{name:>22}: score {rows[name]['normalized_score']:6.1f}  return {returns.mean():8.1f} "
-            f"± {returns.std():6.1f}  violations {100 * rows[name]['support_violation_rate']:.2f}%",
+            f"± {returns.std():6.1f}  violations {100 * rows[name]['support_violation_rate']:.2f}%, states "
+            f"{100 * rows[name]['state_violation_rate']:.2f}%",
             flush=True,
         )
-    gains = np.array([rows["rectified (defaults)"]["return"], rows["raw"]["return"]])
+    rectified = rows.get("rectified (defaults)", rows["raw"])
     out = HERE / "results" / f"deployment_{args.name}.json"
     out.write_text(
         json.dumps(
@@ -71,7 +72,7 @@ def main() -> None:
                 "rectifier": args.rectifier,
                 "episodes": args.episodes,
                 "eval_seed": EVAL_SEED,
-                "rectified_minus_raw_return": float(gains[0] - gains[1]),
+                "rectified_minus_raw_return": float(rectified["return"] - rows["raw"]["return"]),
                 "command": "python benchmarks/deployment_check.py " + " ".join(sys.argv[1:]),
             },
             indent=2,
