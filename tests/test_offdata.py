@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-import envs
-from spar_rectify import CallablePolicy
 from spar_rectify.config import TrainConfig
 from spar_rectify.offdata import ModelWorld, OffDataValue
 from spar_rectify.trainer import Trainer, train
@@ -21,11 +19,6 @@ from tests.test_training import lsi_targets
 @pytest.fixture(scope="module")
 def data():
     return point_data(episodes=60)
-
-
-@pytest.fixture
-def anchor(point_env):
-    return CallablePolicy(envs.biased_controller, point_env.action_space, name="biased_controller")
 
 
 class LineModel:
@@ -71,10 +64,10 @@ def test_the_off_data_value_learns_which_actions_lead_off_the_data():
     assert out > 3.0 and back < 0.5, (float(out), float(back))
 
 
-def test_lsi_prefers_candidates_whose_futures_stay_on_the_data(data, anchor):
+def test_lsi_prefers_candidates_whose_futures_stay_on_the_data(data, point_anchor):
     cfg = TrainConfig(algo="spar", steps=20, manifold_fraction=0.5, fit_fraction=0.0, lsi_every=1, **FAST)
     cfg = cfg.replace(anchor_candidate=True, lsi_states=32, lsi_anchor_penalty=0.0, drift_penalty=1.0)
-    trainer = Trainer(cfg.replace(drift_model_steps=20), data, anchor)
+    trainer = Trainer(cfg.replace(drift_model_steps=20), data, point_anchor)
     list(trainer.fit())
     algo, b = trainer.algo, trainer.sample()
     assert {"offdata_loss", "offdata_share"} <= set(algo._offdata_step(0))
@@ -98,15 +91,15 @@ def test_lsi_prefers_candidates_whose_futures_stay_on_the_data(data, anchor):
         cfg.replace(drift_discount=1.0)
 
 
-def test_drift_penalty_trains_resumes_and_reuses_its_model_for_the_alpha_check(tmp_path, data, anchor, point_env):
+def test_drift_penalty_trains_resumes_and_reuses_its_model_for_the_alpha_check(tmp_path, data, point_anchor, point_env):
     cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST)
     cfg = cfg.replace(drift_penalty=1.0, drift_model_steps=20, eval_episodes=2, auto_alpha=True)
-    full = Trainer(cfg, data, anchor)
+    full = Trainer(cfg, data, point_anchor)
     list(full.fit())
-    first = Trainer(cfg, data, anchor)
+    first = Trainer(cfg, data, point_anchor)
     list(first.fit(until=30))  # after the first rollout refresh (stage (iii) starts at 24)
     first.save_state(tmp_path / "ckpt")
-    second = Trainer(cfg, data, anchor)
+    second = Trainer(cfg, data, point_anchor)
     second.load_state(tmp_path / "ckpt")
     list(second.fit())
     a, b = (t.algo.offdata.state_dict() | t.algo.rect.state_dict() for t in (full, second))
@@ -123,7 +116,7 @@ def test_drift_penalty_trains_resumes_and_reuses_its_model_for_the_alpha_check(t
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(DynamicsEnsemble, "fit", classmethod(counted))
-        train(cfg, data, tmp_path / "run", anchor=anchor, env=point_env, progress=False)
+        train(cfg, data, tmp_path / "run", anchor=point_anchor, env=point_env, progress=False)
     assert len(fits) == 1  # fitted before training and saved; the alpha check at the end loaded it
     assert (tmp_path / "run" / "dynamics" / "dynamics.json").is_file()
     assert "offdata_loss" in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
