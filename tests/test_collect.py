@@ -227,7 +227,8 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
     cli([*drift, "--members", "2", "--model-dir", str(tmp_path / "dyn")])
     out = capsys.readouterr().out
     assert "dynamics model saved to" in out and "excess:" in out and "rectified" in out
-    assert "pick: " in out and "lsi_anchor_penalty 0.25" in out
+    kappa = load_rectifier(rect).config["lsi_anchor_penalty"]  # 0.25, or 0 where the reach policy was deployed
+    assert "pick: " in out and f"lsi_anchor_penalty {kappa}" in out
     # two rectifiers (here the same one twice), from the saved model, not a new fit
     cli([*drift, rect, "--model-dir", str(tmp_path / "dyn"), "--json"])
     out = capsys.readouterr().out
