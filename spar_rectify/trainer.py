@@ -112,6 +112,8 @@ class Trainer:
         scaler = ActionScaler(data.action_space)
 
         def anchor_actions(obs: np.ndarray) -> np.ndarray:
+            if not config.anchored:  # the "no anchor" ablation trains around a zero base action
+                return np.zeros((len(obs), data.actions.shape[1]), np.float32)
             return np.clip(scaler.to_normalized(anchor(obs)), -1.0, 1.0)
 
         live = torch.nonzero(data.terminations == 0).squeeze(1)
