@@ -134,8 +134,8 @@ def main() -> None:
         """The other policy's action passed through the rectifier's support, as LSI could express it
         (`SPAR.project`: its residual to the anchor, clipped to rho, encoded, in the box, decoded)."""
         x_obs = ((torch.as_tensor(obs, dtype=torch.float32) - mean) / std)[None]
-        a_b = torch.as_tensor(np.clip(scaler.to_normalized(acts["base"](obs)[None]), -1, 1), dtype=torch.float32)
-        a_o = torch.as_tensor(np.clip(scaler.to_normalized(acts["other"](obs)[None]), -1, 1), dtype=torch.float32)
+        a_b = torch.as_tensor(scaler.to_normalized_clipped(acts["base"](obs)[None]), dtype=torch.float32)
+        a_o = torch.as_tensor(scaler.to_normalized_clipped(acts["other"](obs)[None]), dtype=torch.float32)
         return scaler.to_env(algo.project(torch.cat([x_obs, a_b], -1), a_b, a_o).numpy())[0]
 
     if algo.encoder is not None:
@@ -164,7 +164,7 @@ def main() -> None:
         firsts = {a: np.asarray(act(obs)) for a, act in acts.items()}
         x = ((torch.as_tensor(obs, dtype=torch.float32) - mean) / std)[None]
         for a, first in firsts.items():
-            normed = torch.as_tensor(np.clip(scaler.to_normalized(first[None]), -1, 1), dtype=torch.float32)
+            normed = torch.as_tensor(scaler.to_normalized_clipped(first[None]), dtype=torch.float32)
             with torch.no_grad():
                 critic[a].append(float(trainer.algo.critic.q_min(x, normed)[0]))
             for c, follow in continuations.items():

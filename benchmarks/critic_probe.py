@@ -66,7 +66,7 @@ def main() -> None:
         """Per alpha: mean q_min, mean |Q1 - Q2|, share of states where alpha beats alpha 0."""
         obs = torch.as_tensor(obs_env, dtype=torch.float32)
         obs_n = (obs - torch.from_numpy(trainer.obs_mean)) / torch.from_numpy(trainer.obs_std)
-        base = torch.as_tensor(np.clip(data_scaler.to_normalized(anchor(obs_env)), -1, 1), dtype=torch.float32)
+        base = torch.as_tensor(data_scaler.to_normalized_clipped(anchor(obs_env)), dtype=torch.float32)
         residual = rect(obs, base)
         out, q0 = {}, None
         for alpha in args.alphas:

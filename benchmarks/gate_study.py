@@ -99,7 +99,7 @@ def main() -> None:
         @torch.no_grad()
         def act(obs_env: np.ndarray) -> np.ndarray:
             obs = torch.as_tensor(obs_env, dtype=torch.float32)
-            base = torch.as_tensor(np.clip(scaler.to_normalized(anchor(obs_env)), -1, 1), dtype=torch.float32)
+            base = torch.as_tensor(scaler.to_normalized_clipped(anchor(obs_env)), dtype=torch.float32)
             residual = residual_of(obs, base)  # (B, A)
             b, k = obs.shape[0], len(alphas)
             cands = (base.unsqueeze(1) + scales.view(1, k, 1) * residual.unsqueeze(1)).clamp(-1, 1)  # (B, K, A)

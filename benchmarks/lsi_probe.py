@@ -73,7 +73,6 @@ def load_run(run: Path, dataset: str, method: str, seed: int, suite: str):
 
 
 def main() -> None:
-    import numpy as np
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,9 +146,7 @@ def main() -> None:
 
         obs_env = data.observations[idx].numpy()
         raw = load_policy(args.other_policy)(obs_env)
-        a_other = torch.as_tensor(
-            np.clip(ActionScaler(data.action_space).to_normalized(raw), -1, 1), dtype=torch.float32
-        )
+        a_other = torch.as_tensor(ActionScaler(data.action_space).to_normalized_clipped(raw), dtype=torch.float32)
         with torch.no_grad():
             r_other = torch.maximum(torch.minimum(a_other - base, algo.rho), -algo.rho)
             z_other = algo.encode(x, r_other)[0]
@@ -247,7 +244,7 @@ def critic_against_returns(trainer, anchor, data, config, episodes: int) -> dict
                 togo[t] = acc
             keep = len(rewards) if ep.terminated else max(len(rewards) - 300, 0)
             obs = (torch.as_tensor(ep.observations[:keep], dtype=torch.float32) - mean) / std
-            act = torch.as_tensor(np.clip(scaler.to_normalized(ep.actions[:keep]), -1, 1), dtype=torch.float32)
+            act = torch.as_tensor(scaler.to_normalized_clipped(ep.actions[:keep]), dtype=torch.float32)
             with torch.no_grad():
                 q_all.append(trainer.algo.critic.q_min(obs, act).numpy())
             g_all.append(togo[:keep])

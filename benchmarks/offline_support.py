@@ -60,8 +60,8 @@ def main() -> None:
     probe_obs = obs[held].astype(np.float32)
 
     correction = policy.correct(probe_obs)
-    base = np.clip(scaler.to_normalized(correction.base_action), -1, 1)
-    rect = np.clip(scaler.to_normalized(correction.executed_action), -1, 1)
+    base = scaler.to_normalized_clipped(correction.base_action)
+    rect = scaler.to_normalized_clipped(correction.executed_action)
 
     def rates(actions: np.ndarray) -> dict[str, float]:
         report = metric.report(probe_obs, actions)

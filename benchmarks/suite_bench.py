@@ -247,7 +247,7 @@ class SuiteSupport:
     def _pairs(self, obs, actions):
         import numpy as np
 
-        return np.asarray(obs, np.float32), np.clip(self.scaler.to_normalized(actions), -1, 1)
+        return np.asarray(obs, np.float32), self.scaler.to_normalized_clipped(actions)
 
     def report(self, obs, actions) -> dict[str, float]:
         """`support_ratio_median`, `support_violation_rate` (pairs) and `state_violation_rate`."""

@@ -111,7 +111,7 @@ def main() -> None:
     obs, base, action = trainer._obs[held], trainer._base[held], trainer._action[held]
     x = torch.cat([obs, base], -1)
     raw_obs = data.observations[held].numpy()
-    a_other = torch.as_tensor(np.clip(scaler.to_normalized(other(raw_obs)), -1, 1), dtype=torch.float32)
+    a_other = torch.as_tensor(scaler.to_normalized_clipped(other(raw_obs)), dtype=torch.float32)
 
     def round_trip(target: torch.Tensor) -> tuple[float, float]:
         with torch.no_grad():
@@ -128,16 +128,16 @@ def main() -> None:
 
     def through_support(o: np.ndarray) -> np.ndarray:
         xo = ((torch.as_tensor(o, dtype=torch.float32) - mean) / std)[None]
-        a_b = torch.as_tensor(np.clip(scaler.to_normalized(anchor(o[None].astype(np.float32))), -1, 1)).float()
-        a_o = torch.as_tensor(np.clip(scaler.to_normalized(other(o[None].astype(np.float32))), -1, 1)).float()
+        a_b = torch.as_tensor(scaler.to_normalized_clipped(anchor(o[None].astype(np.float32)))).float()
+        a_o = torch.as_tensor(scaler.to_normalized_clipped(other(o[None].astype(np.float32)))).float()
         return scaler.to_env(algo.project(torch.cat([xo, a_b], -1), a_b, a_o).numpy())[0]
 
     def best_z(o: np.ndarray) -> np.ndarray:
         """The decoder's own reach: z fitted per state (from the encoder mean, `--fit-z` Adam steps on
         the squared error in residual stds, kept in the box) to decode the other policy's residual."""
         xo = ((torch.as_tensor(o, dtype=torch.float32) - mean) / std)[None]
-        a_b = torch.as_tensor(np.clip(scaler.to_normalized(anchor(o[None].astype(np.float32))), -1, 1)).float()
-        a_o = torch.as_tensor(np.clip(scaler.to_normalized(other(o[None].astype(np.float32))), -1, 1)).float()
+        a_b = torch.as_tensor(scaler.to_normalized_clipped(anchor(o[None].astype(np.float32)))).float()
+        a_o = torch.as_tensor(scaler.to_normalized_clipped(other(o[None].astype(np.float32)))).float()
         xx = torch.cat([xo, a_b], -1)
         r = torch.maximum(torch.minimum(a_o - a_b, algo.rho), -algo.rho)
         with torch.no_grad():
@@ -165,8 +165,8 @@ def main() -> None:
         metric = SupportMetric(data.observations.numpy(), data.actions.numpy())
         o = np.asarray(states, np.float32)
         xo = (torch.as_tensor(o) - mean) / std
-        a_b = torch.as_tensor(np.clip(scaler.to_normalized(anchor(o)), -1, 1)).float()
-        a_o = torch.as_tensor(np.clip(scaler.to_normalized(other(o)), -1, 1)).float()
+        a_b = torch.as_tensor(scaler.to_normalized_clipped(anchor(o))).float()
+        a_o = torch.as_tensor(scaler.to_normalized_clipped(other(o))).float()
         xx = torch.cat([xo, a_b], -1)
         with torch.no_grad():
             r = torch.maximum(torch.minimum(a_o - a_b, algo.rho), -algo.rho)

@@ -389,7 +389,7 @@ def run_evaluate(args: EvaluateArgs) -> None:
         )
         if support is not None:
             obs = np.stack([o for o, _ in visited])
-            actions = np.clip(scaler.to_normalized(np.stack([a for _, a in visited])), -1, 1)
+            actions = scaler.to_normalized_clipped(np.stack([a for _, a in visited]))
             row.update(support.report(obs, actions), support_dataset=args.dataset)
         if name == "rectified":
             row.update(

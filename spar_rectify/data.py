@@ -124,7 +124,7 @@ def anchor_actions(
     out = np.empty((len(observations), policy.action_space.shape[0]), np.float32)
     for start in range(0, len(observations), batch_size):
         chunk = observations[start : start + batch_size]
-        out[start : start + len(chunk)] = np.clip(scaler.to_normalized(policy(chunk)), -1.0, 1.0)
+        out[start : start + len(chunk)] = scaler.to_normalized_clipped(policy(chunk))
     tensor = torch.from_numpy(out)
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +184,7 @@ def from_arrays(
             raise ValueError(message + "; clean the data or pass nonfinite='drop' to skip them.")
         keep = ~bad
         obs, act, rew, nxt, term, trunc = obs[keep], act[keep], rew[keep], nxt[keep], term[keep], trunc[keep]
-    act_n = np.clip(ActionScaler(action_space).to_normalized(act), -1.0, 1.0)
+    act_n = ActionScaler(action_space).to_normalized_clipped(act)
     t = torch.from_numpy
     return OfflineData(
         t(obs),

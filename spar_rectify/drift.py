@@ -1,7 +1,7 @@
 """Offline drift check: does a rectified policy leave the data's states more often than its base policy?
 
-Defines `DynamicsEnsemble`, `load_or_fit`, `drift_check`, `least_penalised_within`, `choose_alpha`,
-`AlphaChoice`, `choose_penalty`, `PenaltyChoice` and `DRIFT_ALPHAS`.
+Defines `DynamicsEnsemble`, `StateBox`, `live_starts`, `load_or_fit`, `drift_check`, `least_penalised_within`,
+`choose_alpha`, `AlphaChoice`, `choose_penalty`, `PenaltyChoice` and `DRIFT_ALPHAS`.
 
 A rectifier can keep every single action close to the data and still lead the system, step after step,
 into states the data never reached: on hopper medium a small consistent shift (0.18 in normalised
@@ -27,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -173,6 +173,44 @@ class DynamicsEnsemble:
         return model
 
 
+class StateBox(NamedTuple):
+    """Where model states are kept: the data's state range widened by its span on each side, so a
+    diverging model stays finite (a state that far out is off the data's support anyway).
+
+    low, high: (obs_dim,) env-unit bounds.
+    """
+
+    low: torch.Tensor
+    high: torch.Tensor
+
+    @classmethod
+    def of(cls, states: torch.Tensor) -> StateBox:
+        """The box of (N, obs_dim) env-unit states."""
+        low, high = states.min(0).values, states.max(0).values
+        span = high - low
+        return cls(low - span, high + span)
+
+    def step(
+        self, model: DynamicsEnsemble, states: torch.Tensor, actions: torch.Tensor, members: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`model.step` (states (B, obs_dim) env units, actions (B, act_dim) normalised, members (B,)), its next
+        states kept in the box: ((B, obs_dim) next states, (B,) the ensemble's disagreement)."""
+        nxt, spread = model.step(states, actions, members)
+        return torch.maximum(torch.minimum(nxt, self.high), self.low), spread
+
+
+def live_starts(data: OfflineData) -> torch.Tensor:
+    """(N, obs_dim) the data's non-terminal states (env units): where model rollouts start.
+
+    Raises:
+        ValueError: every transition is terminal.
+    """
+    live = torch.nonzero(data.terminations == 0).squeeze(1)
+    if len(live) == 0:
+        raise ValueError(f"{data.name}: every transition is terminal; there is no state to start a rollout from")
+    return data.observations[live]
+
+
 def load_or_fit(
     data: OfflineData,
     folder: str | Path | None = None,
@@ -297,13 +335,10 @@ def drift_check(
         )
     scaler = ActionScaler(data.action_space)
     support = SupportMetric(data.observations.numpy())
-    low, high = data.observations.min(0).values, data.observations.max(0).values
-    span = high - low
+    box = StateBox.of(data.observations)
     g = torch.Generator().manual_seed(seed)
-    live = torch.nonzero(data.terminations == 0).squeeze(1)
-    if len(live) == 0:
-        raise ValueError(f"{data.name}: every transition is terminal; there is no state to start a rollout from")
-    first = data.observations[live[torch.randint(len(live), (starts,), generator=g)]]
+    live = live_starts(data)
+    first = live[torch.randint(len(live), (starts,), generator=g)]
     picks = torch.randint(model.members, (horizon, starts), generator=g)
     per_step, disagreement = {}, {}
     for name, policy in policies.items():
@@ -312,9 +347,8 @@ def drift_check(
             actions = np.asarray(policy(states.numpy()), np.float64)
             if not np.all(np.isfinite(actions)):
                 raise ValueError(f"policy {name!r} returned a non-finite action at model step {t}")
-            normalised = torch.as_tensor(np.clip(scaler.to_normalized(actions), -1, 1), dtype=torch.float32)
-            states, spread = model.step(states, normalised, picks[t])
-            states = torch.maximum(torch.minimum(states, high + span), low - span)  # a diverging model stays finite
+            normalised = torch.as_tensor(scaler.to_normalized_clipped(actions), dtype=torch.float32)
+            states, spread = box.step(model, states, normalised, picks[t])
             shares.append(float(support.violations(states.numpy()).mean()))
             spreads.append(float(spread.mean()))
         per_step[name], disagreement[name] = np.asarray(shares), float(np.mean(spreads))

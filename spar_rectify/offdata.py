@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spar_rectify.drift import StateBox
 from spar_rectify.networks import mlp
 
 #: Steps between two refreshes of the rollout buffer (with the policy as it is then).
@@ -43,8 +44,9 @@ class ModelWorld(NamedTuple):
     support: `support.SupportMetric` on the data's states alone (`violations(obs)` -> (M,) bool).
     anchor: env-unit observations (B, obs_dim) -> the anchor's actions, normalised and clipped to [-1, 1],
         (B, act_dim) (numpy in, numpy out).
-    starts: (N, obs_dim) env-unit dataset states the rollouts start from (non-terminal ones).
+    starts: (N, obs_dim) env-unit dataset states the rollouts start from (`drift.live_starts`).
     obs_mean, obs_std: (obs_dim,) the standardisation of the trainer's batches.
+    box: the `drift.StateBox` the model's states are kept in (the drift check's).
     """
 
     model: object
@@ -53,6 +55,7 @@ class ModelWorld(NamedTuple):
     starts: torch.Tensor
     obs_mean: torch.Tensor
     obs_std: torch.Tensor
+    box: StateBox
 
 
 class OffDataValue(nn.Module):
@@ -104,15 +107,12 @@ class OffDataValue(nn.Module):
         mean, std = world.obs_mean, world.obs_std
         states = world.starts[torch.randint(len(world.starts), (ROLLOUTS,), generator=generator)]
         picks = torch.randint(world.model.members, (HORIZON, ROLLOUTS), generator=generator)
-        low, high = world.starts.min(0).values, world.starts.max(0).values
-        span = high - low
         base = torch.as_tensor(world.anchor(states.numpy()), dtype=torch.float32)
         rows = []
         for t in range(HORIZON):
             obs = (states - mean) / std
             action = policy(obs, base)
-            nxt, _ = world.model.step(states, action, picks[t])
-            nxt = torch.maximum(torch.minimum(nxt, high + span), low - span)  # a diverging model stays finite
+            nxt, _ = world.box.step(world.model, states, action, picks[t])
             off = torch.as_tensor(world.support.violations(nxt.numpy()), dtype=torch.float32)
             next_base = torch.as_tensor(world.anchor(nxt.numpy()), dtype=torch.float32)
             rows.append((obs, action, off, (nxt - mean) / std, next_base))

@@ -225,6 +225,6 @@ def policy_fingerprint(policy: BasePolicy, probe_obs: np.ndarray) -> tuple[np.nd
         SHA-256 of those actions rounded to 1e-3.
     """
     scaler = ActionScaler(policy.action_space)
-    actions = np.clip(scaler.to_normalized(policy(np.asarray(probe_obs, np.float32))), -1, 1)
+    actions = scaler.to_normalized_clipped(policy(np.asarray(probe_obs, np.float32)))
     rounded = np.round(actions.astype(np.float64), 3) + 0.0  # + 0.0 turns -0.0 into 0.0
     return actions.astype(np.float32), hashlib.sha256(rounded.tobytes()).hexdigest()[:16]

@@ -70,6 +70,11 @@ class ActionScaler:
         """(B, act_dim) env units -> (B, act_dim) float32 normalised units (not clipped)."""
         return ((np.asarray(action, np.float64) - self.mid) * self.inv_half_range).astype(np.float32)
 
+    def to_normalized_clipped(self, action: np.ndarray) -> np.ndarray:
+        """(B, act_dim) env units -> (B, act_dim) float32 normalised units clipped to [-1, 1]: the form every
+        learned quantity takes an action in (an anchor's action, a logged one slightly outside its Box)."""
+        return np.clip(self.to_normalized(action), -1.0, 1.0)
+
     def to_env(self, action_normalized: np.ndarray) -> np.ndarray:
         """(B, act_dim) normalised units in [-1, 1] -> env units, in the space's dtype.
 

@@ -101,7 +101,7 @@ class Trainer:
         """The dynamics model of the data (loaded from, or fitted and saved to, `run_dir/dynamics`, where
         auto_alpha finds it again at the end), its state support and the anchor: what SPAR's
         drift_penalty rolls its off-data value out in."""
-        from spar_rectify.drift import load_or_fit
+        from spar_rectify.drift import StateBox, live_starts, load_or_fit
         from spar_rectify.offdata import ModelWorld
         from spar_rectify.spaces import ActionScaler
         from spar_rectify.support import SupportMetric
@@ -114,12 +114,11 @@ class Trainer:
         def anchor_actions(obs: np.ndarray) -> np.ndarray:
             if not config.anchored:  # the "no anchor" ablation trains around a zero base action
                 return np.zeros((len(obs), data.actions.shape[1]), np.float32)
-            return np.clip(scaler.to_normalized(anchor(obs)), -1.0, 1.0)
+            return scaler.to_normalized_clipped(anchor(obs))
 
-        live = torch.nonzero(data.terminations == 0).squeeze(1)
-        starts = data.observations[live] if len(live) else data.observations
         mean, std = torch.from_numpy(self.obs_mean), torch.from_numpy(self.obs_std)
-        return ModelWorld(model, SupportMetric(data.observations.numpy()), anchor_actions, starts, mean, std)
+        support, box = SupportMetric(data.observations.numpy()), StateBox.of(data.observations)
+        return ModelWorld(model, support, anchor_actions, live_starts(data), mean, std, box)
 
     # -- data ---------------------------------------------------------------------------------
     def reward_scale(self) -> float:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from spar_rectify.config import TrainConfig
+from spar_rectify.drift import StateBox
 from spar_rectify.offdata import ModelWorld, OffDataValue
 from spar_rectify.trainer import Trainer, train
 from tests.helpers import FAST
@@ -42,7 +43,7 @@ def test_the_off_data_value_learns_which_actions_lead_off_the_data():
     def still(obs):  # the anchor: no move
         return np.zeros((len(obs), 1))
 
-    world = ModelWorld(LineModel(), InsideUnit(), still, starts, torch.zeros(1), torch.ones(1))
+    world = ModelWorld(LineModel(), InsideUnit(), still, starts, torch.zeros(1), torch.ones(1), StateBox.of(starts))
     value = OffDataValue(1, 1, (64, 64), discount=0.8, lr=3e-3)
     g = torch.Generator().manual_seed(0)
 
