@@ -1,0 +1,135 @@
+"""Could the critic pick between a run's two latent policies where the drift check cannot?
+
+Usage:
+    MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/selection_probe.py \
+        --run benchmarks/_work/variant_s100k_reach0/full/spar_hopper_medium-replay-v0/spar/seed1 \
+        --dataset spar/hopper/medium-replay-v0 --seed 1 --label s100k_reach0 \
+        --rollout-record benchmarks/results/suite_full_s100k_reach0.json \
+        --out benchmarks/results/selection_probe_s100k_reach0.json
+
+A run trained with `lsi_reach_penalty` exports two rectifiers sharing one critic: `rectifier/` (the
+deployed one) and `rectifier-alternative/`. For each, at alpha 1 and at its offline alpha, this
+reports what an offline rule could see: the shared critic's pessimistic value (min of the twin Q,
+scaled rewards) of its executed action (gate as deployed) on dataset states, minus the anchor's; the
+same critic's mean value of the policy's own action along `--starts` model rollouts of `--horizon` steps
+through the run's dynamics model (the drift check's model, the same start states and member draws for
+every policy); and the share of those model states off the data. Beside them, the env score of each
+(from `--rollout-record`: the deployed one's record and its `alternative`). If the critic ranks the two
+the way the env does on every seed, it can break the drift check's ties; if not, it cannot.
+Appends one record per run to `--out` (a record of the same run is replaced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import spar_rectify  # noqa: F401  (before torch)
+
+
+def main() -> None:
+    import numpy as np
+    import torch
+    from suite_bench import add_run_probe_arguments, probed_run, rollout_record
+
+    from spar_rectify.checkpoint import load_rectifier
+    from spar_rectify.data import load_minari
+    from spar_rectify.drift import DynamicsEnsemble, StateBox, live_starts
+    from spar_rectify.rectified_policy import RectifiedPolicy
+    from spar_rectify.spaces import ActionScaler
+    from spar_rectify.support import SupportMetric
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_probe_arguments(parser)
+    parser.add_argument("--data-states", type=int, default=5000, help="dataset states the critic is averaged on")
+    parser.add_argument("--starts", type=int, default=500, help="model rollouts per policy")
+    parser.add_argument("--horizon", type=int, default=100, help="model steps per rollout")
+    parser.add_argument("--out", required=True, help="results JSON (records are appended)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    run, anchor = probed_run(parser, args)
+    if not (run / "rectifier-alternative").is_dir() or not (run / "dynamics").is_dir():
+        parser.error(f"--run {run}: needs rectifier-alternative/ and dynamics/ (a run with lsi_reach_penalty)")
+    data = load_minari(args.dataset)
+    summary = json.loads((run / "summary.json").read_text())
+    offline = {k: v["alpha"] for k, v in summary["penalty_choice"]["rectifiers"].items()}
+    record = rollout_record(args.rollout_record, args.dataset, args.method, args.seed, summary["steps"])
+    env_scores = {}
+    if args.rollout_record:
+        key = (args.dataset, args.method, args.seed, summary["steps"])
+        runs = json.loads(Path(args.rollout_record).read_text())["runs"]
+        full = [r for r in runs if (r["dataset"], r["method"], r["seed"], r.get("steps")) == key]
+        if full:
+            deployed, alt = full[-1], full[-1].get("alternative") or {}
+            env_scores["deployed"] = deployed.get("normalized_score")
+            env_scores["alternative"] = alt.get("normalized_score")
+
+    scaler = ActionScaler(data.action_space)
+    support = SupportMetric(data.observations.numpy())
+    model = DynamicsEnsemble.load(run / "dynamics")
+    box = StateBox.of(data.observations)
+    rng = np.random.default_rng(0)
+    obs = data.observations[rng.choice(len(data.observations), args.data_states, replace=False)]
+    g = torch.Generator().manual_seed(0)
+    live = live_starts(data)
+    first = live[torch.randint(len(live), (args.starts,), generator=g)]
+    picks = torch.randint(model.members, (args.horizon, args.starts), generator=g)
+
+    policies = {}
+    for folder in ("rectifier", "rectifier-alternative"):
+        ck = load_rectifier(run / folder)
+        kappa = ck.config["lsi_anchor_penalty"]
+        for alpha in sorted({1.0, offline[f"{kappa:g}"]}, reverse=True):
+            if alpha > 0:
+                policies[(folder, kappa, alpha)] = (ck, RectifiedPolicy(anchor, ck, alpha=alpha, check_anchor=False))
+    critic = next(iter(policies.values()))[0].rectifier
+
+    def q(states: torch.Tensor, actions: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return critic.q_min(states, torch.as_tensor(scaler.to_normalized_clipped(actions)))
+
+    q_anchor = float(q(obs, anchor(obs.numpy())).mean())
+    rows = []
+    for (folder, kappa, alpha), (_, policy) in policies.items():
+        states, values, off = first.clone(), [], []
+        for t in range(args.horizon):
+            actions = policy(states.numpy())
+            values.append(float(q(states, actions).mean()))
+            states, _ = box.step(model, states, torch.as_tensor(scaler.to_normalized_clipped(actions)), picks[t])
+            off.append(float(support.violations(states.numpy()).mean()))
+        rows.append(
+            {
+                "rectifier": folder,
+                "lsi_anchor_penalty": kappa,
+                "alpha": alpha,
+                "offline_alpha": offline[f"{kappa:g}"],
+                "q_data_minus_anchor": round(float(q(obs, policy(obs.numpy())).mean()) - q_anchor, 3),
+                "q_model_rollout": round(float(np.mean(values)), 3),
+                "model_off_share": round(float(np.mean(off)), 4),
+                "env_score": env_scores.get("deployed" if folder == "rectifier" else "alternative")
+                if alpha == offline[f"{kappa:g}"]
+                else None,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    entry = {
+        "run": str(run),
+        "label": args.label,
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "steps": summary["steps"],
+        "deployed_penalty": summary["penalty_choice"]["deployed_penalty"],
+        "q_anchor_data": round(q_anchor, 3),
+        "record": record,
+        "policies": rows,
+    }
+    out = Path(args.out)
+    found = json.loads(out.read_text()) if out.is_file() else {"runs": []}
+    found["runs"] = [r for r in found["runs"] if r["run"] != entry["run"]] + [entry]
+    out.write_text(json.dumps(found, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
