@@ -13,9 +13,12 @@ reports what an offline rule could see: the shared critic's pessimistic value (m
 scaled rewards) of its executed action (gate as deployed) on dataset states, minus the anchor's; the
 same critic's mean value of the policy's own action along `--starts` model rollouts of `--horizon` steps
 through the run's dynamics model (the drift check's model, the same start states and member draws for
-every policy); and the share of those model states off the data. Beside them, the env score of each
-(from `--rollout-record`: the deployed one's record and its `alternative`). If the critic ranks the two
-the way the env does on every seed, it can break the drift check's ties; if not, it cannot.
+every policy); the share of those model states off the data; and the model return over those rollouts:
+the sum of rewards until a predicted termination, from a reward and termination head fitted here to the
+data's transitions (an MLP on (state, action, state change), `--reward-steps` Adam steps, seeded).
+Beside them, the env score of each (from `--rollout-record`: the deployed one's record and its
+`alternative`). If the critic (or the model return) ranks the two the way the env does on every seed,
+it can break the drift check's ties; if not, it cannot.
 Appends one record per run to `--out` (a record of the same run is replaced).
 """
 
@@ -26,6 +29,51 @@ import json
 from pathlib import Path
 
 import spar_rectify  # noqa: F401  (before torch)
+
+
+def fit_reward_head(data, steps: int, seed: int = 0):
+    """An MLP (standardised state, normalised action, standardised state change) -> (reward, termination
+    logit), fitted to `data`'s transitions; returns (predict, its held-out reward RMSE, the share of held-out
+    terminal transitions it flags). predict: (states, actions, next_states) -> ((B,) reward, (B,) bool)."""
+    import torch
+
+    from spar_rectify.networks import mlp
+
+    obs, act, nxt = data.observations, data.actions, data.next_observations
+    o_mean, o_std = obs.mean(0), obs.std(0).clamp_min(1e-3)
+    d_mean, d_std = (nxt - obs).mean(0), (nxt - obs).std(0).clamp_min(1e-6)
+
+    def inputs(s, a, s2):
+        return torch.cat([(s - o_mean) / o_std, a, (s2 - s - d_mean) / d_std], -1)
+
+    x, reward, term = inputs(obs, act, nxt), data.rewards.float(), data.terminations.float()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = mlp(x.shape[1], 2, (200, 200))
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(x), generator=g)
+    val, train = order[: len(x) // 50], order[len(x) // 50 :]
+    for _ in range(steps):
+        i = train[torch.randint(len(train), (512,), generator=g)]
+        out = net(x[i])
+        loss = (out[:, 0] - reward[i]).pow(2).mean()
+        loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(out[:, 1], term[i])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out = net(x[val])
+        rmse = float((out[:, 0] - reward[val]).pow(2).mean().sqrt())
+        ends = term[val] > 0
+        flagged = float((out[ends, 1] > 0).float().mean()) if ends.any() else float("nan")
+
+    @torch.no_grad()
+    def predict(s, a, s2):
+        out = net(inputs(s, a, s2))
+        return out[:, 0], out[:, 1] > 0
+
+    return predict, rmse, flagged
 
 
 def main() -> None:
@@ -45,6 +93,7 @@ def main() -> None:
     parser.add_argument("--data-states", type=int, default=5000, help="dataset states the critic is averaged on")
     parser.add_argument("--starts", type=int, default=500, help="model rollouts per policy")
     parser.add_argument("--horizon", type=int, default=100, help="model steps per rollout")
+    parser.add_argument("--reward-steps", type=int, default=8000, help="steps fitting the reward/termination head")
     parser.add_argument("--out", required=True, help="results JSON (records are appended)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -90,13 +139,20 @@ def main() -> None:
             return critic.q_min(states, torch.as_tensor(scaler.to_normalized_clipped(actions)))
 
     q_anchor = float(q(obs, anchor(obs.numpy())).mean())
+    reward_head, reward_rmse, ends_flagged = fit_reward_head(data, args.reward_steps)
     rows = []
     for (folder, kappa, alpha), (_, policy) in policies.items():
         states, values, off = first.clone(), [], []
+        alive, model_return = torch.ones(args.starts), torch.zeros(args.starts)
         for t in range(args.horizon):
             actions = policy(states.numpy())
             values.append(float(q(states, actions).mean()))
-            states, _ = box.step(model, states, torch.as_tensor(scaler.to_normalized_clipped(actions)), picks[t])
+            normalised = torch.as_tensor(scaler.to_normalized_clipped(actions))
+            nxt, _ = box.step(model, states, normalised, picks[t])
+            reward, ends = reward_head(states, normalised, nxt)
+            model_return += alive * reward
+            alive = alive * (~ends).float()
+            states = nxt
             off.append(float(support.violations(states.numpy()).mean()))
         rows.append(
             {
@@ -107,6 +163,8 @@ def main() -> None:
                 "q_data_minus_anchor": round(float(q(obs, policy(obs.numpy())).mean()) - q_anchor, 3),
                 "q_model_rollout": round(float(np.mean(values)), 3),
                 "model_off_share": round(float(np.mean(off)), 4),
+                "model_return": round(float(model_return.mean()), 2),
+                "model_alive_at_end": round(float(alive.mean()), 3),
                 "env_score": env_scores.get("deployed" if folder == "rectifier" else "alternative")
                 if alpha == offline[f"{kappa:g}"]
                 else None,
@@ -121,6 +179,8 @@ def main() -> None:
         "steps": summary["steps"],
         "deployed_penalty": summary["penalty_choice"]["deployed_penalty"],
         "q_anchor_data": round(q_anchor, 3),
+        "horizon": args.horizon,
+        "reward_head": {"heldout_rmse": round(reward_rmse, 4), "heldout_terminations_flagged": ends_flagged},
         "record": record,
         "policies": rows,
     }
