@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import envs
-from spar_rectify.drift import DynamicsEnsemble, drift_check
+from spar_rectify.drift import DynamicsEnsemble, StateBox, drift_check, live_starts
 from tests.helpers_data import point_data
 
 SMALL = dict(members=3, steps=600, hidden=(64, 64))
@@ -84,6 +84,31 @@ def test_drift_check_rejects_bad_input(data, model):
         drift_check({"nan": lambda obs: np.full((len(obs), 2), np.nan)}, data, model, 20, 5)
     with pytest.raises(ValueError, match="members=1"):
         DynamicsEnsemble(6, 2, members=1)
+
+
+def test_model_states_stay_in_the_box_and_rollouts_start_from_live_states(data):
+    class Runaway:  # a diverging model: every step moves +100 in the first coordinate
+        members = 1
+
+        def step(self, states, actions, pick):
+            moved = states.clone()
+            moved[:, 0] += 100.0
+            return moved, torch.zeros(len(states))
+
+    states = torch.tensor([[0.0, 0.0], [1.0, 4.0]])
+    box = StateBox.of(states)  # the range widened by its span: x in [-1, 2], y in [-4, 8]
+    nxt, _ = box.step(Runaway(), states, torch.zeros(2, 1), torch.zeros(2, dtype=torch.long))
+    assert nxt.tolist() == [[2.0, 0.0], [2.0, 4.0]]
+
+    some_end = copy.copy(data)
+    some_end.terminations = data.terminations.clone()
+    some_end.terminations[:10] = 1
+    live = live_starts(some_end)
+    assert len(live) == len(data) - 10 and torch.equal(live, data.observations[10:])
+    ended = copy.copy(data)
+    ended.terminations = torch.ones_like(data.terminations)
+    with pytest.raises(ValueError, match="every transition is terminal"):
+        live_starts(ended)
 
 
 def test_the_pick_is_the_least_penalised_rectifier_that_does_not_drift():
