@@ -35,7 +35,9 @@ import torch
 from spar_rectify.checkpoint import check_alpha
 from spar_rectify.data import OfflineData
 from spar_rectify.networks import EnsembleMLP
+from spar_rectify.rectified_policy import RectifiedPolicy
 from spar_rectify.spaces import ActionScaler
+from spar_rectify.support import SupportMetric
 
 MODEL_FILE = "dynamics.safetensors"
 META_FILE = "dynamics.json"
@@ -322,8 +324,6 @@ def drift_check(
     Returns:
         a `DriftReport`.
     """
-    from spar_rectify.support import SupportMetric
-
     if starts < 10:
         raise ValueError(f"starts={starts}: use at least 10 start states (1000 is typical)")
     if horizon < 1:
@@ -443,8 +443,6 @@ def choose_alpha(
             env stood at +7.4 and +7.8, the others at +1.1 or less; benchmarks/README.md).
         starts, horizon, seed: as in `drift_check`.
     """
-    from spar_rectify.rectified_policy import RectifiedPolicy
-
     tried = sorted({check_alpha(a) for a in alphas}, reverse=True)
     if not tried:
         raise ValueError("alphas: give at least one residual scale in [0, 1] to try")

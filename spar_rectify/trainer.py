@@ -29,13 +29,18 @@ from spar_rectify import mkl
 from spar_rectify.algos import ALGORITHMS, Batch, DataInfo, training_fields
 from spar_rectify.algos.common import Deployment
 from spar_rectify.bundle import read_bundle, write_bundle
+from spar_rectify.checkpoint import set_default_alpha
 from spar_rectify.config import BOOKKEEPING, DEPLOYMENT_FIELDS, TrainConfig  # noqa: F401  (BOOKKEEPING: re-exported)
 from spar_rectify.data import OfflineData
+from spar_rectify.drift import StateBox, choose_alpha, choose_penalty, live_starts, load_or_fit
 from spar_rectify.envspec import UntrustedEnvSpec
 from spar_rectify.evaluation import evaluate
 from spar_rectify.logger import RunLogger
 from spar_rectify.matmul import training_precision
+from spar_rectify.offdata import ModelWorld
 from spar_rectify.policies import BasePolicy, as_base_policy
+from spar_rectify.spaces import ActionScaler
+from spar_rectify.support import SupportMetric
 
 NUM_PROBES = 64
 
@@ -101,11 +106,6 @@ class Trainer:
         """The dynamics model of the data (loaded from, or fitted and saved to, `run_dir/dynamics`, where
         auto_alpha finds it again at the end), its state support and the anchor: what SPAR's
         drift_penalty rolls its off-data value out in."""
-        from spar_rectify.drift import StateBox, live_starts, load_or_fit
-        from spar_rectify.offdata import ModelWorld
-        from spar_rectify.spaces import ActionScaler
-        from spar_rectify.support import SupportMetric
-
         config, data, anchor = self.config, self.data, self.anchor
         folder = self.run_dir / "dynamics" if self.run_dir is not None else None
         model = load_or_fit(data, folder, steps=config.drift_model_steps, seed=config.seed, progress=progress)
@@ -319,9 +319,6 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
 
     Returns:
         the deployed rectifier's `AlphaChoice`, and the `PenaltyChoice` (None without `reach`)."""
-    from spar_rectify.checkpoint import set_default_alpha
-    from spar_rectify.drift import choose_alpha, choose_penalty, load_or_fit
-
     config = trainer.config
     tell = (lambda line: print(line, flush=True)) if say else None
     model = load_or_fit(
