@@ -25,14 +25,13 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from spar_rectify import mkl
+from spar_rectify import drift, mkl  # drift.<name> at each call: tests patch the module
 from spar_rectify.algos import ALGORITHMS, Batch, DataInfo, training_fields
 from spar_rectify.algos.common import Deployment
 from spar_rectify.bundle import read_bundle, write_bundle
 from spar_rectify.checkpoint import set_default_alpha
 from spar_rectify.config import BOOKKEEPING, DEPLOYMENT_FIELDS, TrainConfig  # noqa: F401  (BOOKKEEPING: re-exported)
 from spar_rectify.data import OfflineData
-from spar_rectify.drift import StateBox, choose_alpha, choose_penalty, live_starts, load_or_fit
 from spar_rectify.envspec import UntrustedEnvSpec
 from spar_rectify.evaluation import evaluate
 from spar_rectify.logger import RunLogger
@@ -108,7 +107,7 @@ class Trainer:
         drift_penalty rolls its off-data value out in."""
         config, data, anchor = self.config, self.data, self.anchor
         folder = self.run_dir / "dynamics" if self.run_dir is not None else None
-        model = load_or_fit(data, folder, steps=config.drift_model_steps, seed=config.seed, progress=progress)
+        model = drift.load_or_fit(data, folder, steps=config.drift_model_steps, seed=config.seed, progress=progress)
         scaler = ActionScaler(data.action_space)
 
         def anchor_actions(obs: np.ndarray) -> np.ndarray:
@@ -117,8 +116,8 @@ class Trainer:
             return scaler.to_normalized_clipped(anchor(obs))
 
         mean, std = torch.from_numpy(self.obs_mean), torch.from_numpy(self.obs_std)
-        support, box = SupportMetric(data.observations.numpy()), StateBox.of(data.observations)
-        return ModelWorld(model, support, anchor_actions, live_starts(data), mean, std, box)
+        support, box = SupportMetric(data.observations.numpy()), drift.StateBox.of(data.observations)
+        return ModelWorld(model, support, anchor_actions, drift.live_starts(data), mean, std, box)
 
     # -- data ---------------------------------------------------------------------------------
     def reward_scale(self) -> float:
@@ -321,12 +320,12 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
         the deployed rectifier's `AlphaChoice`, and the `PenaltyChoice` (None without `reach`)."""
     config = trainer.config
     tell = (lambda line: print(line, flush=True)) if say else None
-    model = load_or_fit(
+    model = drift.load_or_fit(
         trainer.data, run_dir / "dynamics", steps=config.drift_model_steps, seed=config.seed, progress=tell
     )
 
     def offline_alpha(folder: Path):
-        chosen = choose_alpha(
+        chosen = drift.choose_alpha(
             trainer.anchor, folder, trainer.data, model, threshold=config.drift_threshold, seed=config.seed
         )
         set_default_alpha(folder, chosen.alpha)
@@ -334,7 +333,7 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
 
     chosen, penalty = offline_alpha(artifact), None
     if reach is not None:
-        penalty = choose_penalty(
+        penalty = drift.choose_penalty(
             {config.lsi_anchor_penalty: chosen, config.lsi_reach_penalty: offline_alpha(reach)},
             reach=config.lsi_reach_penalty,
         )
