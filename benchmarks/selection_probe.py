@@ -102,6 +102,8 @@ def main() -> None:
         parser.error(f"--run {run}: needs rectifier-alternative/ and dynamics/ (a run with lsi_reach_penalty)")
     data = load_minari(args.dataset)
     summary = json.loads((run / "summary.json").read_text())
+    if "penalty_choice" not in summary:
+        parser.error(f"--run {run}: its summary.json has no penalty_choice; train with auto_alpha on (the default)")
     offline = {k: v["alpha"] for k, v in summary["penalty_choice"]["rectifiers"].items()}
     record = rollout_record(args.rollout_record, args.dataset, args.method, args.seed, summary["steps"])
     env_scores = {}
