@@ -79,7 +79,7 @@ def fit_reward_head(data, steps: int, seed: int = 0):
 def main() -> None:
     import numpy as np
     import torch
-    from suite_bench import add_run_probe_arguments, probed_run, rollout_record
+    from suite_bench import ROLLOUT_FIELDS, add_run_probe_arguments, probed_run, rollout_record
 
     from spar_rectify.checkpoint import load_rectifier
     from spar_rectify.data import load_minari
@@ -105,16 +105,12 @@ def main() -> None:
     if "penalty_choice" not in summary:
         parser.error(f"--run {run}: its summary.json has no penalty_choice; train with auto_alpha on (the default)")
     offline = {k: v["alpha"] for k, v in summary["penalty_choice"]["rectifiers"].items()}
-    record = rollout_record(args.rollout_record, args.dataset, args.method, args.seed, summary["steps"])
+    fields = (*ROLLOUT_FIELDS, "alternative")  # the alternative's env score sits in the deployed one's record
+    record = rollout_record(args.rollout_record, args.dataset, args.method, args.seed, summary["steps"], fields)
     env_scores = {}
-    if args.rollout_record:
-        key = (args.dataset, args.method, args.seed, summary["steps"])
-        runs = json.loads(Path(args.rollout_record).read_text())["runs"]
-        full = [r for r in runs if (r["dataset"], r["method"], r["seed"], r.get("steps")) == key]
-        if full:
-            deployed, alt = full[-1], full[-1].get("alternative") or {}
-            env_scores["deployed"] = deployed.get("normalized_score")
-            env_scores["alternative"] = alt.get("normalized_score")
+    if record is not None:
+        alternative = record.pop("alternative") or {}
+        env_scores = {"deployed": record["normalized_score"], "alternative": alternative.get("normalized_score")}
 
     scaler = ActionScaler(data.action_space)
     support = SupportMetric(data.observations.numpy())
@@ -133,8 +129,8 @@ def main() -> None:
         kappa = ck.config["lsi_anchor_penalty"]
         for alpha in sorted({1.0, offline[f"{kappa:g}"]}, reverse=True):
             if alpha > 0:
-                policies[(folder, kappa, alpha)] = (ck, RectifiedPolicy(anchor, ck, alpha=alpha, check_anchor=False))
-    critic = next(iter(policies.values()))[0].rectifier
+                policies[(folder, kappa, alpha)] = RectifiedPolicy(anchor, ck, alpha=alpha, check_anchor=False)
+    critic = ck.rectifier  # one critic: both rectifiers carry the run's
 
     def q(states: torch.Tensor, actions: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
@@ -143,7 +139,7 @@ def main() -> None:
     q_anchor = float(q(obs, anchor(obs.numpy())).mean())
     reward_head, reward_rmse, ends_flagged = fit_reward_head(data, args.reward_steps)
     rows = []
-    for (folder, kappa, alpha), (_, policy) in policies.items():
+    for (folder, kappa, alpha), policy in policies.items():
         states, values, off = first.clone(), [], []
         alive, model_return = torch.ones(args.starts), torch.zeros(args.starts)
         for t in range(args.horizon):

@@ -214,9 +214,15 @@ def probed_run(parser, args) -> tuple[Path, object]:
     return run, anchor_policy(run.parent.parent, args.dataset, args.method, args.seed, args.suite or SUITE)
 
 
-def rollout_record(path: str | None, dataset: str, method: str, seed: int, steps: int) -> dict | None:
-    """The env-measured score and violations of one run in a harness results file (the last record of
-    that dataset, method, seed and training steps), or None."""
+#: What `rollout_record` copies from a harness record by default: the env-measured score and violations.
+ROLLOUT_FIELDS = ("normalized_score", "support_violation_rate", "state_violation_rate")
+
+
+def rollout_record(
+    path: str | None, dataset: str, method: str, seed: int, steps: int, fields: tuple[str, ...] = ROLLOUT_FIELDS
+) -> dict | None:
+    """`fields` (by default the env-measured score and violations) of one run in a harness results file
+    (the last record of that dataset, method, seed and training steps), or None."""
     if not path:
         return None
     runs = json.loads(Path(path).read_text())["runs"]
@@ -228,7 +234,7 @@ def rollout_record(path: str | None, dataset: str, method: str, seed: int, steps
     ]
     if not match:
         return None
-    return {k: match[-1].get(k) for k in ("normalized_score", "support_violation_rate", "state_violation_rate")}
+    return {k: match[-1].get(k) for k in fields}
 
 
 class SuiteSupport:
