@@ -87,6 +87,13 @@ def main() -> None:
         help="a policy folder (e.g. an IQL run's policy/) whose actions are scored beside mu and passed through "
         "the support (encoder mean, box, decoder): can the rectifier express what that policy does?",
     )
+    parser.add_argument(
+        "--split-after",
+        default=None,
+        metavar="DATASET",
+        help="a dataset whose transitions open --dataset (e.g. spar/hopper/medium-v0 inside medium-expert): "
+        "the summary is repeated for the probed states of that first part and of the rest",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -139,7 +146,8 @@ def main() -> None:
         q["best_prior"] = q_of(decoded(prior)).max(-1).values
         q["best_wide"] = q_of(decoded(wide.clamp(-box, box))).max(-1).values
         q["best_unboxed"] = q_of(decoded(wide)).max(-1).values
-    other = {}
+    other, a_other = {}, None
+    rectified_action = decoded(z_mu.unsqueeze(1))[:, 0].clamp(-1, 1)
     if args.other_policy:
         from spar_rectify import load_policy
         from spar_rectify.spaces import ActionScaler
@@ -163,9 +171,7 @@ def main() -> None:
             "other_reconstruction_rms_in_residual_stds": round(
                 float(((r_other_rec - r_other) / algo.rect.residual_std).pow(2).mean(-1).sqrt().mean()), 3
             ),
-            "mean_action_distance_mu_to_other": round(
-                float((decoded(z_mu.unsqueeze(1))[:, 0].clamp(-1, 1) - a_other).norm(dim=-1).mean()), 3
-            ),
+            "mean_action_distance_mu_to_other": round(float((rectified_action - a_other).norm(dim=-1).mean()), 3),
         }
     data_better = q["data"] > q["mu"]
 
@@ -202,6 +208,9 @@ def main() -> None:
         "data_reconstruction_rms_in_residual_stds": round(float(rec_err.mean()), 3),
         "residual_bound": [round(float(b), 3) for b in algo.rect.residual_bound],
         "other_policy": other or None,
+        "parts": split_summary(args, data, idx, q, summary, rectified_action, action, base, algo.rho, a_other)
+        if args.split_after
+        else None,
         "command": "python benchmarks/lsi_probe.py " + " ".join(os.sys.argv[1:]),
     }
     if args.episodes:
@@ -212,6 +221,36 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in list(result)[5:]}, indent=2))
     print(f"wrote {out}")
+
+
+def split_summary(args, data, idx, q, summary, rectified, action, base, rho, other) -> dict:
+    """The probe's means on the probed states of the first `--split-after` transitions and on the rest,
+    with the distances (normalised action units, L2) from the rectified action to the logged one and to
+    `--other-policy`'s, and the share of logged residuals that rho clips."""
+    import torch
+
+    from spar_rectify.data import load_minari
+
+    first = load_minari(args.split_after)
+    n_first = len(first.rewards)
+    if n_first >= len(data.rewards) or not torch.equal(
+        torch.as_tensor(first.observations[[0, -1]]), torch.as_tensor(data.observations[[0, n_first - 1]])
+    ):
+        raise SystemExit(f"--split-after {args.split_after}: its transitions do not open --dataset {args.dataset}")
+    out = {"first_part": args.split_after, "first_transitions": n_first}
+    for name, mask in (("first", idx < n_first), ("rest", idx >= n_first)):
+        part = summary(mask)
+        part["share_data_beats_mu"] = round(float((q["data"] > q["mu"])[mask].float().mean()), 3)
+        part["distance_mu_to_data"] = round(float((rectified - action)[mask].norm(dim=-1).mean()), 3)
+        part["distance_base_to_data"] = round(float((base - action)[mask].norm(dim=-1).mean()), 3)
+        clipped = ((action - base).abs() > rho).any(-1)
+        part["data_residual_clipped_by_rho"] = round(float(clipped[mask].float().mean()), 3)
+        if other is not None:
+            part["share_other_beats_mu"] = round(float((q["other"] > q["mu"])[mask].float().mean()), 3)
+            part["distance_mu_to_other"] = round(float((rectified - other)[mask].norm(dim=-1).mean()), 3)
+            part["distance_data_to_other"] = round(float((action - other)[mask].norm(dim=-1).mean()), 3)
+        out[name] = part
+    return out
 
 
 def critic_against_returns(trainer, anchor, data, config, episodes: int) -> dict:

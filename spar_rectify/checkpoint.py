@@ -198,8 +198,8 @@ def validate_rectifier_meta(meta: dict, folder: Path) -> None:
             raise _bad(folder, f"normalization.{key}", stats[key], f"a list of {size} finite numbers")
         if key in ("obs_std", "residual_std") and not (values > 0).all():
             raise _bad(folder, f"normalization.{key}", stats[key], "positive in every dimension")
-        if key == "residual_bound" and not ((values > 0) & (values <= 1)).all():
-            raise _bad(folder, f"normalization.{key}", stats[key], "in (0, 1] in every dimension (normalised units)")
+        if key == "residual_bound" and not ((values > 0) & (values <= 2)).all():
+            raise _bad(folder, f"normalization.{key}", stats[key], "in (0, 2] in every dimension (normalised units)")
     alpha = meta.get("alpha", 1.0)
     if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0.0 <= alpha <= 1.0):
         raise _bad(folder, "alpha", alpha, "a number in [0, 1]")

@@ -92,8 +92,8 @@ def test_edited_json_is_refused_by_its_checksum(tmp_path, point_checkpoint, valu
     "field, value, message",
     [
         ("residual_bound", [float("nan"), 0.5], r"normalization\.residual_bound .*finite"),
-        ("residual_bound", [100.0, 0.5], r"normalization\.residual_bound .*\(0, 1\]"),
-        ("residual_bound", [0.0, 0.5], r"normalization\.residual_bound .*\(0, 1\]"),
+        ("residual_bound", [100.0, 0.5], r"normalization\.residual_bound .*\(0, 2\]"),
+        ("residual_bound", [0.0, 0.5], r"normalization\.residual_bound .*\(0, 2\]"),
         ("obs_std", [0.0] * 6, r"normalization\.obs_std .*positive"),
         ("obs_mean", [1.0] * 5, r"normalization\.obs_mean .*6 finite numbers"),
         ("alpha", 2.0, r"alpha = 2\.0, which must be a number in \[0, 1\]"),

@@ -22,8 +22,8 @@ from tests.helpers_data import point_rollouts
         ("steps", 0, r"TrainConfig.steps must be an integer >= 1, got 0"),
         ("gamma", 1.5, r"TrainConfig.gamma must be in \(0, 1\], got 1.5"),
         ("lr", -1.0, r"TrainConfig.lr must be > 0"),
-        ("residual_bound", 3.0, r"TrainConfig.residual_bound must be None or in \(0, 1\]"),
-        ("bound_max", 1.5, r"TrainConfig.bound_max must be <= 1"),
+        ("residual_bound", 3.0, r"TrainConfig.residual_bound must be None or in \(0, 2\]"),
+        ("bound_max", 2.5, r"TrainConfig.bound_max must be <= 2 \(a residual of 2 spans the whole"),
         ("fit_fraction", 0.95, r"TrainConfig.fit_fraction must be in \[0, 1\) with manifold_fraction"),
         # types: the text "False" is truthy and 1e5 is no step count, so neither passes silently
         ("lsi_agreement", "False", r"TrainConfig.lsi_agreement must be true or false, got 'False'"),
@@ -64,6 +64,26 @@ def test_a_switch_stored_as_text_by_older_versions_loads_as_the_boolean():
     # only the two spellings that were written; anything else is still refused
     with pytest.raises(ValueError, match="must be true or false, got 'yes'"):
         TrainConfig.from_dict({"lsi_agreement": "yes"})
+
+
+def test_the_residual_bound_follows_the_data_up_to_bound_max():
+    """rho is the data's quantile of |a - a_b| clamped to [bound_min, bound_max]: where the anchor and
+    the logged actions sit at opposite ends of the range, bound_max 2 lets rho cover them, 1 clips."""
+    import torch
+
+    from spar_rectify.algos.common import DataInfo
+    from spar_rectify.algos.spar import SPAR
+
+    gen = torch.Generator().manual_seed(0)
+    action = torch.rand((4000, 2), generator=gen) * 2 - 1
+    action[:, 0] = action[:, 0].sign()  # dimension 0: the data at either end of the range
+    base = torch.zeros_like(action)
+    base[:, 0] = -action[:, 0]  # the anchor always at the other end: |residual| = 2 there
+    info = DataInfo(3, 2, np.zeros(3, np.float32), np.ones(3, np.float32))
+    rho = {m: SPAR.data_info(TrainConfig(bound_max=m), info, action, base)[0].residual_bound for m in (1.0, 2.0)}
+    assert rho[1.0][0] == pytest.approx(1.0) and rho[2.0][0] == pytest.approx(2.0)
+    assert rho[1.0][1] == pytest.approx(rho[2.0][1]) and rho[2.0][1] < 1  # below the clamp: the data's own
+    assert SPAR.data_info(TrainConfig(residual_bound=1.5), info, action, base)[0].residual_bound[1] == 1.5
 
 
 def test_a_reach_penalty_is_checked_and_dropped_where_there_is_nothing_to_choose():
