@@ -83,7 +83,7 @@ def main() -> None:
 
     from spar_rectify.checkpoint import load_rectifier
     from spar_rectify.data import load_minari
-    from spar_rectify.drift import DynamicsEnsemble, StateBox, live_starts
+    from spar_rectify.drift import DynamicsEnsemble, StateBox, model_rollout, rollout_draws
     from spar_rectify.rectified_policy import RectifiedPolicy
     from spar_rectify.spaces import ActionScaler
     from spar_rectify.support import SupportMetric
@@ -118,10 +118,7 @@ def main() -> None:
     box = StateBox.of(data.observations)
     rng = np.random.default_rng(0)
     obs = data.observations[rng.choice(len(data.observations), args.data_states, replace=False)]
-    g = torch.Generator().manual_seed(0)
-    live = live_starts(data)
-    first = live[torch.randint(len(live), (args.starts,), generator=g)]
-    picks = torch.randint(model.members, (args.horizon, args.starts), generator=g)
+    first, picks = rollout_draws(data, model, args.starts, args.horizon, seed=0)
 
     policies = {}
     for folder in ("rectifier", "rectifier-alternative"):
@@ -140,18 +137,15 @@ def main() -> None:
     reward_head, reward_rmse, ends_flagged = fit_reward_head(data, args.reward_steps)
     rows = []
     for (folder, kappa, alpha), policy in policies.items():
-        states, values, off = first.clone(), [], []
+        values, off = [], []
         alive, model_return = torch.ones(args.starts), torch.zeros(args.starts)
-        for t in range(args.horizon):
-            actions = policy(states.numpy())
-            values.append(float(q(states, actions).mean()))
-            normalised = torch.as_tensor(scaler.to_normalized_clipped(actions))
-            nxt, _ = box.step(model, states, normalised, picks[t])
-            reward, ends = reward_head(states, normalised, nxt)
+        for step in model_rollout(policy, first, picks, model, box, scaler, folder):
+            with torch.no_grad():
+                values.append(float(critic.q_min(step.states, step.normalised).mean()))
+            reward, ends = reward_head(step.states, step.normalised, step.next_states)
             model_return += alive * reward
             alive = alive * (~ends).float()
-            states = nxt
-            off.append(float(support.violations(states.numpy()).mean()))
+            off.append(float(support.violations(step.next_states.numpy()).mean()))
         rows.append(
             {
                 "rectifier": folder,

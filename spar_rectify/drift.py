@@ -1,6 +1,7 @@
 """Offline drift check: does a rectified policy leave the data's states more often than its base policy?
 
-Defines `DynamicsEnsemble`, `StateBox`, `live_starts`, `load_or_fit`, `drift_check`, `least_penalised_within`,
+Defines `DynamicsEnsemble`, `StateBox`, `live_starts`, `rollout_draws`, `model_rollout`, `load_or_fit`,
+`drift_check`, `least_penalised_within`,
 `choose_alpha`, `AlphaChoice`, `choose_penalty`, `PenaltyChoice` and `DRIFT_ALPHAS`.
 
 A rectifier can keep every single action close to the data and still lead the system, step after step,
@@ -27,7 +28,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -213,6 +214,56 @@ def live_starts(data: OfflineData) -> torch.Tensor:
     return data.observations[live]
 
 
+def rollout_draws(
+    data: OfflineData, model: DynamicsEnsemble, starts: int, horizon: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random draws of a set of model rollouts, to share between the policies compared: ((starts,
+    obs_dim) start states from `live_starts(data)`, (horizon, starts) the member used at each step), from
+    `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    live = live_starts(data)
+    first = live[torch.randint(len(live), (starts,), generator=g)]
+    return first, torch.randint(model.members, (horizon, starts), generator=g)
+
+
+class ModelStep(NamedTuple):
+    """One step of `model_rollout`: states (B, obs_dim) and next_states (env units), actions (B, act_dim)
+    as the policy returned them (env units) and normalised (clipped to [-1, 1]), spread (B,) the
+    ensemble's disagreement."""
+
+    states: torch.Tensor
+    actions: np.ndarray
+    normalised: torch.Tensor
+    next_states: torch.Tensor
+    spread: torch.Tensor
+
+
+def model_rollout(
+    policy: Callable[[np.ndarray], np.ndarray],
+    first: torch.Tensor,
+    picks: torch.Tensor,
+    model: DynamicsEnsemble,
+    box: StateBox,
+    scaler: ActionScaler,
+    name: str = "policy",
+) -> Iterator[ModelStep]:
+    """Roll `policy` ((B, obs_dim) -> (B, act_dim), env units) from `first` through `model`, member
+    `picks[t]` at step t (`rollout_draws`), states kept in `box`; yields a `ModelStep` per step.
+
+    Raises:
+        ValueError: the policy returned a non-finite action (named by `name` and the step).
+    """
+    states = first.clone()
+    for t, members in enumerate(picks):
+        actions = np.asarray(policy(states.numpy()), np.float64)
+        if not np.all(np.isfinite(actions)):
+            raise ValueError(f"policy {name!r} returned a non-finite action at model step {t}")
+        normalised = torch.as_tensor(scaler.to_normalized_clipped(actions), dtype=torch.float32)
+        nxt, spread = box.step(model, states, normalised, members)
+        yield ModelStep(states, actions, normalised, nxt, spread)
+        states = nxt
+
+
 def load_or_fit(
     data: OfflineData,
     folder: str | Path | None = None,
@@ -336,21 +387,13 @@ def drift_check(
     scaler = ActionScaler(data.action_space)
     support = SupportMetric(data.observations.numpy())
     box = StateBox.of(data.observations)
-    g = torch.Generator().manual_seed(seed)
-    live = live_starts(data)
-    first = live[torch.randint(len(live), (starts,), generator=g)]
-    picks = torch.randint(model.members, (horizon, starts), generator=g)
+    first, picks = rollout_draws(data, model, starts, horizon, seed)
     per_step, disagreement = {}, {}
     for name, policy in policies.items():
-        states, shares, spreads = first.clone(), [], []
-        for t in range(horizon):
-            actions = np.asarray(policy(states.numpy()), np.float64)
-            if not np.all(np.isfinite(actions)):
-                raise ValueError(f"policy {name!r} returned a non-finite action at model step {t}")
-            normalised = torch.as_tensor(scaler.to_normalized_clipped(actions), dtype=torch.float32)
-            states, spread = box.step(model, states, normalised, picks[t])
-            shares.append(float(support.violations(states.numpy()).mean()))
-            spreads.append(float(spread.mean()))
+        shares, spreads = [], []
+        for step in model_rollout(policy, first, picks, model, box, scaler, name):
+            shares.append(float(support.violations(step.next_states.numpy()).mean()))
+            spreads.append(float(step.spread.mean()))
         per_step[name], disagreement[name] = np.asarray(shares), float(np.mean(spreads))
     return DriftReport(per_step, disagreement, starts, horizon, model.validation_mse)
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import envs
-from spar_rectify.drift import DynamicsEnsemble, StateBox, drift_check, live_starts
+from spar_rectify.drift import DynamicsEnsemble, StateBox, drift_check, live_starts, model_rollout, rollout_draws
+from spar_rectify.spaces import ActionScaler
 from tests.helpers_data import point_data
 
 SMALL = dict(members=3, steps=600, hidden=(64, 64))
@@ -109,6 +110,26 @@ def test_model_states_stay_in_the_box_and_rollouts_start_from_live_states(data):
     ended.terminations = torch.ones_like(data.terminations)
     with pytest.raises(ValueError, match="every transition is terminal"):
         live_starts(ended)
+
+
+def test_model_rollouts_share_their_draws_and_chain_their_steps(data, model):
+    first, picks = rollout_draws(data, model, starts=16, horizon=5, seed=3)
+    again = rollout_draws(data, model, starts=16, horizon=5, seed=3)
+    assert torch.equal(first, again[0]) and torch.equal(picks, again[1]) and picks.shape == (5, 16)
+    assert int(picks.max()) < model.members and (live_starts(data) == first[:, None]).all(-1).any(-1).all()
+    box, scaler = StateBox.of(data.observations), ActionScaler(data.action_space)
+    high = data.action_space.high
+
+    def push(states):  # beyond the action range: the model sees it clipped
+        return np.tile(3 * high, (len(states), 1))
+
+    steps = list(model_rollout(push, first, picks, model, box, scaler))
+    assert len(steps) == 5 and torch.equal(steps[0].states, first)
+    for before, after in zip(steps, steps[1:]):
+        assert torch.equal(before.next_states, after.states)
+    assert all(torch.equal(s.normalised, torch.ones_like(s.normalised)) for s in steps)
+    replay = model_rollout(push, *again, model, box, scaler)
+    assert all(torch.equal(a.next_states, b.next_states) for a, b in zip(steps, replay, strict=True))
 
 
 def test_the_pick_is_the_least_penalised_rectifier_that_does_not_drift():
