@@ -249,6 +249,13 @@ def split_summary(args, data, idx, q, summary, rectified, action, base, rho, oth
             part["share_other_beats_mu"] = round(float((q["other"] > q["mu"])[mask].float().mean()), 3)
             part["distance_mu_to_other"] = round(float((rectified - other)[mask].norm(dim=-1).mean()), 3)
             part["distance_data_to_other"] = round(float((action - other)[mask].norm(dim=-1).mean()), 3)
+            beyond = ((other - base).abs() > rho).any(-1)  # the other's action is outside every residual
+            part["other_residual_beyond_rho"] = round(float(beyond[mask].float().mean()), 3)
+            for where, cut in (("within", ~beyond), ("beyond", beyond)):
+                sel = mask & cut
+                for label, start in (("base", base), ("mu", rectified)):
+                    gap = (start - other)[sel].norm(dim=-1).mean()
+                    part[f"distance_{label}_to_other_{where}_rho"] = round(float(gap), 3)
         out[name] = part
     return out
 
