@@ -1,8 +1,8 @@
 """Offline drift check: does a rectified policy leave the data's states more often than its base policy?
 
-Defines `DynamicsEnsemble`, `StateBox`, `live_starts`, `rollout_draws`, `model_rollout`, `load_or_fit`,
-`drift_check`, `least_penalised_within`,
-`choose_alpha`, `AlphaChoice`, `choose_penalty`, `PenaltyChoice` and `DRIFT_ALPHAS`.
+Defines `DynamicsEnsemble`, `StateBox`, `live_starts`, `rollout_draws`, `model_rollout`, `ModelStep`,
+`load_or_fit`, `drift_check`, `least_penalised_within`, `choose_alpha`, `AlphaChoice`, `choose_penalty`,
+`PenaltyChoice` and `DRIFT_ALPHAS`.
 
 A rectifier can keep every single action close to the data and still lead the system, step after step,
 into states the data never reached: on hopper medium a small consistent shift (0.18 in normalised
