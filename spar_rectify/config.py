@@ -193,6 +193,12 @@ class SPARSettings:
     drift_discount: float = 0.9
     """[spar] gamma_d of drift_penalty's off-data value, in [0, 1): it counts about 1 / (1 - gamma_d) states
     ahead (10 at 0.9)."""
+    drift_branches: int = 0
+    """[spar] With drift_penalty: candidate actions branched from each rollout's start state, drawn as LSI
+    draws its candidates (mu's perturbations, the anchor's latent, prior samples), one model step each, so
+    that the off-data value learns how the first action changes where the policy leads: the rollouts alone
+    hold only mu's own action at each state, so D's differences between LSI's candidates are extrapolated.
+    0 (the default, as in session 17): the rollouts alone. Being measured (4: `--set drift_branches=4`)."""
     lsi_agreement: bool = False
     """[spar] Score each candidate by the gain over the current latent that *both* critic heads agree on
     (min over heads of Q_j(candidate) - Q_j(mu), see `losses.paired_gains`) instead of min-Q(candidate) -
@@ -334,6 +340,7 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         need(self.in_sample_weight >= 0, "in_sample_weight", ">= 0")
         need(self.drift_penalty >= 0, "drift_penalty", ">= 0 (0: off)")
         need(0 <= self.drift_discount < 1, "drift_discount", "in [0, 1)")
+        need(self.drift_branches >= 0, "drift_branches", "an integer >= 0 (0: no branches)")
         need(self.lsi_reach_penalty is None or self.lsi_reach_penalty >= 0, "lsi_reach_penalty", "None or >= 0")
         if self.lsi_reach_penalty == self.lsi_anchor_penalty or not self.self_imitation:
             object.__setattr__(self, "lsi_reach_penalty", None)  # nothing to choose between: one policy

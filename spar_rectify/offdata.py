@@ -66,15 +66,17 @@ class OffDataValue(nn.Module):
         hidden: hidden widths of the network.
         discount: gamma_d in [0, 1): D counts about 1 / (1 - gamma_d) states ahead.
         lr: Adam's learning rate.
+        branches: other first actions tried from each rollout's start state (`refresh`'s `explore`); the
+            buffer holds ROLLOUTS * (HORIZON + branches) transitions.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden, discount: float, lr: float):
+    def __init__(self, obs_dim: int, act_dim: int, hidden, discount: float, lr: float, branches: int = 0):
         super().__init__()
-        self.discount = discount
+        self.discount, self.branches = discount, int(branches)
         self.net = mlp(obs_dim + act_dim, 1, hidden)
         self.target = copy.deepcopy(self.net).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr)
-        size = ROLLOUTS * HORIZON
+        size = ROLLOUTS * (HORIZON + self.branches)
         self.register_buffer("obs", torch.zeros(size, obs_dim))
         self.register_buffer("action", torch.zeros(size, act_dim))
         self.register_buffer("off", torch.zeros(size))
@@ -92,31 +94,54 @@ class OffDataValue(nn.Module):
         world: ModelWorld,
         policy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         generator: torch.Generator,
+        explore: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Replace the buffer with ROLLOUTS rollouts of HORIZON model steps of `policy`.
+        """Replace the buffer with ROLLOUTS rollouts of HORIZON model steps of `policy`, and `branches` other
+        first actions from each start state (one model step each, then `update` bootstraps through `policy`).
 
         Args:
             world: the model, the support test, the anchor and the start states.
             policy: (standardised obs (B, obs_dim), anchor action (B, act_dim)) -> normalised action in
                 [-1, 1], (B, act_dim): the rectified policy as it is now (deterministic).
             generator: draws the start states and the member that moves each row.
+            explore: (standardised obs (B, obs_dim), anchor action (B, act_dim)) -> (B, branches, act_dim)
+                normalised actions in [-1, 1] to branch from the start states; needed when branches > 0.
 
         Returns:
             `offdata_share`: the share of the buffer's next states off the data.
         """
+        if self.branches and explore is None:
+            raise ValueError(f"OffDataValue(branches={self.branches}).refresh needs explore=...: the first actions")
         mean, std = world.obs_mean, world.obs_std
         states = world.starts[torch.randint(len(world.starts), (ROLLOUTS,), generator=generator)]
         picks = torch.randint(world.model.members, (HORIZON, ROLLOUTS), generator=generator)
         base = torch.as_tensor(world.anchor(states.numpy()), dtype=torch.float32)
         rows = []
-        for t in range(HORIZON):
-            obs = (states - mean) / std
-            action = policy(obs, base)
-            nxt, _ = world.box.step(world.model, states, action, picks[t])
+
+        def step(states, obs, action, members):
+            nxt, _ = world.box.step(world.model, states, action, members)
             off = torch.as_tensor(world.support.violations(nxt.numpy()), dtype=torch.float32)
             next_base = torch.as_tensor(world.anchor(nxt.numpy()), dtype=torch.float32)
             rows.append((obs, action, off, (nxt - mean) / std, next_base))
-            states, base = nxt, next_base
+            return nxt, next_base
+
+        if self.branches:
+            obs = (states - mean) / std
+            first = explore(obs, base)
+            if first.shape != (ROLLOUTS, self.branches, base.shape[1]):
+                raise ValueError(
+                    f"explore returned shape {tuple(first.shape)}, expected {(ROLLOUTS, self.branches, base.shape[1])}"
+                )
+            rep = self.branches
+            step(
+                states.repeat_interleave(rep, 0),
+                obs.repeat_interleave(rep, 0),
+                first.reshape(-1, base.shape[1]),
+                picks[0].repeat_interleave(rep, 0),
+            )
+        for t in range(HORIZON):
+            obs = (states - mean) / std
+            states, base = step(states, obs, policy(obs, base), picks[t])
         for name, value in zip(("obs", "action", "off", "next_obs", "next_base"), zip(*rows)):
             getattr(self, name).copy_(torch.cat(value))
         self.filled.fill_(len(self.off))

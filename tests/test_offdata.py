@@ -65,6 +65,39 @@ def test_the_off_data_value_learns_which_actions_lead_off_the_data():
     assert out > 3.0 and back < 0.5, (float(out), float(back))
 
 
+def test_branches_teach_a_deterministic_policys_off_data_value_its_first_actions():
+    """The rollouts of a deterministic policy hold one action per state; the branches add others, drawn by
+    `explore`, so D learns what the first action does even though the policy always holds still."""
+    torch.manual_seed(0)
+    starts = torch.linspace(-1.0, 1.0, 41).unsqueeze(1)
+
+    def still(obs):
+        return np.zeros((len(obs), 1))
+
+    world = ModelWorld(LineModel(), InsideUnit(), still, starts, torch.zeros(1), torch.ones(1), StateBox.of(starts))
+    value = OffDataValue(1, 1, (64, 64), discount=0.8, lr=3e-3, branches=3)
+    g = torch.Generator().manual_seed(0)
+
+    def stay(obs, base):
+        return torch.zeros_like(base)
+
+    def explore(obs, base):  # three first actions per start: anything in [-1, 1]
+        return torch.rand((len(obs), 3, 1), generator=g) * 2 - 1
+
+    with pytest.raises(ValueError, match="needs explore"):
+        value.refresh(world, stay, g)
+    with pytest.raises(ValueError, match=r"explore returned shape \(500, 1, 1\), expected \(500, 3, 1\)"):
+        value.refresh(world, stay, g, lambda obs, base: torch.zeros((len(obs), 1, 1)))
+    value.refresh(world, stay, g, explore)
+    assert len(value.off) == 500 * (10 + 3) and int(value.filled) == len(value.off)
+    assert value.action.abs().gt(0).float().mean() == pytest.approx(3 / 13, abs=0.01)  # only the branches move
+    for _ in range(3000):
+        value.update(stay, g, 256)
+    with torch.no_grad():
+        out, back = value(torch.tensor([[0.9], [0.9]]), torch.tensor([[1.0], [-1.0]]))
+    assert out > 3.0 and back < 0.5, (float(out), float(back))
+
+
 def test_lsi_prefers_candidates_whose_futures_stay_on_the_data(data, point_anchor):
     cfg = TrainConfig(algo="spar", steps=20, manifold_fraction=0.5, fit_fraction=0.0, lsi_every=1, **FAST)
     cfg = cfg.replace(anchor_candidate=True, lsi_states=32, lsi_anchor_penalty=0.0, drift_penalty=1.0)
@@ -94,7 +127,7 @@ def test_lsi_prefers_candidates_whose_futures_stay_on_the_data(data, point_ancho
 
 def test_drift_penalty_trains_resumes_and_reuses_its_model_for_the_alpha_check(tmp_path, data, point_anchor, point_env):
     cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST)
-    cfg = cfg.replace(drift_penalty=1.0, drift_model_steps=20, eval_episodes=2, auto_alpha=True)
+    cfg = cfg.replace(drift_penalty=1.0, drift_branches=2, drift_model_steps=20, eval_episodes=2, auto_alpha=True)
     full = Trainer(cfg, data, point_anchor)
     list(full.fit())
     first = Trainer(cfg, data, point_anchor)
@@ -105,6 +138,12 @@ def test_drift_penalty_trains_resumes_and_reuses_its_model_for_the_alpha_check(t
     list(second.fit())
     a, b = (t.algo.offdata.state_dict() | t.algo.rect.state_dict() for t in (full, second))
     assert all(torch.equal(a[k], b[k]) for k in a)  # the buffer and D's networks came back with the checkpoint
+    assert len(a["off"]) == 500 * (10 + 2)  # the branches are in the buffer
+    algo, batch = full.algo, full.sample()
+    first = algo.branch_actions(batch.obs[:16], batch.base_action[:16])
+    assert first.shape == (16, 2, batch.base_action.shape[1]) and first.abs().max() <= 1.0
+    mine = algo.rectified_action(batch.obs[:16], batch.base_action[:16]).unsqueeze(1)
+    assert (first - mine).abs().amax(-1).gt(1e-4).float().mean() > 0.9  # other actions than mu's own
 
     from spar_rectify.drift import DynamicsEnsemble
 

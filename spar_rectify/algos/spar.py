@@ -116,7 +116,9 @@ class SPAR:
             self.reach_generator = torch.Generator().manual_seed(config.seed + REACH_SEED_OFFSET)
         self.offdata = self.world = None  # drift_penalty's off-data value, and the model world it rolls out in
         if config.drift_penalty:
-            self.offdata = OffDataValue(obs_dim, act_dim, config.hidden, config.drift_discount, config.lr)
+            self.offdata = OffDataValue(
+                obs_dim, act_dim, config.hidden, config.drift_discount, config.lr, config.drift_branches
+            )
             self.offdata_generator = torch.Generator().manual_seed(config.seed + OFFDATA_SEED_OFFSET)
 
     @classmethod
@@ -307,6 +309,24 @@ class SPAR:
         normalised anchor actions (B, act_dim) -> normalised actions in [-1, 1], (B, act_dim)."""
         return (base + self.residual_policy(torch.cat([obs, base], -1))[1]).clamp(-1.0, 1.0)
 
+    @torch.no_grad()
+    def branch_actions(self, obs: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """drift_branches first actions per state, drawn from mu's LSI candidates (its perturbations, the
+        anchor's latent in the logged one's place, prior samples; mu itself left out: the rollout takes it):
+        standardised obs (B, obs_dim), normalised anchor actions (B, act_dim) -> (B, branches, act_dim)
+        normalised actions in [-1, 1]. Draws from the off-data value's generator."""
+        g, x = self.offdata_generator, torch.cat([obs, base], -1)
+        cands = self._candidates(x, self.actor_output(x), torch.zeros_like(base), generator=g)
+        n, k, dim = cands.shape
+        pick = 1 + torch.randint(k - 1, (n, self.offdata.branches), generator=g)
+        chosen = cands.gather(1, pick.unsqueeze(-1).expand(-1, -1, dim))
+        if self.encoder is None:
+            res = chosen
+        else:
+            flat = x.repeat_interleave(self.offdata.branches, 0)
+            res = self.rect.decode(flat, chosen.reshape(-1, dim)).view(n, self.offdata.branches, -1)
+        return (base.unsqueeze(1) + res).clamp(-1.0, 1.0)
+
     def _offdata_step(self, step: int) -> dict:
         """drift_penalty: refresh the off-data value's model rollouts every REFRESH_EVERY steps of stage
         (iii) (`step` counts from its start), then one TD step."""
@@ -317,7 +337,8 @@ class SPAR:
             )
         metrics = {}
         if step % REFRESH_EVERY == 0:
-            metrics.update(self.offdata.refresh(self.world, self.rectified_action, self.offdata_generator))
+            explore = self.branch_actions if self.offdata.branches else None
+            metrics.update(self.offdata.refresh(self.world, self.rectified_action, self.offdata_generator, explore))
         batch = self.config.batch_size
         metrics.update(self.offdata.update(self.rectified_action, self.offdata_generator, batch))
         return metrics
