@@ -108,7 +108,8 @@ class OffDataValue(nn.Module):
                 normalised actions in [-1, 1] to branch from the start states; needed when branches > 0.
 
         Returns:
-            `offdata_share`: the share of the buffer's next states off the data.
+            `offdata_share`: the share of the rollouts' next states off the data; with branches,
+            `offdata_branch_share`: the same over the branches' next states.
         """
         if self.branches and explore is None:
             raise ValueError(f"OffDataValue(branches={self.branches}).refresh needs explore=...: the first actions")
@@ -145,7 +146,10 @@ class OffDataValue(nn.Module):
         for name, value in zip(("obs", "action", "off", "next_obs", "next_base"), zip(*rows)):
             getattr(self, name).copy_(torch.cat(value))
         self.filled.fill_(len(self.off))
-        return {"offdata_share": self.off.mean()}
+        if not self.branches:
+            return {"offdata_share": self.off.mean()}
+        branched = ROLLOUTS * self.branches  # the first rows
+        return {"offdata_share": self.off[branched:].mean(), "offdata_branch_share": self.off[:branched].mean()}
 
     def update(
         self,

@@ -88,8 +88,9 @@ def test_branches_teach_a_deterministic_policys_off_data_value_its_first_actions
         value.refresh(world, stay, g)
     with pytest.raises(ValueError, match=r"explore returned shape \(500, 1, 1\), expected \(500, 3, 1\)"):
         value.refresh(world, stay, g, lambda obs, base: torch.zeros((len(obs), 1, 1)))
-    value.refresh(world, stay, g, explore)
+    shares = value.refresh(world, stay, g, explore)
     assert len(value.off) == 500 * (10 + 3) and int(value.filled) == len(value.off)
+    assert shares["offdata_share"] == 0 < shares["offdata_branch_share"]  # holding still never leaves
     assert value.action.abs().gt(0).float().mean() == pytest.approx(3 / 13, abs=0.01)  # only the branches move
     for _ in range(3000):
         value.update(stay, g, 256)
@@ -159,6 +160,7 @@ def test_drift_penalty_trains_resumes_and_reuses_its_model_for_the_alpha_check(t
         train(cfg, data, tmp_path / "run", anchor=point_anchor, env=point_env, progress=False)
     assert len(fits) == 1  # fitted before training and saved; the alpha check at the end loaded it
     assert (tmp_path / "run" / "dynamics" / "dynamics.json").is_file()
-    assert "offdata_loss" in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"offdata_loss", "offdata_share", "offdata_branch_share"} <= set(header)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["auto_alpha"]["alpha"] in (0.0, 0.25, 0.5, 0.75, 1.0)
