@@ -107,7 +107,7 @@ class SPARSettings:
     """[spar] Upper clamp of the data-derived rho, at most 2; larger: bigger corrections, further from the
     anchor. At 1, the data's residual is clipped where the anchor and the logged action sit at opposite
     halves of the action range (on hopper medium-expert around the SB3 medium policy: 22% of the expert's
-    states; benchmarks/README.md)."""
+    states); 2 changed neither the return nor the drift there (100k, seed 0; benchmarks/README.md)."""
     manifold_fraction: float = 0.1
     """[spar] Share of the steps spent training the CVAE (with the critic), before it is frozen."""
     fit_fraction: float = 0.05
