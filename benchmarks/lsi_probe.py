@@ -28,7 +28,11 @@ happened: on N seeded episodes (seed 10000..) of the base policy and of the rect
 gate), `min Q(s_t, a_t)` of every executed step against its realised discounted return to go in
 the same scaled units (steps within 300 of a time-limit cut are left out: their return to go is
 truncated). Q above the realised return on the rectified policy's own steps, by more than on the
-base policy's, means LSI found where the critic overestimates rather than better actions. Writes
+base policy's, means LSI found where the critic overestimates rather than better actions. With
+`--split-after DATASET` (a dataset whose transitions open `--dataset`, e.g. medium inside medium-expert),
+the means are repeated for the probed states of each part, with distances (L2, normalised action units)
+from the rectified action to the logged one and to `--other-policy`'s, where that policy's residual is
+within rho and beyond it. Writes
 results/lsi_probe_<env>_<kind>_<method>_seed<seed>[_<tag>].json.
 """
 
