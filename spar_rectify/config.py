@@ -263,6 +263,15 @@ class SPARSettings:
     hopper runs that drifted in the env stood at +7.4 and +7.8, the others at +1.1 or less)."""
     drift_model_steps: int = 20_000
     """[spar] auto_alpha's gradient steps fitting the 5-member dynamics ensemble."""
+    reach_weak_anchor_only: bool = False
+    """[spar] With lsi_reach_penalty and auto_alpha: deploy the reach policy only where the critic rates the
+    anchor below the data's own value, i.e. the anchor's mean advantage `min Q(s, a_b) - V(s)` over the
+    data's states (scaled-reward units, V the in-sample expectile value) is negative; else the penalised
+    policy at its offline alpha, as when the reach policy drifts. The penalty is trust in the anchor, which
+    a weak anchor has not earned (BC on hopper medium-replay: -0.4 to -1.2, where kappa 0 scored 97.4 against
+    kappa 0.25's 50.5 on seed 1) and a sound one has (the SB3 medium policy there: +1.6, where kappa 0
+    scored below the raw policy in session 9; benchmarks/README.md). The advantage is recorded in
+    summary.json's penalty_choice either way. False (the default): the drift check alone decides."""
 
 
 @dataclass(frozen=True)
@@ -443,7 +452,7 @@ SAVED_BEFORE_FIELD: dict = {
 
 #: SPAR settings that choose how the trained weights are deployed, not what is trained: a run resumes
 #: whatever their values (a benchmark record still counts as stale when they changed).
-DEPLOYMENT_FIELDS: tuple[str, ...] = ("auto_alpha", "drift_threshold", "drift_model_steps")
+DEPLOYMENT_FIELDS: tuple[str, ...] = ("auto_alpha", "drift_threshold", "drift_model_steps", "reach_weak_anchor_only")
 
 
 def saved_settings(data: dict) -> dict:

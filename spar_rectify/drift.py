@@ -507,43 +507,70 @@ class PenaltyChoice:
         deployed: the lsi_anchor_penalty of the deployed one.
         reach: the reach policy's penalty (TrainConfig.lsi_reach_penalty).
         choices: penalty -> that rectifier's `AlphaChoice` (its offline alpha and drift excesses).
+        anchor_advantage: the anchor's mean advantage over the data's value, `min Q(s, a_b) - V(s)` on the
+            data's states (scaled-reward units), where it was measured; None otherwise.
+        weak_anchor_only: whether the reach policy needed a negative anchor_advantage to be deployed.
     """
 
     deployed: float
     reach: float
     choices: dict[float, AlphaChoice]
+    anchor_advantage: float | None = None
+    weak_anchor_only: bool = False
 
     def to_dict(self) -> dict:
         return {
             "deployed_penalty": self.deployed,
             "reach_penalty": self.reach,
             "rectifiers": {f"{k:g}": c.to_dict() for k, c in self.choices.items()},
+            "anchor_advantage": self.anchor_advantage,
+            "weak_anchor_only": self.weak_anchor_only,
         }
 
     def table(self) -> str:
-        """One line per latent policy: its penalty, offline alpha, excess at alpha 1, and which is deployed."""
+        """One line per latent policy: its penalty, offline alpha, excess at alpha 1, and which is deployed;
+        then the anchor's advantage over the data's value where it was measured."""
         lines = ["kappa   offline alpha   excess at alpha 1 (points)"]
         for kappa, choice in self.choices.items():
             mark = "  <- deployed" if kappa == self.deployed else ""
             excess = choice.excess.get(1.0, float("nan"))
             lines.append(f"{kappa:5.2f}   {choice.alpha:13.2f}   {excess:+10.1f}{mark}")
+        if self.anchor_advantage is not None:
+            verdict = "below" if self.anchor_advantage < 0 else "at or above"
+            rule = " (reach_weak_anchor_only: the reach policy needs it below)" if self.weak_anchor_only else ""
+            lines.append(
+                f"anchor's advantage over the data's value: {self.anchor_advantage:+.3f} "
+                f"(the critic rates the anchor {verdict} what the data does){rule}"
+            )
         return "\n".join(lines)
 
 
-def choose_penalty(choices: dict[float, AlphaChoice], reach: float) -> PenaltyChoice:
+def choose_penalty(
+    choices: dict[float, AlphaChoice],
+    reach: float,
+    anchor_advantage: float | None = None,
+    weak_anchor_only: bool = False,
+) -> PenaltyChoice:
     """The latent policy to deploy of a run that trained two (TrainConfig.lsi_reach_penalty): the reach policy
     (trained at the smaller penalty, `reach`) when its whole residual stays on the data's states (its offline
     alpha is 1: the drift excess at alpha 1 within the threshold), else the other at its own offline alpha.
     A penalty holds the search near the anchor where the critic might be wrong; where the reach policy does
     not drift, that caution only costs return (hopper medium-replay seed 1, 200k: 97.4 at kappa 0, 50.5 at
     0.25), and where it drifts (hopper medium at kappa 0: 10% of the env's states off the data) the penalised
-    policy's offline alpha is the safer default.
+    policy's offline alpha is the safer default. With `weak_anchor_only` the reach policy also needs a
+    negative `anchor_advantage`: the critic must rate the anchor below the data's value.
 
     Args:
         choices: penalty -> the `AlphaChoice` of the rectifier trained at it (two entries, `reach` one of them).
         reach: the reach policy's penalty.
+        anchor_advantage: the anchor's mean `min Q(s, a_b) - V(s)` on the data's states (`SPAR.anchor_advantage`);
+            recorded, and with weak_anchor_only required.
+        weak_anchor_only: TrainConfig.reach_weak_anchor_only.
     """
     if reach not in choices or len(choices) != 2:
         raise ValueError(f"choose_penalty needs the reach policy's choice ({reach}) and one other, got {list(choices)}")
+    if weak_anchor_only and anchor_advantage is None:
+        raise ValueError("choose_penalty(weak_anchor_only=True) needs anchor_advantage: the anchor's mean advantage")
     other = next(k for k in choices if k != reach)
-    return PenaltyChoice(reach if choices[reach].alpha == 1.0 else other, reach, dict(choices))
+    keep = choices[reach].alpha == 1.0 and not (weak_anchor_only and anchor_advantage >= 0)
+    return PenaltyChoice(reach if keep else other, reach, dict(choices), anchor_advantage, weak_anchor_only)

@@ -310,6 +310,18 @@ ALTERNATIVE = "rectifier-alternative"
 """The run folder's second rectifier when SPAR trained a reach policy (lsi_reach_penalty): the one not deployed."""
 
 
+#: Dataset states (a seeded sample) over which the anchor's advantage is averaged.
+ANCHOR_ADVANTAGE_STATES = 10_000
+
+
+def _anchor_advantage(trainer: Trainer) -> float:
+    """The anchor's mean advantage over the data's value (`SPAR.anchor_advantage`) on a seeded sample of up to
+    ANCHOR_ADVANTAGE_STATES of the data's states, scaled-reward units."""
+    gen = torch.Generator().manual_seed(trainer.config.seed)
+    idx = torch.randperm(len(trainer._obs), generator=gen)[:ANCHOR_ADVANTAGE_STATES]
+    return float(trainer.algo.anchor_advantage(trainer._obs[idx], trainer._base[idx]).mean())
+
+
 def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: bool, reach: Path | None = None):
     """TrainConfig.auto_alpha: the exported rectifier's default alpha, chosen offline by the drift check
     (`drift.choose_alpha`; the dynamics model is kept in `run_dir/dynamics`) and written into `artifact`.
@@ -336,6 +348,8 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
         penalty = drift.choose_penalty(
             {config.lsi_anchor_penalty: chosen, config.lsi_reach_penalty: offline_alpha(reach)},
             reach=config.lsi_reach_penalty,
+            anchor_advantage=_anchor_advantage(trainer),
+            weak_anchor_only=config.reach_weak_anchor_only,
         )
         alternative = run_dir / ALTERNATIVE
         shutil.rmtree(alternative, ignore_errors=True)

@@ -210,3 +210,23 @@ def test_the_reach_policy_is_deployed_only_when_its_whole_residual_stays_on_the_
     assert fell_back.to_dict()["deployed_penalty"] == 0.25 and fell_back.to_dict()["reach_penalty"] == 0.0
     with pytest.raises(ValueError, match="reach policy's choice"):
         choose_penalty({0.25: choice(1.0, 0.0)}, reach=0.0)
+
+
+def test_with_weak_anchor_only_the_reach_policy_needs_an_anchor_the_critic_rates_below_the_data():
+    from spar_rectify.drift import AlphaChoice, DriftReport, choose_penalty
+
+    def choice(alpha):
+        return AlphaChoice(alpha, {1.0: 0.0}, 2.0, DriftReport({}, {}, 10, 100, 0.0))
+
+    both_stay = {0.25: choice(1.0), 0.0: choice(1.0)}
+    weak = choose_penalty(both_stay, reach=0.0, anchor_advantage=-0.9, weak_anchor_only=True)
+    sound = choose_penalty(both_stay, reach=0.0, anchor_advantage=1.6, weak_anchor_only=True)
+    assert weak.deployed == 0.0 and sound.deployed == 0.25  # a sound anchor keeps its penalty
+    assert "+1.600 (the critic rates the anchor at or above what the data does)" in sound.table()
+    assert sound.to_dict()["anchor_advantage"] == 1.6 and sound.to_dict()["weak_anchor_only"] is True
+    # without the switch the advantage is only recorded; a drifting reach policy is refused either way
+    assert choose_penalty(both_stay, reach=0.0, anchor_advantage=1.6).deployed == 0.0
+    drifts = {0.25: choice(1.0), 0.0: choice(0.75)}
+    assert choose_penalty(drifts, reach=0.0, anchor_advantage=-0.9, weak_anchor_only=True).deployed == 0.25
+    with pytest.raises(ValueError, match="needs anchor_advantage"):
+        choose_penalty(both_stay, reach=0.0, weak_anchor_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -157,6 +158,8 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
     assert not (run / "rectifier-reach").exists()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["penalty_choice"]["deployed_penalty"] == want and summary["auto_alpha"]["alpha"] == deployed.alpha
+    advantage = summary["penalty_choice"]["anchor_advantage"]  # the trained critic's, on the data's states
+    assert math.isfinite(advantage) and summary["penalty_choice"]["weak_anchor_only"] is False
     # the two differ in their latent policies only
     a, b = deployed.rectifier.state_dict(), other.rectifier.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("actor."))
@@ -167,6 +170,23 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
     )
     assert load_rectifier(again.artifact).config["lsi_anchor_penalty"] == 0.25
     assert load_rectifier(run / "rectifier-alternative").config["lsi_anchor_penalty"] == 0.0
+    if reach_alpha == 1.0:  # reach_weak_anchor_only: an anchor the critic rates above the data keeps its penalty
+        import spar_rectify.trainer as trainer_mod
+
+        for rated, want in ((1.0, 0.25), (-1.0, 0.0)):
+            monkeypatch.setattr(trainer_mod, "_anchor_advantage", lambda trainer, rated=rated: rated)
+            third = train(
+                cfg.replace(reach_weak_anchor_only=True),
+                data,
+                run,
+                anchor=anchor,
+                env="PointReach-v0",
+                resume=True,
+                progress=False,
+            )
+            assert load_rectifier(third.artifact).config["lsi_anchor_penalty"] == want
+            summary = json.loads((run / "summary.json").read_text())["penalty_choice"]
+            assert summary["anchor_advantage"] == rated and summary["weak_anchor_only"] is True
 
 
 def _interrupting_train(cfg, data, anchor, run_dir, at):

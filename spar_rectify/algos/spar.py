@@ -304,6 +304,14 @@ class SPAR:
         return metrics
 
     @torch.no_grad()
+    def anchor_advantage(self, obs: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """The anchor's advantage over the data's value, `min Q_target(s, a_b) - V(s)`: standardised obs
+        (B, obs_dim) and normalised anchor actions (B, act_dim) -> (B,), scaled-reward units. V is the in-sample
+        expectile value of the data's actions, so a negative mean says the critic rates the anchor below what
+        the data does at its states (TrainConfig.reach_weak_anchor_only)."""
+        return self.critic.q_min(obs, base) - self.critic.value(obs)
+
+    @torch.no_grad()
     def rectified_action(self, obs: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """mu's whole residual (alpha 1, no gate) on the anchor's action: standardised obs (B, obs_dim) and
         normalised anchor actions (B, act_dim) -> normalised actions in [-1, 1], (B, act_dim)."""
