@@ -353,6 +353,8 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         need(self.lsi_reach_penalty is None or self.lsi_reach_penalty >= 0, "lsi_reach_penalty", "None or >= 0")
         if self.lsi_reach_penalty == self.lsi_anchor_penalty or not self.self_imitation:
             object.__setattr__(self, "lsi_reach_penalty", None)  # nothing to choose between: one policy
+        if self.lsi_reach_penalty is None:  # a rule for choosing the reach policy means nothing without one
+            object.__setattr__(self, "reach_weak_anchor_only", False)
         need(self.bound_min <= self.bound_max, "bound_min", f"<= bound_max ({self.bound_max})")
         if not self.use_latent:  # the conditional prior is over the CVAE's latent: without one, the box
             object.__setattr__(self, "latent_search", "box")

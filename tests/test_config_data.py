@@ -93,6 +93,9 @@ def test_a_reach_penalty_is_checked_and_dropped_where_there_is_nothing_to_choose
     # the same penalty as mu's, or no self-imitation (the penalty is LSI's): one latent policy
     assert TrainConfig(lsi_anchor_penalty=0.0, lsi_reach_penalty=0.0).lsi_reach_penalty is None
     assert TrainConfig(self_imitation=False, lsi_reach_penalty=0.0).lsi_reach_penalty is None
+    # its deployment rule goes with it, so that configs that train and deploy alike compare equal
+    assert TrainConfig(reach_weak_anchor_only=True) == TrainConfig()
+    assert TrainConfig(lsi_reach_penalty=0.0, reach_weak_anchor_only=True).reach_weak_anchor_only is True
 
 
 def test_a_config_saved_before_a_field_existed_means_what_that_version_trained(tmp_path):
