@@ -3,6 +3,7 @@
 Usage:
     MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/suite_bench.py quick   # ~15 min
     MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/suite_bench.py full    # hours; resumable
+    MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/suite_bench.py full --status   # where it stands
 
 Methods, the same gradient-step budget each: `bc` (pure BC), `td3bc`, `iql`, `spar` (anchored to
 the pure-BC policy of the same seed, as in the paper), and on every dataset (medium-expert too):
@@ -401,6 +402,46 @@ def set_aside_stale(run_dir: Path, config) -> Path | None:
     return target
 
 
+def status_lines(jobs: list[Job], records: list[dict]) -> list[str]:
+    """Where each job of a (long, resumable) campaign stands, without training or Ray: one line per job,
+    `done` with its recorded score, `started` with its checkpoint's step, or `to do`; a job whose record or run
+    folder was trained at other settings says it will train afresh."""
+    current = {record_key(r): r for r in records if not stale(r)}
+    old = {record_key(r) for r in records if stale(r)}
+    lines = []
+    for job in jobs:
+        name = f"{job.method} {job.dataset} seed {job.seed}"
+        record = current.get(record_key(job))
+        if record is not None:
+            alpha = f", alpha {record['alpha']:g}" if "alpha" in record else ""
+            lines.append(
+                f"done     {name}: {record['normalized_score']:.1f} "
+                f"({100 * record['support_violation_rate']:.1f}% violations{alpha})"
+            )
+            continue
+        note = "; its record is from older settings" if record_key(job) in old else ""
+        state, saved = job.run_dir() / "checkpoint" / "train_state.json", job.run_dir() / "config.json"
+        if job.spec.algo is None or not state.is_file():
+            lines.append(f"to do    {name}{note}")
+            continue
+        step = json.loads(state.read_text())["step"]
+        differ = (
+            [
+                k
+                for k in changed_fields(
+                    json.loads(saved.read_text()), job_config(job.spec.algo, job.steps, job.seed, job.overrides)
+                )
+                if k not in DEPLOYMENT_FIELDS
+            ]
+            if saved.is_file()
+            else []
+        )
+        if differ:
+            note += f"; its folder trained other settings ({', '.join(differ)}): it will train afresh"
+        lines.append(f"started  {name}: checkpoint at step {step} of {_steps(job.method, job.steps)}{note}")
+    return lines
+
+
 def anchor_missing(job: Job, pending: list[Job]) -> bool:
     """Whether `job` (recorded as finished) must train again because a pending job needs its policy as
     the anchor and the policy folder is gone (a fresh checkout keeps the records, not `_work/`)."""
@@ -696,6 +737,11 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--out", default=None, help="result JSON (default results/suite_<tier>.json)")
     parser.add_argument(
+        "--status",
+        action="store_true",
+        help="print where each selected job stands (recorded, checkpoint step, or to do) and exit: no training",
+    )
+    parser.add_argument(
         "--refresh-support",
         action="store_true",
         help="re-evaluate finished runs that lack state_violation_rate (from their final checkpoints)",
@@ -727,6 +773,9 @@ def main(argv=None) -> None:
     jobs = jobs_for(tier, work / args.tier, args.variant, overrides, args.suite)
     if args.methods:
         jobs = [[j for j in wave if j.method in args.methods] for wave in jobs]
+    if args.status:
+        print("\n".join(status_lines([j for wave in jobs for j in wave], records)))
+        return
     if args.refresh_support:  # re-evaluate finished runs (no training: their checkpoints are final)
         stale = {record_key(r) for r in records if "state_violation_rate" not in r}
         jobs = [[j for wave in jobs for j in wave if record_key(j) in stale]]

@@ -277,3 +277,23 @@ def test_the_alternative_rectifier_is_scored_at_its_own_alpha_on_the_same_episod
     assert out["lsi_anchor_penalty"] == 0.25 and out["alpha"] == 0.5
     assert out["normalized_score"] == 2.0 and out["return"] == 20.0
     assert 0.0 <= out["support_violation_rate"] <= 1.0
+
+
+def test_status_says_what_is_recorded_started_or_to_do_without_training(tmp_path):
+    tier = {"datasets": ["spar/hopper/medium-v0"], "seeds": [0, 1, 2], "steps": 100, "episodes": 2}
+    jobs = [j for wave in suite_bench.jobs_for(tier, tmp_path) for j in wave if j.method == "spar"]
+    done = {**record("spar/hopper/medium-v0", "spar", 0, 61.5), "alpha": 0.75}
+    done["config"] = suite_bench.job_config("spar", 100, 0).to_dict()
+    older = {**record("spar/hopper/medium-v0", "spar", 2, 40.0), "config": {**done["config"], "num_prior": 2}}
+    started = jobs[1].run_dir()  # seed 1: a checkpoint at step 40, trained at today's settings
+    (started / "checkpoint").mkdir(parents=True)
+    (started / "checkpoint" / "train_state.json").write_text(json.dumps({"step": 40}))
+    (started / "config.json").write_text(json.dumps(suite_bench.job_config("spar", 100, 1).to_dict()))
+    lines = suite_bench.status_lines(jobs, [done, older])
+    assert lines[0] == "done     spar spar/hopper/medium-v0 seed 0: 61.5 (1.0% violations, alpha 0.75)"
+    assert lines[1] == "started  spar spar/hopper/medium-v0 seed 1: checkpoint at step 40 of 100"
+    assert lines[2] == "to do    spar spar/hopper/medium-v0 seed 2; its record is from older settings"
+    # a folder left by other settings is set aside when the job runs: status says so
+    (started / "config.json").write_text(json.dumps({**done["config"], "seed": 1, "num_prior": 2}))
+    assert suite_bench.status_lines(jobs[1:2], [])[0].endswith("it will train afresh")
+    assert "num_prior" in suite_bench.status_lines(jobs[1:2], [])[0]
