@@ -382,6 +382,12 @@ def job_config(algo: str, steps: int, seed: int, overrides: dict | None = None):
     )
 
 
+def retrain_fields(saved: dict, config) -> list[str]:
+    """The fields on which a run folder's saved config differs from `config` in what is trained: the
+    deployment settings do not change the weights, so a finished run is re-deployed, not retrained."""
+    return [k for k in changed_fields(saved, config) if k not in DEPLOYMENT_FIELDS]
+
+
 def set_aside_stale(run_dir: Path, config) -> Path | None:
     """Move a run folder trained with other settings than `config` (a checkpoint left by defaults that
     have changed since) to `<run_dir>.stale-<k>`, so that the job trains afresh instead of failing to
@@ -389,8 +395,7 @@ def set_aside_stale(run_dir: Path, config) -> Path | None:
     saved = run_dir / "config.json"
     if not saved.is_file():
         return None
-    # The deployment settings do not change the weights: a finished run is re-deployed, not retrained.
-    differ = [k for k in changed_fields(json.loads(saved.read_text()), config) if k not in DEPLOYMENT_FIELDS]
+    differ = retrain_fields(json.loads(saved.read_text()), config)
     if not differ:
         return None
     k = 0
@@ -425,17 +430,8 @@ def status_lines(jobs: list[Job], records: list[dict]) -> list[str]:
             lines.append(f"to do    {name}{note}")
             continue
         step = json.loads(state.read_text())["step"]
-        differ = (
-            [
-                k
-                for k in changed_fields(
-                    json.loads(saved.read_text()), job_config(job.spec.algo, job.steps, job.seed, job.overrides)
-                )
-                if k not in DEPLOYMENT_FIELDS
-            ]
-            if saved.is_file()
-            else []
-        )
+        config = job_config(job.spec.algo, job.steps, job.seed, job.overrides)
+        differ = retrain_fields(json.loads(saved.read_text()), config) if saved.is_file() else []
         if differ:
             note += f"; its folder trained other settings ({', '.join(differ)}): it will train afresh"
         lines.append(f"started  {name}: checkpoint at step {step} of {_steps(job.method, job.steps)}{note}")
