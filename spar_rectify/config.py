@@ -167,16 +167,19 @@ class SPARSettings:
     logged action, so it is trusted near either), or the anchor's latent alone. From the anchor alone the
     rectifier could not travel where the data does: the SB3 medium policy on hopper medium-expert 56.8
     against 103.1 from either (100k, benchmarks/README.md)."""
-    lsi_reach_penalty: Optional[float] = None
+    lsi_reach_penalty: Optional[float] = 0.0
     """[spar] kappa of a second latent policy trained beside the first (the same batches, critic, CVAE and
     prior; its own candidates, drawn from its own generator, so the first trains exactly as it would alone),
     for data where lsi_anchor_penalty holds the rectifier back: on hopper medium-replay seed 1 (200k) kappa
     0.25 scored 50.5 where kappa 0 scored 97.4 at 0.37% violations, while on hopper medium kappa 0 drifted
     (benchmarks/README.md). With auto_alpha, the drift check deploys the second policy when its whole
-    residual (alpha 1) stays within drift_threshold of the anchor, else the first at its own offline alpha
-    (`drift.choose_penalty`); the one not deployed is exported beside it (`rectifier-alternative/`). Without
-    auto_alpha the first is deployed. None (the default): one latent policy. Costs a second latent-policy
-    update: 1.2x SPAR's step time (25.4 against 21.0 steps per CPU-second, AMD family 23,
+    residual (alpha 1) stays within drift_threshold of the anchor (and, with reach_weak_anchor_only, the
+    anchor is weak), else the first at its own offline alpha (`drift.choose_penalty`); the one not deployed
+    is exported beside it (`rectifier-alternative/`). Without auto_alpha the first is deployed. 0 (the
+    default since session 21, with reach_weak_anchor_only): measured at 200k on hopper medium-replay (BC
+    anchor) and at 100k on hopper medium (benchmarks/README.md, "The reach policy becomes the default").
+    None: one latent policy (the defaults before session 21). Costs a second latent-policy update: 1.2x
+    SPAR's step time (25.4 against 21.0 steps per CPU-second, AMD family 23,
     `benchmarks/results/train_throughput_reach.json`)."""
     drift_penalty: float = 0.0
     """[spar] beta: pessimism about where a candidate leads. Each of mu's LSI candidates (not the reach
@@ -263,7 +266,7 @@ class SPARSettings:
     hopper runs that drifted in the env stood at +7.4 and +7.8, the others at +1.1 or less)."""
     drift_model_steps: int = 20_000
     """[spar] auto_alpha's gradient steps fitting the 5-member dynamics ensemble."""
-    reach_weak_anchor_only: bool = False
+    reach_weak_anchor_only: bool = True
     """[spar] With lsi_reach_penalty and auto_alpha: deploy the reach policy only where the critic rates the
     anchor below the data's own value, i.e. the anchor's mean advantage `min Q(s, a_b) - V(s)` over the
     data's states (scaled-reward units, V the in-sample expectile value) is negative; else the penalised
@@ -271,7 +274,8 @@ class SPARSettings:
     a weak anchor has not earned (BC on hopper medium-replay: -0.4 to -1.2, where kappa 0 scored 97.4 against
     kappa 0.25's 50.5 on seed 1) and a sound one has (the SB3 medium policy there: +1.6, where kappa 0
     scored below the raw policy in session 9; benchmarks/README.md). The advantage is recorded in
-    summary.json's penalty_choice either way. False (the default): the drift check alone decides."""
+    summary.json's penalty_choice either way. True (the default since session 21); False: the drift check
+    alone decides."""
 
 
 @dataclass(frozen=True)
@@ -450,6 +454,7 @@ SAVED_BEFORE_FIELD: dict = {
     "lsi_penalty_origin": "anchor",
     "auto_alpha": False,
     "lsi_reach_penalty": None,
+    "reach_weak_anchor_only": False,
 }
 
 #: SPAR settings that choose how the trained weights are deployed, not what is trained: a run resumes

@@ -93,9 +93,17 @@ def test_a_reach_penalty_is_checked_and_dropped_where_there_is_nothing_to_choose
     # the same penalty as mu's, or no self-imitation (the penalty is LSI's): one latent policy
     assert TrainConfig(lsi_anchor_penalty=0.0, lsi_reach_penalty=0.0).lsi_reach_penalty is None
     assert TrainConfig(self_imitation=False, lsi_reach_penalty=0.0).lsi_reach_penalty is None
+    # the defaults (session 21): a reach policy at kappa 0, deployed only around a weak anchor
+    assert TrainConfig().lsi_reach_penalty == 0.0 and TrainConfig().reach_weak_anchor_only is True
     # its deployment rule goes with it, so that configs that train and deploy alike compare equal
-    assert TrainConfig(reach_weak_anchor_only=True) == TrainConfig()
-    assert TrainConfig(lsi_reach_penalty=0.0, reach_weak_anchor_only=True).reach_weak_anchor_only is True
+    one = TrainConfig(lsi_reach_penalty=None)
+    assert one.reach_weak_anchor_only is False
+    assert TrainConfig(lsi_reach_penalty=None, reach_weak_anchor_only=True) == one
+    assert TrainConfig(lsi_anchor_penalty=0.0).reach_weak_anchor_only is False
+    # a config saved before the reach policy existed trained one latent policy, and resumes so
+    reach = ("lsi_reach_penalty", "reach_weak_anchor_only")
+    saved = {k: v for k, v in TrainConfig().to_dict().items() if k not in reach}
+    assert TrainConfig.from_saved(saved) == one
 
 
 def test_a_config_saved_before_a_field_existed_means_what_that_version_trained(tmp_path):

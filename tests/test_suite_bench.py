@@ -244,6 +244,18 @@ def test_the_readme_table_shows_todays_records_and_says_what_is_not_run():
     medium = next(r for r in rows if r.startswith("| hopper medium |"))
     assert "99.0" not in medium and "| 47.4 (1.0% / 0.1%) |" in medium  # older defaults left out; raw once
     assert medium.count("not run") == len(where_spar_stands.COLUMNS) - 1
+    assert where_spar_stands.FOOTNOTE not in rows
+    # a cell with no record at today's defaults shows one from before the reach policy, marked; not older ones
+    one_policy = {**today(0), "lsi_reach_penalty": None, "reach_weak_anchor_only": False}
+    before = {**record("spar/hopper/medium-expert-v0", "spar", 0, 55.0), "config": one_policy, "alpha": 0.5}
+    replaced = {**record("spar/hopper/medium-replay-v0", "spar", 2, 10.0), "config": one_policy}
+    rows = where_spar_stands.table([*spar, old, before, replaced]).splitlines()
+    expert = next(r for r in rows if r.startswith("| hopper medium-expert |"))
+    assert "| 55.0 (" in expert and "alpha 0.5) ¹ |" in expert and rows[-1] == where_spar_stands.FOOTNOTE
+    replay = next(r for r in rows if r.startswith("| hopper medium-replay |"))
+    assert "70.0 ± 10.0" in replay and "| 10.0 (" not in replay and "¹" not in replay  # today's records win
+    medium = next(r for r in rows if r.startswith("| hopper medium |"))
+    assert "99.0" not in medium  # kappa 1: not the reach fields alone
 
 
 def test_the_alternative_rectifier_is_scored_at_its_own_alpha_on_the_same_episodes(tmp_path, monkeypatch):

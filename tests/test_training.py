@@ -122,6 +122,7 @@ def test_auto_alpha_sets_the_default_the_final_evaluation_deploys(tmp_path, data
 
 def test_the_reach_policy_trains_beside_mu_and_leaves_mu_as_it_trains_alone(data, anchor):
     cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST)
+    cfg = cfg.replace(lsi_reach_penalty=None)  # one latent policy
     alone, both = Trainer(cfg, data, anchor), Trainer(cfg.replace(lsi_reach_penalty=0.0), data, anchor)
     metrics = [m for _, m in both.fit()]
     list(alone.fit())
@@ -139,7 +140,7 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
     from spar_rectify.drift import AlphaChoice, DriftReport
 
     cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.2, fit_fraction=0.2, **FAST).replace(
-        eval_episodes=2, auto_alpha=True, drift_model_steps=20, lsi_reach_penalty=0.0
+        eval_episodes=2, auto_alpha=True, drift_model_steps=20, lsi_reach_penalty=0.0, reach_weak_anchor_only=False
     )
 
     def by_penalty(base, rectifier, data_, model, threshold, seed):  # the rule: tests/test_drift.py
