@@ -18,7 +18,9 @@ states for `--horizon` steps, each step through a random member (seeded, the sam
 policies), and reports per policy: the share of model states beyond the suite's state-support threshold
 (averaged over the horizon, and at its last step) and the ensemble's disagreement (the mean per-dimension
 std of the members' predictions, in the data's state stds). No env is stepped. With `--rollout-record`
-the harness's env-measured numbers of the same run are copied in.
+the harness's env-measured numbers of the same run are copied in. `--rectifiers rectifier
+rectifier-alternative` rolls both of a reach run's latent policies on the same draws; `--model-dir
+<run>/dynamics` uses the model the run's own drift check fitted instead of the cached one.
 
 Appends one row per call to results/model_drift.json (with the command).
 """
@@ -26,6 +28,7 @@ Appends one row per call to results/model_drift.json (with the command).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import spar_rectify  # noqa: F401  (before torch: the MKL path)
@@ -54,6 +57,13 @@ def main() -> None:
         default=[1.0],
         help="residual scales to deploy the rectifier at (one row each, the same rollout draws)",
     )
+    parser.add_argument(
+        "--rectifiers",
+        nargs="+",
+        default=["rectifier"],
+        help="rectifier folders inside --run to roll on the same draws (e.g. rectifier rectifier-alternative)",
+    )
+    parser.add_argument("--model-dir", default=None, help="a fitted dynamics model to use (default: the cache)")
     args = parser.parse_args()
     minimums = (("--starts", args.starts, 10), ("--horizon", args.horizon, 1), ("--members", args.members, 2))
     for flag, value, low in minimums:
@@ -64,41 +74,48 @@ def main() -> None:
     torch.set_num_threads(1)
 
     run, anchor = probed_run(parser, args)
+    missing = [name for name in args.rectifiers if not (run / name / "rectifier.json").is_file()]
+    if missing:
+        parser.error(f"--rectifiers {' '.join(missing)}: no rectifier there in --run {run}")
     data = load_minari(args.dataset)
     slug = args.dataset.replace("/", "_")
-    folder = HERE / "_work" / "dynamics" / f"{slug}_m{args.members}_s{args.model_steps}"
+    folder = args.model_dir or HERE / "_work" / "dynamics" / f"{slug}_m{args.members}_s{args.model_steps}"
     model = load_or_fit(data, folder, args.members, args.model_steps, 0, progress=print)
     print(f"dynamics: validation MSE {model.validation_mse:.4f} (units of the state change's variance)")
 
     policies = {"anchor": anchor}
-    policies |= {
-        f"alpha={a:g}": RectifiedPolicy(anchor, run / "rectifier", alpha=a, check_anchor=False) for a in args.alphas
-    }
+    for name in args.rectifiers:
+        for a in args.alphas:
+            policies[f"{name} alpha={a:g}"] = RectifiedPolicy(anchor, run / name, alpha=a, check_anchor=False)
     report = drift_check(policies, data, model, args.starts, args.horizon, 0).to_dict()["policies"]
-    for alpha in args.alphas:
-        row = probe_row(
-            args,
-            run,
-            "model_drift.py",
-            starts=args.starts,
-            horizon=args.horizon,
-            members=args.members,
-            model_steps=args.model_steps,
-            model_val_mse=model.validation_mse,
-            alpha=alpha,
-            anchor=report["anchor"],
-            rectified=report[f"alpha={alpha:g}"],
-        )
-        a, r = row["anchor"], row["rectified"]
-        print(
-            f"{args.label or run} alpha {alpha:g}: model state violations anchor "
-            f"{100 * a['state_violation_rate']:.1f}% "
-            f"(last {100 * a['state_violation_last']:.1f}%, disagreement {a['disagreement']:.3f})  rectified "
-            f"{100 * r['state_violation_rate']:.1f}% (last {100 * r['state_violation_last']:.1f}%, disagreement "
-            f"{r['disagreement']:.3f})  env {row.get('rollout')}",
-            flush=True,
-        )
-        append_result(HERE / "results" / "model_drift.json", row)
+    for name in args.rectifiers:
+        kappa = json.loads((run / name / "rectifier.json").read_text()).get("config", {}).get("lsi_anchor_penalty")
+        for alpha in args.alphas:
+            row = probe_row(
+                args,
+                run,
+                "model_drift.py",
+                starts=args.starts,
+                horizon=args.horizon,
+                members=args.members,
+                model_steps=args.model_steps,
+                model_val_mse=model.validation_mse,
+                rectifier=name,
+                lsi_anchor_penalty=kappa,
+                alpha=alpha,
+                anchor=report["anchor"],
+                rectified=report[f"{name} alpha={alpha:g}"],
+            )
+            a, r = row["anchor"], row["rectified"]
+            print(
+                f"{args.label or run} {name} (kappa {kappa}) alpha {alpha:g}: model state violations anchor "
+                f"{100 * a['state_violation_rate']:.1f}% "
+                f"(last {100 * a['state_violation_last']:.1f}%, disagreement {a['disagreement']:.3f})  rectified "
+                f"{100 * r['state_violation_rate']:.1f}% (last {100 * r['state_violation_last']:.1f}%, "
+                f"disagreement {r['disagreement']:.3f})  env {row.get('rollout')}",
+                flush=True,
+            )
+            append_result(HERE / "results" / "model_drift.json", row)
 
 
 if __name__ == "__main__":

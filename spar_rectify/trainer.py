@@ -345,11 +345,27 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
 
     chosen, penalty = offline_alpha(artifact), None
     if reach is not None:
+        reach_choice, advantage, excess = offline_alpha(reach), _anchor_advantage(trainer), None
+        if config.reach_check_horizon and drift.reach_eligible(reach_choice, advantage, config.reach_weak_anchor_only):
+            report = drift.compare_reach(
+                trainer.anchor,
+                reach,
+                artifact,
+                chosen.alpha,
+                trainer.data,
+                model,
+                horizon=config.reach_check_horizon,
+                seed=config.seed,
+            )
+            excess = report.excess("reach", "penalised")
         penalty = drift.choose_penalty(
-            {config.lsi_anchor_penalty: chosen, config.lsi_reach_penalty: offline_alpha(reach)},
+            {config.lsi_anchor_penalty: chosen, config.lsi_reach_penalty: reach_choice},
             reach=config.lsi_reach_penalty,
-            anchor_advantage=_anchor_advantage(trainer),
+            anchor_advantage=advantage,
             weak_anchor_only=config.reach_weak_anchor_only,
+            reach_excess=excess,
+            reach_horizon=config.reach_check_horizon if excess is not None else 0,
+            threshold=config.drift_threshold,
         )
         alternative = run_dir / ALTERNATIVE
         shutil.rmtree(alternative, ignore_errors=True)

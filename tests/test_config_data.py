@@ -95,13 +95,16 @@ def test_a_reach_penalty_is_checked_and_dropped_where_there_is_nothing_to_choose
     assert TrainConfig(self_imitation=False, lsi_reach_penalty=0.0).lsi_reach_penalty is None
     # the defaults (session 21): a reach policy at kappa 0, deployed only around a weak anchor
     assert TrainConfig().lsi_reach_penalty == 0.0 and TrainConfig().reach_weak_anchor_only is True
+    assert TrainConfig().reach_check_horizon == 300
+    with pytest.raises(ValueError, match="reach_check_horizon must be an integer >= 0"):
+        TrainConfig(reach_check_horizon=-1)
     # its deployment rule goes with it, so that configs that train and deploy alike compare equal
     one = TrainConfig(lsi_reach_penalty=None)
-    assert one.reach_weak_anchor_only is False
+    assert one.reach_weak_anchor_only is False and one.reach_check_horizon == 0
     assert TrainConfig(lsi_reach_penalty=None, reach_weak_anchor_only=True) == one
     assert TrainConfig(lsi_anchor_penalty=0.0).reach_weak_anchor_only is False
     # a config saved before the reach policy existed trained one latent policy, and resumes so
-    reach = ("lsi_reach_penalty", "reach_weak_anchor_only")
+    reach = ("lsi_reach_penalty", "reach_weak_anchor_only", "reach_check_horizon")
     saved = {k: v for k, v in TrainConfig().to_dict().items() if k not in reach}
     assert TrainConfig.from_saved(saved) == one
 

@@ -230,3 +230,49 @@ def test_with_weak_anchor_only_the_reach_policy_needs_an_anchor_the_critic_rates
     assert choose_penalty(drifts, reach=0.0, anchor_advantage=-0.9, weak_anchor_only=True).deployed == 0.25
     with pytest.raises(ValueError, match="needs anchor_advantage"):
         choose_penalty(both_stay, reach=0.0, weak_anchor_only=True)
+
+
+def test_the_reach_policy_must_not_leave_the_data_more_than_the_policy_it_would_replace():
+    from spar_rectify.drift import AlphaChoice, DriftReport, choose_penalty
+
+    def choice(alpha):
+        return AlphaChoice(alpha, {1.0: -2.0}, 2.0, DriftReport({}, {}, 10, 100, 0.0))
+
+    both_stay = {0.25: choice(1.0), 0.0: choice(1.0)}
+    rule = dict(reach=0.0, anchor_advantage=-0.7, weak_anchor_only=True, reach_horizon=300, threshold=2.0)
+    drifts = choose_penalty(both_stay, reach_excess=8.6, **rule)  # hopper medium-replay seed 0 at 200k
+    stays = choose_penalty(both_stay, reach_excess=0.6, **rule)  # seed 2
+    assert drifts.deployed == 0.25 and stays.deployed == 0.0
+    assert choose_penalty(both_stay, reach_excess=2.0, **rule).deployed == 0.0  # the threshold itself is within
+    assert drifts.to_dict()["reach_excess_points"] == 8.6 and drifts.to_dict()["reach_horizon"] == 300
+    assert "over 300 model steps: +8.6 points off the data (deployed within +2)" in drifts.table()
+    unmeasured = choose_penalty(both_stay, **{**rule, "reach_horizon": 0})  # the check off: the first two decide
+    assert unmeasured.deployed == 0.0 and "model steps" not in unmeasured.table()
+
+
+def test_compare_reach_rolls_both_rectifiers_on_the_same_draws(monkeypatch, data, point_anchor, point_checkpoint):
+    from spar_rectify import drift
+
+    seen = {}
+
+    def fake_check(policies, data_, model_, starts, horizon, seed):
+        seen.update(policies=policies, starts=starts, horizon=horizon, seed=seed)
+        shares = {"reach": 0.30, "penalised": 0.25}
+        return drift.DriftReport(
+            {n: np.full(horizon, shares[n]) for n in policies}, dict.fromkeys(policies, 0.0), 10, 4, 0.0
+        )
+
+    monkeypatch.setattr(drift, "drift_check", fake_check)
+    report = drift.compare_reach(point_anchor, point_checkpoint, point_checkpoint, 0.5, data, None, horizon=7, seed=3)
+    assert report.excess("reach", "penalised") == pytest.approx(5.0)
+    assert {n: p.corrector.alpha for n, p in seen["policies"].items()} == {"reach": 1.0, "penalised": 0.5}
+    assert (seen["starts"], seen["horizon"], seen["seed"]) == (1000, 7, 3)
+
+
+def test_compare_reach_puts_one_rectifier_at_zero_against_itself(data, model, point_anchor, point_checkpoint):
+    from spar_rectify.drift import compare_reach
+
+    same = compare_reach(point_anchor, point_checkpoint, point_checkpoint, 1.0, data, model, horizon=5, starts=50)
+    assert (
+        same.excess("reach", "penalised") == 0.0 and same.horizon == 5 and set(same.per_step) == {"reach", "penalised"}
+    )

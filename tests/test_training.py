@@ -140,7 +140,12 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
     from spar_rectify.drift import AlphaChoice, DriftReport
 
     cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.2, fit_fraction=0.2, **FAST).replace(
-        eval_episodes=2, auto_alpha=True, drift_model_steps=20, lsi_reach_penalty=0.0, reach_weak_anchor_only=False
+        eval_episodes=2,
+        auto_alpha=True,
+        drift_model_steps=20,
+        lsi_reach_penalty=0.0,
+        reach_weak_anchor_only=False,
+        reach_check_horizon=0,
     )
 
     def by_penalty(base, rectifier, data_, model, threshold, seed):  # the rule: tests/test_drift.py
@@ -188,6 +193,31 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
             assert load_rectifier(third.artifact).config["lsi_anchor_penalty"] == want
             summary = json.loads((run / "summary.json").read_text())["penalty_choice"]
             assert summary["anchor_advantage"] == rated and summary["weak_anchor_only"] is True
+        # reach_check_horizon: the reach policy against the penalised one it would replace, over that many steps
+        seen = {}
+
+        def compared(base, reach, penalised, penalised_alpha, data_, model, horizon, seed, gap):
+            seen.update(
+                reach=load_rectifier(reach).config["lsi_anchor_penalty"], alpha=penalised_alpha, horizon=horizon
+            )
+            shares = {"reach": 0.1 + gap / 100, "penalised": 0.1}
+            return DriftReport({n: np.full(3, v) for n, v in shares.items()}, dict.fromkeys(shares, 0.0), 10, 3, 0.0)
+
+        for gap, want in ((8.6, 0.25), (0.6, 0.0)):
+            monkeypatch.setattr(drift, "compare_reach", lambda *a, gap=gap, **k: compared(*a, **k, gap=gap))
+            fourth = train(
+                cfg.replace(reach_check_horizon=300),
+                data,
+                run,
+                anchor=anchor,
+                env="PointReach-v0",
+                resume=True,
+                progress=False,
+            )
+            assert load_rectifier(fourth.artifact).config["lsi_anchor_penalty"] == want
+            assert seen == {"reach": 0.0, "alpha": 0.5, "horizon": 300}  # mu at its own offline alpha
+            summary = json.loads((run / "summary.json").read_text())["penalty_choice"]
+            assert summary["reach_excess_points"] == pytest.approx(gap) and summary["reach_horizon"] == 300
 
 
 def _interrupting_train(cfg, data, anchor, run_dir, at):
