@@ -179,17 +179,12 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
     if reach_alpha == 1.0:  # reach_weak_anchor_only: an anchor the critic rates above the data keeps its penalty
         import spar_rectify.trainer as trainer_mod
 
+        def redeploy(config):  # the finished run again: only the end-of-run choice and the evaluation
+            return train(config, data, run, anchor=anchor, env="PointReach-v0", resume=True, progress=False)
+
         for rated, want in ((1.0, 0.25), (-1.0, 0.0)):
             monkeypatch.setattr(trainer_mod, "_anchor_advantage", lambda trainer, rated=rated: rated)
-            third = train(
-                cfg.replace(reach_weak_anchor_only=True),
-                data,
-                run,
-                anchor=anchor,
-                env="PointReach-v0",
-                resume=True,
-                progress=False,
-            )
+            third = redeploy(cfg.replace(reach_weak_anchor_only=True))
             assert load_rectifier(third.artifact).config["lsi_anchor_penalty"] == want
             summary = json.loads((run / "summary.json").read_text())["penalty_choice"]
             assert summary["anchor_advantage"] == rated and summary["weak_anchor_only"] is True
@@ -205,15 +200,7 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
 
         for gap, want in ((8.6, 0.25), (0.6, 0.0)):
             monkeypatch.setattr(drift, "compare_reach", lambda *a, gap=gap, **k: compared(*a, **k, gap=gap))
-            fourth = train(
-                cfg.replace(reach_check_horizon=300),
-                data,
-                run,
-                anchor=anchor,
-                env="PointReach-v0",
-                resume=True,
-                progress=False,
-            )
+            fourth = redeploy(cfg.replace(reach_check_horizon=300))
             assert load_rectifier(fourth.artifact).config["lsi_anchor_penalty"] == want
             assert seen == {"reach": 0.0, "alpha": 0.5, "horizon": 300}  # mu at its own offline alpha
             summary = json.loads((run / "summary.json").read_text())["penalty_choice"]
