@@ -34,12 +34,14 @@ COLUMNS = {
 }
 #: Methods that deploy a rectifier (trained by SPAR, or the same run at a tuned alpha): their cells list the alphas.
 RECTIFIERS = {m for m in COLUMNS if suite_bench.METHODS[suite_bench.METHODS[m].run_method].algo == "spar"}
-#: The fields session 21's defaults changed: a second latent policy at kappa 0, deployed only around a weak anchor.
-REACH_FIELDS = frozenset({"lsi_reach_penalty", "reach_weak_anchor_only"})
+#: The fields session 21's defaults changed: a second latent policy at kappa 0, deployed only around a weak anchor
+#: and only when it does not leave the data more than the penalised policy.
+REACH_FIELDS = frozenset({"lsi_reach_penalty", "reach_weak_anchor_only", "reach_check_horizon"})
 FOOTNOTE = (
-    "¹ Trained at the defaults before the reach policy (one latent policy, sessions 14-20): today's defaults "
-    "train that policy bit for bit and deploy it, at the same offline alpha, unless the critic rates the anchor "
-    "below the data's value and the reach policy passes the drift check; not yet rerun at today's defaults."
+    "¹ Trained at earlier defaults that differ from today's only in the reach policy (these: one latent policy, "
+    "sessions 14-20): today's defaults train that policy bit for bit and deploy it, at the same offline alpha, "
+    "unless the critic rates the anchor below the data's value and the reach policy passes the drift checks; "
+    "not yet rerun at today's defaults."
 )
 
 

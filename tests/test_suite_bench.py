@@ -246,7 +246,7 @@ def test_the_readme_table_shows_todays_records_and_says_what_is_not_run():
     assert medium.count("not run") == len(where_spar_stands.COLUMNS) - 1
     assert where_spar_stands.FOOTNOTE not in rows
     # a cell with no record at today's defaults shows one from before the reach policy, marked; not older ones
-    one_policy = {**today(0), "lsi_reach_penalty": None, "reach_weak_anchor_only": False}
+    one_policy = {**today(0), "lsi_reach_penalty": None, "reach_weak_anchor_only": False, "reach_check_horizon": 0}
     before = {**record("spar/hopper/medium-expert-v0", "spar", 0, 55.0), "config": one_policy, "alpha": 0.5}
     replaced = {**record("spar/hopper/medium-replay-v0", "spar", 2, 10.0), "config": one_policy}
     rows = where_spar_stands.table([*spar, old, before, replaced]).splitlines()
