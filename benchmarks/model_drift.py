@@ -28,7 +28,6 @@ Appends one row per call to results/model_drift.json (with the command).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import spar_rectify  # noqa: F401  (before torch: the MKL path)
@@ -89,7 +88,7 @@ def main() -> None:
             policies[f"{name} alpha={a:g}"] = RectifiedPolicy(anchor, run / name, alpha=a, check_anchor=False)
     report = drift_check(policies, data, model, args.starts, args.horizon, 0).to_dict()["policies"]
     for name in args.rectifiers:
-        kappa = json.loads((run / name / "rectifier.json").read_text()).get("config", {}).get("lsi_anchor_penalty")
+        kappa = policies[f"{name} alpha={args.alphas[0]:g}"].corrector.checkpoint.config.get("lsi_anchor_penalty")
         for alpha in args.alphas:
             row = probe_row(
                 args,

@@ -453,14 +453,20 @@ def stale(record: dict) -> bool:
     it), or one whose config differs in anything but bookkeeping. The baselines' defaults have not
     changed since the first records, so theirs count as current without a config. Fields of other
     methods (`algos.training_fields`) do not count: a BC record stays current when SPAR's change."""
-    spec = METHODS[record["method"]]
-    algo = METHODS[spec.run_method].algo
+    algo = METHODS[METHODS[record["method"]].run_method].algo
     if algo is None:
         return False
     if "config" not in record:
         return algo == "spar"
+    return bool(record_changes(record))
+
+
+def record_changes(record: dict) -> list[str]:
+    """The training fields on which a record's saved config differs from today's defaults plus its variant's
+    overrides (`changed_fields`); the record must carry its config and come from a trained method."""
+    algo = METHODS[METHODS[record["method"]].run_method].algo
     config = job_config(algo, record["steps"], record["seed"], record.get("overrides"))
-    return bool(changed_fields(record["config"], config))
+    return changed_fields(record["config"], config)
 
 
 def changed_fields(saved: dict, config) -> list[str]:

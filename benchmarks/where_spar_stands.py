@@ -50,8 +50,7 @@ def before_reach(record: dict) -> bool:
     algo = suite_bench.METHODS[suite_bench.METHODS[record["method"]].run_method].algo
     if algo != "spar" or "config" not in record:
         return False
-    config = suite_bench.job_config(algo, record["steps"], record["seed"], record.get("overrides"))
-    changed = set(suite_bench.changed_fields(record["config"], config))
+    changed = set(suite_bench.record_changes(record))
     return bool(changed) and changed <= REACH_FIELDS
 
 
