@@ -245,6 +245,10 @@ def test_the_readme_table_shows_todays_records_and_says_what_is_not_run():
     assert "99.0" not in medium and "| 47.4 (1.0% / 0.1%) |" in medium  # older defaults left out; raw once
     assert medium.count("not run") == len(where_spar_stands.COLUMNS) - 1
     assert where_spar_stands.FOOTNOTE not in rows
+    # the raw policy's evaluations differ where they ran on other float paths: then the spread shows
+    rounded = [{**r, "dataset": "spar/halfcheetah/medium-v0", "normalized_score": x} for r, x in zip(raw, (37.2, 42.6))]
+    cheetah = next(r for r in where_spar_stands.table(rounded).splitlines() if r.startswith("| halfcheetah medium |"))
+    assert "| 39.9 ± 2.7 (1.0% / 0.1%; seeds 0,1) |" in cheetah
     # a cell with no record at today's defaults shows one from before the reach policy, marked; not older ones
     one_policy = {**today(0), "lsi_reach_penalty": None, "reach_weak_anchor_only": False, "reach_check_horizon": 0}
     before = {**record("spar/hopper/medium-expert-v0", "spar", 0, 55.0), "config": one_policy, "alpha": 0.5}
