@@ -1,7 +1,7 @@
 """The whole journey in one run: a base policy, a Minari dataset collected with it, SPAR trained
 on that dataset, an evaluation table (raw vs rectified), and the side-by-side video.
 
-    python demos/collect_and_rectify.py            # quick: about 10 minutes on 2 CPU cores
+    python demos/collect_and_rectify.py            # quick: 20k steps and the offline checks (47 min beside two training jobs)
     python demos/collect_and_rectify.py --full     # 200k transitions, 200k gradient steps
 
 Defaults: Hopper-v5 and the bundled SAC medium policy (an SB3 zip: loading it runs pickle; it is
