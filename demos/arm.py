@@ -4,7 +4,9 @@ PlanarArm-v0 (envs/planar_arm.py): a two-link arm in a vertical plane reaching t
 gravity. The bundled base policy, `envs.planar_arm:gravity_blind_controller`, is a task-space PD
 controller that is good at reaching but ignores gravity, so the fingertip settles below the
 target. This demo collects noisy rollouts of that controller, trains SPAR on them, and shows raw
-against rectified: table, side-by-side video and PNGs under runs/arm.
+against rectified: table, side-by-side video and PNGs under runs/arm. The flags are the journey's
+(demos/collect_and_rectify.py); these defaults: PlanarArm-v0, the gravity-blind controller with Gaussian
+exploration noise 0.3, 50k transitions, 20k gradient steps, 10 evaluation episodes.
 
     python demos/arm.py            # about 5 minutes on 2 CPU cores
     python demos/arm.py --full     # more data and gradient steps
@@ -43,7 +45,7 @@ DEFAULTS = [
 
 
 def main(argv=None):
-    return collect_and_rectify.main(DEFAULTS + list(sys.argv[1:] if argv is None else argv))
+    return collect_and_rectify.main(DEFAULTS + list(sys.argv[1:] if argv is None else argv), description=__doc__)
 
 
 if __name__ == "__main__":

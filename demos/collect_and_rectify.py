@@ -1,7 +1,7 @@
 """The whole journey in one run: a base policy, a Minari dataset collected with it, SPAR trained
 on that dataset, an evaluation table (raw vs rectified), and the side-by-side video.
 
-    python demos/collect_and_rectify.py            # quick: 20k steps and the offline checks (47 min beside two training jobs)
+    python demos/collect_and_rectify.py            # quick: 20k steps + offline checks (47 min beside 2 jobs)
     python demos/collect_and_rectify.py --full     # 200k transitions, 200k gradient steps
 
 Defaults: Hopper-v5 and the bundled SAC medium policy (an SB3 zip: loading it runs pickle; it is
@@ -21,8 +21,11 @@ import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path,
 HERE = Path(__file__).parent
 
 
-def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse(argv=None, description: str | None = None) -> argparse.Namespace:
+    """The journey's flags; `description` (default: this module's docstring) is what --help prints above them."""
+    p = argparse.ArgumentParser(
+        description=description or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--env", default="Hopper-v5")
     p.add_argument(
         "--base-policy",
@@ -46,8 +49,8 @@ def parse(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> dict:
-    args = parse(argv)
+def main(argv=None, description: str | None = None) -> dict:
+    args = parse(argv, description)
     if args.full:
         args.transitions, args.steps, args.episodes = 200_000, 200_000, 10
     out = Path(args.out)

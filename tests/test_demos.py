@@ -106,6 +106,16 @@ def test_arm_demo_runs_with_tiny_arguments(tmp_path, monkeypatch):
     assert len(frames) == result["video"]["frames"] == 6
 
 
+def test_the_arm_demo_help_describes_the_arm_not_the_hopper_journey(capsys):
+    with pytest.raises(SystemExit):
+        _load("arm").main(["--help"])
+    shown = capsys.readouterr().out
+    assert "PlanarArm-v0" in shown and "gravity" in shown and "Hopper-v5" not in shown
+    with pytest.raises(SystemExit):
+        _load("collect_and_rectify").main(["--help"])
+    assert "Hopper-v5" in capsys.readouterr().out
+
+
 def test_compare_pairs_each_seed_raw_and_rectified_and_needs_frames_to_write(tmp_path):
     import gymnasium as gym
 
