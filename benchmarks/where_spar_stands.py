@@ -63,7 +63,7 @@ def cell(records: list[dict], method: str) -> str:
     viol = 100 * np.mean([r["support_violation_rate"] for r in records])
     states = 100 * np.mean([r.get("state_violation_rate", float("nan")) for r in records])
     shares = f"{viol:.1f}% / {states:.1f}%"
-    if method == "medium-raw" and np.ptp(score) < 0.05:  # deterministic, untrained: one evaluation stands for all
+    if method == "medium-raw" and score.std() < 0.05:  # deterministic, untrained: one evaluation stands for all
         return f"{score.mean():.1f} ({shares})"
     # (not where the seeds' evaluations ran on other float paths: HalfCheetah's returns move with the rounding)
     spread = f" ± {score.std():.1f}" if len(records) > 1 else ""
