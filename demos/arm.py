@@ -8,7 +8,7 @@ against rectified: table, side-by-side video and PNGs under runs/arm. The flags 
 (demos/collect_and_rectify.py); these defaults: PlanarArm-v0, the gravity-blind controller with Gaussian
 exploration noise 0.3, 50k transitions, 20k gradient steps, 10 evaluation episodes.
 
-    python demos/arm.py            # about 5 minutes on 2 CPU cores
+    python demos/arm.py            # 20k steps + offline checks (58 min beside 2 jobs)
     python demos/arm.py --full     # more data and gradient steps
 """
 
