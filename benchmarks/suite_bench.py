@@ -106,6 +106,12 @@ METHODS = {
 }
 
 
+def trained_algo(method: str) -> str | None:
+    """The `TrainConfig.algo` behind a column of the table: the one its run folder was trained with (a tuned
+    column's is its source method's); None for a column that trains nothing."""
+    return METHODS[METHODS[method].run_method].algo
+
+
 @dataclass(frozen=True)
 class Job:
     """One run: a method on a dataset and seed, with the tier's budget.
@@ -453,7 +459,7 @@ def stale(record: dict) -> bool:
     it), or one whose config differs in anything but bookkeeping. The baselines' defaults have not
     changed since the first records, so theirs count as current without a config. Fields of other
     methods (`algos.training_fields`) do not count: a BC record stays current when SPAR's change."""
-    algo = METHODS[METHODS[record["method"]].run_method].algo
+    algo = trained_algo(record["method"])
     if algo is None:
         return False
     if "config" not in record:
@@ -464,7 +470,7 @@ def stale(record: dict) -> bool:
 def record_changes(record: dict) -> list[str]:
     """The training fields on which a record's saved config differs from today's defaults plus its variant's
     overrides (`changed_fields`); the record must carry its config and come from a trained method."""
-    algo = METHODS[METHODS[record["method"]].run_method].algo
+    algo = trained_algo(record["method"])
     config = job_config(algo, record["steps"], record["seed"], record.get("overrides"))
     return changed_fields(record["config"], config)
 

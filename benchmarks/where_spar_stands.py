@@ -33,7 +33,7 @@ COLUMNS = {
     "medium-rectified-tuned": "SB3 rectified, alpha tuned on episodes",
 }
 #: Methods that deploy a rectifier (trained by SPAR, or the same run at a tuned alpha): their cells list the alphas.
-RECTIFIERS = {m for m in COLUMNS if suite_bench.METHODS[suite_bench.METHODS[m].run_method].algo == "spar"}
+RECTIFIERS = {m for m in COLUMNS if suite_bench.trained_algo(m) == "spar"}
 #: The fields session 21's defaults changed: a second latent policy at kappa 0, deployed only around a weak anchor
 #: and only when it does not leave the data more than the penalised policy.
 REACH_FIELDS = frozenset({"lsi_reach_penalty", "reach_weak_anchor_only", "reach_check_horizon"})
@@ -47,7 +47,7 @@ FOOTNOTE = (
 
 def before_reach(record: dict) -> bool:
     """Whether a SPAR-trained record differs from today's defaults (plus its overrides) only in REACH_FIELDS."""
-    algo = suite_bench.METHODS[suite_bench.METHODS[record["method"]].run_method].algo
+    algo = suite_bench.trained_algo(record["method"])
     if algo != "spar" or "config" not in record:
         return False
     changed = set(suite_bench.record_changes(record))
@@ -63,9 +63,10 @@ def cell(records: list[dict], method: str) -> str:
     viol = 100 * np.mean([r["support_violation_rate"] for r in records])
     states = 100 * np.mean([r.get("state_violation_rate", float("nan")) for r in records])
     shares = f"{viol:.1f}% / {states:.1f}%"
-    if method == "medium-raw" and score.std() < 0.05:  # deterministic, untrained: one evaluation stands for all
+    # The raw policy is deterministic and untrained: one evaluation stands for every seed, unless the seeds'
+    # evaluations ran on other float paths (HalfCheetah's returns move with the rounding): then the spread shows.
+    if method == "medium-raw" and score.std() < 0.05:
         return f"{score.mean():.1f} ({shares})"
-    # (not where the seeds' evaluations ran on other float paths: HalfCheetah's returns move with the rounding)
     spread = f" ± {score.std():.1f}" if len(records) > 1 else ""
     seeds = ",".join(str(r["seed"]) for r in records)
     alphas = "; alpha " + "/".join(f"{r.get('alpha', 1.0):g}" for r in records) if method in RECTIFIERS else ""
