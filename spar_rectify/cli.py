@@ -487,7 +487,8 @@ def run_drift(args: DriftArgs) -> None:
         verdict = "drifts" if report.excess(name) > args.threshold else "within"
         print(
             f"{name}: {folders[name]} (lsi_anchor_penalty {penalties[name]}): excess {report.excess(name):+.1f} "
-            f"points, {verdict} the +{args.threshold:g} threshold"
+            f"+- {report.excess_se(name):.1f} points (s.e. over the start states), {verdict} the "
+            f"+{args.threshold:g} threshold"
         )
     print(
         f"excess: rectified minus base, share of model states beyond the data's 99th-percentile nearest-neighbour "

@@ -307,6 +307,8 @@ class DriftReport:
         disagreement: policy name -> the ensemble's mean disagreement along its rollouts.
         starts, horizon: rollouts per policy and steps per rollout.
         validation_mse: the model's held-out error (units of the state change's variance).
+        per_rollout: policy name -> (starts,) share of each rollout's steps off the data (rollout i of every
+            policy starts from the same state with the same member draws); empty where not kept.
     """
 
     per_step: dict[str, np.ndarray]
@@ -315,6 +317,7 @@ class DriftReport:
     horizon: int
     validation_mse: float
     notes: list[str] = field(default_factory=list)
+    per_rollout: dict[str, np.ndarray] = field(default_factory=dict)
 
     def mean(self, name: str) -> float:
         """Share of `name`'s model states off the data, averaged over the horizon."""
@@ -323,6 +326,18 @@ class DriftReport:
     def excess(self, name: str = "rectified", reference: str = "base") -> float:
         """`name`'s mean share minus `reference`'s, in percentage points (> 0: it drifts more)."""
         return 100.0 * (self.mean(name) - self.mean(reference))
+
+    def excess_se(self, name: str = "rectified", reference: str = "base") -> float:
+        """The standard error of `excess(name, reference)` over the start states, in percentage points: the
+        paired per-rollout differences' standard deviation over sqrt(starts). It measures what other start
+        states and member draws of the same model would give, not the model's own error; nan where the
+        per-rollout shares were not kept."""
+        if name not in self.per_rollout or reference not in self.per_rollout:
+            return float("nan")
+        diff = self.per_rollout[name] - self.per_rollout[reference]
+        if len(diff) < 2:
+            return float("nan")
+        return 100.0 * float(np.std(diff, ddof=1) / math.sqrt(len(diff)))
 
     def to_dict(self) -> dict:
         return {
@@ -339,6 +354,7 @@ class DriftReport:
                 for name, steps in self.per_step.items()
             },
             "excess_points": self.excess() if {"base", "rectified"} <= set(self.per_step) else None,
+            "excess_se_points": _finite_or_none(self.excess_se()),
         }
 
     def table(self) -> str:
@@ -388,14 +404,20 @@ def drift_check(
     support = SupportMetric(data.observations.numpy())
     box = StateBox.of(data.observations)
     first, picks = rollout_draws(data, model, starts, horizon, seed)
-    per_step, disagreement = {}, {}
+    per_step, disagreement, per_rollout = {}, {}, {}
     for name, policy in policies.items():
-        shares, spreads = [], []
+        off, spreads = [], []
         for step in model_rollout(policy, first, picks, model, box, scaler, name):
-            shares.append(float(support.violations(step.next_states.numpy()).mean()))
+            off.append(np.asarray(support.violations(step.next_states.numpy()), np.float64))
             spreads.append(float(step.spread.mean()))
-        per_step[name], disagreement[name] = np.asarray(shares), float(np.mean(spreads))
-    return DriftReport(per_step, disagreement, starts, horizon, model.validation_mse)
+        off = np.stack(off)  # (horizon, starts)
+        per_step[name], per_rollout[name] = off.mean(axis=1), off.mean(axis=0)
+        disagreement[name] = float(np.mean(spreads))
+    return DriftReport(per_step, disagreement, starts, horizon, model.validation_mse, per_rollout=per_rollout)
+
+
+def _finite_or_none(x: float) -> float | None:
+    return round(x, 3) if math.isfinite(x) else None
 
 
 def least_penalised_within(
@@ -436,11 +458,16 @@ class AlphaChoice:
     threshold: float
     report: DriftReport
 
+    def excess_se(self, alpha: float) -> float:
+        """The standard error of `excess[alpha]` over the start states, in points (nan where not measured)."""
+        return self.report.excess_se(f"alpha {alpha:g}")
+
     def to_dict(self) -> dict:
         return {
             "alpha": self.alpha,
             "threshold_points": self.threshold,
             "excess_points": {f"{a:g}": round(e, 3) for a, e in self.excess.items()},
+            "excess_se_points": {f"{a:g}": _finite_or_none(self.excess_se(a)) for a in self.excess},
             "horizon": self.report.horizon,
             "starts": self.report.starts,
             "model_validation_mse": self.report.validation_mse,
@@ -448,10 +475,15 @@ class AlphaChoice:
 
     def table(self) -> str:
         """One line per tried alpha: its excess and whether it stays within the threshold."""
-        lines = [f"alpha   drift excess over the base policy (points, within +{self.threshold:g})"]
+        spreads = {alpha: self.excess_se(alpha) for alpha in self.excess}
+        shown = any(math.isfinite(se) for se in spreads.values())
+        unit = "points +- s.e." if shown else "points"
+        lines = [f"alpha   drift excess over the base policy ({unit}, within +{self.threshold:g})"]
         for alpha, excess in self.excess.items():
             mark = "  <- default" if alpha == self.alpha else ""
-            lines.append(f"{alpha:5.2f}   {excess:+6.1f}  {'within' if excess <= self.threshold else 'drifts'}{mark}")
+            spread = f" +- {spreads[alpha]:4.1f}" if shown else ""
+            verdict = "within" if excess <= self.threshold else "drifts"
+            lines.append(f"{alpha:5.2f}   {excess:+6.1f}{spread}  {verdict}{mark}")
         if self.alpha == 0:
             lines.append(
                 "every tried alpha drifts: the default is 0 (the base policy). To stay on the data, retrain with a "
@@ -515,6 +547,7 @@ class PenaltyChoice:
             measured (the rule was off, or the reach policy was out already).
         reach_horizon: the model steps of that comparison (0: not run).
         threshold: the points of reach_excess still deployed.
+        reach_excess_se: reach_excess's standard error over the start states (points), where measured.
     """
 
     deployed: float
@@ -525,6 +558,7 @@ class PenaltyChoice:
     reach_excess: float | None = None
     reach_horizon: int = 0
     threshold: float = 2.0
+    reach_excess_se: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -535,6 +569,7 @@ class PenaltyChoice:
             "weak_anchor_only": self.weak_anchor_only,
             "reach_excess_points": self.reach_excess,
             "reach_horizon": self.reach_horizon,
+            "reach_excess_se_points": None if self.reach_excess_se is None else _finite_or_none(self.reach_excess_se),
         }
 
     def table(self) -> str:
@@ -553,9 +588,11 @@ class PenaltyChoice:
                 f"(the critic rates the anchor {verdict} what the data does){rule}"
             )
         if self.reach_excess is not None:
+            se = self.reach_excess_se
+            spread = f" +- {se:.1f}" if se is not None and math.isfinite(se) else ""
             lines.append(
                 f"reach policy against the penalised one over {self.reach_horizon} model steps: "
-                f"{self.reach_excess:+.1f} points off the data (deployed within +{self.threshold:g})"
+                f"{self.reach_excess:+.1f}{spread} points off the data (deployed within +{self.threshold:g})"
             )
         return "\n".join(lines)
 
@@ -568,6 +605,7 @@ def choose_penalty(
     reach_excess: float | None = None,
     reach_horizon: int = 0,
     threshold: float = 2.0,
+    reach_excess_se: float | None = None,
 ) -> PenaltyChoice:
     """The latent policy to deploy of a run that trained two (TrainConfig.lsi_reach_penalty): the reach policy
     (trained at the smaller penalty, `reach`) when its whole residual stays on the data's states (its offline
@@ -593,6 +631,7 @@ def choose_penalty(
             None: not measured (no condition).
         reach_horizon: the model steps it was measured over (recorded).
         threshold: the most points of reach_excess still deployed (TrainConfig.drift_threshold).
+        reach_excess_se: reach_excess's standard error (`DriftReport.excess_se`); recorded, not used.
     """
     if reach not in choices or len(choices) != 2:
         raise ValueError(f"choose_penalty needs the reach policy's choice ({reach}) and one other, got {list(choices)}")
@@ -610,6 +649,7 @@ def choose_penalty(
         reach_excess,
         reach_horizon,
         threshold,
+        reach_excess_se,
     )
 
 

@@ -345,7 +345,7 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
 
     chosen, penalty = offline_alpha(artifact), None
     if reach is not None:
-        reach_choice, advantage, excess = offline_alpha(reach), _anchor_advantage(trainer), None
+        reach_choice, advantage, excess, excess_se = offline_alpha(reach), _anchor_advantage(trainer), None, None
         if config.reach_check_horizon and drift.reach_eligible(reach_choice, advantage, config.reach_weak_anchor_only):
             report = drift.compare_reach(
                 trainer.anchor,
@@ -357,7 +357,7 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
                 horizon=config.reach_check_horizon,
                 seed=config.seed,
             )
-            excess = report.excess("reach", "penalised")
+            excess, excess_se = report.excess("reach", "penalised"), report.excess_se("reach", "penalised")
         penalty = drift.choose_penalty(
             {config.lsi_anchor_penalty: chosen, config.lsi_reach_penalty: reach_choice},
             reach=config.lsi_reach_penalty,
@@ -366,6 +366,7 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
             reach_excess=excess,
             reach_horizon=config.reach_check_horizon if excess is not None else 0,
             threshold=config.drift_threshold,
+            reach_excess_se=excess_se,
         )
         alternative = run_dir / ALTERNATIVE
         shutil.rmtree(alternative, ignore_errors=True)

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 import envs
-from spar_rectify.drift import DynamicsEnsemble, StateBox, drift_check, live_starts, model_rollout, rollout_draws
+from spar_rectify.drift import (
+    DriftReport,
+    DynamicsEnsemble,
+    StateBox,
+    drift_check,
+    live_starts,
+    model_rollout,
+    rollout_draws,
+)
 from spar_rectify.spaces import ActionScaler
 from tests.helpers_data import point_data
 
@@ -74,6 +82,32 @@ def test_drift_separates_a_policy_that_leaves_the_data(data, model):
         d["excess_points"] == pytest.approx(report.excess()) and len(d["policies"]["base"]["per_step_violation"]) == 30
     )
     assert "rectified" in report.table()
+
+
+def test_the_excess_comes_with_its_standard_error_over_the_start_states(data, model):
+    def half(obs):  # half of the start states run away, the others stay with the controller
+        act = np.asarray(envs.biased_controller(obs), np.float32)
+        act[obs[:, 0] > np.median(obs[:, 0])] = 1.0
+        return act
+
+    policies = {"base": envs.biased_controller, "same": envs.biased_controller, "rectified": half}
+    report = drift_check(policies, data, model, 200, 30)
+    for name, shares in report.per_rollout.items():  # each rollout's share, averaging to the per-step shares
+        assert shares.shape == (200,) and np.mean(shares) == pytest.approx(np.mean(report.per_step[name]))
+    diff = 100 * (report.per_rollout["rectified"] - report.per_rollout["base"])
+    assert report.excess_se() == pytest.approx(np.std(diff, ddof=1) / np.sqrt(200)) and report.excess_se() > 0
+    assert report.excess_se("same") == 0.0  # the same draws: no spread between a policy and itself
+    assert report.to_dict()["excess_se_points"] == pytest.approx(report.excess_se(), abs=1e-3)
+    bare = DriftReport(
+        {n: np.full(5, 0.1) for n in ("base", "rectified")}, dict.fromkeys(("base", "rectified"), 0.0), 10, 5, 0.0
+    )
+    assert np.isnan(bare.excess_se()) and bare.to_dict()["excess_se_points"] is None  # shares not kept
+
+    # 200 rollouts where half leave the data and half do not: about 50 points, with a standard error
+    # near 50 / sqrt(200) = 3.5 (seeds of the start states move it by that much, not by 20)
+    assert 35 < report.excess() < 60 and 2 < report.excess_se() < 5
+    again = drift_check(policies, data, model, 200, 30, seed=1)
+    assert abs(again.excess() - report.excess()) < 5 * max(report.excess_se(), again.excess_se())
 
 
 def test_drift_check_rejects_bad_input(data, model):
@@ -246,6 +280,9 @@ def test_the_reach_policy_must_not_leave_the_data_more_than_the_policy_it_would_
     assert choose_penalty(both_stay, reach_excess=2.0, **rule).deployed == 0.0  # the threshold itself is within
     assert drifts.to_dict()["reach_excess_points"] == 8.6 and drifts.to_dict()["reach_horizon"] == 300
     assert "over 300 model steps: +8.6 points off the data (deployed within +2)" in drifts.table()
+    with_se = choose_penalty(both_stay, reach_excess=8.6, reach_excess_se=1.25, **rule)
+    assert with_se.deployed == 0.25 and with_se.to_dict()["reach_excess_se_points"] == 1.25  # recorded, not used
+    assert "+8.6 +- 1.2 points off the data" in with_se.table() and drifts.to_dict()["reach_excess_se_points"] is None
     unmeasured = choose_penalty(both_stay, **{**rule, "reach_horizon": 0})  # the check off: the first two decide
     assert unmeasured.deployed == 0.0 and "model steps" not in unmeasured.table()
 
