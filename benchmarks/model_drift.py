@@ -21,9 +21,9 @@ anchor with its standard error over the start states, and the ensemble's disagre
 std of the members' predictions, in the data's state stds). No env is stepped. With `--rollout-record` the
 harness's env-measured numbers of the same run are copied in. `--rectifiers rectifier rectifier-alternative`
 rolls both of a reach run's latent policies on the same draws; `--model-dir <run>/dynamics` uses the model the
-run's own drift check fitted instead of the cached one.
+run's own drift check fitted instead of the cached one; `--members-apart` adds one check per member alone.
 
-Appends one row per rectifier, alpha and draw seed to results/model_drift.json (with the command).
+Appends one row per rectifier, alpha, draw seed (and member) to results/model_drift.json (with the command).
 """
 
 from __future__ import annotations
@@ -77,6 +77,12 @@ def main() -> None:
         default=[0],
         help="seeds of the start states and member draws (one check each: how far another draw moves the excess)",
     )
+    parser.add_argument(
+        "--members-apart",
+        action="store_true",
+        help="also one check per ensemble member, every step through that member alone (the model's share of the "
+        "excess's uncertainty: the members are independent fits)",
+    )
     args = parser.parse_args()
     minimums = (("--starts", args.starts, 10), ("--horizon", args.horizon, 1), ("--members", args.members, 2))
     for flag, value, low in minimums:
@@ -104,13 +110,17 @@ def main() -> None:
     for draw_seed in args.draw_seeds:
         check = drift_check(policies, data, model, args.starts, args.horizon, draw_seed)
         record_rows(args, run, model, policies, check, draw_seed)
+        for member in range(model.members) if args.members_apart else ():
+            check = drift_check(policies, data, model, args.starts, args.horizon, draw_seed, member=member)
+            record_rows(args, run, model, policies, check, draw_seed, member)
 
 
-def record_rows(args, run, model, policies, check, draw_seed) -> None:
+def record_rows(args, run, model, policies, check, draw_seed, member=None) -> None:
     """One results row (and printed line) per rectifier and alpha of one drift check."""
     from suite_bench import append_result, probe_row
 
     report = check.to_dict()["policies"]
+    which = "all members" if member is None else f"member {member} alone"
     for name in args.rectifiers:
         kappa = policies[f"{name} alpha={args.alphas[0]:g}"].corrector.checkpoint.config.get("lsi_anchor_penalty")
         for alpha in args.alphas:
@@ -130,6 +140,7 @@ def record_rows(args, run, model, policies, check, draw_seed) -> None:
                 anchor=report["anchor"],
                 rectified=report[f"{name} alpha={alpha:g}"],
                 draw_seed=draw_seed,
+                member=member,
                 excess_points=round(check.excess(f"{name} alpha={alpha:g}", "anchor"), 3),
                 excess_se_points=round(check.excess_se(f"{name} alpha={alpha:g}", "anchor"), 3),
             )
@@ -140,7 +151,7 @@ def record_rows(args, run, model, policies, check, draw_seed) -> None:
                 f"(last {100 * a['state_violation_last']:.1f}%, disagreement {a['disagreement']:.3f})  rectified "
                 f"{100 * r['state_violation_rate']:.1f}% (last {100 * r['state_violation_last']:.1f}%, "
                 f"disagreement {r['disagreement']:.3f})  excess {row['excess_points']:+.2f} +- "
-                f"{row['excess_se_points']:.2f} (draw seed {draw_seed})  env {row.get('rollout')}",
+                f"{row['excess_se_points']:.2f} (draw seed {draw_seed}, {which})  env {row.get('rollout')}",
                 flush=True,
             )
             append_result(HERE / "results" / "model_drift.json", row)

@@ -375,6 +375,7 @@ def drift_check(
     starts: int = 1000,
     horizon: int = 100,
     seed: int = 0,
+    member: int | None = None,
 ) -> DriftReport:
     """Roll each policy from the same `starts` dataset states for `horizon` model steps.
 
@@ -387,6 +388,9 @@ def drift_check(
         horizon: model steps per rollout (drift compounds: over 100 steps the runs that drifted in the
             env stood 6 points or more apart from the others, over 25 steps 0.3 points).
         seed: the draws of the start states and of the member at each step (shared by the policies).
+        member: roll every step through this one member instead of a random one per step (the members are
+            independent fits: how far the excess moves from member to member is the model's share of its
+            uncertainty, which `DriftReport.excess_se` does not see).
 
     Returns:
         a `DriftReport`.
@@ -403,7 +407,11 @@ def drift_check(
     scaler = ActionScaler(data.action_space)
     support = SupportMetric(data.observations.numpy())
     box = StateBox.of(data.observations)
+    if member is not None and not 0 <= member < model.members:
+        raise ValueError(f"member={member}: the ensemble has members 0..{model.members - 1}")
     first, picks = rollout_draws(data, model, starts, horizon, seed)
+    if member is not None:
+        picks = torch.full_like(picks, member)
     per_step, disagreement, per_rollout = {}, {}, {}
     for name, policy in policies.items():
         off, spreads = [], []

@@ -110,6 +110,20 @@ def test_the_excess_comes_with_its_standard_error_over_the_start_states(data, mo
     assert abs(again.excess() - report.excess()) < 5 * max(report.excess_se(), again.excess_se())
 
 
+def test_drift_check_can_roll_one_member_alone(data, model):
+    from spar_rectify.support import SupportMetric
+
+    alone = drift_check({"base": envs.biased_controller}, data, model, 40, 6, seed=2, member=1)
+    first, picks = rollout_draws(data, model, 40, 6, seed=2)  # the same starts, member 1 at every step
+    box, scaler = StateBox.of(data.observations), ActionScaler(data.action_space)
+    support = SupportMetric(data.observations.numpy())
+    steps = model_rollout(envs.biased_controller, first, torch.ones_like(picks), model, box, scaler)
+    expected = [support.violations(step.next_states.numpy()).mean() for step in steps]
+    assert np.allclose(alone.per_step["base"], expected)
+    with pytest.raises(ValueError, match="member=3: the ensemble has members 0..2"):
+        drift_check({"base": envs.biased_controller}, data, model, 40, 6, member=3)
+
+
 def test_drift_check_rejects_bad_input(data, model):
     with pytest.raises(ValueError, match="horizon=0: use at least 1"):
         drift_check({"base": envs.biased_controller}, data, model, 100, 0)
