@@ -494,7 +494,8 @@ def run_drift(args: DriftArgs) -> None:
         f"excess: rectified minus base, share of model states beyond the data's 99th-percentile nearest-neighbour "
         f"distance, mean over {args.horizon} model steps from {args.starts} dataset states (model validation error "
         f"{100 * model.validation_mse:.2f}% of the state change's variance; its own error makes every share large: "
-        "read the differences)."
+        "read the differences). The +- is over the start states only: another fit of the model (--seed, a new "
+        "--model-dir) moves the excess more (on hopper medium-expert by 2.7 points; benchmarks/README.md)."
     )
     if pick is None:
         print("pick: none stays within the threshold; deploy a smaller alpha, or retrain with a larger penalty")
