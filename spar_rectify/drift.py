@@ -404,11 +404,11 @@ def drift_check(
             f"the dynamics model is for obs_dim={model.obs_dim}, act_dim={model.act_dim} but the dataset has "
             f"{data.observations.shape[1]} and {data.actions.shape[1]}; fit the model on this dataset"
         )
+    if member is not None and not 0 <= member < model.members:
+        raise ValueError(f"member={member}: the ensemble has members 0..{model.members - 1}")
     scaler = ActionScaler(data.action_space)
     support = SupportMetric(data.observations.numpy())
     box = StateBox.of(data.observations)
-    if member is not None and not 0 <= member < model.members:
-        raise ValueError(f"member={member}: the ensemble has members 0..{model.members - 1}")
     first, picks = rollout_draws(data, model, starts, horizon, seed)
     if member is not None:
         picks = torch.full_like(picks, member)
