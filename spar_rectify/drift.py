@@ -567,8 +567,10 @@ class PenaltyChoice:
     reach_horizon: int = 0
     threshold: float = 2.0
     reach_excess_se: float | None = None
+    reach_excess_members: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict:
+        members = self.reach_excess_members
         return {
             "deployed_penalty": self.deployed,
             "reach_penalty": self.reach,
@@ -578,6 +580,7 @@ class PenaltyChoice:
             "reach_excess_points": self.reach_excess,
             "reach_horizon": self.reach_horizon,
             "reach_excess_se_points": None if self.reach_excess_se is None else _finite_or_none(self.reach_excess_se),
+            "reach_excess_members_points": None if members is None else [_finite_or_none(x) for x in members],
         }
 
     def table(self) -> str:
@@ -602,6 +605,9 @@ class PenaltyChoice:
                 f"reach policy against the penalised one over {self.reach_horizon} model steps: "
                 f"{self.reach_excess:+.1f}{spread} points off the data (deployed within +{self.threshold:g})"
             )
+            if self.reach_excess_members:
+                each = ", ".join(f"{x:+.1f}" for x in self.reach_excess_members)
+                lines.append(f"  the same through each dynamics member alone: {each} (recorded: the model's spread)")
         return "\n".join(lines)
 
 
@@ -614,6 +620,7 @@ def choose_penalty(
     reach_horizon: int = 0,
     threshold: float = 2.0,
     reach_excess_se: float | None = None,
+    reach_excess_members: Sequence[float] | None = None,
 ) -> PenaltyChoice:
     """The latent policy to deploy of a run that trained two (TrainConfig.lsi_reach_penalty): the reach policy
     (trained at the smaller penalty, `reach`) when its whole residual stays on the data's states (its offline
@@ -640,6 +647,8 @@ def choose_penalty(
         reach_horizon: the model steps it was measured over (recorded).
         threshold: the most points of reach_excess still deployed (TrainConfig.drift_threshold).
         reach_excess_se: reach_excess's standard error (`DriftReport.excess_se`); recorded, not used.
+        reach_excess_members: reach_excess measured through each dynamics member alone (`compare_reach(member=k)`):
+            how far the model's own fit moves it, which reach_excess_se does not see; recorded, not used.
     """
     if reach not in choices or len(choices) != 2:
         raise ValueError(f"choose_penalty needs the reach policy's choice ({reach}) and one other, got {list(choices)}")
@@ -658,6 +667,7 @@ def choose_penalty(
         reach_horizon,
         threshold,
         reach_excess_se,
+        None if reach_excess_members is None else tuple(float(x) for x in reach_excess_members),
     )
 
 
@@ -677,6 +687,7 @@ def compare_reach(
     horizon: int = 300,
     starts: int = 1000,
     seed: int = 0,
+    member: int | None = None,
 ) -> DriftReport:
     """The reach policy's rectifier at alpha 1 and the penalised one at its offline alpha, rolled from the same
     `starts` dataset states through the same member draws for `horizon` model steps (`drift_check`; gates as
@@ -690,9 +701,10 @@ def compare_reach(
         data, model, starts, seed: as in `drift_check`.
         horizon: model steps; longer than the alpha check's 100, because the drift that separates the
             two compounds slowly (benchmarks/README.md, "The reach policy against the policy it replaces").
+        member: roll through this one dynamics member alone (`drift_check`'s `member`).
     """
     policies = {
         "reach": RectifiedPolicy(base, reach, alpha=1.0, check_anchor=False),
         "penalised": RectifiedPolicy(base, penalised, alpha=penalised_alpha, check_anchor=False),
     }
-    return drift_check(policies, data, model, starts, horizon, seed)
+    return drift_check(policies, data, model, starts, horizon, seed, member=member)

@@ -297,6 +297,10 @@ def test_the_reach_policy_must_not_leave_the_data_more_than_the_policy_it_would_
     with_se = choose_penalty(both_stay, reach_excess=8.6, reach_excess_se=1.25, **rule)
     assert with_se.deployed == 0.25 and with_se.to_dict()["reach_excess_se_points"] == 1.25  # recorded, not used
     assert "+8.6 +- 1.2 points off the data" in with_se.table() and drifts.to_dict()["reach_excess_se_points"] is None
+    apart = choose_penalty(both_stay, reach_excess=6.1, reach_excess_members=(1.0, 8.5, 4.0), **rule)
+    assert apart.deployed == 0.25 and apart.to_dict()["reach_excess_members_points"] == [1.0, 8.5, 4.0]  # not used
+    assert "each dynamics member alone: +1.0, +8.5, +4.0 (recorded" in apart.table()
+    assert drifts.to_dict()["reach_excess_members_points"] is None
     unmeasured = choose_penalty(both_stay, **{**rule, "reach_horizon": 0})  # the check off: the first two decide
     assert unmeasured.deployed == 0.0 and "model steps" not in unmeasured.table()
 
@@ -306,8 +310,8 @@ def test_compare_reach_rolls_both_rectifiers_on_the_same_draws(monkeypatch, data
 
     seen = {}
 
-    def fake_check(policies, data_, model_, starts, horizon, seed):
-        seen.update(policies=policies, starts=starts, horizon=horizon, seed=seed)
+    def fake_check(policies, data_, model_, starts, horizon, seed, member=None):
+        seen.update(policies=policies, starts=starts, horizon=horizon, seed=seed, member=member)
         shares = {"reach": 0.30, "penalised": 0.25}
         return drift.DriftReport(
             {n: np.full(horizon, shares[n]) for n in policies}, dict.fromkeys(policies, 0.0), 10, 4, 0.0
@@ -317,7 +321,9 @@ def test_compare_reach_rolls_both_rectifiers_on_the_same_draws(monkeypatch, data
     report = drift.compare_reach(point_anchor, point_checkpoint, point_checkpoint, 0.5, data, None, horizon=7, seed=3)
     assert report.excess("reach", "penalised") == pytest.approx(5.0)
     assert {n: p.corrector.alpha for n, p in seen["policies"].items()} == {"reach": 1.0, "penalised": 0.5}
-    assert (seen["starts"], seen["horizon"], seen["seed"]) == (1000, 7, 3)
+    assert (seen["starts"], seen["horizon"], seen["seed"], seen["member"]) == (1000, 7, 3, None)
+    drift.compare_reach(point_anchor, point_checkpoint, point_checkpoint, 0.5, data, None, horizon=7, member=2)
+    assert seen["member"] == 2  # one member alone, the same start states
 
 
 def test_compare_reach_puts_one_rectifier_at_zero_against_itself(data, model, point_anchor, point_checkpoint):

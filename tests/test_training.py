@@ -191,11 +191,12 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
         # reach_check_horizon: the reach policy against the penalised one it would replace, over that many steps
         seen = {}
 
-        def compared(base, reach, penalised, penalised_alpha, data_, model, horizon, seed, gap):
-            seen.update(
-                reach=load_rectifier(reach).config["lsi_anchor_penalty"], alpha=penalised_alpha, horizon=horizon
-            )
-            shares = {"reach": 0.1 + gap / 100, "penalised": 0.1}
+        def compared(base, reach, penalised, penalised_alpha, data_, model, horizon, seed, gap, member=None):
+            if member is None:
+                seen.update(
+                    reach=load_rectifier(reach).config["lsi_anchor_penalty"], alpha=penalised_alpha, horizon=horizon
+                )
+            shares = {"reach": 0.1 + (gap + (member or 0)) / 100, "penalised": 0.1}
             return DriftReport({n: np.full(3, v) for n, v in shares.items()}, dict.fromkeys(shares, 0.0), 10, 3, 0.0)
 
         for gap, want in ((8.6, 0.25), (0.6, 0.0)):
@@ -205,6 +206,8 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
             assert seen == {"reach": 0.0, "alpha": 0.5, "horizon": 300}  # mu at its own offline alpha
             summary = json.loads((run / "summary.json").read_text())["penalty_choice"]
             assert summary["reach_excess_points"] == pytest.approx(gap) and summary["reach_horizon"] == 300
+            members = summary["reach_excess_members_points"]  # each member alone, on the same starts: recorded
+            assert members == pytest.approx([gap + k for k in range(5)], abs=1e-3)
 
 
 def _interrupting_train(cfg, data, anchor, run_dir, at):
