@@ -348,20 +348,9 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
         reach_choice, advantage, excess, excess_se = offline_alpha(reach), _anchor_advantage(trainer), None, None
         members = None
         if config.reach_check_horizon and drift.reach_eligible(reach_choice, advantage, config.reach_weak_anchor_only):
-            report = drift.compare_reach(
-                trainer.anchor,
-                reach,
-                artifact,
-                chosen.alpha,
-                trainer.data,
-                model,
-                horizon=config.reach_check_horizon,
-                seed=config.seed,
-            )
-            excess, excess_se = report.excess("reach", "penalised"), report.excess_se("reach", "penalised")
-            # the same through each member alone: how far the model's own fit moves the excess (recorded)
-            members = [
-                drift.compare_reach(
+
+            def compared(member: int | None = None) -> drift.DriftReport:
+                return drift.compare_reach(
                     trainer.anchor,
                     reach,
                     artifact,
@@ -370,10 +359,13 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
                     model,
                     horizon=config.reach_check_horizon,
                     seed=config.seed,
-                    member=k,
-                ).excess("reach", "penalised")
-                for k in range(model.members)
-            ]
+                    member=member,
+                )
+
+            report = compared()
+            excess, excess_se = report.excess("reach", "penalised"), report.excess_se("reach", "penalised")
+            # the same through each member alone: how far the model's own fit moves the excess (recorded)
+            members = [compared(k).excess("reach", "penalised") for k in range(model.members)]
         penalty = drift.choose_penalty(
             {config.lsi_anchor_penalty: chosen, config.lsi_reach_penalty: reach_choice},
             reach=config.lsi_reach_penalty,
