@@ -191,11 +191,14 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
         # reach_check_horizon: the reach policy against the penalised one it would replace, over that many steps
         seen = {}
 
-        def compared(base, reach, penalised, penalised_alpha, data_, model, horizon, seed, gap, member=None):
+        def compared(base, reach, penalised, penalised_alpha, data_, model, horizon, seed, gap, starts, member=None):
             if member is None:
                 seen.update(
                     reach=load_rectifier(reach).config["lsi_anchor_penalty"], alpha=penalised_alpha, horizon=horizon
                 )
+                assert starts == 1000
+            else:  # each member alone from a fifth of the starts: all five cost one more check
+                assert starts == 200
             shares = {"reach": 0.1 + (gap + (member or 0)) / 100, "penalised": 0.1}
             return DriftReport({n: np.full(3, v) for n, v in shares.items()}, dict.fromkeys(shares, 0.0), 10, 3, 0.0)
 
