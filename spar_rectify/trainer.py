@@ -369,7 +369,7 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
             excess, excess_se = report.excess("reach", "penalised"), report.excess_se("reach", "penalised")
             # the same through each member alone: how far the model's own fit moves the excess (recorded). Each
             # from a share of the starts, so that all of them together cost one more check (the support's
-            # nearest-neighbour search dominates: about 4 minutes per 1,000 starts over 300 steps on HalfCheetah)
+            # nearest-neighbour search over the data's states dominates each check's time)
             share = max(10, REACH_CHECK_STARTS // model.members)
             members = [compared(k, share).excess("reach", "penalised") for k in range(model.members)]
         penalty = drift.choose_penalty(
