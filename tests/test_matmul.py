@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import envs
-from spar_rectify import CallablePolicy
+from spar_rectify import CallablePolicy, matmul
 from spar_rectify.config import TrainConfig
 from spar_rectify.matmul import bf16_status, training_precision
 from spar_rectify.trainer import Trainer
@@ -91,3 +91,21 @@ def test_spar_scores_its_candidates_in_full_float32_under_fast_matmul(data, anch
     trainer.algo.critic.q_min = spy
     list(trainer.fit())
     assert seen and set(seen) == {"highest"}  # LSI's candidate scores: full float32
+
+
+@pytest.mark.parametrize(
+    "flags, warned",
+    [({"avx512f", "avx512_bf16"}, True), ({"avx512_bf16", "amx_bf16", "amx_tile"}, False), (set(), False)],
+)
+def test_status_warns_where_bf16_units_come_without_amx(monkeypatch, flags, warned):
+    monkeypatch.setattr(matmul, "_onednn_bf16", lambda: True)
+    monkeypatch.setattr(matmul, "cpu_flags", lambda: frozenset(flags))
+    status = bf16_status()
+    assert status["available"]
+    assert ("no AMX" in status["reason"] and "leave fast_matmul off" in status["reason"]) == warned
+
+
+def test_status_says_unavailable_without_onednn_bf16(monkeypatch):
+    monkeypatch.setattr(matmul, "_onednn_bf16", lambda: False)
+    status = bf16_status()
+    assert not status["available"] and "fast_matmul does nothing" in status["reason"]
