@@ -286,6 +286,15 @@ class SPARSettings:
     against the anchor over 100 steps but +8.6 against the penalised policy over 300, and left the data's
     states on 27% of its env steps against 0.2% (benchmarks/README.md, "The reach policy against the policy it
     replaces"). 0: off (the rule of session 21's first change)."""
+    reach_model_margin: float = 0.0
+    """[spar] With reach_check_horizon: the reach check's allowance for the dynamics model's own uncertainty, in
+    its standard errors. The check also runs through each of the model's members alone; u, the standard
+    deviation of those per-member excesses over the square root of the members, is how far another fit of the
+    model could move the excess (hopper medium-replay seed 3: members +5.0, -0.9, +1.8, +9.3, -4.7, so u 2.4
+    against a 2-point threshold). The reach policy is refused when its excess exceeds drift_threshold +
+    reach_model_margin * u: 0 (the default) holds the mixed-draw excess to the threshold alone, as before
+    the members were measured; positive refuses only an excess the model is sure of; negative deploys only
+    one the model is sure stays within the threshold."""
 
 
 @dataclass(frozen=True)
@@ -365,12 +374,15 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         need(0 <= self.drift_discount < 1, "drift_discount", "in [0, 1)")
         need(self.drift_branches >= 0, "drift_branches", "an integer >= 0 (0: no branches)")
         need(self.reach_check_horizon >= 0, "reach_check_horizon", "an integer >= 0 (0: off)")
+        need(math.isfinite(self.reach_model_margin), "reach_model_margin", "a finite number (0: the threshold alone)")
         need(self.lsi_reach_penalty is None or self.lsi_reach_penalty >= 0, "lsi_reach_penalty", "None or >= 0")
         if self.lsi_reach_penalty == self.lsi_anchor_penalty or not self.self_imitation:
             object.__setattr__(self, "lsi_reach_penalty", None)  # nothing to choose between: one policy
         if self.lsi_reach_penalty is None:  # a rule for choosing the reach policy means nothing without one
             object.__setattr__(self, "reach_weak_anchor_only", False)
             object.__setattr__(self, "reach_check_horizon", 0)
+        if not self.reach_check_horizon:  # no reach check, no allowance in it
+            object.__setattr__(self, "reach_model_margin", 0.0)
         need(self.bound_min <= self.bound_max, "bound_min", f"<= bound_max ({self.bound_max})")
         if not self.use_latent:  # the conditional prior is over the CVAE's latent: without one, the box
             object.__setattr__(self, "latent_search", "box")
@@ -478,6 +490,7 @@ DEPLOYMENT_FIELDS: tuple[str, ...] = (
     "drift_model_steps",
     "reach_weak_anchor_only",
     "reach_check_horizon",
+    "reach_model_margin",
 )
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Sequence
 
@@ -556,6 +556,8 @@ class PenaltyChoice:
         reach_horizon: the model steps of that comparison (0: not run).
         threshold: the points of reach_excess still deployed.
         reach_excess_se: reach_excess's standard error over the start states (points), where measured.
+        reach_excess_members: reach_excess through each dynamics member alone (points), where measured.
+        model_margin: TrainConfig.reach_model_margin, the allowance in the model's standard errors.
     """
 
     deployed: float
@@ -568,6 +570,23 @@ class PenaltyChoice:
     threshold: float = 2.0
     reach_excess_se: float | None = None
     reach_excess_members: tuple[float, ...] | None = None
+    model_margin: float = 0.0
+
+    @property
+    def reach_model_se(self) -> float | None:
+        """The model's uncertainty about reach_excess: the standard deviation of the per-member excesses over
+        the square root of their number (points); None with fewer than two members measured."""
+        members = [x for x in self.reach_excess_members or () if math.isfinite(x)]
+        if len(members) < 2:
+            return None
+        return float(np.std(members, ddof=1) / math.sqrt(len(members)))
+
+    @property
+    def reach_bar(self) -> float:
+        """The most reach_excess still deployed: threshold + model_margin * reach_model_se (the threshold alone
+        where the members were not measured or model_margin is 0)."""
+        se = self.reach_model_se
+        return self.threshold + (self.model_margin * se if se is not None and self.model_margin else 0.0)
 
     def to_dict(self) -> dict:
         members = self.reach_excess_members
@@ -581,6 +600,9 @@ class PenaltyChoice:
             "reach_horizon": self.reach_horizon,
             "reach_excess_se_points": None if self.reach_excess_se is None else _finite_or_none(self.reach_excess_se),
             "reach_excess_members_points": None if members is None else [_finite_or_none(x) for x in members],
+            "reach_model_se_points": None if self.reach_model_se is None else _finite_or_none(self.reach_model_se),
+            "reach_model_margin": self.model_margin,
+            "reach_bar_points": _finite_or_none(self.reach_bar),
         }
 
     def table(self) -> str:
@@ -601,13 +623,18 @@ class PenaltyChoice:
         if self.reach_excess is not None:
             se = self.reach_excess_se
             spread = f" +- {se:.1f}" if se is not None and math.isfinite(se) else ""
+            bar = f"+{self.threshold:g}"
+            if self.model_margin and self.reach_model_se is not None:
+                bar = f"+{self.reach_bar:.1f} = {self.threshold:g} + {self.model_margin:g} x {self.reach_model_se:.1f}"
             lines.append(
                 f"reach policy against the penalised one over {self.reach_horizon} model steps: "
-                f"{self.reach_excess:+.1f}{spread} points off the data (deployed within +{self.threshold:g})"
+                f"{self.reach_excess:+.1f}{spread} points off the data (deployed within {bar})"
             )
             if self.reach_excess_members:
                 each = ", ".join(f"{x:+.1f}" for x in self.reach_excess_members)
-                lines.append(f"  the same through each dynamics member alone: {each} (recorded: the model's spread)")
+                se = self.reach_model_se
+                model = f"; the model's standard error {se:.1f}" if se is not None else ""
+                lines.append(f"  the same through each dynamics member alone: {each}{model}")
         return "\n".join(lines)
 
 
@@ -621,6 +648,7 @@ def choose_penalty(
     threshold: float = 2.0,
     reach_excess_se: float | None = None,
     reach_excess_members: Sequence[float] | None = None,
+    model_margin: float = 0.0,
 ) -> PenaltyChoice:
     """The latent policy to deploy of a run that trained two (TrainConfig.lsi_reach_penalty): the reach policy
     (trained at the smaller penalty, `reach`) when its whole residual stays on the data's states (its offline
@@ -648,17 +676,19 @@ def choose_penalty(
         threshold: the most points of reach_excess still deployed (TrainConfig.drift_threshold).
         reach_excess_se: reach_excess's standard error (`DriftReport.excess_se`); recorded, not used.
         reach_excess_members: reach_excess measured through each dynamics member alone (`compare_reach(member=k)`):
-            how far the model's own fit moves it, which reach_excess_se does not see; recorded, not used.
+            how far the model's own fit moves it, which reach_excess_se does not see (`PenaltyChoice.reach_model_se`).
+        model_margin: TrainConfig.reach_model_margin: the reach policy is refused when reach_excess exceeds
+            threshold + model_margin * reach_model_se (`PenaltyChoice.reach_bar`); 0: the threshold alone.
     """
     if reach not in choices or len(choices) != 2:
         raise ValueError(f"choose_penalty needs the reach policy's choice ({reach}) and one other, got {list(choices)}")
     if weak_anchor_only and anchor_advantage is None:
         raise ValueError("choose_penalty(weak_anchor_only=True) needs anchor_advantage: the anchor's mean advantage")
+    if not math.isfinite(model_margin):
+        raise ValueError(f"choose_penalty(model_margin={model_margin}): give a finite number (0: the threshold alone)")
     other = next(k for k in choices if k != reach)
-    keep = reach_eligible(choices[reach], anchor_advantage, weak_anchor_only)
-    keep = keep and (reach_excess is None or reach_excess <= threshold)
-    return PenaltyChoice(
-        reach if keep else other,
+    choice = PenaltyChoice(
+        reach,
         reach,
         dict(choices),
         anchor_advantage,
@@ -668,7 +698,11 @@ def choose_penalty(
         threshold,
         reach_excess_se,
         None if reach_excess_members is None else tuple(float(x) for x in reach_excess_members),
+        float(model_margin),
     )
+    keep = reach_eligible(choices[reach], anchor_advantage, weak_anchor_only)
+    keep = keep and (reach_excess is None or reach_excess <= choice.reach_bar)
+    return choice if keep else replace(choice, deployed=other)
 
 
 def reach_eligible(reach: AlphaChoice, anchor_advantage: float | None, weak_anchor_only: bool) -> bool:

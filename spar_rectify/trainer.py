@@ -367,9 +367,9 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
 
             report = compared()
             excess, excess_se = report.excess("reach", "penalised"), report.excess_se("reach", "penalised")
-            # the same through each member alone: how far the model's own fit moves the excess (recorded). Each
-            # from a share of the starts, so that all of them together cost one more check (the support's
-            # nearest-neighbour search over the data's states dominates each check's time)
+            # the same through each member alone: how far the model's own fit moves the excess (the allowance of
+            # reach_model_margin). Each from a share of the starts, so that all of them together cost one more
+            # check (the support's nearest-neighbour search over the data's states dominates each check's time)
             share = max(10, REACH_CHECK_STARTS // model.members)
             members = [compared(k, share).excess("reach", "penalised") for k in range(model.members)]
         penalty = drift.choose_penalty(
@@ -382,6 +382,7 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
             threshold=config.drift_threshold,
             reach_excess_se=excess_se,
             reach_excess_members=members,
+            model_margin=config.reach_model_margin,
         )
         alternative = run_dir / ALTERNATIVE
         shutil.rmtree(alternative, ignore_errors=True)

@@ -298,11 +298,42 @@ def test_the_reach_policy_must_not_leave_the_data_more_than_the_policy_it_would_
     assert with_se.deployed == 0.25 and with_se.to_dict()["reach_excess_se_points"] == 1.25  # recorded, not used
     assert "+8.6 +- 1.2 points off the data" in with_se.table() and drifts.to_dict()["reach_excess_se_points"] is None
     apart = choose_penalty(both_stay, reach_excess=6.1, reach_excess_members=(1.0, 8.5, 4.0), **rule)
-    assert apart.deployed == 0.25 and apart.to_dict()["reach_excess_members_points"] == [1.0, 8.5, 4.0]  # not used
-    assert "each dynamics member alone: +1.0, +8.5, +4.0 (recorded" in apart.table()
-    assert drifts.to_dict()["reach_excess_members_points"] is None
+    assert apart.deployed == 0.25 and apart.to_dict()["reach_excess_members_points"] == [1.0, 8.5, 4.0]  # margin 0
+    assert "each dynamics member alone: +1.0, +8.5, +4.0; the model's standard error 2.2" in apart.table()
+    assert drifts.to_dict()["reach_excess_members_points"] is None and drifts.to_dict()["reach_model_se_points"] is None
     unmeasured = choose_penalty(both_stay, **{**rule, "reach_horizon": 0})  # the check off: the first two decide
     assert unmeasured.deployed == 0.0 and "model steps" not in unmeasured.table()
+
+
+def test_the_reach_check_allows_for_the_models_own_spread_by_reach_model_margin():
+    from spar_rectify.drift import AlphaChoice, DriftReport, choose_penalty
+
+    both_stay = {0.25: AlphaChoice(1.0, {1.0: -2.0}, 2.0, DriftReport({}, {}, 10, 100, 0.0))}
+    both_stay[0.0] = both_stay[0.25]
+    rule = dict(reach=0.0, anchor_advantage=-0.7, weak_anchor_only=True, reach_horizon=300, threshold=2.0)
+    members = (4.96, -0.91, 1.76, 9.26, -4.65)  # hopper medium-replay seed 3: standard error 2.39
+    se = float(np.std(members, ddof=1) / np.sqrt(5))
+
+    def pick(excess, margin, members=members):
+        return choose_penalty(both_stay, reach_excess=excess, reach_excess_members=members, model_margin=margin, **rule)
+
+    assert pick(6.1, 0.0).deployed == 0.25  # the threshold alone
+    lenient = pick(6.1, 2.0)  # 6.1 <= 2 + 2 x 2.39: within what another fit of the model could read
+    assert lenient.deployed == 0.0 and lenient.reach_model_se == pytest.approx(se)
+    assert lenient.reach_bar == pytest.approx(2.0 + 2 * se) and pick(7.0, 2.0).deployed == 0.25
+    assert lenient.to_dict()["reach_bar_points"] == pytest.approx(6.78, abs=0.01)
+    assert "deployed within +6.8 = 2 + 2 x 2.4" in lenient.table()
+    strict = pick(0.35, -1.0)  # 0.35 > 2 - 2.39: the model is not sure it stays within the threshold
+    assert strict.deployed == 0.25 and pick(0.35, 0.0).deployed == 0.0
+    # with one member, or none, there is no spread to allow for: the threshold alone
+    assert pick(6.1, 2.0, members=(6.0,)).deployed == 0.25 and pick(6.1, 2.0, members=None).reach_bar == 2.0
+    # a policy the first two conditions refuse stays refused whatever the margin
+    refused = choose_penalty(
+        both_stay, reach_excess=0.0, reach_excess_members=members, model_margin=5.0, **{**rule, "anchor_advantage": 1.0}
+    )
+    assert refused.deployed == 0.25
+    with pytest.raises(ValueError, match="model_margin=nan"):
+        pick(1.0, float("nan"))
 
 
 def test_compare_reach_rolls_both_rectifiers_on_the_same_draws(monkeypatch, data, point_anchor, point_checkpoint):

@@ -211,6 +211,12 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
             assert summary["reach_excess_points"] == pytest.approx(gap) and summary["reach_horizon"] == 300
             members = summary["reach_excess_members_points"]  # each member alone, on the same starts: recorded
             assert members == pytest.approx([gap + k for k in range(5)], abs=1e-3)
+        # reach_model_margin: the members' spread (standard error 0.71 here) widens the bar, re-deployed, not retrained
+        monkeypatch.setattr(drift, "compare_reach", lambda *a, **k: compared(*a, **k, gap=8.6))
+        fifth = redeploy(cfg.replace(reach_check_horizon=300, reach_model_margin=10.0))
+        assert load_rectifier(fifth.artifact).config["lsi_anchor_penalty"] == 0.0  # 8.6 <= 2 + 10 x 0.71
+        summary = json.loads((run / "summary.json").read_text())["penalty_choice"]
+        assert summary["reach_model_margin"] == 10.0 and summary["reach_bar_points"] == pytest.approx(9.07, abs=0.01)
 
 
 def _interrupting_train(cfg, data, anchor, run_dir, at):
