@@ -266,6 +266,16 @@ class SPARSettings:
     hopper runs that drifted in the env stood at +7.4 and +7.8, the others at +1.1 or less)."""
     drift_model_steps: int = 20_000
     """[spar] auto_alpha's gradient steps fitting the 5-member dynamics ensemble."""
+    alpha_model_margin: float = 0.0
+    """[spar] auto_alpha's allowance for the dynamics model's own uncertainty, in its standard errors. The alpha
+    check also rolls every alpha through each of the model's five members alone (from a fifth of the start
+    states each: one more check in all) and records the per-member excesses in summary.json; u, their standard
+    deviation over the square root of five, is how far another fit of the model could move an excess (hopper
+    medium-expert, in_sample_weight 1, seed 0: +3.74 at alpha 1, members +1.0 to +9.9, so about 1.6; that
+    refusal cost 35 points in the env for 1.4 points of states). An alpha counts as not drifting when its excess
+    is at most drift_threshold + alpha_model_margin * u. 0 (the default): the threshold alone, as before the
+    members were measured; positive refuses only drift the model is sure of; negative keeps only an alpha the
+    model is sure stays within the threshold."""
     reach_weak_anchor_only: bool = True
     """[spar] With lsi_reach_penalty and auto_alpha: deploy the reach policy only where the critic rates the
     anchor below the data's own value, i.e. the anchor's mean advantage `min Q(s, a_b) - V(s)` over the
@@ -375,6 +385,9 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         need(self.drift_branches >= 0, "drift_branches", "an integer >= 0 (0: no branches)")
         need(self.reach_check_horizon >= 0, "reach_check_horizon", "an integer >= 0 (0: off)")
         need(math.isfinite(self.reach_model_margin), "reach_model_margin", "a finite number (0: the threshold alone)")
+        need(math.isfinite(self.alpha_model_margin), "alpha_model_margin", "a finite number (0: the threshold alone)")
+        if not self.auto_alpha:  # no alpha check, no allowance in it
+            object.__setattr__(self, "alpha_model_margin", 0.0)
         need(self.lsi_reach_penalty is None or self.lsi_reach_penalty >= 0, "lsi_reach_penalty", "None or >= 0")
         if self.lsi_reach_penalty == self.lsi_anchor_penalty or not self.self_imitation:
             object.__setattr__(self, "lsi_reach_penalty", None)  # nothing to choose between: one policy
@@ -488,6 +501,7 @@ DEPLOYMENT_FIELDS: tuple[str, ...] = (
     "auto_alpha",
     "drift_threshold",
     "drift_model_steps",
+    "alpha_model_margin",
     "reach_weak_anchor_only",
     "reach_check_horizon",
     "reach_model_margin",

@@ -446,6 +446,15 @@ def least_penalised_within(
     return min(within, key=lambda n: (math.inf if penalties[n] is None else penalties[n], report.excess(n, reference)))
 
 
+def _members_se(members: Sequence[float] | None) -> float | None:
+    """The standard deviation of per-member excesses over the square root of their number (points): the dynamics
+    model's own uncertainty about an excess; None with fewer than two finite members."""
+    finite = [x for x in members or () if math.isfinite(x)]
+    if len(finite) < 2:
+        return None
+    return float(np.std(finite, ddof=1) / math.sqrt(len(finite)))
+
+
 #: The residual scales `choose_alpha` tries, largest first.
 DRIFT_ALPHAS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
 
@@ -459,19 +468,34 @@ class AlphaChoice:
         excess: tried alpha -> its drift excess over the base policy, in percentage points.
         threshold: the largest excess, in points, that counted as not drifting.
         report: the `DriftReport` ("base" and one policy per tried alpha, named "alpha <a>").
+        members: tried alpha -> its excess through each dynamics member alone (points), where measured.
+        model_margin: the allowance for the model's spread, in its standard errors (`model_se`): an alpha
+            counts as not drifting when its excess is at most threshold + model_margin * model_se(alpha).
     """
 
     alpha: float
     excess: dict[float, float]
     threshold: float
     report: DriftReport
+    members: dict[float, tuple[float, ...]] | None = None
+    model_margin: float = 0.0
 
     def excess_se(self, alpha: float) -> float:
         """The standard error of `excess[alpha]` over the start states, in points (nan where not measured)."""
         return self.report.excess_se(f"alpha {alpha:g}")
 
+    def model_se(self, alpha: float) -> float | None:
+        """The model's uncertainty about `excess[alpha]`: the standard deviation of its per-member excesses over
+        the square root of their number (points); None with fewer than two members measured."""
+        return _members_se((self.members or {}).get(alpha))
+
+    def bar(self, alpha: float) -> float:
+        """The most excess at `alpha` that counts as not drifting: threshold + model_margin * model_se(alpha)."""
+        se = self.model_se(alpha)
+        return self.threshold + (self.model_margin * se if se is not None and self.model_margin else 0.0)
+
     def to_dict(self) -> dict:
-        return {
+        out = {
             "alpha": self.alpha,
             "threshold_points": self.threshold,
             "excess_points": {f"{a:g}": round(e, 3) for a, e in self.excess.items()},
@@ -480,18 +504,25 @@ class AlphaChoice:
             "starts": self.report.starts,
             "model_validation_mse": self.report.validation_mse,
         }
+        if self.members is not None:
+            out["excess_members_points"] = {f"{a:g}": [_finite_or_none(x) for x in m] for a, m in self.members.items()}
+            out["model_margin"] = self.model_margin
+        return out
 
     def table(self) -> str:
         """One line per tried alpha: its excess and whether it stays within the threshold."""
         spreads = {alpha: self.excess_se(alpha) for alpha in self.excess}
         shown = any(math.isfinite(se) for se in spreads.values())
         unit = "points +- s.e." if shown else "points"
-        lines = [f"alpha   drift excess over the base policy ({unit}, within +{self.threshold:g})"]
+        allowance = f" + {self.model_margin:g} x the members' s.e." if self.members and self.model_margin else ""
+        lines = [f"alpha   drift excess over the base policy ({unit}, within +{self.threshold:g}{allowance})"]
         for alpha, excess in self.excess.items():
             mark = "  <- default" if alpha == self.alpha else ""
             spread = f" +- {spreads[alpha]:4.1f}" if shown else ""
-            verdict = "within" if excess <= self.threshold else "drifts"
-            lines.append(f"{alpha:5.2f}   {excess:+6.1f}{spread}  {verdict}{mark}")
+            verdict = "within" if excess <= self.bar(alpha) else "drifts"
+            each = (self.members or {}).get(alpha)
+            apart = f"  (each member alone: {', '.join(f'{x:+.1f}' for x in each)})" if each else ""
+            lines.append(f"{alpha:5.2f}   {excess:+6.1f}{spread}  {verdict}{mark}{apart}")
         if self.alpha == 0:
             lines.append(
                 "every tried alpha drifts: the default is 0 (the base policy). To stay on the data, retrain with a "
@@ -512,6 +543,8 @@ def choose_alpha(
     starts: int = 1000,
     horizon: int = 100,
     seed: int = 0,
+    members: bool = False,
+    model_margin: float = 0.0,
 ) -> AlphaChoice:
     """The largest of `alphas` whose rectified policy (critic gate as deployed) drifts off the data's
     states at most `threshold` percentage points more than `base` (`drift_check`); 0 when none does.
@@ -525,18 +558,34 @@ def choose_alpha(
         threshold: points of excess that still count as not drifting (the hopper runs that drifted in the
             env stood at +7.4 and +7.8, the others at +1.1 or less; benchmarks/README.md).
         starts, horizon, seed: as in `drift_check`.
+        members: also roll every policy through each dynamics member alone, each from a share of `starts`
+            (so all of them cost one more check), and record the per-member excesses (`AlphaChoice.members`):
+            how far another fit of the model could move each excess.
+        model_margin: with members, an alpha counts as not drifting when its excess is at most threshold +
+            model_margin standard errors of its per-member excesses (TrainConfig.alpha_model_margin); 0: the
+            threshold alone.
     """
     tried = sorted({check_alpha(a) for a in alphas}, reverse=True)
     if not tried:
         raise ValueError("alphas: give at least one residual scale in [0, 1] to try")
     if not math.isfinite(threshold) or threshold < 0:
         raise ValueError(f"threshold={threshold}: use a finite number of points >= 0 (2 is the default)")
+    if not math.isfinite(model_margin):
+        raise ValueError(f"model_margin={model_margin}: give a finite number (0: the threshold alone)")
+    if model_margin and not members:
+        raise ValueError(f"model_margin={model_margin} needs members=True: the margin is in the members' spread")
     policies = {"base": base}
     policies |= {f"alpha {a:g}": RectifiedPolicy(base, rectifier, alpha=a, check_anchor=False) for a in tried}
     report = drift_check(policies, data, model, starts, horizon, seed)
     excess = {a: report.excess(f"alpha {a:g}") for a in tried}
-    within = [a for a in tried if excess[a] <= threshold]
-    return AlphaChoice(within[0] if within else 0.0, excess, threshold, report)
+    apart = None
+    if members:
+        share = max(10, starts // model.members)
+        reports = [drift_check(policies, data, model, share, horizon, seed, member=k) for k in range(model.members)]
+        apart = {a: tuple(r.excess(f"alpha {a:g}") for r in reports) for a in tried}
+    choice = AlphaChoice(0.0, excess, threshold, report, apart, float(model_margin))
+    within = [a for a in tried if excess[a] <= choice.bar(a)]
+    return replace(choice, alpha=within[0] if within else 0.0)
 
 
 @dataclass
@@ -576,10 +625,7 @@ class PenaltyChoice:
     def reach_model_se(self) -> float | None:
         """The model's uncertainty about reach_excess: the standard deviation of the per-member excesses over
         the square root of their number (points); None with fewer than two members measured."""
-        members = [x for x in self.reach_excess_members or () if math.isfinite(x)]
-        if len(members) < 2:
-            return None
-        return float(np.std(members, ddof=1) / math.sqrt(len(members)))
+        return _members_se(self.reach_excess_members)
 
     @property
     def reach_bar(self) -> float:

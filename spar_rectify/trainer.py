@@ -340,7 +340,14 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
 
     def offline_alpha(folder: Path):
         chosen = drift.choose_alpha(
-            trainer.anchor, folder, trainer.data, model, threshold=config.drift_threshold, seed=config.seed
+            trainer.anchor,
+            folder,
+            trainer.data,
+            model,
+            threshold=config.drift_threshold,
+            seed=config.seed,
+            members=True,  # recorded on every run: how far the model's own fit moves each excess
+            model_margin=config.alpha_model_margin,
         )
         set_default_alpha(folder, chosen.alpha)
         return chosen

@@ -109,6 +109,11 @@ def test_a_reach_penalty_is_checked_and_dropped_where_there_is_nothing_to_choose
     assert TrainConfig(reach_check_horizon=0, reach_model_margin=2.0).reach_model_margin == 0.0
     with pytest.raises(ValueError, match="reach_model_margin must be a finite number"):
         TrainConfig(reach_model_margin=float("inf"))
+    # the alpha check's allowance likewise: nothing without an alpha check
+    assert TrainConfig().alpha_model_margin == 0.0 and TrainConfig(alpha_model_margin=2.0).alpha_model_margin == 2.0
+    assert TrainConfig(auto_alpha=False, alpha_model_margin=2.0) == TrainConfig(auto_alpha=False)
+    with pytest.raises(ValueError, match="alpha_model_margin must be a finite number"):
+        TrainConfig(alpha_model_margin=float("nan"))
     # a config saved before the reach policy existed trained one latent policy, and resumes so
     reach = ("lsi_reach_penalty", "reach_weak_anchor_only", "reach_check_horizon")
     saved = {k: v for k, v in TrainConfig().to_dict().items() if k not in reach}

@@ -229,6 +229,49 @@ def test_choose_alpha_keeps_the_largest_alpha_within_the_threshold(monkeypatch, 
             choose_alpha(point_anchor, point_checkpoint, data, None, **bad)
 
 
+def test_choose_alpha_records_each_member_and_allows_for_their_spread(
+    monkeypatch, data, point_anchor, point_checkpoint
+):
+    from types import SimpleNamespace
+
+    from spar_rectify import drift
+    from spar_rectify.drift import DriftReport, choose_alpha
+
+    # mixed draws: alpha 1 at +3.7 (seed 0 of hopper medium-expert); each member alone apart by about 3.6 points
+    mixed = {"base": 0.10, "alpha 1": 0.137, "alpha 0.5": 0.11}
+    apart = {0: 0.01, 1: 0.08, 2: 0.045, 3: 0.03, 4: 0.10}
+    calls = []
+
+    def fake_check(policies, data_, model, starts, horizon, seed, member=None):
+        calls.append((member, starts))
+        shares = dict(mixed) if member is None else {**mixed, "alpha 1": 0.10 + apart[member]}
+        return DriftReport({n: np.full(4, shares[n]) for n in policies}, dict.fromkeys(policies, 0.0), 10, 4, 0.0)
+
+    monkeypatch.setattr(drift, "drift_check", fake_check)
+    model = SimpleNamespace(members=5)
+    plain = choose_alpha(point_anchor, point_checkpoint, data, model, alphas=(1, 0.5))
+    assert plain.alpha == 0.5 and plain.members is None and calls == [(None, 1000)]  # no members unless asked
+    calls.clear()
+    recorded = choose_alpha(point_anchor, point_checkpoint, data, model, alphas=(1, 0.5), members=True)
+    assert calls == [(None, 1000)] + [(k, 200) for k in range(5)]  # a fifth of the starts each: one more check
+    assert recorded.alpha == 0.5  # recorded, margin 0: the threshold alone decides
+    assert recorded.members[1.0] == pytest.approx((1.0, 8.0, 4.5, 3.0, 10.0)) and recorded.model_se(
+        0.5
+    ) == pytest.approx(0.0, abs=1e-9)
+    se = float(np.std([1.0, 8.0, 4.5, 3.0, 10.0], ddof=1) / np.sqrt(5))
+    assert recorded.model_se(1.0) == pytest.approx(se)
+    saved = recorded.to_dict()
+    assert saved["excess_members_points"]["1"] == pytest.approx([1.0, 8.0, 4.5, 3.0, 10.0])
+    assert saved["model_margin"] == 0.0 and "each member alone: +1.0, +8.0" in recorded.table()
+    allowed = choose_alpha(point_anchor, point_checkpoint, data, model, alphas=(1, 0.5), members=True, model_margin=2)
+    assert allowed.alpha == 1.0 and allowed.bar(1.0) == pytest.approx(2 + 2 * se)  # 3.7 <= 2 + 2 x 1.6
+    assert "+ 2 x the members' s.e." in allowed.table()
+    with pytest.raises(ValueError, match="model_margin=1 needs members=True"):
+        choose_alpha(point_anchor, point_checkpoint, data, model, model_margin=1)
+    with pytest.raises(ValueError, match="model_margin=inf"):
+        choose_alpha(point_anchor, point_checkpoint, data, model, members=True, model_margin=float("inf"))
+
+
 def test_load_or_fit_reuses_a_saved_model_and_refuses_another_datasets(tmp_path, data):
     from spar_rectify.drift import load_or_fit
 

@@ -92,13 +92,14 @@ def test_auto_alpha_sets_the_default_the_final_evaluation_deploys(tmp_path, data
     )
     asked = {}
 
-    def every_alpha_drifts(base, rectifier, data_, model, threshold, seed):  # the rule: tests/test_drift.py
-        asked.update(threshold=threshold, fitted=model.fit_steps, dataset=data_.name)
+    def every_alpha_drifts(base, rectifier, data_, model, threshold, seed, members, model_margin):  # test_drift.py
+        asked.update(threshold=threshold, fitted=model.fit_steps, dataset=data_.name, members=members)
+        asked.update(margin=model_margin)
         return AlphaChoice(0.0, {1.0: 9.0}, threshold, DriftReport({}, {}, 10, 100, model.validation_mse))
 
     monkeypatch.setattr(drift, "choose_alpha", every_alpha_drifts)
     result = train(cfg, data, tmp_path / "run", anchor=anchor, env="PointReach-v0", progress=False)
-    assert asked == {"threshold": 1.5, "fitted": 20, "dataset": data.name}
+    assert asked == {"threshold": 1.5, "fitted": 20, "dataset": data.name, "members": True, "margin": 0.0}
     assert (tmp_path / "run" / "dynamics" / "dynamics.json").is_file()  # kept: a rerun loads it
     assert load_rectifier(result.artifact).alpha == 0.0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -148,7 +149,7 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
         reach_check_horizon=0,
     )
 
-    def by_penalty(base, rectifier, data_, model, threshold, seed):  # the rule: tests/test_drift.py
+    def by_penalty(base, rectifier, data_, model, threshold, seed, **members):  # the rule: tests/test_drift.py
         reach = load_rectifier(rectifier).config["lsi_anchor_penalty"] == 0.0
         alpha = reach_alpha if reach else 0.5
         return AlphaChoice(alpha, {1.0: 1.0 if alpha == 1.0 else 5.0}, threshold, DriftReport({}, {}, 10, 100, 0.0))
