@@ -8,6 +8,7 @@ Envs from a module register on import with Gymnasium's `module:EnvId` syntax, e.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,6 +190,13 @@ class DriftArgs:
     --threshold (what spar train does after training, TrainConfig.auto_alpha); e.g. 1 0.75 0.5 0.25."""
     save: bool = False
     """With --alphas: write the chosen alpha into the rectifier folder as its default."""
+    per_member: bool = False
+    """With --alphas: also roll every alpha through each dynamics member alone (a share of --starts each: one
+    more check) and print the per-member excesses, as spar train records them: how far another fit of the
+    model could move each excess."""
+    model_margin: float = 0.0
+    """With --per-member: an alpha counts as within while its excess is at most --threshold plus this many
+    standard errors of its per-member excesses (TrainConfig.alpha_model_margin; 0: the threshold alone)."""
 
 
 @dataclass(frozen=True)
@@ -454,6 +462,12 @@ def run_drift(args: DriftArgs) -> None:
                 raise ValueError(f"--alphas {alpha}: each residual scale must lie in [0, 1] (1: the whole residual)")
     if args.save and args.alphas is None:
         raise ValueError("--save stores the alpha --alphas chooses: add e.g. --alphas 1 0.75 0.5 0.25")
+    if args.per_member and args.alphas is None:
+        raise ValueError("--per-member checks the alphas --alphas tries: add e.g. --alphas 1 0.75 0.5 0.25")
+    if not math.isfinite(args.model_margin):
+        raise ValueError(f"--model-margin {args.model_margin}: give a finite number of standard errors (0: off)")
+    if args.model_margin and not args.per_member:
+        raise ValueError(f"--model-margin {args.model_margin} is in the members' spread: add --per-member")
     # The policies first: a wrong folder or a rectifier of another anchor stops before minutes of fitting.
     base = load_policy(args.policy, args.vec_normalize)
     policies: dict = {"base": base}
@@ -508,7 +522,19 @@ def _drift_alphas(args: DriftArgs, base, data, model) -> None:
     from spar_rectify.drift import choose_alpha
 
     folder = args.rectifier[0]
-    chosen = choose_alpha(base, folder, data, model, args.alphas, args.threshold, args.starts, args.horizon, args.seed)
+    chosen = choose_alpha(
+        base,
+        folder,
+        data,
+        model,
+        args.alphas,
+        args.threshold,
+        args.starts,
+        args.horizon,
+        args.seed,
+        members=args.per_member,
+        model_margin=args.model_margin,
+    )
     if args.save:
         set_default_alpha(folder, chosen.alpha)
     if args.json:

@@ -242,10 +242,18 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
     out = capsys.readouterr().out
     assert "1.00" in out and "<- default" in out and f"default alpha of {rect} is now 1" in out
     assert load_rectifier(rect).alpha == 1.0
+    # --per-member: each alpha through each member alone (the saved model has 2), as spar train records it
+    cli([*drift, "--model-dir", str(tmp_path / "dyn"), "--alphas", "1", "--per-member", "--json"])
+    out = capsys.readouterr().out
+    apart = json.loads(out[out.index("{") :])["excess_members_points"]
+    assert list(apart) == ["1"] and len(apart["1"]) == 2
     for bad, words in (
         ([rect, "--alphas", "1"], "--alphas: give one --rectifier"),
         (["--alphas", "1.5"], "--alphas 1.5: each residual scale must lie in"),
         (["--save"], "--save stores the alpha --alphas chooses"),
+        (["--per-member"], "--per-member checks the alphas --alphas tries"),
+        (["--alphas", "1", "--model-margin", "2"], "--model-margin 2.0 is in the members' spread: add --per-member"),
+        (["--alphas", "1", "--per-member", "--model-margin", "inf"], "--model-margin inf: give a finite number"),
     ):
         with pytest.raises(SystemExit, match=words):
             cli([*drift, *bad])
