@@ -455,6 +455,11 @@ def _members_se(members: Sequence[float] | None) -> float | None:
     return float(np.std(finite, ddof=1) / math.sqrt(len(finite)))
 
 
+def _bar(threshold: float, margin: float, se: float | None) -> float:
+    """The most excess still within: threshold + margin * se (the threshold alone without an se or a margin)."""
+    return threshold + (margin * se if se is not None and margin else 0.0)
+
+
 #: The residual scales `choose_alpha` tries, largest first.
 DRIFT_ALPHAS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
 
@@ -491,8 +496,7 @@ class AlphaChoice:
 
     def bar(self, alpha: float) -> float:
         """The most excess at `alpha` that counts as not drifting: threshold + model_margin * model_se(alpha)."""
-        se = self.model_se(alpha)
-        return self.threshold + (self.model_margin * se if se is not None and self.model_margin else 0.0)
+        return _bar(self.threshold, self.model_margin, self.model_se(alpha))
 
     def to_dict(self) -> dict:
         out = {
@@ -631,8 +635,7 @@ class PenaltyChoice:
     def reach_bar(self) -> float:
         """The most reach_excess still deployed: threshold + model_margin * reach_model_se (the threshold alone
         where the members were not measured or model_margin is 0)."""
-        se = self.reach_model_se
-        return self.threshold + (self.model_margin * se if se is not None and self.model_margin else 0.0)
+        return _bar(self.threshold, self.model_margin, self.reach_model_se)
 
     def to_dict(self) -> dict:
         members = self.reach_excess_members
