@@ -41,6 +41,7 @@ from pathlib import Path
 import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
 from spar_rectify.algos import training_fields
 from spar_rectify.config import DEPLOYMENT_FIELDS, saved_settings
+from spar_rectify.drift import PenaltyChoice
 from spar_rectify.sweep import run_jobs
 from spar_rectify.trainer import ALTERNATIVE
 
@@ -472,7 +473,35 @@ def record_changes(record: dict) -> list[str]:
     overrides (`changed_fields`); the record must carry its config and come from a trained method."""
     algo = trained_algo(record["method"])
     config = job_config(algo, record["steps"], record["seed"], record.get("overrides"))
-    return changed_fields(record["config"], config)
+    changed = changed_fields(record["config"], config)
+    if "reach_model_margin" in changed and same_reach_decision(record, config.reach_model_margin):
+        changed.remove("reach_model_margin")  # deployed the same policy today: the record stands
+    return changed
+
+
+def same_reach_decision(record: dict, margin: float) -> bool:
+    """Whether a record's run would deploy the same latent policy at reach_model_margin `margin` as it did: true
+    where the reach check did not run (the margin decides nothing), where its per-member excesses are recorded
+    and the rule gives the same answer at `margin`, or, without them (records before session 24), where the
+    direction of the change cannot flip it (a deployed reach policy under a margin >= 0, a refused one under a
+    margin <= 0). Otherwise the run must be re-deployed to know."""
+    saved = record.get("penalty_choice")
+    if not saved or saved.get("reach_excess_points") is None:
+        return True
+    reach_deployed = saved["deployed_penalty"] == saved["reach_penalty"]
+    members = saved.get("reach_excess_members_points")
+    if not members:
+        return margin >= 0 if reach_deployed else margin <= 0
+    today = PenaltyChoice(
+        saved["deployed_penalty"],
+        saved["reach_penalty"],
+        {},
+        threshold=record["config"]["drift_threshold"],
+        reach_excess=saved["reach_excess_points"],
+        reach_excess_members=tuple(members),
+        model_margin=margin,
+    )
+    return (saved["reach_excess_points"] <= today.reach_bar) == reach_deployed
 
 
 def changed_fields(saved: dict, config) -> list[str]:

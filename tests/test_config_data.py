@@ -104,7 +104,10 @@ def test_a_reach_penalty_is_checked_and_dropped_where_there_is_nothing_to_choose
     assert TrainConfig(lsi_reach_penalty=None, reach_weak_anchor_only=True) == one
     assert TrainConfig(lsi_anchor_penalty=0.0).reach_weak_anchor_only is False
     # the reach check's allowance for the model's spread: finite, and nothing without a reach check
-    assert TrainConfig().reach_model_margin == 0.0 and TrainConfig(reach_model_margin=-1.0).reach_model_margin == -1.0
+    assert TrainConfig().reach_model_margin == 2.0 and TrainConfig(reach_model_margin=-1.0).reach_model_margin == -1.0
+    # a config saved before the margin existed deployed at the threshold alone
+    saved = {k: v for k, v in TrainConfig().to_dict().items() if k != "reach_model_margin"}
+    assert TrainConfig.from_saved(saved).reach_model_margin == 0.0
     assert TrainConfig(lsi_reach_penalty=None, reach_model_margin=2.0) == one
     assert TrainConfig(reach_check_horizon=0, reach_model_margin=2.0).reach_model_margin == 0.0
     with pytest.raises(ValueError, match="reach_model_margin must be a finite number"):

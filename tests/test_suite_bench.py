@@ -262,6 +262,33 @@ def test_the_readme_table_shows_todays_records_and_says_what_is_not_run():
     assert "99.0" not in medium  # kappa 1: not the reach fields alone
 
 
+def test_a_record_stays_current_under_a_new_reach_margin_only_where_it_deploys_the_same_policy():
+    margin = suite_bench.job_config("spar", 100, 0).reach_model_margin
+    assert margin == 2.0  # today's default (session 25)
+
+    def spar(excess, deployed_reach, members=None, recorded_margin=None):
+        config = suite_bench.job_config("spar", 100, 0).to_dict()
+        if recorded_margin is None:
+            del config["reach_model_margin"]  # written before the field existed: 0
+        else:
+            config["reach_model_margin"] = recorded_margin
+        choice = {"deployed_penalty": 0.0 if deployed_reach else 0.25, "reach_penalty": 0.0}
+        choice |= {"reach_excess_points": excess, "reach_excess_members_points": members}
+        return {**record("spar/hopper/medium-replay-v0", "spar", 0, 90.0), "config": config, "penalty_choice": choice}
+
+    assert not suite_bench.stale(spar(0.8, True))  # reach deployed at the threshold alone: a wider bar keeps it
+    assert suite_bench.stale(spar(6.1, False))  # refused without members: another margin might deploy it
+    assert not suite_bench.stale(spar(None, False))  # the reach check never ran: nothing to decide
+    apart = [1.23, 3.43, 0.0, 2.47, 0.98]  # hopper medium-replay seed 1 (session 25): s.e. 0.60
+    assert suite_bench.stale(spar(2.99, False, apart))  # 2.99 <= 2 + 2 x 0.60: deployed today, so re-deploy
+    assert not suite_bench.stale(spar(8.6, False, [8.0, 9.0, 8.5, 9.5, 8.0]))  # refused at either margin
+    assert not suite_bench.stale(spar(2.99, True, apart, recorded_margin=2.0))  # today's margin itself
+    assert suite_bench.record_changes(spar(6.1, False)) == ["reach_model_margin"]
+    # a stricter margin might refuse a reach policy deployed without members, and keeps a refused one refused
+    assert not suite_bench.same_reach_decision(spar(0.8, True), -1.0)
+    assert suite_bench.same_reach_decision(spar(6.1, False), -1.0)
+
+
 def test_the_alternative_rectifier_is_scored_at_its_own_alpha_on_the_same_episodes(tmp_path, monkeypatch):
     import dataclasses
 
