@@ -6,11 +6,12 @@ Usage:
 Reads the harness's records (`suite_bench.py full` writes them) of runs that trained a reach policy, measured
 its reach check through each dynamics member alone (`reach_excess_members_points`, since session 24) and
 evaluated both latent policies in the env (the deployed one, and the other as `alternative`). For every margin
-z it re-applies `drift.choose_penalty` to the recorded numbers (the reach policy is refused when its excess
-exceeds drift_threshold + z standard errors of the members) and reads off the env's verdict on the policy that
-margin deploys: normalised score, the share of steps off the data's (state, action) support and of states off
-the data's states. No training, no env: the decision of a margin is exactly what `spar train` would make from
-the same checks. Writes benchmarks/results/reach_margin.json.
+z it re-applies the one condition of `drift.choose_penalty` that the margin moves (`PenaltyChoice.reach_within`:
+the reach policy is refused when its excess exceeds drift_threshold + z standard errors of the members) to the
+recorded numbers and reads off the env's verdict on the policy that margin deploys: normalised score, the share
+of steps off the data's (state, action) support and of states off the data's states. No training, no env: the
+decision of a margin is exactly what `spar train` would make from the same checks. Writes
+benchmarks/results/reach_margin.json.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import suite_bench
-
-from spar_rectify.drift import AlphaChoice, DriftReport, choose_penalty
 
 DEFAULT_RESULTS = [suite_bench.RESULTS / "suite_full.json", suite_bench.RESULTS / "suite_full_reach_evidence.json"]
 VERDICT = ("normalized_score", "support_violation_rate", "state_violation_rate")
@@ -56,28 +55,11 @@ def measured_runs(paths: list[Path]) -> list[dict]:
 
 
 def decide(penalty: dict, margin: float) -> str:
-    """ "reach" or "penalised": what `choose_penalty` deploys from a record's checks at this margin."""
-    reach, penalised = (
-        penalty["reach_penalty"],
-        next(float(k) for k in penalty["rectifiers"] if float(k) != penalty["reach_penalty"]),
-    )
-
-    def choice(kappa: float) -> AlphaChoice:
-        saved = penalty["rectifiers"][f"{kappa:g}"]
-        return AlphaChoice(saved["alpha"], {}, saved["threshold_points"], DriftReport({}, {}, 0, 0, 0.0))
-
-    chosen = choose_penalty(
-        {penalised: choice(penalised), reach: choice(reach)},
-        reach=reach,
-        anchor_advantage=penalty.get("anchor_advantage"),
-        weak_anchor_only=penalty.get("weak_anchor_only", False),
-        reach_excess=penalty["reach_excess_points"],
-        reach_horizon=penalty.get("reach_horizon", 0),
-        threshold=penalty["rectifiers"][f"{reach:g}"]["threshold_points"],
-        reach_excess_members=penalty["reach_excess_members_points"],
-        model_margin=margin,
-    )
-    return "reach" if chosen.deployed == reach else "penalised"
+    """ "reach" or "penalised": what `choose_penalty` deploys from a record's checks at this margin. The records read
+    here all measured the reach check, i.e. the reach policy passed the rule's first two conditions; the margin
+    moves only the third (`suite_bench.reach_passes`)."""
+    threshold = penalty["rectifiers"][f"{penalty['reach_penalty']:g}"]["threshold_points"]
+    return "reach" if suite_bench.reach_passes(penalty, threshold, margin) else "penalised"
 
 
 def study(runs: list[dict], margins: list[float]) -> dict:

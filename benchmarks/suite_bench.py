@@ -492,16 +492,22 @@ def same_reach_decision(record: dict, margin: float) -> bool:
     members = saved.get("reach_excess_members_points")
     if not members:
         return margin >= 0 if reach_deployed else margin <= 0
-    today = PenaltyChoice(
+    return reach_passes(saved, record["config"]["drift_threshold"], margin) == reach_deployed
+
+
+def reach_passes(saved: dict, threshold: float, margin: float) -> bool:
+    """Whether a recorded reach check (a record's `penalty_choice`) passes `choose_penalty`'s third condition at
+    reach_model_margin `margin` (`PenaltyChoice.reach_within`)."""
+    members = saved.get("reach_excess_members_points")
+    return PenaltyChoice(
         saved["deployed_penalty"],
         saved["reach_penalty"],
         {},
-        threshold=record["config"]["drift_threshold"],
+        threshold=threshold,
         reach_excess=saved["reach_excess_points"],
-        reach_excess_members=tuple(members),
+        reach_excess_members=tuple(members) if members else None,
         model_margin=margin,
-    )
-    return (saved["reach_excess_points"] <= today.reach_bar) == reach_deployed
+    ).reach_within
 
 
 def changed_fields(saved: dict, config) -> list[str]:

@@ -455,6 +455,12 @@ def _members_se(members: Sequence[float] | None) -> float | None:
     return float(np.std(finite, ddof=1) / math.sqrt(len(finite)))
 
 
+def member_starts(starts: int, members: int) -> int:
+    """Start states for each dynamics member's own check: a share of `starts` (at least 10), so that the members'
+    checks together cost about one more check."""
+    return max(10, starts // members)
+
+
 def _bar(threshold: float, margin: float, se: float | None) -> float:
     """The most excess still within: threshold + margin * se (the threshold alone without an se or a margin)."""
     return threshold + (margin * se if se is not None and margin else 0.0)
@@ -584,7 +590,7 @@ def choose_alpha(
     excess = {a: report.excess(f"alpha {a:g}") for a in tried}
     apart = None
     if members:
-        share = max(10, starts // model.members)
+        share = member_starts(starts, model.members)
         reports = [drift_check(policies, data, model, share, horizon, seed, member=k) for k in range(model.members)]
         apart = {a: tuple(r.excess(f"alpha {a:g}") for r in reports) for a in tried}
     choice = AlphaChoice(0.0, excess, threshold, report, apart, float(model_margin))
@@ -636,6 +642,11 @@ class PenaltyChoice:
         """The most reach_excess still deployed: threshold + model_margin * reach_model_se (the threshold alone
         where the members were not measured or model_margin is 0)."""
         return _bar(self.threshold, self.model_margin, self.reach_model_se)
+
+    @property
+    def reach_within(self) -> bool:
+        """`choose_penalty`'s third condition: reach_excess not measured, or at most reach_bar."""
+        return self.reach_excess is None or self.reach_excess <= self.reach_bar
 
     def to_dict(self) -> dict:
         members = self.reach_excess_members
@@ -749,8 +760,7 @@ def choose_penalty(
         None if reach_excess_members is None else tuple(float(x) for x in reach_excess_members),
         float(model_margin),
     )
-    keep = reach_eligible(choices[reach], anchor_advantage, weak_anchor_only)
-    keep = keep and (reach_excess is None or reach_excess <= choice.reach_bar)
+    keep = reach_eligible(choices[reach], anchor_advantage, weak_anchor_only) and choice.reach_within
     return choice if keep else replace(choice, deployed=other)
 
 

@@ -39,7 +39,8 @@ def bf16_status() -> dict:
             "matrix products stay float32",
         }
     reason = "bf16 matrix products on this CPU's bf16 units (float32 accumulation)"
-    if "avx512_bf16" in cpu_flags() and "amx_bf16" not in cpu_flags():
+    flags = cpu_flags()
+    if "avx512_bf16" in flags and "amx_bf16" not in flags:
         reason += (
             "; this CPU has AVX512-BF16 but no AMX, where whole gradient steps measured no faster than "
             "float32 (AMD family 25, per CPU-second: IQL 0.85x, SPAR 0.94x; "

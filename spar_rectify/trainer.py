@@ -377,7 +377,7 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
             # the same through each member alone: how far the model's own fit moves the excess (the allowance of
             # reach_model_margin). Each from a share of the starts, so that all of them together cost one more
             # check (the support's nearest-neighbour search over the data's states dominates each check's time)
-            share = max(10, REACH_CHECK_STARTS // model.members)
+            share = drift.member_starts(REACH_CHECK_STARTS, model.members)
             members = [compared(k, share).excess("reach", "penalised") for k in range(model.members)]
         penalty = drift.choose_penalty(
             {config.lsi_anchor_penalty: chosen, config.lsi_reach_penalty: reach_choice},
