@@ -30,13 +30,20 @@ VERDICT = ("normalized_score", "support_violation_rate", "state_violation_rate")
 
 def measured_runs(paths: list[Path]) -> list[dict]:
     """The records whose reach check ran through each member alone and whose two latent policies both have an
-    env verdict, one entry per (file, dataset, method, seed), with both verdicts side by side."""
-    runs = []
+    env verdict, with both verdicts side by side. One trained run re-deployed into a second file (session 25's
+    reach-evidence runs, re-deployed into the table) counts once: the first file's record of the same (dataset,
+    method, seed) with the same reach check is kept."""
+    runs, seen = [], set()
     for path in paths:
         for record in json.loads(path.read_text())["runs"]:
             penalty, other = record.get("penalty_choice"), record.get("alternative")
             if not penalty or not other or not penalty.get("reach_excess_members_points"):
                 continue
+            run = (record["dataset"], record["method"], record["seed"], penalty["reach_excess_points"])
+            run += tuple(penalty["reach_excess_members_points"])
+            if run in seen:
+                continue
+            seen.add(run)
             reach_deployed = penalty["deployed_penalty"] == penalty["reach_penalty"]
             deployed = {k: record[k] for k in VERDICT}
             alternative = {k: other[k] for k in VERDICT}

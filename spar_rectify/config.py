@@ -303,9 +303,9 @@ class SPARSettings:
     model could move the excess (hopper medium-replay seed 3: members +5.0, -0.9, +1.8, +9.3, -4.7, so u 2.4
     against a 2-point threshold). The reach policy is refused when its excess exceeds drift_threshold +
     reach_model_margin * u: only an excess the model resolves above the threshold refuses it. 2 (the default
-    since session 25): on the four runs measured with members and both policies in the env, the one refusal
+    since session 25): on the five runs measured with members and both policies in the env, the one refusal
     at 0 (hopper medium-replay seed 1, +2.99 with u 0.60) kept a policy that scored 50.5 at 1.2% violations /
-    3.7% of states off the data over one that scored 98.1 at 0.0% / 3.2%; at 2 all four deploy the reach
+    3.7% of states off the data over one that scored 98.1 at 0.0% / 3.2%; at 2 all five deploy the reach
     policy (`benchmarks/reach_margin.py`, benchmarks/README.md). 0: the threshold alone (before session 25);
     negative: deployed only when the model is sure it stays within the threshold."""
 

@@ -61,6 +61,16 @@ def test_each_margin_deploys_what_the_rule_would_and_reads_that_policys_verdict(
     assert result["runs"][1]["reach_model_se_points"] == pytest.approx(1.95, abs=0.01)
 
 
+def test_a_run_recorded_in_two_files_counts_once(tmp_path):
+    run = record(1, 5.0, [0.0, 10.0, 2.0, 9.0, 4.0], False, 96.0, 50.0)
+    other_seed = record(2, 5.0, [0.0, 10.0, 2.0, 9.0, 4.0], False, 96.0, 50.0)
+    first, second = tmp_path / "evidence.json", tmp_path / "suite.json"
+    first.write_text(json.dumps({"tier": "full", "runs": [run]}))
+    second.write_text(json.dumps({"tier": "full", "runs": [run, other_seed]}))
+    runs = reach_margin.measured_runs([first, second])
+    assert [(r["file"], r["seed"]) for r in runs] == [("evidence.json", 1), ("suite.json", 2)]
+
+
 def test_no_measured_run_is_a_clear_error(tmp_path):
     results = tmp_path / "suite.json"
     results.write_text(json.dumps({"tier": "full", "runs": []}))
