@@ -7,17 +7,20 @@ Usage:
 Each method runs in its own subprocess, on one thread, at batch 256 with 256x256 networks, on a
 synthetic dataset of HalfCheetah's size (obs 17, act 6; the values do not matter for speed).
 Each rate is the median of five timed windows, and the methods take turns over `--rounds`
-rounds (median over rounds). SPAR is timed in its full step (critic + Latent Self-Imitation: the most
-expensive stage) and,
-separately, in its first stage (critic + CVAE) and (`spar:reach`) in its full step with the second latent
-policy of `lsi_reach_penalty`, and (`spar:drift`) with `drift_penalty`'s off-data value (its TD step;
+rounds (median over rounds). SPAR is timed in its full step at today's defaults (critic + Latent
+Self-Imitation of mu and of the reach policy beside it, `lsi_reach_penalty=0` since session 21: the most
+expensive stage) and, separately, in its first stage (`spar:cvae`: critic + CVAE), with one latent policy
+(`spar:single`: `lsi_reach_penalty=None`, the step before session 21; session 16's `spar:reach`, timed when one
+policy was the default, is today's `spar`), and (`spar:drift`) with `drift_penalty`'s off-data value (its TD step;
 the model rollouts it refreshes every 1,000 steps fall outside the timed windows). `iql-reference` is a
 minimal hand-written IQL step (no framework: plain modules and losses, same sizes) timed beside them,
 the yardstick that says how much the kit's own IQL costs over the bare arithmetic on the same machine at the same time.
 Achieved GFLOP/s per method: the floating-point operations of one update (matrix products,
 forward and backward, counted by `torch.utils.flop_counter` over 6 steps, which spans SPAR's
-`lsi_every` and TD3+BC's `policy_freq`) times steps/s. `--mkl both` (default) times every method
-with MKL's Intel code path on and off (`SPAR_MKL_INTEL_PATH`, see `spar_rectify.mkl`), interleaved,
+`lsi_every` and TD3+BC's `policy_freq`) times steps/s. `--profile N` also profiles N steps of each method
+(`torch.profiler`, after the timing) and records the operators' shares of the CPU time (the top ones, per
+method: where a step's time goes, e.g. matrix products against elementwise work). `--mkl both` (default) times
+every method with MKL's Intel code path on and off (`SPAR_MKL_INTEL_PATH`, see `spar_rectify.mkl`), interleaved,
 and reports the speed-up; `on` / `off` time one setting. `--matmul both` times every method with float32 and with bf16
 matrix products in the gradient steps (`TrainConfig.fast_matmul`, see `spar_rectify.matmul`;
 a no-op on CPUs without bf16 units), interleaved the same way, and reports that speed-up.
@@ -37,7 +40,9 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 OBS_DIM, ACT_DIM = 17, 6
-METHODS = ("bc", "td3bc", "iql", "spar", "spar:cvae", "spar:reach", "spar:drift", "iql-reference")
+METHODS = ("bc", "td3bc", "iql", "spar", "spar:cvae", "spar:single", "spar:drift", "iql-reference")
+#: Operators kept per method by --profile, by their share of the profiled CPU time.
+PROFILE_TOP = 12
 
 
 def reference_iql_steps(obs, action, reward, next_obs, not_done):
@@ -119,7 +124,45 @@ def flops_per_step(step, steps: int = 6) -> float:
     return counter.get_total_flops() / steps
 
 
-def run_one(method: str, transitions: int, steps: int, fast_matmul: bool = False) -> dict:
+def op_shares(step, steps: int, top: int = PROFILE_TOP) -> list[dict]:
+    """Where `steps` calls of `step` spend their CPU time (`torch.profiler`): the `top` operators by self CPU
+    time, each with its share of the total, its calls per step and its mean microseconds per call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops) or 1.0
+    return [
+        {
+            "op": e.key,
+            "share": round(e.self_cpu_time_total / total, 4),
+            "calls_per_step": round(e.count / steps, 2),
+            "us_per_call": round(e.self_cpu_time_total / max(e.count, 1), 1),
+        }
+        for e in ops[:top]
+    ]
+
+
+def method_config(method: str, fast_matmul: bool = False):
+    """The `TrainConfig` timed for a METHODS entry: the method's defaults; for SPAR, straight at the stage timed
+    (`spar`: the full step at today's defaults; `spar:cvae` the first stage; `spar:single` the full step with
+    one latent policy; `spar:drift` with drift_penalty)."""
+    from spar_rectify.config import TrainConfig
+
+    algo, stage = (method.split(":") + ["full"])[:2]
+    extra = {
+        "full": {"manifold_fraction": 0.0, "fit_fraction": 0.0},
+        "cvae": {"manifold_fraction": 0.99, "fit_fraction": 0.0},
+        "single": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "lsi_reach_penalty": None},
+        # the model's fit is a one-off before training, not a step cost: kept short here
+        "drift": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "drift_penalty": 1.0, "drift_model_steps": 200},
+    }[stage]
+    return TrainConfig(algo=algo, steps=10**7, fast_matmul=fast_matmul, **(extra if algo == "spar" else {}))
+
+
+def run_one(method: str, transitions: int, steps: int, fast_matmul: bool = False, profile_steps: int = 0) -> dict:
     import numpy as np
 
     import spar_rectify  # before torch: MKL's fast path, when SPAR_MKL_INTEL_PATH allows it
@@ -129,7 +172,6 @@ def run_one(method: str, transitions: int, steps: int, fast_matmul: bool = False
     from gymnasium import spaces
 
     from spar_rectify import BCPolicy
-    from spar_rectify.config import TrainConfig
     from spar_rectify.data import from_arrays
     from spar_rectify.matmul import bf16_status
     from spar_rectify.trainer import Trainer
@@ -162,29 +204,26 @@ def run_one(method: str, transitions: int, steps: int, fast_matmul: bool = False
             t(~done),
         )
         rate, cpu_rate = timed(step, steps)
+        gflops = round(rate * flops_per_step(step) / 1e9, 1)
+        profiled = {"profile": op_shares(step, profile_steps)} if profile_steps else {}
         return {
             "steps_per_s": round(rate, 1),
             "steps_per_cpu_s": round(cpu_rate, 1),
-            "gflops": round(rate * flops_per_step(step) / 1e9, 1),
+            "gflops": gflops,
             "mkl_intel_path": spar_rectify.mkl.status()["active"],
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            **profiled,
         }
     del obs
-    algo, stage = (method.split(":") + ["full"])[:2]
-    extra = {
-        "full": {"manifold_fraction": 0.0, "fit_fraction": 0.0},
-        "cvae": {"manifold_fraction": 0.99, "fit_fraction": 0.0},
-        "reach": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "lsi_reach_penalty": 0.0},
-        # the model's fit is a one-off before training, not a step cost: kept short here
-        "drift": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "drift_penalty": 1.0, "drift_model_steps": 200},
-    }[stage]
-    config = TrainConfig(algo=algo, steps=10**7, fast_matmul=fast_matmul, **(extra if algo == "spar" else {}))
+    config = method_config(method, fast_matmul)
+    algo = config.algo
     anchor = BCPolicy(obs_space, act_space) if algo == "spar" else None
     trainer = Trainer(config, data, anchor)
     fit = trainer.fit()
     # Five timed windows; the median window resists the load of whatever else runs on the machine.
     rate, cpu_rate = timed(lambda: next(fit), steps)
     flops = flops_per_step(lambda: next(fit))
+    profiled = {"profile": op_shares(lambda: next(fit), profile_steps)} if profile_steps else {}
     return {
         "steps_per_s": round(rate, 1),
         "steps_per_cpu_s": round(cpu_rate, 1),
@@ -193,6 +232,7 @@ def run_one(method: str, transitions: int, steps: int, fast_matmul: bool = False
         "mkl_intel_path": spar_rectify.mkl.status()["active"],
         "fast_matmul": fast_matmul and bf16_status()["available"],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **profiled,
     }
 
 
@@ -218,8 +258,9 @@ def main() -> None:
         nargs="+",
         default=list(METHODS),
         choices=METHODS,
-        help="methods to time (default: all); spar:cvae is SPAR's first stage, spar:reach its full step with a "
-        "second latent policy (lsi_reach_penalty=0), spar:drift its full step with drift_penalty=1",
+        help="methods to time (default: all); spar is SPAR's full step at today's defaults (mu and the reach "
+        "policy), spar:cvae its first stage, spar:single its full step with one latent policy "
+        "(lsi_reach_penalty=None), spar:drift its full step with drift_penalty=1",
     )
     parser.add_argument(
         "--mkl",
@@ -233,12 +274,22 @@ def main() -> None:
         default="both",
         help="matrix products of the gradient steps (TrainConfig.fast_matmul): float32, bf16, or both (interleaved)",
     )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also profile N steps of each method after timing it (torch.profiler) and record the top operators' "
+        "shares of the CPU time (0: off)",
+    )
     parser.add_argument("--only", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--fast-matmul", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS / "train_throughput.json"))
     args = parser.parse_args()
+    if args.profile < 0:
+        parser.error(f"--profile {args.profile}: give a number of steps >= 0 (0: no profile)")
     if args.only:
-        print(json.dumps(run_one(args.only, args.transitions, args.steps, args.fast_matmul)))
+        print(json.dumps(run_one(args.only, args.transitions, args.steps, args.fast_matmul, args.profile)))
         return
     import numpy as np
 
@@ -256,10 +307,12 @@ def main() -> None:
                 mkl, matmul = setting
                 env = {**os.environ, "SPAR_MKL_INTEL_PATH": "1" if mkl == "on" else "0"}
                 command = [sys.executable, __file__, "--only", method, "--transitions", str(args.transitions)]
-                command += ["--steps", str(args.steps)] + (["--fast-matmul"] if matmul == "bf16" else [])
+                command += ["--steps", str(args.steps), "--profile", str(args.profile)]
+                command += ["--fast-matmul"] if matmul == "bf16" else []
                 out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
                 rounds[(method, setting)].append(json.loads(out.stdout.strip().splitlines()[-1]))
-                print(f"round {r + 1}: {method} mkl {mkl} matmul {matmul} {rounds[(method, setting)][-1]}", flush=True)
+                shown = {k: v for k, v in rounds[(method, setting)][-1].items() if k != "profile"}
+                print(f"round {r + 1}: {method} mkl {mkl} matmul {matmul} {shown}", flush=True)
 
     def summary(setting: tuple) -> dict:
         out = {}
@@ -277,6 +330,8 @@ def main() -> None:
             }
             if "gflop_per_step" in v[0]:
                 out[m]["gflop_per_step"] = v[0]["gflop_per_step"]
+            if "profile" in v[-1]:
+                out[m]["profile_last_round"] = v[-1]["profile"]
         return out
 
     primary = summary(settings[0])
@@ -297,8 +352,8 @@ def main() -> None:
     }
     if "spar:cvae" in primary:
         result["spar_stage1_cvae"] = primary["spar:cvae"]
-    if "spar:reach" in primary:
-        result["spar_with_reach_policy"] = primary["spar:reach"]
+    if "spar:single" in primary:
+        result["spar_one_latent_policy"] = primary["spar:single"]
     if "spar:drift" in primary:
         result["spar_with_drift_penalty"] = primary["spar:drift"]
     if "iql-reference" in primary:
