@@ -13,7 +13,10 @@ the share of steps where the policy is somewhere the data never went, whatever t
 With `--tune-episodes N`, alpha is also chosen as a user would choose it (`spar tune-alpha`: the
 best mean return over N episodes from seed 20000) and the chosen alpha's row on the reported
 episodes is recorded under `tuned.held_out`: a score with no selection on the reported seeds.
-Writes `results/alpha_sweep_<env>_<kind>_<method>_seed<seed>.{json,png}`.
+`--which alternative` sweeps the latent policy the drift check did not deploy (`rectifier-alternative/`).
+The result carries the run's own offline checks (`auto_alpha`, `penalty_choice` from its summary.json), so
+that `benchmarks/alpha_margin.py` can tell which harness record it belongs to.
+Writes `results/alpha_sweep_<env>_<kind>_<method>_seed<seed>[_<tag>][_alternative].{json,png}`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ def main(argv=None) -> None:
     parser.add_argument("--work", default=str(HERE / "_work"))
     parser.add_argument("--tag", default="", help="suffix of the result file names (e.g. a variant's name)")
     parser.add_argument(
+        "--which",
+        choices=("deployed", "alternative"),
+        default="deployed",
+        help="the run's deployed rectifier, or (with lsi_reach_penalty) the latent policy the drift check did not "
+        "deploy (rectifier-alternative/); the file name then ends in _alternative",
+    )
+    parser.add_argument(
         "--tune-episodes",
         type=int,
         default=0,
@@ -53,10 +63,11 @@ def main(argv=None) -> None:
 
     from spar_rectify import RectifiedPolicy
     from spar_rectify.data import load_minari
+    from spar_rectify.trainer import ALTERNATIVE
 
     torch.set_num_threads(1)
     run = Path(args.work) / args.tier / args.dataset.replace("/", "_") / args.method / f"seed{args.seed}"
-    rectifier = run / "rectifier"
+    rectifier = run / ("rectifier" if args.which == "deployed" else ALTERNATIVE)
     if not (rectifier / "rectifier.json").is_file():
         raise SystemExit(
             f"no trained rectifier at {rectifier}: run benchmarks/suite_bench.py {args.tier} "
@@ -87,11 +98,17 @@ def main(argv=None) -> None:
         held_out = next(r for r in rows if r["alpha"] == sweep.best_alpha)
         tuned = {"tuned": {**sweep.to_dict(), "held_out": held_out}}
         print(sweep.table(), "\nheld out at the pick:", json.dumps(held_out), flush=True)
+    # The run's own offline checks, as its record carries them: what ties this sweep to that record
+    # (benchmarks/alpha_margin.py), since a run folder can be retrained under the same name.
+    summary = run / "summary.json"
+    saved = json.loads(summary.read_text()) if summary.is_file() else {}
+    checks = {k: v for k, v in saved.items() if k in ("auto_alpha", "penalty_choice")}
+    which = "" if args.which == "deployed" else "_alternative"
     env_kind = "_".join(args.dataset.split("/")[1:]).removesuffix("-v0")
     out = (
         HERE
         / "results"
-        / f"alpha_sweep_{env_kind}_{args.method}_seed{args.seed}{'_' + args.tag if args.tag else ''}.json"
+        / f"alpha_sweep_{env_kind}_{args.method}_seed{args.seed}{'_' + args.tag if args.tag else ''}{which}.json"
     )
     out.write_text(
         json.dumps(
@@ -101,8 +118,11 @@ def main(argv=None) -> None:
                 "seed": args.seed,
                 "tier": args.tier,
                 "episodes": args.episodes,
+                "tag": args.tag,
+                "which": args.which,
                 "rows": rows,
                 **tuned,
+                **checks,
                 "command": "python benchmarks/alpha_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv),
             },
             indent=2,

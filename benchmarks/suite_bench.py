@@ -41,7 +41,7 @@ from pathlib import Path
 import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
 from spar_rectify.algos import training_fields
 from spar_rectify.config import DEPLOYMENT_FIELDS, saved_settings
-from spar_rectify.drift import PenaltyChoice
+from spar_rectify.drift import AlphaChoice, PenaltyChoice
 from spar_rectify.sweep import run_jobs
 from spar_rectify.trainer import ALTERNATIVE
 
@@ -508,6 +508,19 @@ def reach_passes(saved: dict, threshold: float, margin: float) -> bool:
         reach_excess_members=tuple(members) if members else None,
         model_margin=margin,
     ).reach_within
+
+
+def alpha_at_margin(check: dict, margin: float) -> float | None:
+    """The offline alpha a recorded alpha check (`AlphaChoice.to_dict()`: a record's `auto_alpha`, or a rectifier
+    of its `penalty_choice`) gives at alpha_model_margin `margin`, by the kit's own rule
+    (`AlphaChoice.offline_alpha`); None where a non-zero margin needs per-member excesses the check did not
+    record (checks before session 25)."""
+    members = check.get("excess_members_points")
+    if margin and not members:
+        return None
+    excess = {float(a): e for a, e in check["excess_points"].items()}
+    apart = {float(a): tuple(x for x in m if x is not None) for a, m in (members or {}).items()} or None
+    return AlphaChoice(0.0, excess, check["threshold_points"], None, apart, float(margin)).offline_alpha()
 
 
 def changed_fields(saved: dict, config) -> list[str]:

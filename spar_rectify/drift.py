@@ -504,6 +504,13 @@ class AlphaChoice:
         """The most excess at `alpha` that counts as not drifting: threshold + model_margin * model_se(alpha)."""
         return _bar(self.threshold, self.model_margin, self.model_se(alpha))
 
+    def offline_alpha(self) -> float:
+        """The rule of `choose_alpha`: the largest tried alpha whose excess is within its `bar`; 0 (the base
+        policy) when none is. With the `alpha` field left aside, the decision can be re-made from recorded
+        excesses under another threshold or margin (`replace(choice, model_margin=z).offline_alpha()`)."""
+        within = [a for a in sorted(self.excess, reverse=True) if self.excess[a] <= self.bar(a)]
+        return within[0] if within else 0.0
+
     def to_dict(self) -> dict:
         out = {
             "alpha": self.alpha,
@@ -594,8 +601,7 @@ def choose_alpha(
         reports = [drift_check(policies, data, model, share, horizon, seed, member=k) for k in range(model.members)]
         apart = {a: tuple(r.excess(f"alpha {a:g}") for r in reports) for a in tried}
     choice = AlphaChoice(0.0, excess, threshold, report, apart, float(model_margin))
-    within = [a for a in tried if excess[a] <= choice.bar(a)]
-    return replace(choice, alpha=within[0] if within else 0.0)
+    return replace(choice, alpha=choice.offline_alpha())
 
 
 @dataclass
