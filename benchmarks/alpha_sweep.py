@@ -13,10 +13,11 @@ the share of steps where the policy is somewhere the data never went, whatever t
 With `--tune-episodes N`, alpha is also chosen as a user would choose it (`spar tune-alpha`: the
 best mean return over N episodes from seed 20000) and the chosen alpha's row on the reported
 episodes is recorded under `tuned.held_out`: a score with no selection on the reported seeds.
-`--which alternative` sweeps the latent policy the drift check did not deploy (`rectifier-alternative/`).
+`--which alternative` sweeps the latent policy the drift check did not deploy (`rectifier-alternative/`);
+`--ungated` evaluates without the critic gate (the whole scaled residual on every step).
 The result carries the run's own offline checks (`auto_alpha`, `penalty_choice` from its summary.json), so
 that `benchmarks/alpha_margin.py` can tell which harness record it belongs to.
-Writes `results/alpha_sweep_<env>_<kind>_<method>_seed<seed>[_<tag>][_alternative].{json,png}`.
+Writes `results/alpha_sweep_<env>_<kind>_<method>_seed<seed>[_<tag>][_alternative][_ungated].{json,png}`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def main(argv=None) -> None:
         "deploy (rectifier-alternative/); the file name then ends in _alternative",
     )
     parser.add_argument(
+        "--ungated",
+        action="store_true",
+        help="without the critic gate (the whole scaled residual on every step, SPARRectifierWrapper(gate=False)); "
+        "the file name then ends in _ungated",
+    )
+    parser.add_argument(
         "--tune-episodes",
         type=int,
         default=0,
@@ -57,6 +64,8 @@ def main(argv=None) -> None:
         "from seed 20000, apart from the reported ones) and report the pick's held-out row",
     )
     args = parser.parse_args(argv)
+    if args.ungated and args.tune_episodes:
+        parser.error("--ungated with --tune-episodes: spar tune-alpha picks for the deployed (gated) policy; drop one")
 
     import torch
     from suite_bench import SUITE, SuiteSupport, anchor_policy, rollouts
@@ -78,7 +87,7 @@ def main(argv=None) -> None:
     support = SuiteSupport(data)  # the state-only rate: the policy went where the data never was
     rows = []
     for alpha in args.alphas:
-        policy = RectifiedPolicy(anchor, rectifier, alpha=alpha)
+        policy = RectifiedPolicy(anchor, rectifier, alpha=alpha, gate=False if args.ungated else None)
         returns, obs, actions = rollouts(policy, data.env_spec.id, args.episodes)
         rows.append(
             {
@@ -103,7 +112,7 @@ def main(argv=None) -> None:
     summary = run / "summary.json"
     saved = json.loads(summary.read_text()) if summary.is_file() else {}
     checks = {k: v for k, v in saved.items() if k in ("auto_alpha", "penalty_choice")}
-    which = "" if args.which == "deployed" else "_alternative"
+    which = ("" if args.which == "deployed" else "_alternative") + ("_ungated" if args.ungated else "")
     env_kind = "_".join(args.dataset.split("/")[1:]).removesuffix("-v0")
     out = (
         HERE
@@ -120,6 +129,7 @@ def main(argv=None) -> None:
                 "episodes": args.episodes,
                 "tag": args.tag,
                 "which": args.which,
+                "gate": not args.ungated,
                 "rows": rows,
                 **tuned,
                 **checks,

@@ -562,6 +562,7 @@ def choose_alpha(
     seed: int = 0,
     members: bool = False,
     model_margin: float = 0.0,
+    gate: bool | None = None,
 ) -> AlphaChoice:
     """The largest of `alphas` whose rectified policy (critic gate as deployed) drifts off the data's
     states at most `threshold` percentage points more than `base` (`drift_check`); 0 when none does.
@@ -581,6 +582,8 @@ def choose_alpha(
         model_margin: with members, an alpha counts as not drifting when its excess is at most threshold +
             model_margin standard errors of its per-member excesses (TrainConfig.alpha_model_margin); 0: the
             threshold alone.
+        gate: the rectified policy's critic gate (`RectifiedPolicy`); None: as deployed (on when the rectifier
+            carries its critic), False: the policy checked ungated.
     """
     tried = sorted({check_alpha(a) for a in alphas}, reverse=True)
     if not tried:
@@ -592,7 +595,9 @@ def choose_alpha(
     if model_margin and not members:
         raise ValueError(f"model_margin={model_margin} needs members=True: the margin is in the members' spread")
     policies = {"base": base}
-    policies |= {f"alpha {a:g}": RectifiedPolicy(base, rectifier, alpha=a, check_anchor=False) for a in tried}
+    policies |= {
+        f"alpha {a:g}": RectifiedPolicy(base, rectifier, alpha=a, check_anchor=False, gate=gate) for a in tried
+    }
     report = drift_check(policies, data, model, starts, horizon, seed)
     excess = {a: report.excess(f"alpha {a:g}") for a in tried}
     apart = None

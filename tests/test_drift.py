@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from spar_rectify.drift import (
     rollout_draws,
 )
 from spar_rectify.spaces import ActionScaler
+from tests.helpers import make_checkpoint
 from tests.helpers_data import point_data
 
 SMALL = dict(members=3, steps=600, hidden=(64, 64))
@@ -227,6 +229,14 @@ def test_choose_alpha_keeps_the_largest_alpha_within_the_threshold(monkeypatch, 
     for bad, words in (({"alphas": (1.5,)}, "alpha must be in"), ({"threshold": -1}, "threshold=-1")):
         with pytest.raises(ValueError, match=words):
             choose_alpha(point_anchor, point_checkpoint, data, None, **bad)
+    # the gate as deployed (on where the rectifier carries its critic), or checked ungated
+    with_critic = make_checkpoint(
+        point_checkpoint.observation_space, point_checkpoint.action_space, point_anchor, critic=True
+    )
+    for gate, expected in ((None, True), (False, False)):
+        seen.clear()
+        assert choose_alpha(point_anchor, with_critic, data, None, gate=gate).alpha == 0.5
+        assert [p.corrector.gate for n, p in seen.items() if n != "base"] == [expected] * 4
 
 
 def test_choose_alpha_records_each_member_and_allows_for_their_spread(
@@ -266,6 +276,8 @@ def test_choose_alpha_records_each_member_and_allows_for_their_spread(
     allowed = choose_alpha(point_anchor, point_checkpoint, data, model, alphas=(1, 0.5), members=True, model_margin=2)
     assert allowed.alpha == 1.0 and allowed.bar(1.0) == pytest.approx(2 + 2 * se)  # 3.7 <= 2 + 2 x 1.6
     assert "+ 2 x the members' s.e." in allowed.table()
+    # the rule re-made from the recorded numbers, under another margin (benchmarks/alpha_margin.py does this)
+    assert recorded.offline_alpha() == 0.5 and replace(recorded, model_margin=2).offline_alpha() == 1.0
     with pytest.raises(ValueError, match="model_margin=1 needs members=True"):
         choose_alpha(point_anchor, point_checkpoint, data, model, model_margin=1)
     with pytest.raises(ValueError, match="model_margin=inf"):
