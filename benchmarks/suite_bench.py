@@ -333,6 +333,8 @@ def run_one(job: Job) -> dict:
         deployed["auto_alpha"] = summary["auto_alpha"]  # the offline choice of alpha
     if "penalty_choice" in summary:
         deployed["penalty_choice"] = summary["penalty_choice"]  # which latent policy (lsi_reach_penalty)
+    if "gate_choice" in summary:
+        deployed["gate_choice"] = summary["gate_choice"]  # gated or ungated (gate_check)
     # MKL's code path changes float rounding, and chaotic tasks (HalfCheetah) amplify it: record it.
     deployed["mkl_intel_path"] = spar_rectify.mkl.status()["active"]
     if result is not None and (run_dir / ALTERNATIVE).is_dir():  # lsi_reach_penalty: the policy not deployed

@@ -1,6 +1,7 @@
 """The rectifier's checkpoint: a folder with `rectifier.safetensors` + `rectifier.json`.
 
-Defines `RectifierCheckpoint`, `save_rectifier`, `load_rectifier`, `set_default_alpha`, `check_alpha`.
+Defines `RectifierCheckpoint`, `save_rectifier`, `load_rectifier`, `set_default_alpha`, `set_default_gate`,
+`check_alpha`.
 
 The JSON holds the architecture, the training config, both spaces, the normalisation
 statistics, the residual bound, the default alpha, the package version and the fingerprint of
@@ -45,6 +46,8 @@ class RectifierCheckpoint:
         alpha: default residual scale for deployment.
         config: the training configuration (JSON dict).
         path: where it was loaded from (None before saving).
+        gate: the critic gate's deployment default: None, on when the rectifier carries its critic; False,
+            deployed ungated (chosen offline by `TrainConfig.gate_check`, or set by `set_default_gate`).
     """
 
     rectifier: Rectifier
@@ -57,6 +60,7 @@ class RectifierCheckpoint:
     alpha: float = 1.0
     config: dict = field(default_factory=dict)
     path: Path | None = None
+    gate: bool | None = None
 
     @classmethod
     def from_anchor(
@@ -131,6 +135,7 @@ def save_rectifier(checkpoint: RectifierCheckpoint, folder: str | Path) -> Path:
         "action_space": box_to_json(checkpoint.action_space),
         "normalization": {k: getattr(rect, k).tolist() for k in _STATS},
         "alpha": float(checkpoint.alpha),
+        **({} if checkpoint.gate is None else {"gate": bool(checkpoint.gate)}),
         "anchor": {
             "fingerprint": checkpoint.anchor_fingerprint,
             "name": checkpoint.anchor_name,
@@ -203,6 +208,11 @@ def validate_rectifier_meta(meta: dict, folder: Path) -> None:
     alpha = meta.get("alpha", 1.0)
     if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0.0 <= alpha <= 1.0):
         raise _bad(folder, "alpha", alpha, "a number in [0, 1]")
+    gate = meta.get("gate")
+    if gate is not None and not isinstance(gate, bool):
+        raise _bad(folder, "gate", gate, "true, false or absent")
+    if gate is True and not arch.get("critic_hidden"):
+        raise _bad(folder, "gate", gate, "false or absent for a rectifier without its critic")
     action = meta["action_space"]
     low, high = action.get("low"), action.get("high")
     if not (
@@ -271,6 +281,7 @@ def load_rectifier(folder: str | Path) -> RectifierCheckpoint:
             float(meta.get("alpha", 1.0)),
             meta.get("config", {}),
             folder,
+            meta.get("gate"),
         )
     except (KeyError, TypeError, RuntimeError, ValueError) as err:
         raise ValueError(f"rectifier checkpoint at {folder} is corrupted or inconsistent: {err}") from err
@@ -288,5 +299,25 @@ def set_default_alpha(folder: str | Path, alpha: float) -> RectifierCheckpoint:
     alpha = check_alpha(alpha)
     checkpoint = load_rectifier(folder)
     checkpoint.alpha = alpha
+    save_rectifier(checkpoint, checkpoint.path)
+    return checkpoint
+
+
+def set_default_gate(folder: str | Path, gate: bool | None) -> RectifierCheckpoint:
+    """Store the critic gate's deployment default (None: on when the rectifier carries its critic; False:
+    ungated), rewriting the folder atomically (weights unchanged). Wrappers and `RectifiedPolicy` built with
+    `gate=None` use it; an explicit `gate=` still wins.
+
+    Raises:
+        ValueError: gate=True for a rectifier that carries no critic, or a gate that is not a bool or None.
+    """
+    if gate is not None and not isinstance(gate, bool):
+        raise ValueError(f"gate={gate!r}: use True, False or None (on when the rectifier carries its critic)")
+    checkpoint = load_rectifier(folder)
+    if gate and checkpoint.rectifier.critic is None:
+        raise ValueError(
+            f"gate=True: the rectifier at {checkpoint.path} carries no critic to gate with; retrain it (spar train)"
+        )
+    checkpoint.gate = gate
     save_rectifier(checkpoint, checkpoint.path)
     return checkpoint

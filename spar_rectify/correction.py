@@ -181,7 +181,8 @@ def build_corrector(
         base_policy: optional; if given, it must be the anchor the rectifier was trained with.
         alpha: residual scale in [0, 1]; None uses the checkpoint's default.
         where: who is asking, for error messages.
-        gate: the critic gate (see `Corrector`); None: on when the rectifier carries a critic.
+        gate: the critic gate (see `Corrector`); None: the checkpoint's default (`RectifierCheckpoint.gate`: on
+            when the rectifier carries a critic, unless the offline check chose to deploy it ungated).
 
     Raises:
         TypeError: `rectifier` is neither a path nor a checkpoint.
@@ -200,6 +201,7 @@ def build_corrector(
     rectifier.check_spaces(observation_space, action_space, where)
     if base_policy is not None:
         rectifier.check_anchor(as_base_policy(base_policy, action_space))
+    gate = rectifier.gate if gate is None else gate
     corrector = Corrector(rectifier.rectifier, action_space, rectifier.alpha if alpha is None else alpha, gate)
     corrector.checkpoint = rectifier
     return corrector

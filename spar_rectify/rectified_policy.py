@@ -25,7 +25,8 @@ class RectifiedPolicy:
         observation_space, action_space: default to the checkpoint's spaces.
         alpha: residual scale in [0, 1]; None: the checkpoint's default.
         check_anchor: verify that `base_policy` is the anchor the rectifier was trained with.
-        gate: the critic gate (see `SPARRectifierWrapper`); None: on when the rectifier has a critic.
+        gate: the critic gate (see `SPARRectifierWrapper`); None: the checkpoint's default (on when the
+            rectifier has a critic, unless it was chosen offline to deploy ungated).
     """
 
     action_units = "env"

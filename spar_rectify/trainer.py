@@ -29,7 +29,7 @@ from spar_rectify import drift, mkl  # drift.<name> at each call: tests patch th
 from spar_rectify.algos import ALGORITHMS, Batch, DataInfo, training_fields
 from spar_rectify.algos.common import Deployment
 from spar_rectify.bundle import read_bundle, write_bundle
-from spar_rectify.checkpoint import set_default_alpha
+from spar_rectify.checkpoint import set_default_alpha, set_default_gate
 from spar_rectify.config import BOOKKEEPING, DEPLOYMENT_FIELDS, TrainConfig  # noqa: F401  (BOOKKEEPING: re-exported)
 from spar_rectify.data import OfflineData
 from spar_rectify.envspec import UntrustedEnvSpec
@@ -328,10 +328,14 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
     """TrainConfig.auto_alpha: the exported rectifier's default alpha, chosen offline by the drift check
     (`drift.choose_alpha`; the dynamics model is kept in `run_dir/dynamics`) and written into `artifact`.
     With `reach` (the reach policy's rectifier, exported there), `drift.choose_penalty` picks which of the
-    two is deployed: it ends in `artifact`, the other in `run_dir/rectifier-alternative`.
+    two is deployed: it ends in `artifact`, the other in `run_dir/rectifier-alternative`. With
+    TrainConfig.gate_check, the deployed rectifier is also checked ungated where its gated alpha is below 1, and
+    deployed ungated (`RectifierCheckpoint.gate` False) at that check's alpha when it is larger.
 
     Returns:
-        the deployed rectifier's `AlphaChoice`, and the `PenaltyChoice` (None without `reach`)."""
+        the deployed rectifier's `AlphaChoice` (of the gated policy), the `PenaltyChoice` (None without `reach`),
+        and the gate check (None where it did not run): {"gated_alpha", "ungated": the ungated policy's
+        `AlphaChoice` as a dict, "deployed_gate": "gated" | "ungated"}."""
     config = trainer.config
     tell = (lambda line: print(line, flush=True)) if say else None
     model = drift.load_or_fit(
@@ -403,7 +407,31 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
             print(f"latent policy, chosen offline (lsi_reach_penalty):\n{penalty.table()}", flush=True)
     if say:
         print(f"default alpha, chosen offline (auto_alpha):\n{chosen.table()}", flush=True)
-    return chosen, penalty
+    gate = None
+    if config.gate_check and chosen.alpha < 1.0:  # at alpha 1 the gated policy has nothing to gain
+        ungated = drift.choose_alpha(
+            trainer.anchor,
+            artifact,
+            trainer.data,
+            model,
+            threshold=config.drift_threshold,
+            seed=config.seed,
+            members=True,
+            model_margin=config.alpha_model_margin,
+            gate=False,
+        )
+        deployed = "ungated" if ungated.alpha > chosen.alpha else "gated"
+        if deployed == "ungated":
+            set_default_alpha(artifact, ungated.alpha)
+            set_default_gate(artifact, False)
+        gate = {"gated_alpha": chosen.alpha, "ungated": ungated.to_dict(), "deployed_gate": deployed}
+        if say:
+            print(
+                f"the same rectifier without the critic gate (gate_check):\n{ungated.table()}\n"
+                f"deployed {deployed} at alpha {max(ungated.alpha, chosen.alpha):g}",
+                flush=True,
+            )
+    return chosen, penalty, gate
 
 
 @dataclass
@@ -575,14 +603,16 @@ def train(
         raise KeyboardInterrupt(f"training interrupted at step {trainer.step}; checkpoint saved in {ckpt}")
     seconds = trainer.train_seconds
     artifact = trainer.export()
-    final, chosen, penalty = None, None, None
+    final, chosen, penalty, gate = None, None, None, None
     reach = None
     if getattr(trainer.algo, "reach_actor", None) is not None:  # lsi_reach_penalty: the second latent policy
         staged = run_dir / (ALTERNATIVE if not config.auto_alpha else "rectifier-reach")
         shutil.rmtree(staged, ignore_errors=True)
         reach = trainer.algo.export(trainer.deployment(), staged, reach=True)
     if trainer.anchor is not None and config.auto_alpha:
-        chosen, penalty = _choose_default_alpha(trainer, artifact, run_dir, say=progress is not False, reach=reach)
+        chosen, penalty, gate = _choose_default_alpha(
+            trainer, artifact, run_dir, say=progress is not False, reach=reach
+        )
         final = trainer.algo.deployed(trainer.deployment(), artifact)
     returns, score = run_eval(trainer.step, final) if env is not None and config.eval_episodes else (None, None)
     logger.close()
@@ -600,5 +630,7 @@ def train(
         summary["auto_alpha"] = chosen.to_dict()
     if penalty is not None:
         summary["penalty_choice"] = penalty.to_dict()
+    if gate is not None:
+        summary["gate_choice"] = gate
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return TrainResult(artifact, run_dir, trainer.step, seconds, returns, None if score is None else float(score))

@@ -57,8 +57,9 @@ class SPARRectifierWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         rectifier: checkpoint folder (str or Path) or a `RectifierCheckpoint`.
         base_policy: optional; checked to be the anchor the rectifier was trained with.
         alpha: residual scale in [0, 1]; 0 is an exact pass-through; None: checkpoint default.
-        gate: the critic gate; None (default): on when the rectifier carries its critic (every
-            rectifier trained by this version does), False: always execute the residual.
+        gate: the critic gate; None (default): the checkpoint's own default, i.e. on when the rectifier
+            carries its critic (every rectifier trained by this version does) unless `spar train`'s gate check
+            (`TrainConfig.gate_check`) chose to deploy it ungated; False: always execute the residual.
 
     Example:
         >>> env = SPARRectifierWrapper(gym.make("Hopper-v5"), rectifier="runs/hopper")  # doctest: +SKIP

@@ -99,6 +99,8 @@ def test_edited_json_is_refused_by_its_checksum(tmp_path, point_checkpoint, valu
         ("alpha", 2.0, r"alpha = 2\.0, which must be a number in \[0, 1\]"),
         ("anchored", "yes", r"arch\.anchored = 'yes'"),
         ("latent_box", float("inf"), r"arch\.latent_box = inf"),
+        ("gate", "no", r"gate = 'no', which must be true, false or absent"),
+        ("gate", True, r"gate = True, which must be false or absent for a rectifier without its critic"),
     ],
 )
 def test_invalid_values_are_refused_even_with_a_matching_checksum(tmp_path, point_checkpoint, field, value, message):
@@ -113,6 +115,27 @@ def test_invalid_values_are_refused_even_with_a_matching_checksum(tmp_path, poin
     _resign(path, meta)
     with pytest.raises(ValueError, match=message):
         load_rectifier(path)
+
+
+def test_the_deployment_gate_is_stored_and_deployed_and_an_explicit_gate_wins(tmp_path, point_env, point_anchor):
+    from spar_rectify import RectifiedPolicy
+    from spar_rectify.checkpoint import set_default_gate
+    from tests.helpers import make_checkpoint
+
+    spaces = (point_env.observation_space, point_env.action_space)
+    path = save_rectifier(make_checkpoint(*spaces, point_anchor, critic=True), tmp_path / "rect")
+    assert "gate" not in json.loads((path / "rectifier.json").read_text())  # absent: on with the critic, as before
+    assert load_rectifier(path).gate is None and RectifiedPolicy(point_anchor, path).corrector.gate is True
+    set_default_gate(path, False)
+    assert load_rectifier(path).gate is False and RectifiedPolicy(point_anchor, path).corrector.gate is False
+    assert RectifiedPolicy(point_anchor, path, gate=True).corrector.gate is True  # the caller's choice wins
+    set_default_gate(path, None)
+    assert "gate" not in json.loads((path / "rectifier.json").read_text())
+    without = save_rectifier(make_checkpoint(*spaces, point_anchor), tmp_path / "bare")
+    with pytest.raises(ValueError, match="carries no critic to gate with"):
+        set_default_gate(without, True)
+    with pytest.raises(ValueError, match="gate='off': use True, False or None"):
+        set_default_gate(path, "off")
 
 
 def test_version_1_files_still_load_and_are_validated(tmp_path, point_checkpoint):

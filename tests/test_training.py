@@ -121,6 +121,42 @@ def test_auto_alpha_sets_the_default_the_final_evaluation_deploys(tmp_path, data
     )
 
 
+@pytest.mark.parametrize("ungated_alpha", [1.0, 0.5])
+def test_gate_check_deploys_the_ungated_policy_where_it_passes_at_a_larger_alpha(
+    tmp_path, data, anchor, monkeypatch, ungated_alpha
+):
+    from spar_rectify import drift
+    from spar_rectify.drift import AlphaChoice, DriftReport
+
+    cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.2, fit_fraction=0.2, **FAST).replace(
+        eval_episodes=3, auto_alpha=True, drift_model_steps=20, lsi_reach_penalty=None, gate_check=True
+    )
+    gates = []
+
+    def by_gate(base, rectifier, data_, model, threshold, seed, members, model_margin, gate=None):
+        gates.append(gate)  # gated: only 0.5 within; ungated: `ungated_alpha`
+        alpha = 0.5 if gate is None else ungated_alpha
+        return AlphaChoice(alpha, {1.0: 3.0, 0.5: 1.0}, threshold, DriftReport({}, {}, 10, 100, 0.0))
+
+    monkeypatch.setattr(drift, "choose_alpha", by_gate)
+    result = train(cfg, data, tmp_path / "run", anchor=anchor, env="PointReach-v0", progress=False)
+    assert gates == [None, False]  # the ungated check runs only because the gated alpha is below 1
+    deployed, choice = load_rectifier(result.artifact), json.loads((tmp_path / "run" / "summary.json").read_text())
+    if ungated_alpha == 1.0:  # larger than the gated 0.5: deployed ungated, and the checkpoint says so
+        assert deployed.alpha == 1.0 and deployed.gate is False
+        assert choice["gate_choice"]["deployed_gate"] == "ungated" and choice["gate_choice"]["gated_alpha"] == 0.5
+        ungated = RectifiedPolicy(anchor, result.artifact)
+        assert ungated.corrector.gate is False and RectifiedPolicy(anchor, result.artifact, gate=True).corrector.gate
+        expected = evaluate(RectifiedPolicy(anchor, result.artifact, alpha=1.0, gate=False), "PointReach-v0", 3, 10_000)
+    else:  # a tie keeps the gate
+        assert deployed.alpha == 0.5 and deployed.gate is None
+        assert choice["gate_choice"]["deployed_gate"] == "gated"
+        expected = evaluate(RectifiedPolicy(anchor, result.artifact, alpha=0.5, gate=True), "PointReach-v0", 3, 10_000)
+    assert np.array_equal(result.eval_returns, expected)  # the final evaluation deploys what was chosen
+    assert choice["gate_choice"]["ungated"]["alpha"] == ungated_alpha
+    assert TrainConfig(auto_alpha=False, gate_check=True).gate_check is False  # nothing to extend without the check
+
+
 def test_the_reach_policy_trains_beside_mu_and_leaves_mu_as_it_trains_alone(data, anchor):
     cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST)
     cfg = cfg.replace(lsi_reach_penalty=None)  # one latent policy
