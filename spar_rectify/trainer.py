@@ -342,8 +342,8 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
         trainer.data, run_dir / "dynamics", steps=config.drift_model_steps, seed=config.seed, progress=tell
     )
 
-    def offline_alpha(folder: Path):
-        chosen = drift.choose_alpha(
+    def checked(folder: Path, gate: bool | None = None) -> drift.AlphaChoice:
+        return drift.choose_alpha(
             trainer.anchor,
             folder,
             trainer.data,
@@ -352,7 +352,11 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
             seed=config.seed,
             members=True,  # recorded on every run: how far the model's own fit moves each excess
             model_margin=config.alpha_model_margin,
+            gate=gate,
         )
+
+    def offline_alpha(folder: Path):
+        chosen = checked(folder)
         set_default_alpha(folder, chosen.alpha)
         return chosen
 
@@ -409,17 +413,7 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
         print(f"default alpha, chosen offline (auto_alpha):\n{chosen.table()}", flush=True)
     gate = None
     if config.gate_check and chosen.alpha < 1.0:  # at alpha 1 the gated policy has nothing to gain
-        ungated = drift.choose_alpha(
-            trainer.anchor,
-            artifact,
-            trainer.data,
-            model,
-            threshold=config.drift_threshold,
-            seed=config.seed,
-            members=True,
-            model_margin=config.alpha_model_margin,
-            gate=False,
-        )
+        ungated = checked(artifact, gate=False)
         deployed = "ungated" if ungated.alpha > chosen.alpha else "gated"
         if deployed == "ungated":
             set_default_alpha(artifact, ungated.alpha)

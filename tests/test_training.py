@@ -92,7 +92,9 @@ def test_auto_alpha_sets_the_default_the_final_evaluation_deploys(tmp_path, data
     )
     asked = {}
 
-    def every_alpha_drifts(base, rectifier, data_, model, threshold, seed, members, model_margin):  # test_drift.py
+    def every_alpha_drifts(
+        base, rectifier, data_, model, threshold, seed, members, model_margin, gate
+    ):  # test_drift.py
         asked.update(threshold=threshold, fitted=model.fit_steps, dataset=data_.name, members=members)
         asked.update(margin=model_margin)
         return AlphaChoice(0.0, {1.0: 9.0}, threshold, DriftReport({}, {}, 10, 100, model.validation_mse))
