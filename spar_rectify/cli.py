@@ -17,7 +17,7 @@ from typing import Optional
 import tyro
 
 from spar_rectify import mkl
-from spar_rectify.checkpoint import load_rectifier, set_default_alpha
+from spar_rectify.checkpoint import load_rectifier, set_default_alpha, set_default_gate
 from spar_rectify.collect import Exploration, collect
 from spar_rectify.config import TrainConfig
 from spar_rectify.data import load_minari
@@ -198,9 +198,10 @@ class DriftArgs:
     """With --per-member: an alpha counts as within while its excess is at most --threshold plus this many
     standard errors of its per-member excesses (TrainConfig.alpha_model_margin; 0: the threshold alone)."""
     gate: Optional[bool] = None
-    """The critic gate of the rectified policies checked (default: as deployed, on when the rectifier carries its
-    critic); False checks them ungated. Per-step switching between the base action and the rectified one can
-    itself lead off the data (hopper medium-expert: +3.35 gated, +0.92 ungated; benchmarks/README.md)."""
+    """The critic gate of the rectified policies checked (default: as deployed, the rectifier's own default: on
+    when it carries its critic); False checks them ungated, and with --alphas --save stores the gate with the
+    alpha. Per-step switching between the base action and the rectified one can itself lead off the data
+    (hopper medium-expert: +3.35 gated, +0.92 ungated; benchmarks/README.md)."""
 
 
 @dataclass(frozen=True)
@@ -472,11 +473,6 @@ def run_drift(args: DriftArgs) -> None:
         raise ValueError(f"--model-margin {args.model_margin}: give a finite number of standard errors (0: off)")
     if args.model_margin and not args.per_member:
         raise ValueError(f"--model-margin {args.model_margin} is in the members' spread: add --per-member")
-    if args.save and args.gate is False:
-        raise ValueError(
-            "--save with --gate False: a rectifier folder stores its alpha, not a gate, and deploys gated; check the "
-            "gated policy to --save its alpha (drop --gate False), or pass the alpha and gate=False when you deploy"
-        )
     # The policies first: a wrong folder or a rectifier of another anchor stops before minutes of fitting.
     base = load_policy(args.policy, args.vec_normalize)
     policies: dict = {"base": base}
@@ -548,6 +544,8 @@ def _drift_alphas(args: DriftArgs, base, data, model) -> None:
     )
     if args.save:
         set_default_alpha(folder, chosen.alpha)
+        if args.gate is not None:  # the alpha was chosen for this gate: deploy the two together
+            set_default_gate(folder, args.gate)
     if args.json:
         print(
             json.dumps(chosen.to_dict() | {"rectifier": str(folder), "saved": args.save, "gate": args.gate}, indent=2)
@@ -555,7 +553,10 @@ def _drift_alphas(args: DriftArgs, base, data, model) -> None:
         return
     print(chosen.report.table())
     print(chosen.table())
-    print(f"default alpha of {folder} is now {chosen.alpha:g}" if args.save else "(--save stores it as the default)")
+    gate = "" if args.gate is None else f", gate {'on' if args.gate else 'off'}"
+    print(
+        f"default alpha of {folder} is now {chosen.alpha:g}{gate}" if args.save else "(--save stores it as the default)"
+    )
 
 
 def run_tune_alpha(args: TuneAlphaArgs) -> None:

@@ -247,10 +247,26 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
     out = capsys.readouterr().out
     apart = json.loads(out[out.index("{") :])["excess_members_points"]
     assert list(apart) == ["1"] and len(apart["1"]) == 2
-    # --gate False: the rectified policies checked without the critic gate
+    # --gate False: the rectified policies checked without the critic gate; --save stores the gate with the alpha
     cli([*drift, "--model-dir", str(tmp_path / "dyn"), "--alphas", "1", "--gate", "False", "--json"])
     out = capsys.readouterr().out
-    assert json.loads(out[out.index("{") :])["gate"] is False
+    assert json.loads(out[out.index("{") :])["gate"] is False and load_rectifier(rect).gate is None
+    cli(
+        [
+            *drift,
+            "--model-dir",
+            str(tmp_path / "dyn"),
+            "--alphas",
+            "1",
+            "--threshold",
+            "100",
+            "--gate",
+            "False",
+            "--save",
+        ]
+    )
+    assert f"default alpha of {rect} is now 1, gate off" in capsys.readouterr().out
+    assert load_rectifier(rect).gate is False
     for bad, words in (
         ([rect, "--alphas", "1"], "--alphas: give one --rectifier"),
         (["--alphas", "1.5"], "--alphas 1.5: each residual scale must lie in"),
@@ -258,7 +274,6 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
         (["--per-member"], "--per-member checks the alphas --alphas tries"),
         (["--alphas", "1", "--model-margin", "2"], "--model-margin 2.0 is in the members' spread: add --per-member"),
         (["--alphas", "1", "--per-member", "--model-margin", "inf"], "--model-margin inf: give a finite number"),
-        (["--alphas", "1", "--save", "--gate", "False"], "--save with --gate False: a rectifier folder stores"),
     ):
         with pytest.raises(SystemExit, match=words):
             cli([*drift, *bad])
