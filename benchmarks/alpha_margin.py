@@ -15,7 +15,8 @@ from the anchor's own record at alpha 0. Where none measured it (or the reach ch
 No training, no env. Writes benchmarks/results/alpha_margin.json.
 
 A sweep belongs to a record when it is of the same (dataset, method, seed) and carries the same offline checks
-(`auto_alpha`): a run folder retrained under the same name makes other checks.
+(`auto_alpha`): a run folder retrained under the same name makes other checks. Records deployed ungated
+(`TrainConfig.gate_check`) are left out: the alpha check studied here is the gated policy's.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def measured_runs(paths: list[Path], sweep_paths: list[Path]) -> list[dict]:
             key = (record["dataset"], record["method"], record["seed"])
             anchors.setdefault(key, record)
             check = record.get("auto_alpha")
-            if not check or not check.get("excess_members_points"):
-                continue
+            if not check or not check.get("excess_members_points") or record.get("gate") is False:
+                continue  # an ungated deployment (gate_check) is not what its gated alpha check chose
             ident = (*key, json.dumps(check, sort_keys=True))
             if ident not in seen:
                 seen.add(ident)

@@ -59,8 +59,9 @@ def test_each_margin_reads_the_verdict_of_what_it_would_deploy(tmp_path):
             "reach_excess_points": None,
         },
     }
+    ungated = dict(run, seed=3, gate=False)  # deployed ungated by gate_check: not its gated check's choice
     results = tmp_path / "suite_full.json"
-    results.write_text(json.dumps({"runs": [raw, run, two]}))
+    results.write_text(json.dumps({"runs": [raw, run, two, ungated]}))
     sweep = {"dataset": run["dataset"], "method": run["method"], "seed": 2, "which": "deployed", "auto_alpha": plain}
     sweep["rows"] = [{"alpha": 1.0} | verdict(100.0), {"alpha": 0.75} | verdict(61.0)]
     other_run = dict(sweep, auto_alpha=check(9.0, 0.75), rows=[{"alpha": 1.0} | verdict(5.0)])  # another training
@@ -70,6 +71,7 @@ def test_each_margin_reads_the_verdict_of_what_it_would_deploy(tmp_path):
         paths[-1].write_text(json.dumps(s))
 
     result = alpha_margin.study(alpha_margin.measured_runs([results], paths), [0.0, 2.0, -50.0])
+    assert [r["seed"] for r in result["runs"]] == [2, 0]
     rows = {r["method"]: r["deployed_at_margin"] for r in result["runs"]}
     assert rows["medium-rectified"]["0"] == {"policy": "deployed", "alpha": 0.75, "verdict": verdict(60.0)}
     assert rows["medium-rectified"]["2"]["alpha"] == 1.0
