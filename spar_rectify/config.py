@@ -315,8 +315,10 @@ class SPARSettings:
     residual worse; where the residual changes the gait, that per-step switching can itself lead off the data
     (hopper medium-expert, in-sample seed 2: alpha 1 +3.35 gated, +0.92 ungated in the model; in the env 10.2%
     against 4.4% of states off the data at the same return; benchmarks/README.md, session 26). The choice is
-    stored in the rectifier (`RectifierCheckpoint.gate`) and recorded in summary.json (`gate_choice`). One more
-    alpha check's time where the gated alpha is below 1. False (the default): the gate as deployed, unchecked."""
+    stored in the rectifier (`RectifierCheckpoint.gate`) and recorded in summary.json (`gate_choice`). With the reach
+    policy, which latent policy is deployed is decided gated as before; only the deployed one is checked ungated.
+    One more alpha check's time where the gated alpha is below 1. False (the default): the gate as deployed,
+    unchecked."""
 
 
 @dataclass(frozen=True)
