@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,10 +211,7 @@ def main(argv=None) -> None:
     result = study(measured_runs(args.results, args.sweeps), args.margins)
     if not result["runs"]:
         parser.error("--results: no record's alpha check has per-member excesses yet (runs since session 25 do)")
-    result["command"] = "python benchmarks/alpha_margin.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(table(result))
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    suite_bench.write_study(result, args.out, "alpha_margin.py", argv, table(result))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,10 +127,7 @@ def main(argv=None) -> None:
     result = study(measured_runs(args.results), args.margins)
     if not result["runs"]:
         parser.error("--results: no record has per-member reach checks and both policies' env verdicts yet")
-    result["command"] = "python benchmarks/reach_margin.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(table(result))
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    suite_bench.write_study(result, args.out, "reach_margin.py", argv, table(result))
 
 
 if __name__ == "__main__":

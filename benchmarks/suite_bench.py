@@ -512,6 +512,15 @@ def reach_passes(saved: dict, threshold: float, margin: float) -> bool:
     ).reach_within
 
 
+def write_study(result: dict, out: Path, script: str, argv, shown: str) -> None:
+    """A study's last step (`reach_margin.py`, `alpha_margin.py`): stamp `result` with the command that made it,
+    print its table `shown` and write it to `out` as JSON."""
+    result["command"] = f"python benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(shown)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 def alpha_at_margin(check: dict, margin: float) -> float | None:
     """The offline alpha a recorded alpha check (`AlphaChoice.to_dict()`: a record's `auto_alpha`, or a rectifier
     of its `penalty_choice`) gives at alpha_model_margin `margin`, by the kit's own rule
