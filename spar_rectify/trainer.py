@@ -39,7 +39,6 @@ from spar_rectify.matmul import training_precision
 from spar_rectify.offdata import ModelWorld
 from spar_rectify.policies import BasePolicy, as_base_policy
 from spar_rectify.spaces import ActionScaler
-from spar_rectify.support import SupportMetric
 
 NUM_PROBES = 64
 
@@ -116,7 +115,7 @@ class Trainer:
             return scaler.to_normalized_clipped(anchor(obs))
 
         mean, std = torch.from_numpy(self.obs_mean), torch.from_numpy(self.obs_std)
-        support, box = SupportMetric(data.observations.numpy()), drift.StateBox.of(data.observations)
+        support, box = drift.state_support(data), drift.StateBox.of(data.observations)
         return ModelWorld(model, support, anchor_actions, drift.live_starts(data), mean, std, box)
 
     # -- data ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from spar_rectify.drift import (
     live_starts,
     model_rollout,
     rollout_draws,
+    state_support,
 )
 from spar_rectify.spaces import ActionScaler
 from tests.helpers import make_checkpoint
@@ -124,6 +125,15 @@ def test_drift_check_can_roll_one_member_alone(data, model):
     assert np.allclose(alone.per_step["base"], expected)
     with pytest.raises(ValueError, match="member=3: the ensemble has members 0..2"):
         drift_check({"base": envs.biased_controller}, data, model, 40, 6, member=3)
+
+
+def test_state_support_is_built_once_per_dataset(data):
+    first = state_support(data)
+    assert state_support(data) is first  # the same observations tensor: the same metric, not a rebuild
+    other = replace(data, observations=data.observations.clone())
+    rebuilt = state_support(other)
+    assert rebuilt is not first and rebuilt.threshold == first.threshold  # equal data, built anew
+    assert state_support(data) is not first  # one entry: the other dataset took its place
 
 
 def test_drift_check_rejects_bad_input(data, model):

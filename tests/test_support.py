@@ -33,3 +33,23 @@ def test_support_metric_on_states_alone():
     assert metric.violations(near).mean() < 0.1 and metric.violations(far).mean() > 0.9
     assert metric.report(far)["support_violation_rate"] == pytest.approx(metric.violations(far).mean())
     assert metric.distances(near).shape == (300,)
+
+
+@pytest.mark.parametrize("dims,k", [(4, 1), (17, 1), (17, 3)])  # 17: scikit-learn searches by brute force
+def test_screened_violations_match_the_exact_search(dims, k):
+    rng = np.random.default_rng(dims + k)
+    obs = rng.normal(size=(3000, dims))
+    metric = SupportMetric(obs, k=k, loo_samples=500)
+    # near, middling and far queries: the screen settles some, the exact search the others
+    queries = np.concatenate([obs[:200] + s * rng.normal(size=(200, dims)) for s in (0.01, 0.3, 0.6, 1.0, 3.0)])
+    exact = metric.distances(queries) > metric.threshold
+    assert 0.05 < exact.mean() < 0.95  # both answers occur
+    np.testing.assert_array_equal(metric.violations(queries), exact)
+
+
+def test_violations_refuse_a_non_finite_query():
+    metric = SupportMetric(np.random.default_rng(0).normal(size=(500, 3)), loo_samples=100)
+    queries = np.zeros((4, 3))
+    queries[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        metric.violations(queries)
