@@ -383,7 +383,7 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
             excess, excess_se = report.excess("reach", "penalised"), report.excess_se("reach", "penalised")
             # the same through each member alone: how far the model's own fit moves the excess (the allowance of
             # reach_model_margin). Each from a share of the starts, so that all of them together cost one more
-            # check (the support's nearest-neighbour search over the data's states dominates each check's time)
+            # check (a check's time grows with its model states: the rollouts and the support search over them)
             share = drift.member_starts(REACH_CHECK_STARTS, model.members)
             members = [compared(k, share).excess("reach", "penalised") for k in range(model.members)]
         penalty = drift.choose_penalty(
