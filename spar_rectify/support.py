@@ -71,16 +71,22 @@ class SupportMetric:
     def _joint(observations: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
         return observations if actions is None else np.concatenate([observations, actions], 1)
 
+    def _standardised(self, observations: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
+        return (self._joint(observations, actions) - self.mean) / self.std
+
+    def _kth_distance(self, joint: np.ndarray) -> np.ndarray:
+        """(M,) exact distance of standardised queries to their k-th nearest dataset point."""
+        return self.index.kneighbors(joint, n_neighbors=self.k)[0][:, self.k - 1]
+
     def distances(self, observations: np.ndarray, actions: np.ndarray | None = None) -> np.ndarray:
         """(M,) standardised k-NN distances of query pairs (actions normalised) to the dataset."""
-        joint = (self._joint(observations, actions) - self.mean) / self.std
-        return self.index.kneighbors(joint, n_neighbors=self.k)[0][:, self.k - 1]
+        return self._kth_distance(self._standardised(observations, actions))
 
     def violations(self, observations: np.ndarray, actions: np.ndarray | None = None) -> np.ndarray:
         """(M,) bool: queries beyond the dataset's 99th-percentile leave-one-out distance (the same answers as
         `distances(...) > threshold`, faster: an approximate search settles the queries with k dataset points
         clearly inside the threshold, the exact search the rest)."""
-        joint = (self._joint(observations, actions) - self.mean) / self.std
+        joint = self._standardised(observations, actions)
         out = np.ones(len(joint), dtype=bool)
         screened = np.isfinite(joint).all(axis=1)  # a non-finite query goes to the exact search (its error)
         if screened.any():
@@ -90,9 +96,9 @@ class SupportMetric:
             # a margin of 1e-9 relative: a distance at the threshold itself is left to the exact search
             inside = found[:, 0] <= self.threshold * (1.0 - 1e-9)
             out[np.flatnonzero(screened)[inside]] = False
-        rest = out.copy()
+        rest = out.copy()  # what the screen left undecided
         if rest.any():
-            out[rest] = self.index.kneighbors(joint[rest], n_neighbors=self.k)[0][:, self.k - 1] > self.threshold
+            out[rest] = self._kth_distance(joint[rest]) > self.threshold
         return out
 
     def report(self, observations: np.ndarray, actions: np.ndarray | None = None) -> dict[str, float]:
