@@ -43,7 +43,7 @@ from spar_rectify.algos import training_fields
 from spar_rectify.config import DEPLOYMENT_FIELDS, saved_settings
 from spar_rectify.drift import AlphaChoice, PenaltyChoice
 from spar_rectify.sweep import run_jobs
-from spar_rectify.trainer import ALTERNATIVE
+from spar_rectify.trainer import ALTERNATIVE, IN_SAMPLE, REFUSED
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -335,10 +335,15 @@ def run_one(job: Job) -> dict:
         deployed["penalty_choice"] = summary["penalty_choice"]  # which latent policy (lsi_reach_penalty)
     if "gate_choice" in summary:
         deployed["gate_choice"] = summary["gate_choice"]  # gated or ungated (gate_check)
+    if "in_sample_choice" in summary:
+        deployed["in_sample_choice"] = summary["in_sample_choice"]  # the fallback's check (in_sample_candidate)
     # MKL's code path changes float rounding, and chaotic tasks (HalfCheetah) amplify it: record it.
     deployed["mkl_intel_path"] = spar_rectify.mkl.status()["active"]
     if result is not None and (run_dir / ALTERNATIVE).is_dir():  # lsi_reach_penalty: the policy not deployed
         deployed["alternative"] = evaluate_alternative(base, run_dir / ALTERNATIVE, data, env_id, job.episodes)
+    for name in (IN_SAMPLE, REFUSED):  # in_sample_candidate: the one of LSI's and the in-sample not deployed
+        if result is not None and (run_dir / name).is_dir():
+            deployed[name] = evaluate_alternative(base, run_dir / name, data, env_id, job.episodes)
     return {
         "dataset": job.dataset,
         "method": job.method,
@@ -366,6 +371,7 @@ def evaluate_alternative(base, folder: Path, data, env_id: str, episodes: int) -
     return {
         "lsi_anchor_penalty": policy.corrector.checkpoint.config.get("lsi_anchor_penalty"),
         "alpha": policy.corrector.alpha,
+        "gate": bool(policy.corrector.gate),
         "normalized_score": float(data.normalized_score(returns.mean())),
         "return": float(returns.mean()),
         **SuiteSupport(data).report(obs, actions),

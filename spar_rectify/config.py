@@ -211,6 +211,17 @@ class SPARSettings:
     the latent of the *logged* residual with IQL's weights min(exp(awr_temperature * A), awr_max_weight), A the
     advantage of the logged action, where the critic was trained (IQL's extraction in the residual's latent
     space; every state of every batch). 0: off (LSI alone, the specification)."""
+    in_sample_candidate: float = 0.0
+    """[spar] lambda of a third latent policy trained beside mu (the same batches, critic, CVAE and prior; its own
+    candidates, from its own generator, so mu and the reach policy train exactly as they would without it): LSI
+    at lsi_anchor_penalty plus in_sample_weight's term at this weight. It is the fallback of auto_alpha: checked
+    (and, with gate_check, checked ungated too) only where the checks deploy none of LSI's residual (alpha 0,
+    the base policy), and deployed at its own offline alpha where that is above 0; it is kept in the run folder
+    (`rectifier-insample/`) either way. Where LSI's policies leave the data's states, the in-sample term keeps
+    the residual on logged actions: the SB3 medium policy on hopper medium-expert, where LSI's whole residual
+    stood +30.4 points off the data in the model and the default deployed alpha 0 (47.4), reached 100.6-102.1
+    with in_sample_weight=1 and gate_check on three seeds; as a default for every latent policy the term cost
+    hopper medium-replay 43 points (benchmarks/README.md, session 27). 0 (the default): no third policy."""
     actor_lr_schedule: Literal["constant", "cosine"] = "constant"
     """[spar] Learning rate of the latent policy mu over stage (iii): constant (the specification), or cosine
     decay from lr to zero at the last step, as IQL's extraction decays its actor's (mu then settles on the
@@ -394,6 +405,7 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         need(self.lsi_prior_weight >= 0, "lsi_prior_weight", ">= 0")
         need(self.lsi_anchor_penalty >= 0, "lsi_anchor_penalty", ">= 0")
         need(self.in_sample_weight >= 0, "in_sample_weight", ">= 0")
+        need(self.in_sample_candidate >= 0, "in_sample_candidate", ">= 0 (0: no in-sample candidate)")
         need(self.drift_penalty >= 0, "drift_penalty", ">= 0 (0: off)")
         need(0 <= self.drift_discount < 1, "drift_discount", "in [0, 1)")
         need(self.drift_branches >= 0, "drift_branches", "an integer >= 0 (0: no branches)")

@@ -307,6 +307,10 @@ def _check_resumable_config(saved: TrainConfig, now: TrainConfig, step: int, fol
 
 ALTERNATIVE = "rectifier-alternative"
 """The run folder's second rectifier when SPAR trained a reach policy (lsi_reach_penalty): the one not deployed."""
+IN_SAMPLE = "rectifier-insample"
+"""The run folder's in-sample candidate (in_sample_candidate) where it is not deployed."""
+REFUSED = "rectifier-lsi"
+"""Where the rectifier the drift check chose among LSI's policies goes when the in-sample candidate replaces it."""
 
 
 #: Dataset states (a seeded sample) over which the anchor's advantage is averaged.
@@ -323,18 +327,25 @@ def _anchor_advantage(trainer: Trainer) -> float:
     return float(trainer.algo.anchor_advantage(trainer._obs[idx], trainer._base[idx]).mean())
 
 
-def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: bool, reach: Path | None = None):
+def _choose_default_alpha(
+    trainer: Trainer, artifact: Path, run_dir: Path, say: bool, reach: Path | None = None, in_sample: Path | None = None
+):
     """TrainConfig.auto_alpha: the exported rectifier's default alpha, chosen offline by the drift check
     (`drift.choose_alpha`; the dynamics model is kept in `run_dir/dynamics`) and written into `artifact`.
     With `reach` (the reach policy's rectifier, exported there), `drift.choose_penalty` picks which of the
     two is deployed: it ends in `artifact`, the other in `run_dir/rectifier-alternative`. With
     TrainConfig.gate_check, the deployed rectifier is also checked ungated where its gated alpha is below 1, and
-    deployed ungated (`RectifierCheckpoint.gate` False) at that check's alpha when it is larger.
+    deployed ungated (`RectifierCheckpoint.gate` False) at that check's alpha when it is larger. With `in_sample`
+    (the in-sample candidate's rectifier, exported there), that one is checked the same way, gated and, with
+    gate_check, ungated, and replaces the chosen rectifier where the chosen one goes out at alpha 0 and it passes
+    at a larger alpha (TrainConfig.in_sample_candidate): it then ends in `artifact` and the one it replaced in
+    `run_dir/rectifier-lsi`.
 
     Returns:
         the deployed rectifier's `AlphaChoice` (of the gated policy), the `PenaltyChoice` (None without `reach`),
-        and the gate check (None where it did not run): {"gated_alpha", "ungated": the ungated policy's
-        `AlphaChoice` as a dict, "deployed_gate": "gated" | "ungated"}."""
+        the gate check (None where it did not run): {"gated_alpha", "ungated": the ungated policy's `AlphaChoice`
+        as a dict, "deployed_gate": "gated" | "ungated"}, and the in-sample candidate's check (None without
+        `in_sample`): {"alpha", "gate_choice", "lsi_alpha", "deployed"}."""
     config = trainer.config
     tell = (lambda line: print(line, flush=True)) if say else None
     model = drift.load_or_fit(
@@ -410,21 +421,48 @@ def _choose_default_alpha(trainer: Trainer, artifact: Path, run_dir: Path, say: 
             print(f"latent policy, chosen offline (lsi_reach_penalty):\n{penalty.table()}", flush=True)
     if say:
         print(f"default alpha, chosen offline (auto_alpha):\n{chosen.table()}", flush=True)
-    gate = None
-    if config.gate_check and chosen.alpha < 1.0:  # at alpha 1 the gated policy has nothing to gain
-        ungated = checked(artifact, gate=False)
-        deployed = "ungated" if ungated.alpha > chosen.alpha else "gated"
+
+    def gate_checked(folder: Path, gated: drift.AlphaChoice) -> tuple[dict | None, float]:
+        """gate_check on `folder` (gated alpha `gated.alpha`): (its record or None, the alpha that goes out)."""
+        if not config.gate_check or gated.alpha >= 1.0:  # at alpha 1 the gated policy has nothing to gain
+            return None, gated.alpha
+        ungated = checked(folder, gate=False)
+        deployed = "ungated" if ungated.alpha > gated.alpha else "gated"
         if deployed == "ungated":
-            set_default_alpha(artifact, ungated.alpha)
-            set_default_gate(artifact, False)
-        gate = {"gated_alpha": chosen.alpha, "ungated": ungated.to_dict(), "deployed_gate": deployed}
+            set_default_alpha(folder, ungated.alpha)
+            set_default_gate(folder, False)
+        out = max(ungated.alpha, gated.alpha)
         if say:
             print(
-                f"the same rectifier without the critic gate (gate_check):\n{ungated.table()}\n"
-                f"deployed {deployed} at alpha {max(ungated.alpha, chosen.alpha):g}",
+                f"{folder.name} without the critic gate (gate_check):\n{ungated.table()}\n"
+                f"deployed {deployed} at alpha {out:g}",
                 flush=True,
             )
-    return chosen, penalty, gate
+        return {"gated_alpha": gated.alpha, "ungated": ungated.to_dict(), "deployed_gate": deployed}, out
+
+    gate, alpha = gate_checked(artifact, chosen)
+    fallback = None
+    if in_sample is not None:
+        own = offline_alpha(in_sample)
+        own_gate, own_alpha = gate_checked(in_sample, own)
+        replace = alpha == 0.0 and own_alpha > 0.0
+        fallback = {"alpha": own.to_dict(), "gate_choice": own_gate, "lsi_alpha": alpha, "deployed": replace}
+        shutil.rmtree(run_dir / REFUSED, ignore_errors=True)
+        if replace:
+            artifact.rename(run_dir / REFUSED)
+            in_sample.rename(artifact)
+            chosen, gate = own, own_gate
+        if say:
+            print(
+                f"the in-sample candidate (in_sample_candidate):\n{own.table()}\n"
+                + (
+                    f"deployed at alpha {own_alpha:g}: LSI's policies went out at alpha 0"
+                    if replace
+                    else f"kept in {in_sample}: " + ("it passes no alpha" if alpha == 0.0 else f"LSI's at {alpha:g}")
+                ),
+                flush=True,
+            )
+    return chosen, penalty, gate, fallback
 
 
 @dataclass
@@ -596,15 +634,18 @@ def train(
         raise KeyboardInterrupt(f"training interrupted at step {trainer.step}; checkpoint saved in {ckpt}")
     seconds = trainer.train_seconds
     artifact = trainer.export()
-    final, chosen, penalty, gate = None, None, None, None
-    reach = None
+    final, chosen, penalty, gate, fallback = None, None, None, None, None
+    reach = in_sample = None
     if getattr(trainer.algo, "reach_actor", None) is not None:  # lsi_reach_penalty: the second latent policy
         staged = run_dir / (ALTERNATIVE if not config.auto_alpha else "rectifier-reach")
         shutil.rmtree(staged, ignore_errors=True)
-        reach = trainer.algo.export(trainer.deployment(), staged, reach=True)
+        reach = trainer.algo.export(trainer.deployment(), staged, policy="reach")
+    if getattr(trainer.algo, "insample_actor", None) is not None:  # in_sample_candidate: the third
+        shutil.rmtree(run_dir / IN_SAMPLE, ignore_errors=True)
+        in_sample = trainer.algo.export(trainer.deployment(), run_dir / IN_SAMPLE, policy="insample")
     if trainer.anchor is not None and config.auto_alpha:
-        chosen, penalty, gate = _choose_default_alpha(
-            trainer, artifact, run_dir, say=progress is not False, reach=reach
+        chosen, penalty, gate, fallback = _choose_default_alpha(
+            trainer, artifact, run_dir, say=progress is not False, reach=reach, in_sample=in_sample
         )
         final = trainer.algo.deployed(trainer.deployment(), artifact)
     returns, score = run_eval(trainer.step, final) if env is not None and config.eval_episodes else (None, None)
@@ -625,5 +666,7 @@ def train(
         summary["penalty_choice"] = penalty.to_dict()
     if gate is not None:
         summary["gate_choice"] = gate
+    if fallback is not None:
+        summary["in_sample_choice"] = fallback
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return TrainResult(artifact, run_dir, trainer.step, seconds, returns, None if score is None else float(score))

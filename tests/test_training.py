@@ -40,13 +40,14 @@ def test_same_seed_same_parameters_different_seed_differs(data, anchor, algo):
     assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
 
 
-@pytest.mark.parametrize("algo", ["td3bc", "iql", "spar", "spar-conditional", "spar-reach"])
+@pytest.mark.parametrize("algo", ["td3bc", "iql", "spar", "spar-conditional", "spar-reach", "spar-insample"])
 def test_resume_equals_uninterrupted(tmp_path, data, anchor, algo):
     search = "conditional" if algo.endswith("-conditional") else "box"  # the prior network is checkpointed too
     reach = 0.0 if algo.endswith("-reach") else None  # the reach policy, its optimiser and its generator too
+    in_sample = 1.0 if algo.endswith("-insample") else 0.0  # the in-sample candidate's too
     algo = algo.split("-")[0]
     cfg = TrainConfig(algo=algo, steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST).replace(
-        latent_search=search, lsi_reach_penalty=reach
+        latent_search=search, lsi_reach_penalty=reach, in_sample_candidate=in_sample
     )
     full = Trainer(cfg, data, anchor if algo == "spar" else None)
     list(full.fit())
@@ -171,6 +172,81 @@ def test_the_reach_policy_trains_beside_mu_and_leaves_mu_as_it_trains_alone(data
     mu = {k[len("rectifier.actor.") :]: v for k, v in b.items() if k.startswith("rectifier.actor.")}
     assert reach.keys() == mu.keys() and any(not torch.equal(reach[k], mu[k]) for k in mu)
     assert {"reach_fit_loss", "reach_lsi_loss", "lsi_loss"} <= set().union(*metrics)
+
+
+def test_the_in_sample_candidate_trains_beside_mu_and_the_reach_policy_and_leaves_them_as_they_train_alone(
+    data, anchor
+):
+    cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST)
+    cfg = cfg.replace(lsi_reach_penalty=0.0)
+    two, three = Trainer(cfg, data, anchor), Trainer(cfg.replace(in_sample_candidate=1.0), data, anchor)
+    metrics = [m for _, m in three.fit()]
+    list(two.fit())
+    a, b = trainer_params(two), trainer_params(three)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # mu, the reach policy, critic, CVAE: as without it
+    third = {k[len("insample_actor.") :]: v for k, v in b.items() if k.startswith("insample_actor.")}
+    mu = {k[len("rectifier.actor.") :]: v for k, v in b.items() if k.startswith("rectifier.actor.")}
+    assert third.keys() == mu.keys() and any(not torch.equal(third[k], mu[k]) for k in mu)
+    assert {"insample_fit_loss", "insample_lsi_loss", "insample_in_sample_loss"} <= set().union(*metrics)
+    assert "in_sample_loss" not in set().union(*metrics)  # mu itself takes no in-sample term
+    exported = three.algo.checkpoint(three.deployment(), policy="insample")
+    assert exported.config["in_sample_weight"] == 1.0 and exported.config["lsi_anchor_penalty"] == 0.25
+    with pytest.raises(ValueError, match="in_sample_candidate"):
+        two.algo.checkpoint(two.deployment(), policy="insample")
+    with pytest.raises(ValueError, match="'mu', 'reach' or 'insample'"):
+        two.algo.checkpoint(two.deployment(), policy="iql")
+    with pytest.raises(ValueError, match="in_sample_candidate"):
+        TrainConfig(in_sample_candidate=-1.0)
+
+
+@pytest.mark.parametrize("lsi_alpha", [0.0, 0.5])
+def test_the_in_sample_candidate_replaces_lsi_only_where_lsi_goes_out_at_alpha_0(
+    tmp_path, data, anchor, monkeypatch, lsi_alpha
+):
+    from spar_rectify import drift
+    from spar_rectify.drift import AlphaChoice, DriftReport
+
+    cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.2, fit_fraction=0.2, **FAST).replace(
+        eval_episodes=2, auto_alpha=True, drift_model_steps=20, lsi_reach_penalty=None, in_sample_candidate=1.0
+    )
+    checked = []
+
+    def by_policy(base, rectifier, data_, model, threshold, seed, members, model_margin, gate=None):
+        in_sample = load_rectifier(rectifier).config["in_sample_weight"] > 0
+        checked.append(("in-sample" if in_sample else "lsi", gate))
+        alpha = 0.75 if in_sample else lsi_alpha
+        return AlphaChoice(alpha, {1.0: 5.0, 0.75: 1.0}, threshold, DriftReport({}, {}, 10, 100, 0.0))
+
+    monkeypatch.setattr(drift, "choose_alpha", by_policy)
+    run = tmp_path / "run"
+    result = train(cfg, data, run, anchor=anchor, env="PointReach-v0", progress=False)
+    assert checked == [("lsi", None), ("in-sample", None)]  # both checked, gated (gate_check off)
+    deployed, summary = load_rectifier(result.artifact), json.loads((run / "summary.json").read_text())
+    choice = summary["in_sample_choice"]
+    assert choice["alpha"]["alpha"] == 0.75 and choice["lsi_alpha"] == lsi_alpha
+    if lsi_alpha == 0.0:  # LSI's residual refused at every scale: the in-sample candidate goes out at its own alpha
+        assert choice["deployed"] and deployed.config["in_sample_weight"] == 1.0 and deployed.alpha == 0.75
+        assert load_rectifier(run / "rectifier-lsi").alpha == 0.0 and not (run / "rectifier-insample").exists()
+        assert summary["auto_alpha"]["alpha"] == 0.75
+    else:  # LSI's residual goes out: the candidate is kept beside it, checked
+        assert not choice["deployed"] and deployed.config["in_sample_weight"] == 0.0 and deployed.alpha == 0.5
+        assert load_rectifier(run / "rectifier-insample").alpha == 0.75 and not (run / "rectifier-lsi").exists()
+    expected = evaluate(RectifiedPolicy(anchor, result.artifact), "PointReach-v0", 2, 10_000)
+    assert np.array_equal(result.eval_returns, expected)  # the final evaluation deploys what was chosen
+    a, b = (
+        deployed.rectifier.state_dict(),
+        load_rectifier(run / ("rectifier-lsi" if lsi_alpha == 0 else "rectifier-insample")).rectifier.state_dict(),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("actor."))  # they differ in mu alone
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("actor."))
+    if lsi_alpha == 0.0:  # re-deployed with gate_check: the candidate is checked ungated too, and the
+        checked.clear()  # folders are put back before the choice is made again
+        again = train(
+            cfg.replace(gate_check=True), data, run, anchor=anchor, env="PointReach-v0", resume=True, progress=False
+        )
+        assert checked == [("lsi", None), ("lsi", False), ("in-sample", None), ("in-sample", False)]
+        assert load_rectifier(again.artifact).config["in_sample_weight"] == 1.0 and (run / "rectifier-lsi").is_dir()
+        assert json.loads((run / "summary.json").read_text())["in_sample_choice"]["gate_choice"]["gated_alpha"] == 0.75
 
 
 @pytest.mark.parametrize("reach_alpha", [1.0, 0.75])

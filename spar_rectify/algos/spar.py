@@ -9,7 +9,9 @@ LSI searches each state's region of a state-conditional prior fitted to the enco
 stage (i) (`latent_search="conditional"`, the default) or the whole latent box ("box"), and with
 `lsi_anchor_penalty` charges each candidate for its distance from the anchor's own latent. With
 `lsi_reach_penalty`, a second latent policy (the "reach" policy) trains beside mu at that penalty, on the
-same batches and critic, and the drift check picks which one is deployed (`trainer.train`).
+same batches and critic, and the drift check picks which one is deployed (`trainer.train`). With
+`in_sample_candidate`, a third (the "in-sample" policy) trains beside them with LSI plus the in-sample term at
+that weight: the drift check's fallback where neither of the others is deployed.
 The critic trains at every step throughout. No gradient of Q with respect to the action reaches
 the policy: the critic only weighs candidates, and every candidate lies on the decoded support.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -44,6 +47,20 @@ from spar_rectify.rectifier import Rectifier
 REACH_SEED_OFFSET = 1_000_003
 #: drift_penalty's off-data value draws its rollouts and minibatches from a generator seeded so.
 OFFDATA_SEED_OFFSET = 2_000_003
+#: The in-sample candidate's generator (in_sample_candidate) is seeded with the run's seed plus this.
+INSAMPLE_SEED_OFFSET = 3_000_017
+
+
+class LatentPolicy(NamedTuple):
+    """One latent policy SPAR trains: its metrics' prefix, the actor and its optimiser, the lsi_anchor_penalty
+    its LSI scores with, the generator of its candidates, and the weight of its in-sample term (0: none)."""
+
+    prefix: str
+    actor: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    penalty: float
+    generator: torch.Generator
+    in_sample: float
 
 
 class SPAR:
@@ -114,6 +131,11 @@ class SPAR:
             self.reach_actor = copy.deepcopy(self.rect.actor)
             self.reach_opt = adam(self.reach_actor.parameters(), config.lr)
             self.reach_generator = torch.Generator().manual_seed(config.seed + REACH_SEED_OFFSET)
+        self.insample_actor = None  # in_sample_candidate's latent policy: mu's start, its own optimiser and draws
+        if config.in_sample_candidate:
+            self.insample_actor = copy.deepcopy(self.rect.actor)
+            self.insample_opt = adam(self.insample_actor.parameters(), config.lr)
+            self.insample_generator = torch.Generator().manual_seed(config.seed + INSAMPLE_SEED_OFFSET)
         self.offdata = self.world = None  # drift_penalty's off-data value, and the model world it rolls out in
         if config.drift_penalty:
             self.offdata = OffDataValue(
@@ -138,6 +160,8 @@ class SPAR:
             mods["prior"] = self.prior
         if self.reach_actor is not None:
             mods["reach_actor"] = self.reach_actor
+        if self.insample_actor is not None:
+            mods["insample_actor"] = self.insample_actor
         if self.offdata is not None:
             mods["offdata"] = self.offdata
         return mods
@@ -145,17 +169,24 @@ class SPAR:
     def generators(self) -> dict:
         """Random generators besides the trainer's own, by name (checkpointed with it)."""
         out = {"reach": self.reach_generator} if self.reach_actor is not None else {}
+        if self.insample_actor is not None:
+            out["insample"] = self.insample_generator
         if self.offdata is not None:
             out["offdata"] = self.offdata_generator
         return out
 
-    def latent_policies(self) -> list[tuple[str, torch.nn.Module, torch.optim.Optimizer, float, torch.Generator]]:
-        """Each latent policy trained: (metric prefix, actor, optimiser, lsi_anchor_penalty, generator of its
-        candidates); mu first, then the reach policy (with lsi_reach_penalty)."""
+    def latent_policies(self) -> list[LatentPolicy]:
+        """Each latent policy trained (`LatentPolicy`): mu first, then the reach policy (with lsi_reach_penalty),
+        then the in-sample candidate (with in_sample_candidate)."""
         cfg = self.config
-        out = [("", self.rect.actor, self.actor_opt, cfg.lsi_anchor_penalty, self.generator)]
+        weight = cfg.in_sample_weight
+        out = [LatentPolicy("", self.rect.actor, self.actor_opt, cfg.lsi_anchor_penalty, self.generator, weight)]
         if self.reach_actor is not None:
-            out.append(("reach_", self.reach_actor, self.reach_opt, cfg.lsi_reach_penalty, self.reach_generator))
+            reach = (self.reach_actor, self.reach_opt, cfg.lsi_reach_penalty, self.reach_generator, weight)
+            out.append(LatentPolicy("reach_", *reach))
+        if self.insample_actor is not None:
+            insample = (self.insample_actor, self.insample_opt, cfg.lsi_anchor_penalty, self.insample_generator)
+            out.append(LatentPolicy("insample_", *insample, cfg.in_sample_candidate))
         return out
 
     def optimizers(self) -> dict:
@@ -166,6 +197,8 @@ class SPAR:
             opts["prior"] = self.prior_opt
         if self.reach_actor is not None:
             opts["reach_actor"] = self.reach_opt
+        if self.insample_actor is not None:
+            opts["insample_actor"] = self.insample_opt
         if self.offdata is not None:
             opts["offdata"] = self.offdata.optimizer
         return opts
@@ -262,11 +295,11 @@ class SPAR:
             return metrics
         if self.offdata is not None:
             metrics.update(self._offdata_step(step - start))
-        for prefix, actor, opt, penalty, generator in self.latent_policies():
+        for prefix, actor, opt, penalty, generator, in_sample in self.latent_policies():
             losses = []
-            if cfg.in_sample_weight:
+            if in_sample:
                 loss, m = self._in_sample(x, b, advantage, actor)
-                losses.append(cfg.in_sample_weight * loss)
+                losses.append(in_sample * loss)
                 metrics.update({prefix + k: v for k, v in m.items()})
             if (step - start) % cfg.lsi_every == 0:
                 n = min(cfg.lsi_states, b.obs.shape[0])
@@ -408,10 +441,10 @@ class SPAR:
         r = torch.zeros_like(b.action) if self.config.fit_to == "anchor" else self.data_residual(b)
         target = r if self.encoder is None else self.residual_latent(x, r)
         metrics = {}
-        for prefix, actor, opt, _, _ in self.latent_policies():
-            loss = latent_fit_loss(self.actor_output(x, actor), target)
-            self._step_actor(loss, actor, opt)
-            metrics[prefix + "fit_loss"] = loss.detach()
+        for policy in self.latent_policies():
+            loss = latent_fit_loss(self.actor_output(x, policy.actor), target)
+            self._step_actor(loss, policy.actor, policy.optimizer)
+            metrics[policy.prefix + "fit_loss"] = loss.detach()
         return metrics
 
     def _improve(
@@ -547,15 +580,15 @@ class SPAR:
         return torch.maximum(torch.minimum(cands, box), -box) if torch.is_tensor(box) else cands.clamp(-box, box)
 
     # -- products -----------------------------------------------------------------------------
-    def checkpoint(self, deployment: Deployment, reach: bool = False) -> RectifierCheckpoint:
+    def checkpoint(self, deployment: Deployment, policy: str = "mu") -> RectifierCheckpoint:
         """The deployable rectifier with everything needed to load it safely; the target twin critic
-        that LSI scored candidates with travels along for the deployment gate. `reach`: the one with the
-        reach policy as its latent policy (its config's lsi_anchor_penalty is then the penalty that policy
-        trained at, and lsi_reach_penalty mu's)."""
+        that LSI scored candidates with travels along for the deployment gate. `policy`: which latent policy
+        it carries, "mu", "reach" (its config's lsi_anchor_penalty is then the penalty that policy trained at,
+        and lsi_reach_penalty mu's) or "insample" (its config's in_sample_weight the weight it trained at)."""
         d = deployment
         rect = self.rect.with_critic(self.critic.q_target)
         config = d.config.to_dict()
-        if reach:
+        if policy == "reach":
             if self.reach_actor is None:
                 raise ValueError("this SPAR run trains no reach policy (lsi_reach_penalty is None)")
             rect.actor = copy.deepcopy(self.reach_actor)
@@ -563,6 +596,13 @@ class SPAR:
                 "lsi_anchor_penalty": d.config.lsi_reach_penalty,
                 "lsi_reach_penalty": d.config.lsi_anchor_penalty,
             }
+        elif policy == "insample":
+            if self.insample_actor is None:
+                raise ValueError("this SPAR run trains no in-sample candidate (in_sample_candidate is 0)")
+            rect.actor = copy.deepcopy(self.insample_actor)
+            config |= {"in_sample_weight": d.config.in_sample_candidate}
+        elif policy != "mu":
+            raise ValueError(f"policy={policy!r}: use 'mu', 'reach' or 'insample'")
         rect = rect.eval().requires_grad_(False)
         return RectifierCheckpoint.from_anchor(
             rect, d.observation_space, d.action_space, d.anchor, d.probe_obs, config=config
@@ -575,5 +615,6 @@ class SPAR:
         """The policy `export` wrote to `folder`, as deployed (its default alpha included)."""
         return RectifiedPolicy(deployment.anchor, folder, check_anchor=False)
 
-    def export(self, deployment: Deployment, folder: str | Path, reach: bool = False) -> Path:
-        return save_rectifier(self.checkpoint(deployment, reach), folder)
+    def export(self, deployment: Deployment, folder: str | Path, policy: str = "mu") -> Path:
+        """Write the rectifier carrying latent policy `policy` (see `checkpoint`) into `folder`."""
+        return save_rectifier(self.checkpoint(deployment, policy), folder)
