@@ -215,13 +215,16 @@ class SPARSettings:
     """[spar] lambda of a third latent policy trained beside mu (the same batches, critic, CVAE and prior; its own
     candidates, from its own generator, so mu and the reach policy train exactly as they would without it): LSI
     at lsi_anchor_penalty plus in_sample_weight's term at this weight. It is the fallback of auto_alpha: checked
-    (and, with gate_check, checked ungated too) only where the checks deploy none of LSI's residual (alpha 0,
-    the base policy), and deployed at its own offline alpha where that is above 0; it is kept in the run folder
-    (`rectifier-insample/`) either way. Where LSI's policies leave the data's states, the in-sample term keeps
-    the residual on logged actions: the SB3 medium policy on hopper medium-expert, where LSI's whole residual
-    stood +30.4 points off the data in the model and the default deployed alpha 0 (47.4), reached 100.6-102.1
-    with in_sample_weight=1 and gate_check on three seeds; as a default for every latent policy the term cost
-    hopper medium-replay 43 points (benchmarks/README.md, session 27). 0 (the default): no third policy."""
+    after LSI's policies, gated and ungated as gate_check checks (with or without gate_check: the gate's
+    switching between the base and a data-like gait is what drifted on medium-expert), and deployed at its own
+    offline alpha only where LSI's go out at alpha 0 (the base policy) and it passes a larger one; it is kept
+    in the run folder (`rectifier-insample/`) where it is not deployed. Where LSI's policies leave the data's
+    states, the in-sample term keeps the residual on logged actions: the SB3 medium policy on hopper
+    medium-expert, where LSI's whole residual stood +30.4 points off the data in the model and the default
+    deployed alpha 0 (47.4), reached 100.6-102.1 with in_sample_weight=1 and gate_check on three seeds (100k);
+    as a default for every latent policy the term cost hopper medium-replay 43 points (benchmarks/README.md,
+    session 27). Costs a third latent policy's update at every step: 1.6x SPAR's step time (51 against 82
+    steps per CPU-second, `benchmarks/results/train_throughput_insample.json`). 0 (the default): none."""
     actor_lr_schedule: Literal["constant", "cosine"] = "constant"
     """[spar] Learning rate of the latent policy mu over stage (iii): constant (the specification), or cosine
     decay from lr to zero at the last step, as IQL's extraction decays its actor's (mu then settles on the

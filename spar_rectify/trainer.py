@@ -336,10 +336,10 @@ def _choose_default_alpha(
     two is deployed: it ends in `artifact`, the other in `run_dir/rectifier-alternative`. With
     TrainConfig.gate_check, the deployed rectifier is also checked ungated where its gated alpha is below 1, and
     deployed ungated (`RectifierCheckpoint.gate` False) at that check's alpha when it is larger. With `in_sample`
-    (the in-sample candidate's rectifier, exported there), that one is checked the same way, gated and, with
-    gate_check, ungated, and replaces the chosen rectifier where the chosen one goes out at alpha 0 and it passes
-    at a larger alpha (TrainConfig.in_sample_candidate): it then ends in `artifact` and the one it replaced in
-    `run_dir/rectifier-lsi`.
+    (the in-sample candidate's rectifier, exported there), that one is checked the same way, gated and (with or
+    without gate_check) ungated, and replaces the chosen rectifier where the chosen one goes out at alpha 0 and it
+    passes at a larger alpha (TrainConfig.in_sample_candidate): it then ends in `artifact` and the one it replaced
+    in `run_dir/rectifier-lsi`.
 
     Returns:
         the deployed rectifier's `AlphaChoice` (of the gated policy), the `PenaltyChoice` (None without `reach`),
@@ -422,9 +422,10 @@ def _choose_default_alpha(
     if say:
         print(f"default alpha, chosen offline (auto_alpha):\n{chosen.table()}", flush=True)
 
-    def gate_checked(folder: Path, gated: drift.AlphaChoice) -> tuple[dict | None, float]:
-        """gate_check on `folder` (gated alpha `gated.alpha`): (its record or None, the alpha that goes out)."""
-        if not config.gate_check or gated.alpha >= 1.0:  # at alpha 1 the gated policy has nothing to gain
+    def gate_checked(folder: Path, gated: drift.AlphaChoice, wanted: bool) -> tuple[dict | None, float]:
+        """The ungated check on `folder` where `wanted` (gated alpha `gated.alpha`): (its record or None, the
+        alpha that goes out)."""
+        if not wanted or gated.alpha >= 1.0:  # at alpha 1 the gated policy has nothing to gain
             return None, gated.alpha
         ungated = checked(folder, gate=False)
         deployed = "ungated" if ungated.alpha > gated.alpha else "gated"
@@ -440,11 +441,11 @@ def _choose_default_alpha(
             )
         return {"gated_alpha": gated.alpha, "ungated": ungated.to_dict(), "deployed_gate": deployed}, out
 
-    gate, alpha = gate_checked(artifact, chosen)
+    gate, alpha = gate_checked(artifact, chosen, config.gate_check)
     fallback = None
     if in_sample is not None:
         own = offline_alpha(in_sample)
-        own_gate, own_alpha = gate_checked(in_sample, own)
+        own_gate, own_alpha = gate_checked(in_sample, own, True)  # its own reach is the data's gait: gate or not
         replace = alpha == 0.0 and own_alpha > 0.0
         fallback = {"alpha": own.to_dict(), "gate_choice": own_gate, "lsi_alpha": alpha, "deployed": replace}
         shutil.rmtree(run_dir / REFUSED, ignore_errors=True)

@@ -34,4 +34,7 @@ def test_spar_times_the_default_step_and_spar_single_the_step_without_the_reach_
     single = train_throughput.method_config("spar:single", fast_matmul=True)
     assert single.lsi_reach_penalty is None and single.fast_matmul and single.manifold_steps == 0
     assert train_throughput.method_config("spar:cvae").manifold_steps > 0
+    third = train_throughput.method_config("spar:insample")  # the default step plus in_sample_candidate's policy
+    assert third.in_sample_candidate == 1.0 and third.lsi_reach_penalty == default.lsi_reach_penalty
+    assert default.in_sample_candidate == TrainConfig().in_sample_candidate
     assert train_throughput.method_config("iql").algo == "iql"

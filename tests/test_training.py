@@ -220,7 +220,7 @@ def test_the_in_sample_candidate_replaces_lsi_only_where_lsi_goes_out_at_alpha_0
     monkeypatch.setattr(drift, "choose_alpha", by_policy)
     run = tmp_path / "run"
     result = train(cfg, data, run, anchor=anchor, env="PointReach-v0", progress=False)
-    assert checked == [("lsi", None), ("in-sample", None)]  # both checked, gated (gate_check off)
+    assert checked == [("lsi", None), ("in-sample", None), ("in-sample", False)]  # the candidate ungated too
     deployed, summary = load_rectifier(result.artifact), json.loads((run / "summary.json").read_text())
     choice = summary["in_sample_choice"]
     assert choice["alpha"]["alpha"] == 0.75 and choice["lsi_alpha"] == lsi_alpha
@@ -239,8 +239,8 @@ def test_the_in_sample_candidate_replaces_lsi_only_where_lsi_goes_out_at_alpha_0
     )
     assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("actor."))  # they differ in mu alone
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("actor."))
-    if lsi_alpha == 0.0:  # re-deployed with gate_check: the candidate is checked ungated too, and the
-        checked.clear()  # folders are put back before the choice is made again
+    if lsi_alpha == 0.0:  # re-deployed with gate_check: LSI's is checked ungated too, and the folders are
+        checked.clear()  # put back before the choice is made again
         again = train(
             cfg.replace(gate_check=True), data, run, anchor=anchor, env="PointReach-v0", resume=True, progress=False
         )
