@@ -217,8 +217,10 @@ class SPARSettings:
     at lsi_anchor_penalty plus in_sample_weight's term at this weight. It is the fallback of auto_alpha: checked
     after LSI's policies, gated and ungated as gate_check checks (with or without gate_check: the gate's
     switching between the base and a data-like gait is what drifted on medium-expert), and deployed at its own
-    offline alpha only where LSI's go out at alpha 0 (the base policy) and it passes a larger one; it is kept
-    in the run folder (`rectifier-insample/`) where it is not deployed. Where LSI's policies leave the data's
+    offline alpha only where LSI's go out at alpha 0 (the base policy), it passes a larger one, and the critic
+    rates the anchor below the data's value (as reach_weak_anchor_only reads it: the in-sample term pulls the
+    residual toward the data's better actions, which would pull an anchor better than its data back); it is
+    kept in the run folder (`rectifier-insample/`) where it is not deployed. Where LSI's policies leave the data's
     states, the in-sample term keeps the residual on logged actions: the SB3 medium policy on hopper
     medium-expert, where LSI's whole residual stood +30.4 points off the data in the model and the default
     deployed alpha 0 (47.4), reached 100.6-102.1 with in_sample_weight=1 and gate_check on three seeds (100k);

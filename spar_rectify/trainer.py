@@ -337,15 +337,15 @@ def _choose_default_alpha(
     TrainConfig.gate_check, the deployed rectifier is also checked ungated where its gated alpha is below 1, and
     deployed ungated (`RectifierCheckpoint.gate` False) at that check's alpha when it is larger. With `in_sample`
     (the in-sample candidate's rectifier, exported there), that one is checked the same way, gated and (with or
-    without gate_check) ungated, and replaces the chosen rectifier where the chosen one goes out at alpha 0 and it
-    passes at a larger alpha (TrainConfig.in_sample_candidate): it then ends in `artifact` and the one it replaced
-    in `run_dir/rectifier-lsi`.
+    without gate_check) ungated, and replaces the chosen rectifier where the chosen one goes out at alpha 0, it
+    passes at a larger alpha, and the critic rates the anchor below the data's value (TrainConfig.in_sample_candidate):
+    it then ends in `artifact` and the one it replaced in `run_dir/rectifier-lsi`.
 
     Returns:
         the deployed rectifier's `AlphaChoice` (of the gated policy), the `PenaltyChoice` (None without `reach`),
         the gate check (None where it did not run): {"gated_alpha", "ungated": the ungated policy's `AlphaChoice`
         as a dict, "deployed_gate": "gated" | "ungated"}, and the in-sample candidate's check (None without
-        `in_sample`): {"alpha", "gate_choice", "lsi_alpha", "deployed"}."""
+        `in_sample`): {"alpha", "gate_choice", "lsi_alpha", "anchor_advantage", "deployed"}."""
     config = trainer.config
     tell = (lambda line: print(line, flush=True)) if say else None
     model = drift.load_or_fit(
@@ -446,8 +446,17 @@ def _choose_default_alpha(
     if in_sample is not None:
         own = offline_alpha(in_sample)
         own_gate, own_alpha = gate_checked(in_sample, own, True)  # its own reach is the data's gait: gate or not
-        replace = alpha == 0.0 and own_alpha > 0.0
-        fallback = {"alpha": own.to_dict(), "gate_choice": own_gate, "lsi_alpha": alpha, "deployed": replace}
+        # It pulls the anchor toward the data's better actions: worth it only where the critic rates the anchor
+        # below what the data does (an anchor better than its data would be pulled back to it).
+        advantage = _anchor_advantage(trainer)
+        replace = alpha == 0.0 and own_alpha > 0.0 and advantage < 0.0
+        fallback = {
+            "alpha": own.to_dict(),
+            "gate_choice": own_gate,
+            "lsi_alpha": alpha,
+            "anchor_advantage": advantage,
+            "deployed": replace,
+        }
         shutil.rmtree(run_dir / REFUSED, ignore_errors=True)
         if replace:
             artifact.rename(run_dir / REFUSED)
@@ -459,7 +468,14 @@ def _choose_default_alpha(
                 + (
                     f"deployed at alpha {own_alpha:g}: LSI's policies went out at alpha 0"
                     if replace
-                    else f"kept in {in_sample}: " + ("it passes no alpha" if alpha == 0.0 else f"LSI's at {alpha:g}")
+                    else f"kept in {in_sample}: "
+                    + (
+                        f"LSI's went out at {alpha:g}"
+                        if alpha > 0.0
+                        else "it passes no alpha"
+                        if own_alpha == 0.0
+                        else f"the critic rates the anchor {advantage:+.3f} against the data's value"
+                    )
                 ),
                 flush=True,
             )

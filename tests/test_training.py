@@ -199,10 +199,11 @@ def test_the_in_sample_candidate_trains_beside_mu_and_the_reach_policy_and_leave
         TrainConfig(in_sample_candidate=-1.0)
 
 
-@pytest.mark.parametrize("lsi_alpha", [0.0, 0.5])
-def test_the_in_sample_candidate_replaces_lsi_only_where_lsi_goes_out_at_alpha_0(
-    tmp_path, data, anchor, monkeypatch, lsi_alpha
+@pytest.mark.parametrize("lsi_alpha, rated", [(0.0, -1.0), (0.5, -1.0), (0.0, 1.0)])
+def test_the_in_sample_candidate_replaces_lsi_only_where_lsi_goes_out_at_alpha_0_around_a_weak_anchor(
+    tmp_path, data, anchor, monkeypatch, lsi_alpha, rated
 ):
+    import spar_rectify.trainer as trainer_mod
     from spar_rectify import drift
     from spar_rectify.drift import AlphaChoice, DriftReport
 
@@ -218,29 +219,29 @@ def test_the_in_sample_candidate_replaces_lsi_only_where_lsi_goes_out_at_alpha_0
         return AlphaChoice(alpha, {1.0: 5.0, 0.75: 1.0}, threshold, DriftReport({}, {}, 10, 100, 0.0))
 
     monkeypatch.setattr(drift, "choose_alpha", by_policy)
+    monkeypatch.setattr(trainer_mod, "_anchor_advantage", lambda trainer: rated)  # the critic's verdict on the anchor
     run = tmp_path / "run"
     result = train(cfg, data, run, anchor=anchor, env="PointReach-v0", progress=False)
     assert checked == [("lsi", None), ("in-sample", None), ("in-sample", False)]  # the candidate ungated too
     deployed, summary = load_rectifier(result.artifact), json.loads((run / "summary.json").read_text())
     choice = summary["in_sample_choice"]
-    assert choice["alpha"]["alpha"] == 0.75 and choice["lsi_alpha"] == lsi_alpha
-    if lsi_alpha == 0.0:  # LSI's residual refused at every scale: the in-sample candidate goes out at its own alpha
+    assert choice["alpha"]["alpha"] == 0.75 and choice["lsi_alpha"] == lsi_alpha and choice["anchor_advantage"] == rated
+    replaced = lsi_alpha == 0.0 and rated < 0
+    if replaced:  # LSI's residual refused at every scale, the anchor below the data: the candidate goes out
         assert choice["deployed"] and deployed.config["in_sample_weight"] == 1.0 and deployed.alpha == 0.75
         assert load_rectifier(run / "rectifier-lsi").alpha == 0.0 and not (run / "rectifier-insample").exists()
         assert summary["auto_alpha"]["alpha"] == 0.75
-    else:  # LSI's residual goes out: the candidate is kept beside it, checked
-        assert not choice["deployed"] and deployed.config["in_sample_weight"] == 0.0 and deployed.alpha == 0.5
+    else:  # LSI's residual goes out, or the anchor is rated above its data: the candidate is kept beside it
+        assert not choice["deployed"] and deployed.config["in_sample_weight"] == 0.0 and deployed.alpha == lsi_alpha
         assert load_rectifier(run / "rectifier-insample").alpha == 0.75 and not (run / "rectifier-lsi").exists()
     expected = evaluate(RectifiedPolicy(anchor, result.artifact), "PointReach-v0", 2, 10_000)
     assert np.array_equal(result.eval_returns, expected)  # the final evaluation deploys what was chosen
-    a, b = (
-        deployed.rectifier.state_dict(),
-        load_rectifier(run / ("rectifier-lsi" if lsi_alpha == 0 else "rectifier-insample")).rectifier.state_dict(),
-    )
-    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("actor."))  # they differ in mu alone
-    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("actor."))
-    if lsi_alpha == 0.0:  # re-deployed with gate_check: LSI's is checked ungated too, and the folders are
-        checked.clear()  # put back before the choice is made again
+    other = load_rectifier(run / ("rectifier-lsi" if replaced else "rectifier-insample")).rectifier.state_dict()
+    mine = deployed.rectifier.state_dict()
+    assert all(torch.equal(mine[k], other[k]) for k in mine if not k.startswith("actor."))  # they differ in mu alone
+    assert any(not torch.equal(mine[k], other[k]) for k in mine if k.startswith("actor."))
+    if replaced:  # re-deployed with gate_check: LSI's is checked ungated too, and the folders are put back
+        checked.clear()  # before the choice is made again
         again = train(
             cfg.replace(gate_check=True), data, run, anchor=anchor, env="PointReach-v0", resume=True, progress=False
         )
