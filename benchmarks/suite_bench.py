@@ -484,7 +484,25 @@ def record_changes(record: dict) -> list[str]:
     changed = changed_fields(record["config"], config)
     if "reach_model_margin" in changed and same_reach_decision(record, config.reach_model_margin):
         changed.remove("reach_model_margin")  # deployed the same policy today: the record stands
+    if "in_sample_candidate" in changed and same_fallback_decision(record, config.in_sample_candidate):
+        changed.remove("in_sample_candidate")  # mu and the reach policy train the same: the same deployment
     return changed
+
+
+def same_fallback_decision(record: dict, weight: float) -> bool:
+    """Whether a record's run would deploy the same rectifier with in_sample_candidate `weight` as it did. The third
+    latent policy leaves mu and the reach policy as they train without it, and replaces them only where they go out
+    at alpha 0 around an anchor the critic rates below the data's value; so the decision is the same wherever that
+    rule did not (or would not) look at the candidate: LSI's rectifier deployed at a larger alpha, or an anchor
+    rated at or above the data. Elsewhere only a record that deployed LSI's at alpha 0 under `weight` 0 stands."""
+    saved = record.get("in_sample_choice")
+    if saved is not None:  # trained with the candidate
+        lsi_alpha, advantage = saved["lsi_alpha"], saved.get("anchor_advantage")
+    else:
+        lsi_alpha, advantage = record.get("alpha", 0.0), (record.get("penalty_choice") or {}).get("anchor_advantage")
+    if lsi_alpha > 0.0 or (advantage is not None and advantage >= 0.0):
+        return True  # the rule never reaches the candidate
+    return weight <= 0.0 and not (saved or {}).get("deployed", False)
 
 
 def same_reach_decision(record: dict, margin: float) -> bool:

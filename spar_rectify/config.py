@@ -526,6 +526,7 @@ SAVED_BEFORE_FIELD: dict = {
     "reach_weak_anchor_only": False,
     "reach_check_horizon": 0,
     "reach_model_margin": 0.0,
+    "in_sample_candidate": 0.0,
 }
 
 #: SPAR settings that choose how the trained weights are deployed, not what is trained: a run resumes

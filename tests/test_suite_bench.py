@@ -289,6 +289,33 @@ def test_a_record_stays_current_under_a_new_reach_margin_only_where_it_deploys_t
     assert suite_bench.same_reach_decision(spar(6.1, False), -1.0)
 
 
+def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_deploys_the_same_rectifier(monkeypatch):
+    from spar_rectify.config import TrainConfig
+
+    def spar(alpha, advantage=None, choice=None, weight=None):
+        config = suite_bench.job_config("spar", 100, 0).to_dict()
+        if weight is None:
+            del config["in_sample_candidate"]  # written before the field existed: 0
+        else:
+            config["in_sample_candidate"] = weight
+        out = {**record("spar/hopper/medium-expert-v0", "spar", 0, 50.0), "config": config, "alpha": alpha}
+        if advantage is not None:
+            out["penalty_choice"] = {"anchor_advantage": advantage}
+        return out | ({"in_sample_choice": choice} if choice is not None else {})
+
+    monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(in_sample_candidate=1.0, steps=100))
+    assert not suite_bench.stale(spar(0.75))  # LSI's went out: the candidate would not be looked at
+    assert not suite_bench.stale(spar(0.0, advantage=0.3))  # an anchor above its data keeps LSI's at 0
+    assert suite_bench.stale(spar(0.0, advantage=-0.12))  # LSI's at 0 around a weak anchor: retrain to know
+    assert suite_bench.stale(spar(0.0))  # no advantage recorded: the same
+    assert suite_bench.record_changes(spar(0.0)) == ["in_sample_candidate"]
+    monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(in_sample_candidate=0.0, steps=100))
+    used = {"lsi_alpha": 0.0, "anchor_advantage": -0.12, "deployed": True}
+    assert suite_bench.stale(spar(1.0, choice=used, weight=1.0))  # its candidate went out: without it, LSI's at 0
+    kept = {"lsi_alpha": 0.5, "anchor_advantage": -0.12, "deployed": False}
+    assert not suite_bench.stale(spar(0.5, choice=kept, weight=1.0))  # LSI's went out either way
+
+
 def test_the_alternative_rectifier_is_scored_at_its_own_alpha_on_the_same_episodes(tmp_path, monkeypatch):
     import dataclasses
 
