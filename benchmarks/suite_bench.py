@@ -489,6 +489,15 @@ def record_changes(record: dict) -> list[str]:
     return changed
 
 
+def offline_alpha(record: dict) -> float | None:
+    """The alpha a rectifier record's offline checks deployed (gate_check's ungated one where it was larger);
+    None where the record does not carry them (a tuned record, or one trained without auto_alpha)."""
+    if "auto_alpha" not in record:
+        return None
+    gate = record.get("gate_choice")
+    return max(record["auto_alpha"]["alpha"], gate["ungated"]["alpha"]) if gate else record["auto_alpha"]["alpha"]
+
+
 def same_fallback_decision(record: dict, weight: float) -> bool:
     """Whether a record's run would deploy the same rectifier with in_sample_candidate `weight` as it did. The third
     latent policy leaves mu and the reach policy as they train without it, and replaces them only where they go out
@@ -498,9 +507,9 @@ def same_fallback_decision(record: dict, weight: float) -> bool:
     saved = record.get("in_sample_choice")
     if saved is not None:  # trained with the candidate
         lsi_alpha, advantage = saved["lsi_alpha"], saved.get("anchor_advantage")
-    else:
-        lsi_alpha, advantage = record.get("alpha", 0.0), (record.get("penalty_choice") or {}).get("anchor_advantage")
-    if lsi_alpha > 0.0 or (advantage is not None and advantage >= 0.0):
+    else:  # the offline alpha that went out (a tuned record's own alpha was picked on episodes: it does not say)
+        lsi_alpha, advantage = offline_alpha(record), (record.get("penalty_choice") or {}).get("anchor_advantage")
+    if (lsi_alpha or 0.0) > 0.0 or (advantage is not None and advantage >= 0.0):
         return True  # the rule never reaches the candidate
     return weight <= 0.0 and not (saved or {}).get("deployed", False)
 

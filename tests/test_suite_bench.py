@@ -299,6 +299,7 @@ def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_de
         else:
             config["in_sample_candidate"] = weight
         out = {**record("spar/hopper/medium-expert-v0", "spar", 0, 50.0), "config": config, "alpha": alpha}
+        out["auto_alpha"] = {"alpha": alpha}
         if advantage is not None:
             out["penalty_choice"] = {"anchor_advantage": advantage}
         return out | ({"in_sample_choice": choice} if choice is not None else {})
@@ -309,6 +310,11 @@ def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_de
     assert suite_bench.stale(spar(0.0, advantage=-0.12))  # LSI's at 0 around a weak anchor: retrain to know
     assert suite_bench.stale(spar(0.0))  # no advantage recorded: the same
     assert suite_bench.record_changes(spar(0.0)) == ["in_sample_candidate"]
+    tuned = spar(1.0)  # alpha 1 picked on episodes: what the offline checks deployed is not recorded
+    del tuned["auto_alpha"]
+    assert suite_bench.stale(tuned)
+    ungated = spar(0.0) | {"gate_choice": {"gated_alpha": 0.0, "ungated": {"alpha": 0.5}}}
+    assert not suite_bench.stale(ungated)  # gate_check deployed LSI's ungated at 0.5
     monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(in_sample_candidate=0.0, steps=100))
     used = {"lsi_alpha": 0.0, "anchor_advantage": -0.12, "deployed": True}
     assert suite_bench.stale(spar(1.0, choice=used, weight=1.0))  # its candidate went out: without it, LSI's at 0
