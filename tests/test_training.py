@@ -132,7 +132,12 @@ def test_gate_check_deploys_the_ungated_policy_where_it_passes_at_a_larger_alpha
     from spar_rectify.drift import AlphaChoice, DriftReport
 
     cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.2, fit_fraction=0.2, **FAST).replace(
-        eval_episodes=3, auto_alpha=True, drift_model_steps=20, lsi_reach_penalty=None, gate_check=True
+        eval_episodes=3,
+        auto_alpha=True,
+        drift_model_steps=20,
+        lsi_reach_penalty=None,
+        gate_check=True,
+        in_sample_candidate=0.0,  # mu alone: the in-sample candidate's own checks are tested below
     )
     gates = []
 
@@ -178,7 +183,7 @@ def test_the_in_sample_candidate_trains_beside_mu_and_the_reach_policy_and_leave
     data, anchor
 ):
     cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST)
-    cfg = cfg.replace(lsi_reach_penalty=0.0)
+    cfg = cfg.replace(lsi_reach_penalty=0.0, in_sample_candidate=0.0)
     two, three = Trainer(cfg, data, anchor), Trainer(cfg.replace(in_sample_candidate=1.0), data, anchor)
     metrics = [m for _, m in three.fit()]
     list(two.fit())
