@@ -29,10 +29,14 @@ from spar_rectify.policies import load_policy
 from spar_rectify.spaces import ActionScaler
 
 
-def probe(policy: str, dataset: str, rectifiers: list[str], states: int = 4096, seed: int = 0) -> list[dict]:
-    """One row per rectifier folder (see the module's docstring)."""
-    data = load_minari(dataset)
-    anchor = load_policy(policy)  # an SB3 zip runs pickle: trusted files only
+def probe(anchor, data, rectifiers: list, states: int = 4096, seed: int = 0) -> list[dict]:
+    """One row per rectifier folder (see the module's docstring).
+
+    Args:
+        anchor: the base policy, (B, obs_dim) env-unit observations -> (B, act_dim) env-unit actions.
+        data: the `OfflineData` whose states are probed (a seeded sample of `states`).
+        rectifiers: rectifier folders trained around `anchor` on `data`.
+    """
     idx = torch.randperm(len(data.observations), generator=torch.Generator().manual_seed(seed))[:states]
     obs = data.observations[idx]
     scaler = ActionScaler(data.action_space)
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.states < 2:
         parser.error(f"--states {args.states}: use at least 2 (a standard error needs two)")
-    rows = probe(args.policy, args.dataset, args.rectifier, args.states, args.seed)
+    anchor = load_policy(args.policy)  # an SB3 zip runs pickle: trusted files only
+    rows = probe(anchor, load_minari(args.dataset), args.rectifier, args.states, args.seed)
     for r in rows:
         print(
             f"{r['rectifier']}: Q gain {r['q_gain']:+.3f} +- {r['q_gain_se']:.3f} (logged {r['logged_q_gain']:+.3f}), "
