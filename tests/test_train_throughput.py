@@ -11,12 +11,14 @@ import train_throughput
 
 def test_op_shares_ranks_operators_by_their_share_of_the_cpu_time():
     torch.manual_seed(0)
-    weight, x = torch.randn(256, 256), torch.randn(512, 256)
+    # The product is about 1,000x the sum's arithmetic, and 20 steps of it outweigh a scheduler preemption
+    # landing inside one sum (5 steps of a 4x smaller product once ranked the sum first beside two jobs).
+    weight, x = torch.randn(512, 512), torch.randn(1024, 512)
 
     def step():  # one large matrix product and one small elementwise op per call
         (x @ weight).sum()
 
-    ops = train_throughput.op_shares(step, steps=5, top=3)
+    ops = train_throughput.op_shares(step, steps=20, top=3)
     assert len(ops) == 3
     assert ops[0]["op"] == "aten::mm"  # the product dominates
     assert ops[0]["calls_per_step"] == 1.0
