@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import spar_rectify  # noqa: F401  (first: MKL's path, before torch)
@@ -81,9 +82,7 @@ def main(argv: list[str] | None = None) -> None:
             f"|a - logged| {r['distance_to_logged']:.3f}, |a - a_b| {r['distance_to_anchor']:.3f}"
         )
     if args.out:
-        command = "python benchmarks/rectifier_q_probe.py " + " ".join(
-            argv if argv is not None else __import__("sys").argv[1:]
-        )
+        command = "python benchmarks/rectifier_q_probe.py " + " ".join(argv if argv is not None else sys.argv[1:])
         Path(args.out).write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
 
 

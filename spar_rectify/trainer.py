@@ -371,8 +371,10 @@ def _choose_default_alpha(
         return chosen
 
     chosen, penalty = offline_alpha(artifact), None
+    # the critic's verdict on the anchor against the data's value: the reach policy and the candidate both read it
+    advantage = _anchor_advantage(trainer) if reach is not None or in_sample is not None else None
     if reach is not None:
-        reach_choice, advantage, excess, excess_se = offline_alpha(reach), _anchor_advantage(trainer), None, None
+        reach_choice, excess, excess_se = offline_alpha(reach), None, None
         members = None
         if config.reach_check_horizon and drift.reach_eligible(reach_choice, advantage, config.reach_weak_anchor_only):
 
@@ -448,7 +450,6 @@ def _choose_default_alpha(
         own_gate, own_alpha = gate_checked(in_sample, own, True)  # its own reach is the data's gait: gate or not
         # It pulls the anchor toward the data's better actions: worth it only where the critic rates the anchor
         # below what the data does (an anchor better than its data would be pulled back to it).
-        advantage = _anchor_advantage(trainer)
         replace = alpha == 0.0 and own_alpha > 0.0 and advantage < 0.0
         fallback = {
             "alpha": own.to_dict(),
@@ -463,22 +464,15 @@ def _choose_default_alpha(
             in_sample.rename(artifact)
             chosen, gate = own, own_gate
         if say:
-            print(
-                f"the in-sample candidate (in_sample_candidate):\n{own.table()}\n"
-                + (
-                    f"deployed at alpha {own_alpha:g}: LSI's policies went out at alpha 0"
-                    if replace
-                    else f"kept in {in_sample}: "
-                    + (
-                        f"LSI's went out at {alpha:g}"
-                        if alpha > 0.0
-                        else "it passes no alpha"
-                        if own_alpha == 0.0
-                        else f"the critic rates the anchor {advantage:+.3f} against the data's value"
-                    )
-                ),
-                flush=True,
-            )
+            if replace:
+                verdict = f"deployed at alpha {own_alpha:g}: LSI's policies went out at alpha 0"
+            elif alpha > 0.0:
+                verdict = f"kept in {in_sample}: LSI's went out at {alpha:g}"
+            elif own_alpha == 0.0:
+                verdict = f"kept in {in_sample}: it passes no alpha"
+            else:
+                verdict = f"kept in {in_sample}: the critic rates the anchor {advantage:+.3f} against the data's value"
+            print(f"the in-sample candidate (in_sample_candidate):\n{own.table()}\n{verdict}", flush=True)
     return chosen, penalty, gate, fallback
 
 
