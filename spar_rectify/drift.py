@@ -2,7 +2,7 @@
 
 Defines `DynamicsEnsemble`, `StateBox`, `live_starts`, `rollout_draws`, `model_rollout`, `ModelStep`,
 `load_or_fit`, `state_support`, `drift_check`, `least_penalised_within`, `choose_alpha`, `AlphaChoice`,
-`choose_penalty`, `PenaltyChoice` and `DRIFT_ALPHAS`.
+`choose_penalty`, `PenaltyChoice`, `in_sample_replaces` and `DRIFT_ALPHAS`.
 
 A rectifier can keep every single action close to the data and still lead the system, step after step,
 into states the data never reached: on hopper medium a small consistent shift (0.18 in normalised
@@ -794,6 +794,15 @@ def reach_eligible(reach: AlphaChoice, anchor_advantage: float | None, weak_anch
     """Whether the reach policy passes `choose_penalty`'s first two conditions: its whole residual within the
     drift threshold against the anchor (offline alpha 1) and, with weak_anchor_only, a negative anchor_advantage."""
     return reach.alpha == 1.0 and not (weak_anchor_only and anchor_advantage is not None and anchor_advantage >= 0)
+
+
+def in_sample_replaces(lsi_alpha: float, candidate_alpha: float, anchor_advantage: float) -> bool:
+    """Whether the in-sample candidate (TrainConfig.in_sample_candidate) replaces LSI's deployed rectifier: LSI's
+    goes out at alpha 0 (`lsi_alpha`, the larger of its gated and ungated checks), the candidate passes a larger
+    alpha (`candidate_alpha`, likewise), and the critic rates the anchor below the data's value
+    (`anchor_advantage` < 0: the candidate pulls the anchor toward the data's better actions, which would pull an
+    anchor better than its data back toward the data)."""
+    return lsi_alpha == 0.0 and candidate_alpha > 0.0 and anchor_advantage < 0.0
 
 
 def compare_reach(

@@ -448,9 +448,7 @@ def _choose_default_alpha(
     if in_sample is not None:
         own = offline_alpha(in_sample)
         own_gate, own_alpha = gate_checked(in_sample, own, True)  # its own reach is the data's gait: gate or not
-        # It pulls the anchor toward the data's better actions: worth it only where the critic rates the anchor
-        # below what the data does (an anchor better than its data would be pulled back to it).
-        replace = alpha == 0.0 and own_alpha > 0.0 and advantage < 0.0
+        replace = drift.in_sample_replaces(alpha, own_alpha, advantage)
         fallback = {
             "alpha": own.to_dict(),
             "gate_choice": own_gate,

@@ -1,0 +1,165 @@
+"""What each rule for deploying the in-sample candidate (`TrainConfig.in_sample_candidate`) would deploy.
+
+Usage:
+    python benchmarks/candidate_rule.py [--results benchmarks/results/suite_full*.json]
+
+Reads the harness's records of rectifier runs that trained the in-sample candidate beside LSI's latent policies
+(`in_sample_choice` in the record). Each such record carries both rectifiers' offline alphas (the larger of the
+gated and the ungated check) and the env's verdict on both on the same seeded episodes: the deployed one's in the
+record, the other's under `rectifier-insample` (the candidate, where LSI's went out) or `rectifier-lsi` (LSI's,
+where the candidate went out). For each rule below it re-makes the decision from the recorded checks and reads the
+env's verdict on what that rule deploys, with the same dataset's IQL records as the reference. No training, no env.
+Writes benchmarks/results/candidate_rule.json.
+
+Rules (the candidate replaces LSI's rectifier where ...):
+    kit            the kit's own rule (`drift.in_sample_replaces`): LSI's goes out at alpha 0, the candidate passes
+                   a larger alpha, the critic rates the anchor below the data's value;
+    larger-alpha   the candidate passes a larger alpha than LSI's, around such an anchor;
+    always         the candidate passes any alpha above 0;
+    never          LSI's rectifier always goes out (training without the candidate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from spar_rectify.drift import in_sample_replaces
+
+VERDICT = ("normalized_score", "support_violation_rate", "state_violation_rate")
+RULES = {
+    "kit": lambda lsi, own, advantage: in_sample_replaces(lsi, own, advantage),
+    "larger-alpha": lambda lsi, own, advantage: own > lsi and advantage < 0.0,
+    "always": lambda lsi, own, advantage: own > 0.0,
+    "never": lambda lsi, own, advantage: False,
+}
+
+
+def _alpha(check: dict, gate: dict | None) -> float:
+    """The alpha a rectifier goes out at: its gated check's, or the ungated one's where gate_check passed more."""
+    return max(check["alpha"], gate["ungated"]["alpha"]) if gate else check["alpha"]
+
+
+def candidate_runs(paths: list[Path]) -> list[dict]:
+    """One row per record with an in-sample candidate: {"dataset", "method", "seed", "variant", "anchor_advantage",
+    "lsi": {"alpha", **verdict}, "candidate": {"alpha", **verdict}, "kit_deployed"}. A run recorded in two result
+    files counts once."""
+    rows, seen = [], set()
+    for path in paths:
+        for record in json.loads(path.read_text())["runs"]:
+            saved = record.get("in_sample_choice")
+            if saved is None:
+                continue
+            key = (record["dataset"], record["method"], record["seed"], record.get("variant"))
+            if key in seen:
+                continue
+            seen.add(key)
+            advantage = saved.get("anchor_advantage")
+            if advantage is None:  # records of session 28 keep it with the reach policy's choice
+                advantage = (record.get("penalty_choice") or {}).get("anchor_advantage")
+            own = {"alpha": _alpha(saved["alpha"], saved["gate_choice"])}
+            lsi = {"alpha": float(saved["lsi_alpha"])}
+            deployed = {k: float(record[k]) for k in VERDICT}
+            other = record.get("rectifier-lsi") if saved["deployed"] else record.get("rectifier-insample")
+            other = {k: float(other[k]) for k in VERDICT} if other else None
+            (own if saved["deployed"] else lsi).update(deployed)
+            if other is not None:
+                (lsi if saved["deployed"] else own).update(other)
+            rows.append(
+                {
+                    "dataset": record["dataset"],
+                    "method": record["method"],
+                    "seed": record["seed"],
+                    "variant": record.get("variant"),
+                    "anchor_advantage": advantage,
+                    "lsi": lsi,
+                    "candidate": own,
+                    "kit_deployed": bool(saved["deployed"]),
+                }
+            )
+    return rows
+
+
+def reference(paths: list[Path], method: str = "iql") -> dict:
+    """{dataset: [normalised scores]} of `method`'s records (a baseline to read the rules against)."""
+    out: dict[str, list[float]] = {}
+    for path in paths:
+        for record in json.loads(path.read_text())["runs"]:
+            if record["method"] == method and not record.get("variant"):
+                out.setdefault(record["dataset"], []).append(float(record["normalized_score"]))
+    return out
+
+
+def apply_rules(rows: list[dict]) -> dict:
+    """{rule: {"runs": [{"seed", "dataset", "deployed": "lsi" | "candidate", **verdict or None}], "mean_score"}}.
+    A rule that deploys a rectifier the env never measured leaves its score None (and the mean None)."""
+    out = {}
+    for name, rule in RULES.items():
+        runs = []
+        for row in rows:
+            which = (
+                "candidate" if rule(row["lsi"]["alpha"], row["candidate"]["alpha"], row["anchor_advantage"]) else "lsi"
+            )
+            verdict = {k: row[which].get(k) for k in VERDICT}
+            runs.append(
+                {
+                    "dataset": row["dataset"],
+                    "seed": row["seed"],
+                    "deployed": which,
+                    "alpha": row[which]["alpha"],
+                    **verdict,
+                }
+            )
+        scores = [r["normalized_score"] for r in runs]
+        mean = None if any(s is None for s in scores) or not scores else float(np.mean(scores))
+        out[name] = {"runs": runs, "mean_score": mean}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    here = Path(__file__).parent
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", nargs="+", type=Path, default=sorted((here / "results").glob("suite_full*.json")))
+    parser.add_argument("--out", type=Path, default=here / "results" / "candidate_rule.json")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.results if not p.is_file()]
+    if missing:
+        parser.error(f"--results: no such file {missing}; the harness writes benchmarks/results/suite_full*.json")
+    rows = candidate_runs(args.results)
+    if not rows:
+        parser.error(
+            "--results: no record trained the in-sample candidate (run suite_bench.py with --set in_sample_candidate=1)"
+        )
+    rules = apply_rules(rows)
+    iql = reference(args.results)
+    for name, result in rules.items():
+        print(f"{name}:")
+        for run in result["runs"]:
+            score = "not measured" if run["normalized_score"] is None else f"{run['normalized_score']:.1f}"
+            off = (
+                ""
+                if run["state_violation_rate"] is None
+                else f" ({100 * run['state_violation_rate']:.1f}% of states off)"
+            )
+            print(f"  {run['dataset']} seed {run['seed']}: {run['deployed']} at alpha {run['alpha']:g}: {score}{off}")
+        mean = "n/a" if result["mean_score"] is None else f"{result['mean_score']:.1f}"
+        print(f"  mean {mean}")
+    for dataset in sorted({r["dataset"] for r in rows}):
+        if dataset in iql:
+            print(f"IQL on {dataset}: {np.mean(iql[dataset]):.1f} over {len(iql[dataset])} seeds")
+    out = {
+        "runs": rows,
+        "rules": rules,
+        "iql": {d: iql[d] for d in sorted({r["dataset"] for r in rows}) if d in iql},
+        "command": "python benchmarks/candidate_rule.py",
+    }
+    args.out.write_text(json.dumps(out, indent=1))
+    print(f"wrote {args.out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
