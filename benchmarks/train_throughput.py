@@ -11,7 +11,8 @@ rounds (median over rounds). SPAR is timed in its full step at today's defaults 
 Self-Imitation of mu and of the reach policy beside it, `lsi_reach_penalty=0` since session 21: the most
 expensive stage) and, separately, in its first stage (`spar:cvae`: critic + CVAE), with one latent policy
 (`spar:single`: `lsi_reach_penalty=None`, the step before session 21; session 16's `spar:reach`, timed when one
-policy was the default, is today's `spar`), with `in_sample_candidate`'s third latent policy (`spar:insample`), and
+policy was the default, is today's `spar`), with `in_sample_candidate`'s third latent policy (`spar:insample`;
+`spar:insamplealone` with `in_sample_candidate_lsi=False`, the in-sample term alone), and
 (`spar:drift`) with `drift_penalty`'s off-data value (its TD step; the model rollouts it refreshes every 1,000 steps
 fall outside the timed windows). `iql-reference` is a
 minimal hand-written IQL step (no framework: plain modules and losses, same sizes) timed beside them,
@@ -41,7 +42,18 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 OBS_DIM, ACT_DIM = 17, 6
-METHODS = ("bc", "td3bc", "iql", "spar", "spar:cvae", "spar:single", "spar:insample", "spar:drift", "iql-reference")
+METHODS = (
+    "bc",
+    "td3bc",
+    "iql",
+    "spar",
+    "spar:cvae",
+    "spar:single",
+    "spar:insample",
+    "spar:insamplealone",
+    "spar:drift",
+    "iql-reference",
+)
 #: Operators kept per method by --profile, by their share of the profiled CPU time.
 PROFILE_TOP = 12
 
@@ -149,7 +161,8 @@ def op_shares(step, steps: int, top: int = PROFILE_TOP) -> list[dict]:
 def method_config(method: str, fast_matmul: bool = False):
     """The `TrainConfig` timed for a METHODS entry: the method's defaults; for SPAR, straight at the stage timed
     (`spar`: the full step at today's defaults; `spar:cvae` the first stage; `spar:single` the full step with
-    one latent policy; `spar:insample` with in_sample_candidate's third; `spar:drift` with drift_penalty)."""
+    one latent policy; `spar:insample` with in_sample_candidate's third; `spar:insamplealone` that third without
+    LSI; `spar:drift` with drift_penalty)."""
     from spar_rectify.config import TrainConfig
 
     algo, stage = (method.split(":") + ["full"])[:2]
@@ -158,6 +171,12 @@ def method_config(method: str, fast_matmul: bool = False):
         "cvae": {"manifold_fraction": 0.99, "fit_fraction": 0.0},
         "single": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "lsi_reach_penalty": None},
         "insample": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "in_sample_candidate": 1.0},
+        "insamplealone": {
+            "manifold_fraction": 0.0,
+            "fit_fraction": 0.0,
+            "in_sample_candidate": 1.0,
+            "in_sample_candidate_lsi": False,
+        },
         # the model's fit is a one-off before training, not a step cost: kept short here
         "drift": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "drift_penalty": 1.0, "drift_model_steps": 200},
     }[stage]
@@ -262,7 +281,8 @@ def main() -> None:
         choices=METHODS,
         help="methods to time (default: all); spar is SPAR's full step at today's defaults (mu and the reach "
         "policy), spar:cvae its first stage, spar:single its full step with one latent policy "
-        "(lsi_reach_penalty=None), spar:insample with in_sample_candidate=1, spar:drift its full step with "
+        "(lsi_reach_penalty=None), spar:insample with in_sample_candidate=1 (spar:insamplealone: and "
+        "in_sample_candidate_lsi=False), spar:drift its full step with "
         "drift_penalty=1",
     )
     parser.add_argument(
@@ -359,6 +379,8 @@ def main() -> None:
         result["spar_one_latent_policy"] = primary["spar:single"]
     if "spar:insample" in primary:
         result["spar_with_in_sample_candidate"] = primary["spar:insample"]
+    if "spar:insamplealone" in primary:
+        result["spar_with_in_sample_candidate_alone"] = primary["spar:insamplealone"]
     if "spar:drift" in primary:
         result["spar_with_drift_penalty"] = primary["spar:drift"]
     if "iql-reference" in primary:

@@ -227,6 +227,12 @@ class SPARSettings:
     as a default for every latent policy the term cost hopper medium-replay 43 points (benchmarks/README.md,
     session 27). Costs a third latent policy's update at every step: 1.6x SPAR's step time (51 against 82
     steps per CPU-second, `benchmarks/results/train_throughput_insample.json`). 0 (the default): none."""
+    in_sample_candidate_lsi: bool = True
+    """[spar] Whether the in-sample candidate (in_sample_candidate) also self-imitates (LSI at lsi_anchor_penalty,
+    every lsi_every steps, as mu does). False: the in-sample term alone, IQL's extraction in the residual's latent
+    space, which regresses only toward logged residuals (so the candidate stays on the data's actions wherever
+    the critic weighs them) and skips the candidate's share of LSI's scoring (its costliest part). True (the
+    default): LSI plus the term, the candidate of session 28."""
     actor_lr_schedule: Literal["constant", "cosine"] = "constant"
     """[spar] Learning rate of the latent policy mu over stage (iii): constant (the specification), or cosine
     decay from lr to zero at the last step, as IQL's extraction decays its actor's (mu then settles on the
@@ -411,6 +417,11 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         need(self.lsi_anchor_penalty >= 0, "lsi_anchor_penalty", ">= 0")
         need(self.in_sample_weight >= 0, "in_sample_weight", ">= 0")
         need(self.in_sample_candidate >= 0, "in_sample_candidate", ">= 0 (0: no in-sample candidate)")
+        need(
+            self.in_sample_candidate_lsi or self.in_sample_candidate > 0,
+            "in_sample_candidate_lsi",
+            "True unless in_sample_candidate > 0 (False changes the candidate, and there is none at 0)",
+        )
         need(self.drift_penalty >= 0, "drift_penalty", ">= 0 (0: off)")
         need(0 <= self.drift_discount < 1, "drift_discount", "in [0, 1)")
         need(self.drift_branches >= 0, "drift_branches", "an integer >= 0 (0: no branches)")
@@ -527,6 +538,7 @@ SAVED_BEFORE_FIELD: dict = {
     "reach_check_horizon": 0,
     "reach_model_margin": 0.0,
     "in_sample_candidate": 0.0,
+    "in_sample_candidate_lsi": True,
 }
 
 #: SPAR settings that choose how the trained weights are deployed, not what is trained: a run resumes

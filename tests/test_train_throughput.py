@@ -39,4 +39,6 @@ def test_spar_times_the_default_step_and_spar_single_the_step_without_the_reach_
     third = train_throughput.method_config("spar:insample")  # the default step plus in_sample_candidate's policy
     assert third.in_sample_candidate == 1.0 and third.lsi_reach_penalty == default.lsi_reach_penalty
     assert default.in_sample_candidate == TrainConfig().in_sample_candidate
+    alone = train_throughput.method_config("spar:insamplealone")  # that third without its LSI
+    assert alone.in_sample_candidate == 1.0 and alone.in_sample_candidate_lsi is False and third.in_sample_candidate_lsi
     assert train_throughput.method_config("iql").algo == "iql"

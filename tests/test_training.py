@@ -204,6 +204,33 @@ def test_the_in_sample_candidate_trains_beside_mu_and_the_reach_policy_and_leave
         TrainConfig(in_sample_candidate=-1.0)
 
 
+def test_the_in_sample_candidate_without_lsi_regresses_on_logged_residuals_alone_and_resumes_exactly(
+    tmp_path, data, anchor
+):
+    cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST)
+    cfg = cfg.replace(lsi_reach_penalty=None, in_sample_candidate=1.0)
+    with_lsi, alone = Trainer(cfg, data, anchor), Trainer(cfg.replace(in_sample_candidate_lsi=False), data, anchor)
+    list(with_lsi.fit())
+    metrics = [m for _, m in alone.fit()]
+    a, b = trainer_params(with_lsi), trainer_params(alone)
+    others = [k for k in a if not k.startswith("insample_actor.")]
+    assert all(torch.equal(a[k], b[k]) for k in others)  # mu, critic, CVAE: as with the LSI candidate
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("insample_actor."))
+    seen = set().union(*metrics)
+    assert "insample_in_sample_loss" in seen and not any(k.startswith("insample_lsi") for k in seen)
+    assert any(k.startswith("lsi") for k in seen)  # mu still self-imitates
+    first = Trainer(cfg.replace(in_sample_candidate_lsi=False), data, anchor)
+    list(first.fit(until=35))
+    first.save_state(tmp_path / "ckpt")
+    second = Trainer(cfg.replace(in_sample_candidate_lsi=False), data, anchor)
+    second.load_state(tmp_path / "ckpt")
+    list(second.fit())
+    c = trainer_params(second)
+    assert all(torch.equal(b[k], c[k]) for k in b)
+    with pytest.raises(ValueError, match="in_sample_candidate_lsi must be True unless in_sample_candidate > 0"):
+        TrainConfig(in_sample_candidate_lsi=False)
+
+
 @pytest.mark.parametrize("lsi_alpha, rated", [(0.0, -1.0), (0.5, -1.0), (0.0, 1.0)])
 def test_the_in_sample_candidate_replaces_lsi_only_where_lsi_goes_out_at_alpha_0_around_a_weak_anchor(
     tmp_path, data, anchor, monkeypatch, lsi_alpha, rated

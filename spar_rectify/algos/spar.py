@@ -11,7 +11,8 @@ stage (i) (`latent_search="conditional"`, the default) or the whole latent box (
 `lsi_reach_penalty`, a second latent policy (the "reach" policy) trains beside mu at that penalty, on the
 same batches and critic, and the drift check picks which one is deployed (`trainer.train`). With
 `in_sample_candidate`, a third (the "in-sample" policy) trains beside them with LSI plus the in-sample term at
-that weight: the drift check's fallback where neither of the others is deployed.
+that weight (or the term alone, `in_sample_candidate_lsi=False`): the drift check's fallback where neither of the
+others is deployed.
 The critic trains at every step throughout. No gradient of Q with respect to the action reaches
 the policy: the critic only weighs candidates, and every candidate lies on the decoded support.
 """
@@ -53,7 +54,8 @@ INSAMPLE_SEED_OFFSET = 3_000_017
 
 class LatentPolicy(NamedTuple):
     """One latent policy SPAR trains: its metrics' prefix, the actor and its optimiser, the lsi_anchor_penalty
-    its LSI scores with, the generator of its candidates, and the weight of its in-sample term (0: none)."""
+    its LSI scores with, the generator of its candidates, the weight of its in-sample term (0: none), and whether
+    it self-imitates (LSI) at all."""
 
     prefix: str
     actor: torch.nn.Module
@@ -61,6 +63,7 @@ class LatentPolicy(NamedTuple):
     penalty: float
     generator: torch.Generator
     in_sample: float
+    lsi: bool = True
 
 
 class SPAR:
@@ -186,7 +189,7 @@ class SPAR:
             out.append(LatentPolicy("reach_", *reach))
         if self.insample_actor is not None:
             insample = (self.insample_actor, self.insample_opt, cfg.lsi_anchor_penalty, self.insample_generator)
-            out.append(LatentPolicy("insample_", *insample, cfg.in_sample_candidate))
+            out.append(LatentPolicy("insample_", *insample, cfg.in_sample_candidate, cfg.in_sample_candidate_lsi))
         return out
 
     def optimizers(self) -> dict:
@@ -295,13 +298,13 @@ class SPAR:
             return metrics
         if self.offdata is not None:
             metrics.update(self._offdata_step(step - start))
-        for prefix, actor, opt, penalty, generator, in_sample in self.latent_policies():
+        for prefix, actor, opt, penalty, generator, in_sample, lsi in self.latent_policies():
             losses = []
             if in_sample:
                 loss, m = self._in_sample(x, b, advantage, actor)
                 losses.append(in_sample * loss)
                 metrics.update({prefix + k: v for k, v in m.items()})
-            if (step - start) % cfg.lsi_every == 0:
+            if lsi and (step - start) % cfg.lsi_every == 0:
                 n = min(cfg.lsi_states, b.obs.shape[0])
                 loss, m = self._improve(x[:n], b, actor, penalty, generator)
                 losses.append(loss)
