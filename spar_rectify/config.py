@@ -231,8 +231,10 @@ class SPARSettings:
     """[spar] Whether the in-sample candidate (in_sample_candidate) also self-imitates (LSI at lsi_anchor_penalty,
     every lsi_every steps, as mu does). False: the in-sample term alone, IQL's extraction in the residual's latent
     space, which regresses only toward logged residuals (so the candidate stays on the data's actions wherever
-    the critic weighs them) and skips the candidate's share of LSI's scoring (its costliest part). True (the
-    default): LSI plus the term, the candidate of session 28."""
+    the critic weighs them) and skips the candidate's share of LSI's scoring: 1.2x SPAR's step time where the
+    candidate with LSI costs 1.45x (66 and 55 against 79 steps per CPU-second, beside two jobs,
+    `benchmarks/results/train_throughput_insamplealone.json`). True (the default): LSI plus the term, the
+    candidate of session 28."""
     actor_lr_schedule: Literal["constant", "cosine"] = "constant"
     """[spar] Learning rate of the latent policy mu over stage (iii): constant (the specification), or cosine
     decay from lr to zero at the last step, as IQL's extraction decays its actor's (mu then settles on the
