@@ -12,10 +12,12 @@ env's verdict on what that rule deploys, with the same dataset's IQL records as 
 Writes benchmarks/results/candidate_rule.json.
 
 Rules (the candidate replaces LSI's rectifier where ...):
-    kit            the kit's own rule (`drift.in_sample_replaces`): LSI's goes out at alpha 0, the candidate passes
-                   a larger alpha, the critic rates the anchor below the data's value;
-    larger-alpha   the candidate passes a larger alpha than LSI's, around such an anchor;
-    always         the candidate passes any alpha above 0;
+    larger-alpha   it passes a larger alpha than LSI's, around an anchor the critic rates below the data's value
+                   (`drift.in_sample_replaces`, TrainConfig.in_sample_rule "larger_alpha": the default since
+                   session 29);
+    lsi-at-zero    LSI's goes out at alpha 0, it passes a larger one, around such an anchor (in_sample_rule
+                   "lsi_at_zero", session 28's rule, under which the records up to session 29 were deployed);
+    always         it passes any alpha above 0;
     never          LSI's rectifier always goes out (training without the candidate).
 """
 
@@ -31,8 +33,8 @@ from spar_rectify.drift import in_sample_replaces
 
 VERDICT = ("normalized_score", "support_violation_rate", "state_violation_rate")
 RULES = {
-    "kit": lambda lsi, own, advantage: in_sample_replaces(lsi, own, advantage),
-    "larger-alpha": lambda lsi, own, advantage: own > lsi and advantage < 0.0,
+    "larger-alpha": lambda lsi, own, advantage: in_sample_replaces(lsi, own, advantage, "larger_alpha"),
+    "lsi-at-zero": lambda lsi, own, advantage: in_sample_replaces(lsi, own, advantage, "lsi_at_zero"),
     "always": lambda lsi, own, advantage: own > 0.0,
     "never": lambda lsi, own, advantage: False,
 }
@@ -45,7 +47,8 @@ def _alpha(check: dict, gate: dict | None) -> float:
 
 def candidate_runs(paths: list[Path]) -> list[dict]:
     """One row per record with an in-sample candidate: {"dataset", "method", "seed", "variant", "anchor_advantage",
-    "lsi": {"alpha", **verdict}, "candidate": {"alpha", **verdict}, "kit_deployed"}. A run recorded in two result
+    "lsi": {"alpha", **verdict}, "candidate": {"alpha", **verdict}, "recorded_deployed"}: the last what the run deployed
+    under the rule of its day. A run recorded in two result
     files counts once."""
     rows, seen = [], set()
     for path in paths:
@@ -77,7 +80,7 @@ def candidate_runs(paths: list[Path]) -> list[dict]:
                     "anchor_advantage": advantage,
                     "lsi": lsi,
                     "candidate": own,
-                    "kit_deployed": bool(saved["deployed"]),
+                    "recorded_deployed": bool(saved["deployed"]),
                 }
             )
     return rows

@@ -484,8 +484,10 @@ def record_changes(record: dict) -> list[str]:
     changed = changed_fields(record["config"], config)
     if "reach_model_margin" in changed and same_reach_decision(record, config.reach_model_margin):
         changed.remove("reach_model_margin")  # deployed the same policy today: the record stands
-    if "in_sample_candidate" in changed and same_fallback_decision(record, config.in_sample_candidate):
+    if "in_sample_candidate" in changed and same_fallback_decision(record, config):
         changed.remove("in_sample_candidate")  # mu and the reach policy train the same: the same deployment
+    if "in_sample_rule" in changed and same_fallback_decision(record, config):
+        changed.remove("in_sample_rule")  # the rule deploys the same rectifier, or there is no candidate
     return changed
 
 
@@ -498,20 +500,31 @@ def offline_alpha(record: dict) -> float | None:
     return max(record["auto_alpha"]["alpha"], gate["ungated"]["alpha"]) if gate else record["auto_alpha"]["alpha"]
 
 
-def same_fallback_decision(record: dict, weight: float) -> bool:
-    """Whether a record's run would deploy the same rectifier with in_sample_candidate `weight` as it did. The third
-    latent policy leaves mu and the reach policy as they train without it, and replaces them only where they go out
-    at alpha 0 around an anchor the critic rates below the data's value; so the decision is the same wherever that
-    rule did not (or would not) look at the candidate: LSI's rectifier deployed at a larger alpha, or an anchor
-    rated at or above the data. Elsewhere only a record that deployed LSI's at alpha 0 under `weight` 0 stands."""
+def same_fallback_decision(record: dict, config) -> bool:
+    """Whether a record's run would deploy the same rectifier under `config`'s in_sample_candidate and
+    in_sample_rule as it did. The third latent policy leaves mu and the reach policy as they train without it, and
+    replaces them only where `drift.in_sample_replaces` says so (never around an anchor the critic rates at or
+    above the data's value). A record trained with the candidate carries both offline alphas, so the rule is
+    re-made from them; one trained without it stands where the rule could not reach a candidate (such an anchor,
+    LSI's rectifier at alpha 1 under "larger_alpha", above alpha 0 under "lsi_at_zero") or where `config` trains
+    none."""
+    from spar_rectify.drift import in_sample_replaces
+
     saved = record.get("in_sample_choice")
-    if saved is not None:  # trained with the candidate
-        lsi_alpha, advantage = saved["lsi_alpha"], saved.get("anchor_advantage")
-    else:  # the offline alpha that went out (a tuned record's own alpha was picked on episodes: it does not say)
-        lsi_alpha, advantage = offline_alpha(record), (record.get("penalty_choice") or {}).get("anchor_advantage")
-    if (lsi_alpha or 0.0) > 0.0 or (advantage is not None and advantage >= 0.0):
+    if config.in_sample_candidate <= 0.0:  # no candidate today: only a record that deployed LSI's stands
+        return not (saved or {}).get("deployed", False)
+    if saved is not None:  # trained with the candidate: re-make the decision from its recorded checks
+        advantage = saved.get("anchor_advantage")
+        if advantage is None:  # records of session 28 keep it with the reach policy's choice
+            advantage = (record.get("penalty_choice") or {}).get("anchor_advantage")
+        own = offline_alpha({"auto_alpha": saved["alpha"], "gate_choice": saved["gate_choice"]})
+        return in_sample_replaces(saved["lsi_alpha"], own, advantage, config.in_sample_rule) == saved["deployed"]
+    lsi_alpha, advantage = offline_alpha(record), (record.get("penalty_choice") or {}).get("anchor_advantage")
+    if advantage is not None and advantage >= 0.0:
         return True  # the rule never reaches the candidate
-    return weight <= 0.0 and not (saved or {}).get("deployed", False)
+    if lsi_alpha is None:
+        return False
+    return lsi_alpha >= 1.0 if config.in_sample_rule == "larger_alpha" else lsi_alpha > 0.0
 
 
 def same_reach_decision(record: dict, margin: float) -> bool:

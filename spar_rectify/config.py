@@ -217,7 +217,7 @@ class SPARSettings:
     at lsi_anchor_penalty plus in_sample_weight's term at this weight. It is the fallback of auto_alpha: checked
     after LSI's policies, gated and ungated as gate_check checks (with or without gate_check: the gate's
     switching between the base and a data-like gait is what drifted on medium-expert), and deployed at its own
-    offline alpha only where LSI's go out at alpha 0 (the base policy), it passes a larger one, and the critic
+    offline alpha where in_sample_rule says (by default: it passes a larger alpha than LSI's) and the critic
     rates the anchor below the data's value (as reach_weak_anchor_only reads it: the in-sample term pulls the
     residual toward the data's better actions, which would pull an anchor better than its data back); it is
     kept in the run folder (`rectifier-insample/`) where it is not deployed. Where LSI's policies leave the data's
@@ -235,6 +235,15 @@ class SPARSettings:
     candidate with LSI costs 1.45x (66 and 55 against 79 steps per CPU-second, beside two jobs,
     `benchmarks/results/train_throughput_insamplealone.json`). True (the default): LSI plus the term, the
     candidate of session 28."""
+    in_sample_rule: Literal["larger_alpha", "lsi_at_zero"] = "larger_alpha"
+    """[spar] When the in-sample candidate (in_sample_candidate) replaces LSI's deployed rectifier, always only around
+    an anchor the critic rates below the data's value: "larger_alpha" (the default since session 29) where the
+    candidate passes a larger offline alpha than LSI's (each the larger of its gated and ungated checks: the
+    latent policy that goes further within the same drift check goes out); "lsi_at_zero" (session 28) only where
+    LSI's goes out at alpha 0. On hopper medium-expert around the SB3 medium policy, 200k, seeds 0-2, LSI went out
+    at 0 / 0.25 / 0.25 and the candidate ungated at 1 each time: lsi_at_zero deployed 54.0 / 51.3 / 49.6,
+    larger_alpha 54.0 / 100.0 / 100.8 (IQL 100.7; `python benchmarks/candidate_rule.py`,
+    `benchmarks/results/candidate_rule.json`). A deployment setting: a finished run is re-deployed, not retrained."""
     actor_lr_schedule: Literal["constant", "cosine"] = "constant"
     """[spar] Learning rate of the latent policy mu over stage (iii): constant (the specification), or cosine
     decay from lr to zero at the last step, as IQL's extraction decays its actor's (mu then settles on the
@@ -541,6 +550,7 @@ SAVED_BEFORE_FIELD: dict = {
     "reach_model_margin": 0.0,
     "in_sample_candidate": 0.0,
     "in_sample_candidate_lsi": True,
+    "in_sample_rule": "lsi_at_zero",
 }
 
 #: SPAR settings that choose how the trained weights are deployed, not what is trained: a run resumes
@@ -554,6 +564,7 @@ DEPLOYMENT_FIELDS: tuple[str, ...] = (
     "reach_weak_anchor_only",
     "reach_check_horizon",
     "reach_model_margin",
+    "in_sample_rule",
 )
 
 

@@ -796,13 +796,24 @@ def reach_eligible(reach: AlphaChoice, anchor_advantage: float | None, weak_anch
     return reach.alpha == 1.0 and not (weak_anchor_only and anchor_advantage is not None and anchor_advantage >= 0)
 
 
-def in_sample_replaces(lsi_alpha: float, candidate_alpha: float, anchor_advantage: float) -> bool:
-    """Whether the in-sample candidate (TrainConfig.in_sample_candidate) replaces LSI's deployed rectifier: LSI's
-    goes out at alpha 0 (`lsi_alpha`, the larger of its gated and ungated checks), the candidate passes a larger
-    alpha (`candidate_alpha`, likewise), and the critic rates the anchor below the data's value
-    (`anchor_advantage` < 0: the candidate pulls the anchor toward the data's better actions, which would pull an
-    anchor better than its data back toward the data)."""
-    return lsi_alpha == 0.0 and candidate_alpha > 0.0 and anchor_advantage < 0.0
+def in_sample_replaces(
+    lsi_alpha: float, candidate_alpha: float, anchor_advantage: float, rule: str = "larger_alpha"
+) -> bool:
+    """Whether the in-sample candidate (TrainConfig.in_sample_candidate) replaces LSI's deployed rectifier.
+
+    Args:
+        lsi_alpha, candidate_alpha: the alpha each goes out at (the larger of its gated and ungated checks).
+        anchor_advantage: the critic's rating of the anchor against the data's value; the candidate pulls the anchor
+            toward the data's better actions, which would pull an anchor better than its data (>= 0) back toward
+            the data, so it never replaces LSI's there.
+        rule: TrainConfig.in_sample_rule: "larger_alpha", where the candidate passes a larger alpha than LSI's;
+            "lsi_at_zero", only where LSI's goes out at alpha 0 and the candidate above it.
+    """
+    if rule not in ("larger_alpha", "lsi_at_zero"):
+        raise ValueError(f"rule={rule!r}: use 'larger_alpha' or 'lsi_at_zero' (TrainConfig.in_sample_rule)")
+    if anchor_advantage >= 0.0 or candidate_alpha <= lsi_alpha:
+        return False
+    return rule == "larger_alpha" or lsi_alpha == 0.0
 
 
 def compare_reach(

@@ -337,9 +337,9 @@ def _choose_default_alpha(
     TrainConfig.gate_check, the deployed rectifier is also checked ungated where its gated alpha is below 1, and
     deployed ungated (`RectifierCheckpoint.gate` False) at that check's alpha when it is larger. With `in_sample`
     (the in-sample candidate's rectifier, exported there), that one is checked the same way, gated and (with or
-    without gate_check) ungated, and replaces the chosen rectifier where the chosen one goes out at alpha 0, it
-    passes at a larger alpha, and the critic rates the anchor below the data's value (TrainConfig.in_sample_candidate):
-    it then ends in `artifact` and the one it replaced in `run_dir/rectifier-lsi`.
+    without gate_check) ungated, and replaces the chosen rectifier where `drift.in_sample_replaces` says so under
+    TrainConfig.in_sample_rule (by default: it passes at a larger alpha than the chosen one, and the critic rates the
+    anchor below the data's value): it then ends in `artifact` and the one it replaced in `run_dir/rectifier-lsi`.
 
     Returns:
         the deployed rectifier's `AlphaChoice` (of the gated policy), the `PenaltyChoice` (None without `reach`),
@@ -448,7 +448,7 @@ def _choose_default_alpha(
     if in_sample is not None:
         own = offline_alpha(in_sample)
         own_gate, own_alpha = gate_checked(in_sample, own, True)  # its own reach is the data's gait: gate or not
-        replace = drift.in_sample_replaces(alpha, own_alpha, advantage)
+        replace = drift.in_sample_replaces(alpha, own_alpha, advantage, config.in_sample_rule)
         fallback = {
             "alpha": own.to_dict(),
             "gate_choice": own_gate,
@@ -463,13 +463,13 @@ def _choose_default_alpha(
             chosen, gate = own, own_gate
         if say:
             if replace:
-                verdict = f"deployed at alpha {own_alpha:g}: LSI's policies went out at alpha 0"
-            elif alpha > 0.0:
-                verdict = f"kept in {in_sample}: LSI's went out at {alpha:g}"
-            elif own_alpha == 0.0:
-                verdict = f"kept in {in_sample}: it passes no alpha"
-            else:
+                verdict = f"deployed at alpha {own_alpha:g}: LSI's policies went out at alpha {alpha:g}"
+            elif own_alpha <= alpha:
+                verdict = f"kept in {in_sample}: it passes alpha {own_alpha:g}, LSI's went out at {alpha:g}"
+            elif advantage >= 0.0:
                 verdict = f"kept in {in_sample}: the critic rates the anchor {advantage:+.3f} against the data's value"
+            else:  # in_sample_rule "lsi_at_zero"
+                verdict = f"kept in {in_sample}: LSI's went out at {alpha:g} (in_sample_rule lsi_at_zero)"
             print(f"the in-sample candidate (in_sample_candidate):\n{own.table()}\n{verdict}", flush=True)
     return chosen, penalty, gate, fallback
 

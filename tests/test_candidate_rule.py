@@ -53,13 +53,13 @@ def test_each_rule_deploys_what_it_says_and_reads_that_rectifiers_verdict(tmp_pa
     result = json.loads(out.read_text())
     picks = {name: [r["deployed"] for r in rule["runs"]] for name, rule in result["rules"].items()}
     assert picks == {
-        "kit": ["candidate", "lsi", "lsi"],
         "larger-alpha": ["candidate", "candidate", "lsi"],
+        "lsi-at-zero": ["candidate", "lsi", "lsi"],
         "always": ["candidate", "candidate", "candidate"],
         "never": ["lsi", "lsi", "lsi"],
     }
-    # the kit's rule is the trainer's own: every recorded run deployed what the kit's row says
-    assert [r["kit_deployed"] for r in result["runs"]] == [p == "candidate" for p in picks["kit"]]
+    # these records were deployed under lsi_at_zero: the trainer's own rule, re-made
+    assert [r["recorded_deployed"] for r in result["runs"]] == [p == "candidate" for p in picks["lsi-at-zero"]]
     assert result["rules"]["larger-alpha"]["mean_score"] == pytest.approx((54.0 + 100.0 + 60.0) / 3)
     assert result["rules"]["never"]["runs"][0]["state_violation_rate"] == pytest.approx(0.02)
     assert result["iql"] == {"spar/hopper/medium-expert-v0": [100.0, 102.0]}
@@ -71,15 +71,18 @@ def test_a_rule_that_deploys_an_unmeasured_rectifier_leaves_the_mean_unknown(tmp
     results = tmp_path / "suite.json"
     results.write_text(json.dumps({"tier": "full", "runs": [run]}))
     result = candidate_rule.main(["--results", str(results), "--out", str(tmp_path / "rule.json")])
-    assert result["rules"]["kit"]["mean_score"] == pytest.approx(54.0)
+    assert result["rules"]["larger-alpha"]["mean_score"] == pytest.approx(54.0)
     assert result["rules"]["never"]["mean_score"] is None
 
 
-def test_the_kits_rule_needs_lsi_at_zero_a_larger_candidate_alpha_and_a_weak_anchor():
-    assert in_sample_replaces(0.0, 1.0, -0.1)
-    assert not in_sample_replaces(0.25, 1.0, -0.1)
+def test_the_kits_rules_need_a_larger_candidate_alpha_and_a_weak_anchor():
+    assert in_sample_replaces(0.0, 1.0, -0.1) and in_sample_replaces(0.25, 1.0, -0.1)  # larger_alpha, the default
+    assert not in_sample_replaces(1.0, 1.0, -0.1) and not in_sample_replaces(0.5, 0.25, -0.1)
     assert not in_sample_replaces(0.0, 0.0, -0.1)
-    assert not in_sample_replaces(0.0, 1.0, 0.0)
+    assert not in_sample_replaces(0.0, 1.0, 0.0)  # an anchor rated at the data's value
+    assert in_sample_replaces(0.0, 1.0, -0.1, "lsi_at_zero") and not in_sample_replaces(0.25, 1.0, -0.1, "lsi_at_zero")
+    with pytest.raises(ValueError, match="in_sample_rule"):
+        in_sample_replaces(0.0, 1.0, -0.1, "largest")
 
 
 def test_results_without_a_candidate_run_name_the_fix(tmp_path, capsys):

@@ -294,6 +294,7 @@ def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_de
 
     def spar(alpha, advantage=None, choice=None, weight=None):
         config = suite_bench.job_config("spar", 100, 0).to_dict()
+        del config["in_sample_rule"]  # written before the field existed: session 28's rule
         if weight is None:
             del config["in_sample_candidate"]  # written before the field existed: 0
         else:
@@ -304,7 +305,10 @@ def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_de
             out["penalty_choice"] = {"anchor_advantage": advantage}
         return out | ({"in_sample_choice": choice} if choice is not None else {})
 
-    monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(in_sample_candidate=1.0, steps=100))
+    def today(**settings):
+        monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(steps=100, **settings))
+
+    today(in_sample_candidate=1.0, in_sample_rule="lsi_at_zero")
     assert not suite_bench.stale(spar(0.75))  # LSI's went out: the candidate would not be looked at
     assert not suite_bench.stale(spar(0.0, advantage=0.3))  # an anchor above its data keeps LSI's at 0
     assert suite_bench.stale(spar(0.0, advantage=-0.12))  # LSI's at 0 around a weak anchor: retrain to know
@@ -315,11 +319,25 @@ def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_de
     assert suite_bench.stale(tuned)
     ungated = spar(0.0) | {"gate_choice": {"gated_alpha": 0.0, "ungated": {"alpha": 0.5}}}
     assert not suite_bench.stale(ungated)  # gate_check deployed LSI's ungated at 0.5
-    monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(in_sample_candidate=0.0, steps=100))
+    today(in_sample_candidate=1.0)  # the default rule: the candidate goes out wherever it passes a larger alpha
+    assert suite_bench.stale(spar(0.75)) and suite_bench.stale(ungated)  # it might pass 1: retrain to know
+    assert not suite_bench.stale(spar(1.0)) and not suite_bench.stale(spar(0.5, advantage=0.3))
+    assert sorted(suite_bench.record_changes(spar(0.0))) == ["in_sample_candidate", "in_sample_rule"]
+    checked = {"alpha": {"alpha": 0.5}, "gate_choice": {"gated_alpha": 0.5, "ungated": {"alpha": 1.0}}}
+    passed_over = checked | {"lsi_alpha": 0.25, "anchor_advantage": -0.03, "deployed": False}  # session 28's rule
+    assert suite_bench.record_changes(spar(0.25, choice=passed_over, weight=1.0)) == ["in_sample_rule"]
+    went_out = checked | {"lsi_alpha": 0.0, "anchor_advantage": -0.12, "deployed": True}
+    assert not suite_bench.stale(spar(1.0, choice=went_out, weight=1.0))  # both rules deploy the candidate
+    behind = checked | {"lsi_alpha": 1.0, "anchor_advantage": -0.12, "deployed": False}
+    assert not suite_bench.stale(spar(1.0, choice=behind, weight=1.0))  # it passes no more than LSI's
+    today(in_sample_candidate=1.0, in_sample_rule="lsi_at_zero")
+    assert not suite_bench.stale(spar(0.25, choice=passed_over, weight=1.0))
+    today(in_sample_candidate=0.0)
     used = {"lsi_alpha": 0.0, "anchor_advantage": -0.12, "deployed": True}
     assert suite_bench.stale(spar(1.0, choice=used, weight=1.0))  # its candidate went out: without it, LSI's at 0
     kept = {"lsi_alpha": 0.5, "anchor_advantage": -0.12, "deployed": False}
     assert not suite_bench.stale(spar(0.5, choice=kept, weight=1.0))  # LSI's went out either way
+    assert not suite_bench.stale(spar(0.5))  # no candidate then or now: the rule changes nothing
 
 
 def test_the_alternative_rectifier_is_scored_at_its_own_alpha_on_the_same_episodes(tmp_path, monkeypatch):

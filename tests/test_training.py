@@ -231,16 +231,30 @@ def test_the_in_sample_candidate_without_lsi_regresses_on_logged_residuals_alone
         TrainConfig(in_sample_candidate_lsi=False)
 
 
-@pytest.mark.parametrize("lsi_alpha, rated", [(0.0, -1.0), (0.5, -1.0), (0.0, 1.0)])
-def test_the_in_sample_candidate_replaces_lsi_only_where_lsi_goes_out_at_alpha_0_around_a_weak_anchor(
-    tmp_path, data, anchor, monkeypatch, lsi_alpha, rated
+@pytest.mark.parametrize(
+    "rule, lsi_alpha, rated, replaced",
+    [
+        ("larger_alpha", 0.0, -1.0, True),
+        ("larger_alpha", 0.5, -1.0, True),  # the candidate passes 0.75
+        ("larger_alpha", 1.0, -1.0, False),
+        ("larger_alpha", 0.0, 1.0, False),  # an anchor above its data
+        ("lsi_at_zero", 0.0, -1.0, True),
+        ("lsi_at_zero", 0.5, -1.0, False),
+    ],
+)
+def test_the_in_sample_candidate_replaces_lsi_where_it_passes_a_larger_alpha_around_a_weak_anchor(
+    tmp_path, data, anchor, monkeypatch, rule, lsi_alpha, rated, replaced
 ):
     import spar_rectify.trainer as trainer_mod
     from spar_rectify import drift
     from spar_rectify.drift import AlphaChoice, DriftReport
 
-    cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.2, fit_fraction=0.2, **FAST).replace(
-        eval_episodes=2, auto_alpha=True, drift_model_steps=20, lsi_reach_penalty=None, in_sample_candidate=1.0
+    cfg = (
+        TrainConfig(algo="spar", steps=30, manifold_fraction=0.2, fit_fraction=0.2, **FAST)
+        .replace(
+            eval_episodes=2, auto_alpha=True, drift_model_steps=20, lsi_reach_penalty=None, in_sample_candidate=1.0
+        )
+        .replace(in_sample_rule=rule)
     )
     checked = []
 
@@ -258,10 +272,9 @@ def test_the_in_sample_candidate_replaces_lsi_only_where_lsi_goes_out_at_alpha_0
     deployed, summary = load_rectifier(result.artifact), json.loads((run / "summary.json").read_text())
     choice = summary["in_sample_choice"]
     assert choice["alpha"]["alpha"] == 0.75 and choice["lsi_alpha"] == lsi_alpha and choice["anchor_advantage"] == rated
-    replaced = lsi_alpha == 0.0 and rated < 0
-    if replaced:  # LSI's residual refused at every scale, the anchor below the data: the candidate goes out
+    if replaced:  # the candidate passes more than LSI's (under the rule), the anchor below the data: it goes out
         assert choice["deployed"] and deployed.config["in_sample_weight"] == 1.0 and deployed.alpha == 0.75
-        assert load_rectifier(run / "rectifier-lsi").alpha == 0.0 and not (run / "rectifier-insample").exists()
+        assert load_rectifier(run / "rectifier-lsi").alpha == lsi_alpha and not (run / "rectifier-insample").exists()
         assert summary["auto_alpha"]["alpha"] == 0.75
     else:  # LSI's residual goes out, or the anchor is rated above its data: the candidate is kept beside it
         assert not choice["deployed"] and deployed.config["in_sample_weight"] == 0.0 and deployed.alpha == lsi_alpha
