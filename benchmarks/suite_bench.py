@@ -505,21 +505,26 @@ def same_fallback_decision(record: dict, config) -> bool:
     in_sample_rule as it did. The third latent policy leaves mu and the reach policy as they train without it, and
     replaces them only where `drift.in_sample_replaces` says so (never around an anchor the critic rates at or
     above the data's value). A record trained with the candidate carries both offline alphas, so the rule is
-    re-made from them; one trained without it stands where the rule could not reach a candidate (such an anchor,
-    LSI's rectifier at alpha 1 under "larger_alpha", above alpha 0 under "lsi_at_zero") or where `config` trains
-    none."""
+    re-made from them; one trained without it (or with another weight's, not deployed) stands where the rule could
+    not reach a candidate (such an anchor, LSI's rectifier at alpha 1 under "larger_alpha", above alpha 0 under
+    "lsi_at_zero") or where `config` trains none."""
     from spar_rectify.drift import in_sample_replaces
 
     saved = record.get("in_sample_choice")
     if config.in_sample_candidate <= 0.0:  # no candidate today: only a record that deployed LSI's stands
         return not (saved or {}).get("deployed", False)
-    if saved is not None:  # trained with the candidate: re-make the decision from its recorded checks
+    same_candidate = saved is not None and record["config"].get("in_sample_candidate") == config.in_sample_candidate
+    if same_candidate:  # trained with this candidate: re-make the decision from its recorded checks
         advantage = saved.get("anchor_advantage")
         if advantage is None:  # records of session 28 keep it with the reach policy's choice
             advantage = (record.get("penalty_choice") or {}).get("anchor_advantage")
         own = offline_alpha({"auto_alpha": saved["alpha"], "gate_choice": saved["gate_choice"]})
         return in_sample_replaces(saved["lsi_alpha"], own, advantage, config.in_sample_rule) == saved["deployed"]
+    if saved is not None and saved["deployed"]:
+        return False  # another weight's candidate went out: today's is another policy
     lsi_alpha, advantage = offline_alpha(record), (record.get("penalty_choice") or {}).get("anchor_advantage")
+    if saved is not None:
+        lsi_alpha = saved["lsi_alpha"]
     if advantage is not None and advantage >= 0.0:
         return True  # the rule never reaches the candidate
     if lsi_alpha is None:

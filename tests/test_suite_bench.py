@@ -330,6 +330,10 @@ def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_de
     assert not suite_bench.stale(spar(1.0, choice=went_out, weight=1.0))  # both rules deploy the candidate
     behind = checked | {"lsi_alpha": 1.0, "anchor_advantage": -0.12, "deployed": False}
     assert not suite_bench.stale(spar(1.0, choice=behind, weight=1.0))  # it passes no more than LSI's
+    today(in_sample_candidate=2.0)  # another weight: another candidate, whose checks the record does not have
+    assert suite_bench.stale(spar(1.0, choice=went_out, weight=1.0))
+    assert suite_bench.stale(spar(0.25, choice=passed_over, weight=1.0))  # LSI's at 0.25: a candidate might pass more
+    assert not suite_bench.stale(spar(1.0, choice=behind, weight=1.0))  # LSI's at 1: none can
     today(in_sample_candidate=1.0, in_sample_rule="lsi_at_zero")
     assert not suite_bench.stale(spar(0.25, choice=passed_over, weight=1.0))
     today(in_sample_candidate=0.0)
