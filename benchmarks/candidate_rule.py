@@ -97,7 +97,8 @@ def reference(paths: list[Path], method: str = "iql") -> dict:
 
 
 def apply_rules(rows: list[dict]) -> dict:
-    """{rule: {"runs": [{"seed", "dataset", "deployed": "lsi" | "candidate", **verdict or None}], "mean_score"}}.
+    """{rule: {"runs": [{"seed", "dataset", "variant", "deployed": "lsi" | "candidate", **verdict or None}],
+    "mean_score" (every run), "mean_score_by_variant"}}.
     A rule that deploys a rectifier the env never measured leaves its score None (and the mean None)."""
     out = {}
     for name, rule in RULES.items():
@@ -111,6 +112,7 @@ def apply_rules(rows: list[dict]) -> dict:
                 {
                     "dataset": row["dataset"],
                     "seed": row["seed"],
+                    "variant": row["variant"],
                     "deployed": which,
                     "alpha": row[which]["alpha"],
                     **verdict,
@@ -118,7 +120,11 @@ def apply_rules(rows: list[dict]) -> dict:
             )
         scores = [r["normalized_score"] for r in runs]
         mean = None if any(s is None for s in scores) or not scores else float(np.mean(scores))
-        out[name] = {"runs": runs, "mean_score": mean}
+        by_variant = {}
+        for variant in sorted({str(r["variant"]) for r in runs}):
+            own = [r["normalized_score"] for r in runs if str(r["variant"]) == variant]
+            by_variant[variant] = None if any(x is None for x in own) else float(np.mean(own))
+        out[name] = {"runs": runs, "mean_score": mean, "mean_score_by_variant": by_variant}
     return out
 
 
@@ -147,9 +153,10 @@ def main(argv: list[str] | None = None) -> dict:
                 if run["state_violation_rate"] is None
                 else f" ({100 * run['state_violation_rate']:.1f}% of states off)"
             )
-            print(f"  {run['dataset']} seed {run['seed']}: {run['deployed']} at alpha {run['alpha']:g}: {score}{off}")
-        mean = "n/a" if result["mean_score"] is None else f"{result['mean_score']:.1f}"
-        print(f"  mean {mean}")
+            where = f"{run['dataset']} ({run['variant']}) seed {run['seed']}"
+            print(f"  {where}: {run['deployed']} at alpha {run['alpha']:g}: {score}{off}")
+        for variant, mean in result["mean_score_by_variant"].items():
+            print(f"  mean ({variant}): {'n/a' if mean is None else f'{mean:.1f}'}")
     for dataset in sorted({r["dataset"] for r in rows}):
         if dataset in iql:
             print(f"IQL on {dataset}: {np.mean(iql[dataset]):.1f} over {len(iql[dataset])} seeds")

@@ -61,6 +61,7 @@ def test_each_rule_deploys_what_it_says_and_reads_that_rectifiers_verdict(tmp_pa
     # these records were deployed under lsi_at_zero: the trainer's own rule, re-made
     assert [r["recorded_deployed"] for r in result["runs"]] == [p == "candidate" for p in picks["lsi-at-zero"]]
     assert result["rules"]["larger-alpha"]["mean_score"] == pytest.approx((54.0 + 100.0 + 60.0) / 3)
+    assert result["rules"]["larger-alpha"]["mean_score_by_variant"]["isc"] == pytest.approx((54.0 + 100.0 + 60.0) / 3)
     assert result["rules"]["never"]["runs"][0]["state_violation_rate"] == pytest.approx(0.02)
     assert result["iql"] == {"spar/hopper/medium-expert-v0": [100.0, 102.0]}
 
