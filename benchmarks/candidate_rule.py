@@ -28,6 +28,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import suite_bench
 
 from spar_rectify.drift import in_sample_replaces
 
@@ -38,11 +39,6 @@ RULES = {
     "always": lambda lsi, own, advantage: own > 0.0,
     "never": lambda lsi, own, advantage: False,
 }
-
-
-def _alpha(check: dict, gate: dict | None) -> float:
-    """The alpha a rectifier goes out at: its gated check's, or the ungated one's where gate_check passed more."""
-    return max(check["alpha"], gate["ungated"]["alpha"]) if gate else check["alpha"]
 
 
 def candidate_runs(paths: list[Path]) -> list[dict]:
@@ -60,10 +56,8 @@ def candidate_runs(paths: list[Path]) -> list[dict]:
             if key in seen:
                 continue
             seen.add(key)
-            advantage = saved.get("anchor_advantage")
-            if advantage is None:  # records of session 28 keep it with the reach policy's choice
-                advantage = (record.get("penalty_choice") or {}).get("anchor_advantage")
-            own = {"alpha": _alpha(saved["alpha"], saved["gate_choice"])}
+            advantage = suite_bench.anchor_advantage(record)
+            own = {"alpha": suite_bench.candidate_alpha(record)}
             lsi = {"alpha": float(saved["lsi_alpha"])}
             deployed = {k: float(record[k]) for k in VERDICT}
             other = record.get("rectifier-lsi") if saved["deployed"] else record.get("rectifier-insample")

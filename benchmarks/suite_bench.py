@@ -500,36 +500,46 @@ def offline_alpha(record: dict) -> float | None:
     return max(record["auto_alpha"]["alpha"], gate["ungated"]["alpha"]) if gate else record["auto_alpha"]["alpha"]
 
 
+def anchor_advantage(record: dict) -> float | None:
+    """The critic's rating of a record's anchor against the data's value (None where no check read it): the
+    candidate's check keeps it (`in_sample_choice`), the reach policy's too (`penalty_choice`; session 28's
+    candidate records keep it there only)."""
+    saved = (record.get("in_sample_choice") or {}).get("anchor_advantage")
+    return saved if saved is not None else (record.get("penalty_choice") or {}).get("anchor_advantage")
+
+
+def candidate_alpha(record: dict) -> float:
+    """The alpha a record's in-sample candidate passed (the larger of its gated and ungated checks)."""
+    saved = record["in_sample_choice"]
+    return offline_alpha({"auto_alpha": saved["alpha"], "gate_choice": saved["gate_choice"]})
+
+
 def same_fallback_decision(record: dict, config) -> bool:
     """Whether a record's run would deploy the same rectifier under `config`'s in_sample_candidate and
     in_sample_rule as it did. The third latent policy leaves mu and the reach policy as they train without it, and
     replaces them only where `drift.in_sample_replaces` says so (never around an anchor the critic rates at or
     above the data's value). A record trained with the candidate carries both offline alphas, so the rule is
     re-made from them; one trained without it (or with another weight's, not deployed) stands where the rule could
-    not reach a candidate (such an anchor, LSI's rectifier at alpha 1 under "larger_alpha", above alpha 0 under
-    "lsi_at_zero") or where `config` trains none."""
+    not reach a candidate even at alpha 1 (such an anchor, LSI's rectifier at alpha 1 under "larger_alpha", above
+    alpha 0 under "lsi_at_zero") or where `config` trains none."""
     from spar_rectify.drift import in_sample_replaces
 
     saved = record.get("in_sample_choice")
     if config.in_sample_candidate <= 0.0:  # no candidate today: only a record that deployed LSI's stands
         return not (saved or {}).get("deployed", False)
+    advantage = anchor_advantage(record)
     same_candidate = saved is not None and record["config"].get("in_sample_candidate") == config.in_sample_candidate
     if same_candidate:  # trained with this candidate: re-make the decision from its recorded checks
-        advantage = saved.get("anchor_advantage")
-        if advantage is None:  # records of session 28 keep it with the reach policy's choice
-            advantage = (record.get("penalty_choice") or {}).get("anchor_advantage")
-        own = offline_alpha({"auto_alpha": saved["alpha"], "gate_choice": saved["gate_choice"]})
-        return in_sample_replaces(saved["lsi_alpha"], own, advantage, config.in_sample_rule) == saved["deployed"]
+        replaces = in_sample_replaces(saved["lsi_alpha"], candidate_alpha(record), advantage, config.in_sample_rule)
+        return replaces == saved["deployed"]
     if saved is not None and saved["deployed"]:
         return False  # another weight's candidate went out: today's is another policy
-    lsi_alpha, advantage = offline_alpha(record), (record.get("penalty_choice") or {}).get("anchor_advantage")
-    if saved is not None:
-        lsi_alpha = saved["lsi_alpha"]
-    if advantage is not None and advantage >= 0.0:
-        return True  # the rule never reaches the candidate
+    lsi_alpha = saved["lsi_alpha"] if saved is not None else offline_alpha(record)
     if lsi_alpha is None:
         return False
-    return lsi_alpha >= 1.0 if config.in_sample_rule == "larger_alpha" else lsi_alpha > 0.0
+    unrated = -1.0  # no rating recorded: as an anchor below its data, where the rule may reach the candidate
+    rated = unrated if advantage is None else advantage
+    return not in_sample_replaces(lsi_alpha, 1.0, rated, config.in_sample_rule)  # even a candidate at alpha 1
 
 
 def same_reach_decision(record: dict, margin: float) -> bool:
