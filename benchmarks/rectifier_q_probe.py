@@ -48,10 +48,11 @@ def probe(anchor, data, rectifiers: list, states: int = 4096, seed: int = 0, dep
     logged = torch.as_tensor(scaler.to_normalized_clipped(data.actions[idx].numpy()), dtype=torch.float32)
     rows = []
     for folder in rectifiers:
-        rect = load_rectifier(folder).rectifier
+        checkpoint = load_rectifier(folder)
+        rect = checkpoint.rectifier
         with torch.no_grad():
             if deployed:
-                policy = RectifiedPolicy(anchor, folder)
+                policy = RectifiedPolicy(anchor, checkpoint)
                 action = torch.as_tensor(scaler.to_normalized_clipped(policy(obs.numpy())), dtype=torch.float32)
             else:
                 action = (base + rect(obs, base)).clamp(-1.0, 1.0)
