@@ -12,9 +12,12 @@ env's verdict on what that rule deploys, with the same dataset's IQL records as 
 Writes benchmarks/results/candidate_rule.json.
 
 Rules (the candidate replaces LSI's rectifier where ...):
-    larger-alpha   it passes a larger alpha than LSI's, around an anchor the critic rates below the data's value
-                   (`drift.in_sample_replaces`, TrainConfig.in_sample_rule "larger_alpha": the default since
-                   session 29);
+    larger-gain    it passes a larger alpha than LSI's, around an anchor the critic rates below the data's value,
+                   and the run's critic rates its deployed actions clearly above LSI's deployed ones (the record's
+                   `in_sample_choice.gain`; TrainConfig.in_sample_rule "larger_gain", the default since session 30;
+                   undecided on records without that comparison);
+    larger-alpha   it passes a larger alpha than LSI's, around such an anchor (`drift.in_sample_replaces`,
+                   in_sample_rule "larger_alpha", session 29's rule);
     lsi-at-zero    LSI's goes out at alpha 0, it passes a larger one, around such an anchor (in_sample_rule
                    "lsi_at_zero", session 28's rule, under which the records up to session 29 were deployed);
     always         it passes any alpha above 0;
@@ -30,14 +33,27 @@ from pathlib import Path
 import numpy as np
 import suite_bench
 
+from spar_rectify.critic_gain import GainComparison
 from spar_rectify.drift import in_sample_replaces
 
 VERDICT = ("normalized_score", "support_violation_rate", "state_violation_rate")
+
+
+def _larger_gain(lsi: float, own: float, advantage: float, gain: dict | None) -> bool | None:
+    """in_sample_rule "larger_gain" from a record's checks: None where it needs the critic's comparison and the
+    record (trained before session 30) lacks it."""
+    try:
+        return in_sample_replaces(lsi, own, advantage, "larger_gain", GainComparison(**gain) if gain else None)
+    except ValueError:
+        return None
+
+
 RULES = {
-    "larger-alpha": lambda lsi, own, advantage: in_sample_replaces(lsi, own, advantage, "larger_alpha"),
-    "lsi-at-zero": lambda lsi, own, advantage: in_sample_replaces(lsi, own, advantage, "lsi_at_zero"),
-    "always": lambda lsi, own, advantage: own > 0.0,
-    "never": lambda lsi, own, advantage: False,
+    "larger-gain": _larger_gain,
+    "larger-alpha": lambda lsi, own, advantage, gain: in_sample_replaces(lsi, own, advantage, "larger_alpha"),
+    "lsi-at-zero": lambda lsi, own, advantage, gain: in_sample_replaces(lsi, own, advantage, "lsi_at_zero"),
+    "always": lambda lsi, own, advantage, gain: own > 0.0,
+    "never": lambda lsi, own, advantage, gain: False,
 }
 
 
@@ -72,6 +88,7 @@ def candidate_runs(paths: list[Path]) -> list[dict]:
                     "seed": record["seed"],
                     "variant": record.get("variant"),
                     "anchor_advantage": advantage,
+                    "gain": saved.get("gain"),
                     "lsi": lsi,
                     "candidate": own,
                     "recorded_deployed": bool(saved["deployed"]),
@@ -91,33 +108,33 @@ def reference(paths: list[Path], method: str = "iql") -> dict:
 
 
 def apply_rules(rows: list[dict]) -> dict:
-    """{rule: {"runs": [{"seed", "dataset", "variant", "deployed": "lsi" | "candidate", **verdict or None}],
-    "mean_score" (every run), "mean_score_by_variant"}}.
-    A rule that deploys a rectifier the env never measured leaves its score None (and the mean None)."""
+    """{rule: {"runs": [{"seed", "dataset", "variant", "deployed": "lsi" | "candidate" | None, **verdict or None}],
+    "mean_score" (every run), "mean_score_by_variant" (keyed "<variant> <dataset>")}}.
+    A rule that deploys a rectifier the env never measured, or that cannot decide from the record ("larger-gain" on
+    a record without the critic's comparison: deployed None), leaves its score None (and the mean None)."""
     out = {}
     for name, rule in RULES.items():
         runs = []
         for row in rows:
-            which = (
-                "candidate" if rule(row["lsi"]["alpha"], row["candidate"]["alpha"], row["anchor_advantage"]) else "lsi"
-            )
-            verdict = {k: row[which].get(k) for k in VERDICT}
+            replaces = rule(row["lsi"]["alpha"], row["candidate"]["alpha"], row["anchor_advantage"], row.get("gain"))
+            which = None if replaces is None else ("candidate" if replaces else "lsi")
+            verdict = {k: row[which].get(k) if which else None for k in VERDICT}
             runs.append(
                 {
                     "dataset": row["dataset"],
                     "seed": row["seed"],
                     "variant": row["variant"],
                     "deployed": which,
-                    "alpha": row[which]["alpha"],
+                    "alpha": row[which]["alpha"] if which else None,
                     **verdict,
                 }
             )
         scores = [r["normalized_score"] for r in runs]
         mean = None if any(s is None for s in scores) or not scores else float(np.mean(scores))
-        by_variant = {}
-        for variant in sorted({str(r["variant"]) for r in runs}):
-            own = [r["normalized_score"] for r in runs if str(r["variant"]) == variant]
-            by_variant[variant] = None if any(x is None for x in own) else float(np.mean(own))
+        by_variant = {}  # per variant and dataset: "<variant> <dataset>"
+        for key in sorted({f"{r['variant']} {r['dataset']}" for r in runs}):
+            own = [r["normalized_score"] for r in runs if f"{r['variant']} {r['dataset']}" == key]
+            by_variant[key] = None if any(x is None for x in own) else float(np.mean(own))
         out[name] = {"runs": runs, "mean_score": mean, "mean_score_by_variant": by_variant}
     return out
 
@@ -148,7 +165,10 @@ def main(argv: list[str] | None = None) -> dict:
                 else f" ({100 * run['state_violation_rate']:.1f}% of states off)"
             )
             where = f"{run['dataset']} ({run['variant']}) seed {run['seed']}"
-            print(f"  {where}: {run['deployed']} at alpha {run['alpha']:g}: {score}{off}")
+            if run["deployed"] is None:
+                print(f"  {where}: undecided (the record has no critic comparison: re-deploy the run)")
+            else:
+                print(f"  {where}: {run['deployed']} at alpha {run['alpha']:g}: {score}{off}")
         for variant, mean in result["mean_score_by_variant"].items():
             print(f"  mean ({variant}): {'n/a' if mean is None else f'{mean:.1f}'}")
     for dataset in sorted({r["dataset"] for r in rows}):

@@ -518,10 +518,13 @@ def same_fallback_decision(record: dict, config) -> bool:
     """Whether a record's run would deploy the same rectifier under `config`'s in_sample_candidate and
     in_sample_rule as it did. The third latent policy leaves mu and the reach policy as they train without it, and
     replaces them only where `drift.in_sample_replaces` says so (never around an anchor the critic rates at or
-    above the data's value). A record trained with the candidate carries both offline alphas, so the rule is
-    re-made from them; one trained without it (or with another weight's, not deployed) stands where the rule could
-    not reach a candidate even at alpha 1 (such an anchor, LSI's rectifier at alpha 1 under "larger_alpha", above
-    alpha 0 under "lsi_at_zero") or where `config` trains none."""
+    above the data's value). A record trained with the candidate carries both offline alphas (and, since session
+    30, the critic's comparison where "larger_gain" needed it), so the rule is re-made from them; where
+    "larger_gain" needs a comparison the record lacks, only a re-deployment can tell. One trained without it (or
+    with another weight's, not deployed) stands where the rule could not reach a candidate even at alpha 1 (such an
+    anchor, LSI's rectifier at alpha 1 under "larger_*", above alpha 0 under "lsi_at_zero") or where `config`
+    trains none."""
+    from spar_rectify.critic_gain import GainComparison
     from spar_rectify.drift import in_sample_replaces
 
     saved = record.get("in_sample_choice")
@@ -530,7 +533,13 @@ def same_fallback_decision(record: dict, config) -> bool:
     advantage = anchor_advantage(record)
     same_candidate = saved is not None and record["config"].get("in_sample_candidate") == config.in_sample_candidate
     if same_candidate:  # trained with this candidate: re-make the decision from its recorded checks
-        replaces = in_sample_replaces(saved["lsi_alpha"], candidate_alpha(record), advantage, config.in_sample_rule)
+        gain = GainComparison(**saved["gain"]) if saved.get("gain") else None
+        try:
+            replaces = in_sample_replaces(
+                saved["lsi_alpha"], candidate_alpha(record), advantage, config.in_sample_rule, gain
+            )
+        except ValueError:  # "larger_gain" where the record has no critic comparison: only a re-deployment knows
+            return False
         return replaces == saved["deployed"]
     if saved is not None and saved["deployed"]:
         return False  # another weight's candidate went out: today's is another policy
@@ -539,7 +548,9 @@ def same_fallback_decision(record: dict, config) -> bool:
         return False
     unrated = -1.0  # no rating recorded: as an anchor below its data, where the rule may reach the candidate
     rated = unrated if advantage is None else advantage
-    return not in_sample_replaces(lsi_alpha, 1.0, rated, config.in_sample_rule)  # even a candidate at alpha 1
+    # even a candidate at alpha 1 (that the critic preferred: "larger_gain" deploys a subset of "larger_alpha")
+    rule = "larger_alpha" if config.in_sample_rule == "larger_gain" else config.in_sample_rule
+    return not in_sample_replaces(lsi_alpha, 1.0, rated, rule)
 
 
 def same_reach_decision(record: dict, margin: float) -> bool:

@@ -213,20 +213,20 @@ class SPARSettings:
     space; every state of every batch). 0: off (LSI alone, the specification)."""
     in_sample_candidate: float = 0.0
     """[spar] lambda of a third latent policy trained beside mu (the same batches, critic, CVAE and prior; its own
-    candidates, from its own generator, so mu and the reach policy train exactly as they would without it): LSI
-    at lsi_anchor_penalty plus in_sample_weight's term at this weight. It is the fallback of auto_alpha: checked
-    after LSI's policies, gated and ungated as gate_check checks (with or without gate_check: the gate's
-    switching between the base and a data-like gait is what drifted on medium-expert), and deployed at its own
-    offline alpha where in_sample_rule says (by default: it passes a larger alpha than LSI's) and the critic
-    rates the anchor below the data's value (as reach_weak_anchor_only reads it: the in-sample term pulls the
-    residual toward the data's better actions, which would pull an anchor better than its data back); it is
-    kept in the run folder (`rectifier-insample/`) where it is not deployed. Where LSI's policies leave the data's
-    states, the in-sample term keeps the residual on logged actions: the SB3 medium policy on hopper
-    medium-expert, where LSI's whole residual stood +30.4 points off the data in the model and the default
-    deployed alpha 0 (47.4), reached 100.6-102.1 with in_sample_weight=1 and gate_check on three seeds (100k);
-    as a default for every latent policy the term cost hopper medium-replay 43 points (benchmarks/README.md,
-    session 27). Costs a third latent policy's update at every step: 1.6x SPAR's step time (51 against 82
-    steps per CPU-second, `benchmarks/results/train_throughput_insample.json`). 0 (the default): none."""
+    candidates, from its own generator, so mu and the reach policy train exactly as they would without it): LSI at
+    lsi_anchor_penalty plus in_sample_weight's term at this weight. It is the fallback of auto_alpha: checked after
+    LSI's policies, gated and ungated as gate_check checks (with or without gate_check: the gate's switching between
+    the base and a data-like gait is what drifted on medium-expert), and deployed at its own offline alpha where
+    in_sample_rule says (by default: it passes a larger alpha than LSI's and the critic rates its deployed actions
+    clearly above LSI's) and the critic rates the anchor below the data's value (as reach_weak_anchor_only reads it:
+    the in-sample term pulls the residual toward the data's better actions, which would pull an anchor better than
+    its data back); it is kept in the run folder (`rectifier-insample/`) where it is not deployed. Where LSI's
+    policies leave the data's states, the in-sample term keeps the residual on logged actions: the SB3 medium policy
+    on hopper medium-expert, where LSI's whole residual stood +30.4 points off the data in the model and the default
+    deployed alpha 0 (47.4), reached 100.6-102.1 with in_sample_weight=1 and gate_check on three seeds (100k); as a
+    default for every latent policy the term cost hopper medium-replay 43 points (benchmarks/README.md, session 27).
+    Costs a third latent policy's update at every step: 1.6x SPAR's step time (51 against 82 steps per CPU-second,
+    `benchmarks/results/train_throughput_insample.json`). 0 (the default): none."""
     in_sample_candidate_lsi: bool = True
     """[spar] Whether the in-sample candidate (in_sample_candidate) also self-imitates (LSI at lsi_anchor_penalty,
     every lsi_every steps, as mu does). False: the in-sample term alone, IQL's extraction in the residual's latent
@@ -235,15 +235,19 @@ class SPARSettings:
     candidate with LSI costs 1.45x (66 and 55 against 79 steps per CPU-second, beside two jobs,
     `benchmarks/results/train_throughput_insamplealone.json`). True (the default): LSI plus the term, the
     candidate of session 28."""
-    in_sample_rule: Literal["larger_alpha", "lsi_at_zero"] = "larger_alpha"
+    in_sample_rule: Literal["larger_gain", "larger_alpha", "lsi_at_zero"] = "larger_gain"
     """[spar] When the in-sample candidate (in_sample_candidate) replaces LSI's deployed rectifier, always only around
-    an anchor the critic rates below the data's value: "larger_alpha" (the default since session 29) where the
-    candidate passes a larger offline alpha than LSI's (each the larger of its gated and ungated checks: the
-    latent policy that goes further within the same drift check goes out); "lsi_at_zero" (session 28) only where
-    LSI's goes out at alpha 0. On hopper medium-expert around the SB3 medium policy, 200k, seeds 0-2, LSI went out
-    at 0 / 0.25 / 0.25 and the candidate ungated at 1 each time: lsi_at_zero deployed 54.0 / 51.3 / 49.6,
-    larger_alpha 54.0 / 100.0 / 100.8 (IQL 100.7; `python benchmarks/candidate_rule.py`,
-    `benchmarks/results/candidate_rule.json`). A deployment setting: a finished run is re-deployed, not retrained."""
+    an anchor the critic rates below the data's value and only where the candidate passes a larger offline alpha
+    than LSI's (each the larger of its gated and ungated checks): "larger_gain" (the default since session 30)
+    where, besides, the run's critic rates the candidate's deployed actions above LSI's deployed ones on the data's
+    states by more than `drift.GAIN_MARGIN_SE` standard errors of the paired difference
+    (`critic_gain.compare_deployed`); "larger_alpha" (session 29) on the alphas alone; "lsi_at_zero" (session 28)
+    only where LSI's goes out at alpha 0. On hopper medium-expert around the SB3 medium policy (200k, seeds 0-2)
+    LSI went out at 0 / 0.25 / 0.25 and the candidate at 1, the critic's gains +0.18 / +0.21 / +0.20 against
+    0.00 / +0.10 / +0.10: both larger_* rules deploy the candidate (63.3 / 100.0 / 100.8; IQL 100.7). On hopper
+    medium around BC (seed 0) LSI went out at 0.75 (64.3) and the candidate at 1 (50.6), gains +0.03 against
+    +0.10: larger_alpha hands the cell to the candidate, larger_gain keeps LSI's (benchmarks/README.md, session
+    30). A deployment setting: a finished run is re-deployed, not retrained."""
     actor_lr_schedule: Literal["constant", "cosine"] = "constant"
     """[spar] Learning rate of the latent policy mu over stage (iii): constant (the specification), or cosine
     decay from lr to zero at the last step, as IQL's extraction decays its actor's (mu then settles on the

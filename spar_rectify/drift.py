@@ -2,7 +2,7 @@
 
 Defines `DynamicsEnsemble`, `StateBox`, `live_starts`, `rollout_draws`, `model_rollout`, `ModelStep`,
 `load_or_fit`, `state_support`, `drift_check`, `least_penalised_within`, `choose_alpha`, `AlphaChoice`,
-`choose_penalty`, `PenaltyChoice`, `in_sample_replaces` and `DRIFT_ALPHAS`.
+`choose_penalty`, `PenaltyChoice`, `in_sample_replaces`, `GAIN_MARGIN_SE` and `DRIFT_ALPHAS`.
 
 A rectifier can keep every single action close to the data and still lead the system, step after step,
 into states the data never reached: on hopper medium a small consistent shift (0.18 in normalised
@@ -29,7 +29,7 @@ import time
 import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from spar_rectify.networks import EnsembleMLP
 from spar_rectify.rectified_policy import RectifiedPolicy
 from spar_rectify.spaces import ActionScaler
 from spar_rectify.support import SupportMetric
+
+if TYPE_CHECKING:
+    from spar_rectify.critic_gain import GainComparison
 
 MODEL_FILE = "dynamics.safetensors"
 META_FILE = "dynamics.json"
@@ -796,8 +799,19 @@ def reach_eligible(reach: AlphaChoice, anchor_advantage: float | None, weak_anch
     return reach.alpha == 1.0 and not (weak_anchor_only and anchor_advantage is not None and anchor_advantage >= 0)
 
 
+#: TrainConfig.in_sample_rule "larger_gain": the candidate's critic gain must exceed the incumbent's by this many
+#: standard errors of their paired difference (LSI's policy is kept unless the critic clearly prefers the candidate).
+GAIN_MARGIN_SE = 2.0
+
+IN_SAMPLE_RULES = ("larger_gain", "larger_alpha", "lsi_at_zero")
+
+
 def in_sample_replaces(
-    lsi_alpha: float, candidate_alpha: float, anchor_advantage: float, rule: str = "larger_alpha"
+    lsi_alpha: float,
+    candidate_alpha: float,
+    anchor_advantage: float,
+    rule: str = "larger_gain",
+    gain: "GainComparison | None" = None,
 ) -> bool:
     """Whether the in-sample candidate (TrainConfig.in_sample_candidate) replaces LSI's deployed rectifier.
 
@@ -806,14 +820,30 @@ def in_sample_replaces(
         anchor_advantage: the critic's rating of the anchor against the data's value; the candidate pulls the anchor
             toward the data's better actions, which would pull an anchor better than its data (>= 0) back toward
             the data, so it never replaces LSI's there.
-        rule: TrainConfig.in_sample_rule: "larger_alpha", where the candidate passes a larger alpha than LSI's;
-            "lsi_at_zero", only where LSI's goes out at alpha 0 and the candidate above it.
+        rule: TrainConfig.in_sample_rule: "larger_gain", where the candidate passes a larger alpha than LSI's
+            *and* the critic rates its deployed actions above LSI's deployed ones by more than GAIN_MARGIN_SE
+            standard errors (`gain`); "larger_alpha", where it passes a larger alpha; "lsi_at_zero", only where
+            LSI's goes out at alpha 0 and the candidate above it.
+        gain: `critic_gain.GainComparison` of the candidate (challenger) against LSI's rectifier (incumbent), each
+            at its deployed alpha and gate; needed by "larger_gain" wherever the other conditions hold.
+
+    Raises:
+        ValueError: an unknown rule, or "larger_gain" without `gain` where it would decide.
     """
-    if rule not in ("larger_alpha", "lsi_at_zero"):
-        raise ValueError(f"rule={rule!r}: use 'larger_alpha' or 'lsi_at_zero' (TrainConfig.in_sample_rule)")
+    if rule not in IN_SAMPLE_RULES:
+        raise ValueError(f"rule={rule!r}: use one of {list(IN_SAMPLE_RULES)} (TrainConfig.in_sample_rule)")
     if anchor_advantage >= 0.0 or candidate_alpha <= lsi_alpha:
         return False
-    return rule == "larger_alpha" or lsi_alpha == 0.0
+    if rule == "lsi_at_zero":
+        return lsi_alpha == 0.0
+    if rule == "larger_alpha":
+        return True
+    if gain is None:
+        raise ValueError(
+            "in_sample_rule='larger_gain' needs the critic's comparison of the two deployed rectifiers (gain=, "
+            "critic_gain.compare_deployed) where the candidate passes a larger alpha around a weak anchor"
+        )
+    return gain.clearly_better(GAIN_MARGIN_SE)
 
 
 def compare_reach(

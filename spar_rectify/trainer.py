@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from spar_rectify import drift, mkl  # drift.<name> at each call: tests patch the module
+from spar_rectify import critic_gain, drift, mkl  # <module>.<name> at each call: tests patch the modules
 from spar_rectify.algos import ALGORITHMS, Batch, DataInfo, training_fields
 from spar_rectify.algos.common import Deployment
 from spar_rectify.bundle import read_bundle, write_bundle
@@ -338,14 +338,16 @@ def _choose_default_alpha(
     deployed ungated (`RectifierCheckpoint.gate` False) at that check's alpha when it is larger. With `in_sample`
     (the in-sample candidate's rectifier, exported there), that one is checked the same way, gated and (with or
     without gate_check) ungated, and replaces the chosen rectifier where `drift.in_sample_replaces` says so under
-    TrainConfig.in_sample_rule (by default: it passes at a larger alpha than the chosen one, and the critic rates the
-    anchor below the data's value): it then ends in `artifact` and the one it replaced in `run_dir/rectifier-lsi`.
+    TrainConfig.in_sample_rule (by default: it passes at a larger alpha than the chosen one, the critic rates its
+    deployed actions clearly above the chosen one's (`critic_gain.compare_deployed`), and the critic rates the anchor
+    below the data's value): it then ends in `artifact` and the one it replaced in `run_dir/rectifier-lsi`.
 
     Returns:
         the deployed rectifier's `AlphaChoice` (of the gated policy), the `PenaltyChoice` (None without `reach`),
         the gate check (None where it did not run): {"gated_alpha", "ungated": the ungated policy's `AlphaChoice`
         as a dict, "deployed_gate": "gated" | "ungated"}, and the in-sample candidate's check (None without
-        `in_sample`): {"alpha", "gate_choice", "lsi_alpha", "anchor_advantage", "deployed"}."""
+        `in_sample`): {"alpha", "gate_choice", "lsi_alpha", "anchor_advantage", "gain" (the critic's comparison, None
+        where the rule did not need it), "deployed"}."""
     config = trainer.config
     tell = (lambda line: print(line, flush=True)) if say else None
     model = drift.load_or_fit(
@@ -448,12 +450,20 @@ def _choose_default_alpha(
     if in_sample is not None:
         own = offline_alpha(in_sample)
         own_gate, own_alpha = gate_checked(in_sample, own, True)  # its own reach is the data's gait: gate or not
-        replace = drift.in_sample_replaces(alpha, own_alpha, advantage, config.in_sample_rule)
+        gain = None  # the critic's paired verdict, where the rule would otherwise go to the candidate
+        if config.in_sample_rule == "larger_gain" and drift.in_sample_replaces(
+            alpha, own_alpha, advantage, "larger_alpha"
+        ):
+            gain = critic_gain.compare_deployed(
+                trainer.anchor, artifact, in_sample, trainer.data.observations, seed=config.seed
+            )
+        replace = drift.in_sample_replaces(alpha, own_alpha, advantage, config.in_sample_rule, gain)
         fallback = {
             "alpha": own.to_dict(),
             "gate_choice": own_gate,
             "lsi_alpha": alpha,
             "anchor_advantage": advantage,
+            "gain": None if gain is None else gain.to_dict(),
             "deployed": replace,
         }
         shutil.rmtree(run_dir / REFUSED, ignore_errors=True)
@@ -462,8 +472,19 @@ def _choose_default_alpha(
             in_sample.rename(artifact)
             chosen, gate = own, own_gate
         if say:
+            rated = (
+                ""
+                if gain is None
+                else f"; the critic's gain {gain.challenger:+.3f} against LSI's {gain.incumbent:+.3f}"
+            )
             if replace:
-                verdict = f"deployed at alpha {own_alpha:g}: LSI's policies went out at alpha {alpha:g}"
+                verdict = f"deployed at alpha {own_alpha:g}: LSI's policies went out at alpha {alpha:g}{rated}"
+            elif gain is not None:
+                verdict = (
+                    f"kept in {in_sample}: it passes alpha {own_alpha:g} against LSI's {alpha:g}, but the critic does "
+                    f"not rate it clearly above LSI's (gain {gain.challenger:+.3f} against {gain.incumbent:+.3f}, "
+                    f"difference {gain.difference:+.3f} +- {gain.difference_se:.3f})"
+                )
             elif own_alpha <= alpha:
                 verdict = f"kept in {in_sample}: it passes alpha {own_alpha:g}, LSI's went out at {alpha:g}"
             elif advantage >= 0.0:

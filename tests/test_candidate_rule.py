@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 import candidate_rule
 
+from spar_rectify.critic_gain import GainComparison
 from spar_rectify.drift import in_sample_replaces
 
 
@@ -17,7 +18,13 @@ def verdict(score, off):
     return {"normalized_score": score, "support_violation_rate": off / 2, "state_violation_rate": off}
 
 
-def record(seed, lsi_alpha, gated, ungated, advantage, kit_deployed, lsi_score, candidate_score):
+def gain(difference, se=0.01):
+    return GainComparison(
+        challenger=0.1 + difference, incumbent=0.1, difference=difference, difference_se=se, states=64
+    )
+
+
+def record(seed, lsi_alpha, gated, ungated, advantage, kit_deployed, lsi_score, candidate_score, compared=None):
     """A record as the harness writes it: the deployed rectifier's verdict at the top, the other one's in its folder's
     key; the candidate's gated and ungated checks, the anchor's advantage only with the reach policy's choice."""
     deployed, other = (candidate_score, lsi_score) if kit_deployed else (lsi_score, candidate_score)
@@ -34,6 +41,7 @@ def record(seed, lsi_alpha, gated, ungated, advantage, kit_deployed, lsi_score, 
             "gate_choice": {"gated_alpha": gated, "ungated": {"alpha": ungated}, "deployed_gate": "ungated"},
             "lsi_alpha": lsi_alpha,
             "deployed": kit_deployed,
+            **({"gain": compared.to_dict()} if compared is not None else {}),
         },
     }
 
@@ -43,6 +51,9 @@ def test_each_rule_deploys_what_it_says_and_reads_that_rectifiers_verdict(tmp_pa
         record(0, 0.0, 0.5, 1.0, -0.1, True, 47.0, 54.0),  # LSI at 0: every rule but never takes the candidate
         record(1, 0.25, 0.5, 1.0, -0.2, False, 51.0, 100.0),  # LSI at 0.25, the candidate passes 1
         record(2, 0.5, 0.25, 0.0, +0.3, False, 60.0, 40.0),  # an anchor above the data: only always
+        record(3, 0.75, 1.0, 1.0, -0.1, False, 64.0, 50.0, gain(-0.07)),  # the critic prefers LSI's
+        record(4, 0.25, 0.5, 1.0, -0.1, False, 50.0, 99.0, gain(+0.10)),  # ... the candidate, clearly
+        record(5, 0.25, 0.5, 1.0, -0.1, False, 50.0, 60.0, gain(+0.01)),  # ... the candidate, within noise
         {"dataset": "spar/hopper/medium-expert-v0", "method": "iql", "seed": 0, "normalized_score": 100.0},
         {"dataset": "spar/hopper/medium-expert-v0", "method": "iql", "seed": 1, "normalized_score": 102.0},
     ]
@@ -53,15 +64,21 @@ def test_each_rule_deploys_what_it_says_and_reads_that_rectifiers_verdict(tmp_pa
     result = json.loads(out.read_text())
     picks = {name: [r["deployed"] for r in rule["runs"]] for name, rule in result["rules"].items()}
     assert picks == {
-        "larger-alpha": ["candidate", "candidate", "lsi"],
-        "lsi-at-zero": ["candidate", "lsi", "lsi"],
-        "always": ["candidate", "candidate", "candidate"],
-        "never": ["lsi", "lsi", "lsi"],
+        # records 0-1 carry no critic comparison (trained before session 30): undecided, so no mean
+        "larger-gain": [None, None, "lsi", "lsi", "candidate", "lsi"],
+        "larger-alpha": ["candidate", "candidate", "lsi", "candidate", "candidate", "candidate"],
+        "lsi-at-zero": ["candidate", "lsi", "lsi", "lsi", "lsi", "lsi"],
+        "always": ["candidate"] * 6,
+        "never": ["lsi"] * 6,
     }
     # these records were deployed under lsi_at_zero: the trainer's own rule, re-made
     assert [r["recorded_deployed"] for r in result["runs"]] == [p == "candidate" for p in picks["lsi-at-zero"]]
-    assert result["rules"]["larger-alpha"]["mean_score"] == pytest.approx((54.0 + 100.0 + 60.0) / 3)
-    assert result["rules"]["larger-alpha"]["mean_score_by_variant"]["isc"] == pytest.approx((54.0 + 100.0 + 60.0) / 3)
+    larger_alpha = (54.0 + 100.0 + 60.0 + 50.0 + 99.0 + 60.0) / 6
+    assert result["rules"]["larger-alpha"]["mean_score"] == pytest.approx(larger_alpha)
+    key = "isc spar/hopper/medium-expert-v0"
+    assert result["rules"]["larger-alpha"]["mean_score_by_variant"][key] == pytest.approx(larger_alpha)
+    assert result["rules"]["larger-gain"]["mean_score"] is None
+    assert result["rules"]["larger-gain"]["runs"][4]["normalized_score"] == 99.0
     assert result["rules"]["never"]["runs"][0]["state_violation_rate"] == pytest.approx(0.02)
     assert result["iql"] == {"spar/hopper/medium-expert-v0": [100.0, 102.0]}
 
@@ -77,10 +94,23 @@ def test_a_rule_that_deploys_an_unmeasured_rectifier_leaves_the_mean_unknown(tmp
 
 
 def test_the_kits_rules_need_a_larger_candidate_alpha_and_a_weak_anchor():
-    assert in_sample_replaces(0.0, 1.0, -0.1) and in_sample_replaces(0.25, 1.0, -0.1)  # larger_alpha, the default
-    assert not in_sample_replaces(1.0, 1.0, -0.1) and not in_sample_replaces(0.5, 0.25, -0.1)
-    assert not in_sample_replaces(0.0, 0.0, -0.1)
-    assert not in_sample_replaces(0.0, 1.0, 0.0)  # an anchor rated at the data's value
+    def larger(lsi, own, advantage):
+        return in_sample_replaces(lsi, own, advantage, "larger_alpha")
+
+    assert larger(0.0, 1.0, -0.1) and larger(0.25, 1.0, -0.1)
+    assert not larger(1.0, 1.0, -0.1) and not larger(0.5, 0.25, -0.1)
+    assert not larger(0.0, 0.0, -0.1)
+    assert not larger(0.0, 1.0, 0.0)  # an anchor rated at the data's value
+    # larger_gain, the default: the same conditions, and the critic's clear preference for the candidate
+    assert in_sample_replaces(0.25, 1.0, -0.1, gain=gain(0.05, se=0.01))
+    assert not in_sample_replaces(0.25, 1.0, -0.1, gain=gain(0.015, se=0.01))  # within two standard errors
+    assert not in_sample_replaces(0.25, 1.0, -0.1, gain=gain(-0.07))
+    assert not in_sample_replaces(1.0, 1.0, -0.1, gain=gain(0.5)) and not in_sample_replaces(
+        0.0, 1.0, 0.1, gain=gain(0.5)
+    )
+    assert not in_sample_replaces(1.0, 1.0, -0.1)  # nothing to compare where the alphas already decide
+    with pytest.raises(ValueError, match="larger_gain.*needs the critic's comparison"):
+        in_sample_replaces(0.25, 1.0, -0.1)
     assert in_sample_replaces(0.0, 1.0, -0.1, "lsi_at_zero") and not in_sample_replaces(0.25, 1.0, -0.1, "lsi_at_zero")
     with pytest.raises(ValueError, match="in_sample_rule"):
         in_sample_replaces(0.0, 1.0, -0.1, "largest")

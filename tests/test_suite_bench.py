@@ -319,7 +319,7 @@ def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_de
     assert suite_bench.stale(tuned)
     ungated = spar(0.0) | {"gate_choice": {"gated_alpha": 0.0, "ungated": {"alpha": 0.5}}}
     assert not suite_bench.stale(ungated)  # gate_check deployed LSI's ungated at 0.5
-    today(in_sample_candidate=1.0)  # the default rule: the candidate goes out wherever it passes a larger alpha
+    today(in_sample_candidate=1.0, in_sample_rule="larger_alpha")  # the candidate goes out where it passes more
     assert suite_bench.stale(spar(0.75)) and suite_bench.stale(ungated)  # it might pass 1: retrain to know
     assert not suite_bench.stale(spar(1.0)) and not suite_bench.stale(spar(0.5, advantage=0.3))
     assert sorted(suite_bench.record_changes(spar(0.0))) == ["in_sample_candidate", "in_sample_rule"]
@@ -330,6 +330,15 @@ def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_de
     assert not suite_bench.stale(spar(1.0, choice=went_out, weight=1.0))  # both rules deploy the candidate
     behind = checked | {"lsi_alpha": 1.0, "anchor_advantage": -0.12, "deployed": False}
     assert not suite_bench.stale(spar(1.0, choice=behind, weight=1.0))  # it passes no more than LSI's
+    today(in_sample_candidate=1.0)  # the default rule, larger_gain: a larger alpha and the critic's clear preference
+    assert suite_bench.stale(spar(0.75)) and not suite_bench.stale(spar(1.0))  # as under larger_alpha without one
+    assert suite_bench.stale(spar(1.0, choice=went_out, weight=1.0))  # no comparison recorded: re-deploy to know
+    assert not suite_bench.stale(spar(1.0, choice=behind, weight=1.0))  # the alphas decide
+    preferred = {"challenger": 0.2, "incumbent": 0.0, "difference": 0.2, "difference_se": 0.01, "states": 4096}
+    assert not suite_bench.stale(spar(1.0, choice=went_out | {"gain": preferred}, weight=1.0))
+    doubted = preferred | {"difference": 0.01}  # within two standard errors: LSI's stays
+    assert not suite_bench.stale(spar(0.25, choice=passed_over | {"gain": doubted}, weight=1.0))
+    assert suite_bench.stale(spar(0.25, choice=passed_over | {"gain": preferred}, weight=1.0))
     today(in_sample_candidate=2.0)  # another weight: another candidate, whose checks the record does not have
     assert suite_bench.stale(spar(1.0, choice=went_out, weight=1.0))
     assert suite_bench.stale(spar(0.25, choice=passed_over, weight=1.0))  # LSI's at 0.25: a candidate might pass more

@@ -232,21 +232,26 @@ def test_the_in_sample_candidate_without_lsi_regresses_on_logged_residuals_alone
 
 
 @pytest.mark.parametrize(
-    "rule, lsi_alpha, rated, replaced",
+    "rule, lsi_alpha, rated, preferred, replaced",
     [
-        ("larger_alpha", 0.0, -1.0, True),
-        ("larger_alpha", 0.5, -1.0, True),  # the candidate passes 0.75
-        ("larger_alpha", 1.0, -1.0, False),
-        ("larger_alpha", 0.0, 1.0, False),  # an anchor above its data
-        ("lsi_at_zero", 0.0, -1.0, True),
-        ("lsi_at_zero", 0.5, -1.0, False),
+        ("larger_gain", 0.5, -1.0, 0.1, True),  # a larger alpha, and the critic clearly prefers the candidate
+        ("larger_gain", 0.5, -1.0, -0.1, False),  # a larger alpha, but the critic prefers LSI's
+        ("larger_gain", 1.0, -1.0, None, False),  # the alphas decide: no comparison
+        ("larger_gain", 0.0, 1.0, None, False),  # an anchor above its data: no comparison
+        ("larger_alpha", 0.0, -1.0, None, True),
+        ("larger_alpha", 0.5, -1.0, None, True),  # the candidate passes 0.75
+        ("larger_alpha", 1.0, -1.0, None, False),
+        ("larger_alpha", 0.0, 1.0, None, False),  # an anchor above its data
+        ("lsi_at_zero", 0.0, -1.0, None, True),
+        ("lsi_at_zero", 0.5, -1.0, None, False),
     ],
 )
 def test_the_in_sample_candidate_replaces_lsi_where_it_passes_a_larger_alpha_around_a_weak_anchor(
-    tmp_path, data, anchor, monkeypatch, rule, lsi_alpha, rated, replaced
+    tmp_path, data, anchor, monkeypatch, rule, lsi_alpha, rated, preferred, replaced
 ):
     import spar_rectify.trainer as trainer_mod
-    from spar_rectify import drift
+    from spar_rectify import critic_gain, drift
+    from spar_rectify.critic_gain import GainComparison
     from spar_rectify.drift import AlphaChoice, DriftReport
 
     cfg = (
@@ -264,7 +269,14 @@ def test_the_in_sample_candidate_replaces_lsi_where_it_passes_a_larger_alpha_aro
         alpha = 0.75 if in_sample else lsi_alpha
         return AlphaChoice(alpha, {1.0: 5.0, 0.75: 1.0}, threshold, DriftReport({}, {}, 10, 100, 0.0))
 
+    compared = []
+
+    def compare(base, incumbent, challenger, obs, seed):  # the critic's paired verdict: tests/test_critic_gain.py
+        compared.append((load_rectifier(incumbent).alpha, load_rectifier(challenger).alpha, seed))
+        return GainComparison(0.1 + preferred, 0.1, preferred, 0.01, len(obs))
+
     monkeypatch.setattr(drift, "choose_alpha", by_policy)
+    monkeypatch.setattr(critic_gain, "compare_deployed", compare)
     monkeypatch.setattr(trainer_mod, "_anchor_advantage", lambda trainer: rated)  # the critic's verdict on the anchor
     run = tmp_path / "run"
     result = train(cfg, data, run, anchor=anchor, env="PointReach-v0", progress=False)
@@ -272,6 +284,13 @@ def test_the_in_sample_candidate_replaces_lsi_where_it_passes_a_larger_alpha_aro
     deployed, summary = load_rectifier(result.artifact), json.loads((run / "summary.json").read_text())
     choice = summary["in_sample_choice"]
     assert choice["alpha"]["alpha"] == 0.75 and choice["lsi_alpha"] == lsi_alpha and choice["anchor_advantage"] == rated
+    # each compared as deployed (its own offline alpha), LSI's the incumbent, on the data's states
+    assert compared == ([] if preferred is None else [(lsi_alpha, 0.75, cfg.seed)])
+    assert choice["gain"] == (
+        None
+        if preferred is None
+        else GainComparison(0.1 + preferred, 0.1, preferred, 0.01, len(data.observations)).to_dict()
+    )
     if replaced:  # the candidate passes more than LSI's (under the rule), the anchor below the data: it goes out
         assert choice["deployed"] and deployed.config["in_sample_weight"] == 1.0 and deployed.alpha == 0.75
         assert load_rectifier(run / "rectifier-lsi").alpha == lsi_alpha and not (run / "rectifier-insample").exists()
