@@ -109,7 +109,7 @@ def reference(paths: list[Path], method: str = "iql") -> dict:
 
 def apply_rules(rows: list[dict]) -> dict:
     """{rule: {"runs": [{"seed", "dataset", "variant", "deployed": "lsi" | "candidate" | None, **verdict or None}],
-    "mean_score" (every run), "mean_score_by_variant" (keyed "<variant> <dataset>")}}.
+    "mean_score" (every run), "mean_score_by_variant" (keyed "<variant> <dataset> <method>")}}.
     A rule that deploys a rectifier the env never measured, or that cannot decide from the record ("larger-gain" on
     a record without the critic's comparison: deployed None), leaves its score None (and the mean None)."""
     out = {}
@@ -122,6 +122,7 @@ def apply_rules(rows: list[dict]) -> dict:
             runs.append(
                 {
                     "dataset": row["dataset"],
+                    "method": row["method"],
                     "seed": row["seed"],
                     "variant": row["variant"],
                     "deployed": which,
@@ -131,9 +132,9 @@ def apply_rules(rows: list[dict]) -> dict:
             )
         scores = [r["normalized_score"] for r in runs]
         mean = None if any(s is None for s in scores) or not scores else float(np.mean(scores))
-        by_variant = {}  # per variant and dataset: "<variant> <dataset>"
-        for key in sorted({f"{r['variant']} {r['dataset']}" for r in runs}):
-            own = [r["normalized_score"] for r in runs if f"{r['variant']} {r['dataset']}" == key]
+        by_variant = {}  # per variant, dataset and method: "<variant> <dataset> <method>"
+        for key in sorted({f"{r['variant']} {r['dataset']} {r['method']}" for r in runs}):
+            own = [r["normalized_score"] for r in runs if f"{r['variant']} {r['dataset']} {r['method']}" == key]
             by_variant[key] = None if any(x is None for x in own) else float(np.mean(own))
         out[name] = {"runs": runs, "mean_score": mean, "mean_score_by_variant": by_variant}
     return out
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if run["state_violation_rate"] is None
                 else f" ({100 * run['state_violation_rate']:.1f}% of states off)"
             )
-            where = f"{run['dataset']} ({run['variant']}) seed {run['seed']}"
+            where = f"{run['dataset']} {run['method']} ({run['variant']}) seed {run['seed']}"
             if run["deployed"] is None:
                 print(f"  {where}: undecided (the record has no critic comparison: re-deploy the run)")
             else:

@@ -484,10 +484,11 @@ def record_changes(record: dict) -> list[str]:
     changed = changed_fields(record["config"], config)
     if "reach_model_margin" in changed and same_reach_decision(record, config.reach_model_margin):
         changed.remove("reach_model_margin")  # deployed the same policy today: the record stands
-    if "in_sample_candidate" in changed and same_fallback_decision(record, config):
-        changed.remove("in_sample_candidate")  # mu and the reach policy train the same: the same deployment
-    if "in_sample_rule" in changed and same_fallback_decision(record, config):
-        changed.remove("in_sample_rule")  # the rule deploys the same rectifier, or there is no candidate
+    # the candidate's weight, recipe and rule: mu and the reach policy train the same without or beside any candidate,
+    # so the record stands wherever the rule deploys the same rectifier today (or there is no candidate)
+    candidate = {"in_sample_candidate", "in_sample_candidate_lsi", "in_sample_rule"}
+    if candidate & set(changed) and same_fallback_decision(record, config):
+        changed = [field for field in changed if field not in candidate]
     return changed
 
 
@@ -515,15 +516,14 @@ def candidate_alpha(record: dict) -> float:
 
 
 def same_fallback_decision(record: dict, config) -> bool:
-    """Whether a record's run would deploy the same rectifier under `config`'s in_sample_candidate and
-    in_sample_rule as it did. The third latent policy leaves mu and the reach policy as they train without it, and
-    replaces them only where `drift.in_sample_replaces` says so (never around an anchor the critic rates at or
-    above the data's value). A record trained with the candidate carries both offline alphas (and, since session
-    30, the critic's comparison where "larger_gain" needed it), so the rule is re-made from them; where
-    "larger_gain" needs a comparison the record lacks, only a re-deployment can tell. One trained without it (or
-    with another weight's, not deployed) stands where the rule could not reach a candidate even at alpha 1 (such an
-    anchor, LSI's rectifier at alpha 1 under "larger_*", above alpha 0 under "lsi_at_zero") or where `config`
-    trains none."""
+    """Whether a record's run would deploy the same rectifier under `config`'s in_sample_candidate (weight and
+    in_sample_candidate_lsi) and in_sample_rule as it did. The third latent policy leaves mu and the reach policy as
+    they train without it, and replaces them only where `drift.in_sample_replaces` says so (never around an anchor the
+    critic rates at or above the data's value). A record trained with the candidate carries both offline alphas (and,
+    since session 30, the critic's comparison where "larger_gain" needed it), so the rule is re-made from them; where
+    "larger_gain" needs a comparison the record lacks, only a re-deployment can tell. One trained without it (or with
+    another candidate, not deployed) stands where the rule could not reach a candidate even at alpha 1 (such an anchor,
+    LSI's rectifier at alpha 1 under "larger_*", above alpha 0 under "lsi_at_zero") or where `config` trains none."""
     from spar_rectify.critic_gain import GainComparison
     from spar_rectify.drift import in_sample_replaces
 
@@ -531,7 +531,8 @@ def same_fallback_decision(record: dict, config) -> bool:
     if config.in_sample_candidate <= 0.0:  # no candidate today: only a record that deployed LSI's stands
         return not (saved or {}).get("deployed", False)
     advantage = anchor_advantage(record)
-    same_candidate = saved is not None and record["config"].get("in_sample_candidate") == config.in_sample_candidate
+    recipe = (record["config"].get("in_sample_candidate"), record["config"].get("in_sample_candidate_lsi", True))
+    same_candidate = saved is not None and recipe == (config.in_sample_candidate, config.in_sample_candidate_lsi)
     if same_candidate:  # trained with this candidate: re-make the decision from its recorded checks
         gain = GainComparison(**saved["gain"]) if saved.get("gain") else None
         try:
@@ -542,7 +543,7 @@ def same_fallback_decision(record: dict, config) -> bool:
             return False
         return replaces == saved["deployed"]
     if saved is not None and saved["deployed"]:
-        return False  # another weight's candidate went out: today's is another policy
+        return False  # another candidate (weight or recipe) went out: today's is another policy
     lsi_alpha = saved["lsi_alpha"] if saved is not None else offline_alpha(record)
     if lsi_alpha is None:
         return False

@@ -8,11 +8,13 @@ Each method runs in its own subprocess, on one thread, at batch 256 with 256x256
 synthetic dataset of HalfCheetah's size (obs 17, act 6; the values do not matter for speed).
 Each rate is the median of five timed windows, and the methods take turns over `--rounds`
 rounds (median over rounds). SPAR is timed in its full step at today's defaults (critic + Latent
-Self-Imitation of mu and of the reach policy beside it, `lsi_reach_penalty=0` since session 21: the most
-expensive stage) and, separately, in its first stage (`spar:cvae`: critic + CVAE), with one latent policy
-(`spar:single`: `lsi_reach_penalty=None`, the step before session 21; session 16's `spar:reach`, timed when one
-policy was the default, is today's `spar`), with `in_sample_candidate`'s third latent policy (`spar:insample`;
-`spar:insamplealone` with `in_sample_candidate_lsi=False`, the in-sample term alone), and
+Self-Imitation of mu and of the reach policy beside it, `lsi_reach_penalty=0` since session 21, plus the in-sample
+candidate's third latent policy, `in_sample_candidate=1` alone since session 30: the most expensive stage) and,
+separately, without the candidate (`spar:nocandidate`, the step of sessions 21-29), in its first stage
+(`spar:cvae`: critic + CVAE), with one latent policy (`spar:single`: `lsi_reach_penalty=None` and no candidate, the
+step before session 21; session 16's `spar:reach`, timed when one policy was the default, is `spar:nocandidate`),
+with the candidate that also self-imitates (`spar:insample`, `in_sample_candidate_lsi=True`; `spar:insamplealone`,
+the in-sample term alone, is today's `spar`), and
 (`spar:drift`) with `drift_penalty`'s off-data value (its TD step; the model rollouts it refreshes every 1,000 steps
 fall outside the timed windows). `iql-reference` is a
 minimal hand-written IQL step (no framework: plain modules and losses, same sizes) timed beside them,
@@ -48,6 +50,7 @@ METHODS = (
     "iql",
     "spar",
     "spar:cvae",
+    "spar:nocandidate",
     "spar:single",
     "spar:insample",
     "spar:insamplealone",
@@ -160,17 +163,28 @@ def op_shares(step, steps: int, top: int = PROFILE_TOP) -> list[dict]:
 
 def method_config(method: str, fast_matmul: bool = False):
     """The `TrainConfig` timed for a METHODS entry: the method's defaults; for SPAR, straight at the stage timed
-    (`spar`: the full step at today's defaults; `spar:cvae` the first stage; `spar:single` the full step with
-    one latent policy; `spar:insample` with in_sample_candidate's third; `spar:insamplealone` that third without
-    LSI; `spar:drift` with drift_penalty)."""
+    (`spar`: the full step at today's defaults; `spar:nocandidate` without the in-sample candidate; `spar:cvae`
+    the first stage; `spar:single` the full step with one latent policy; `spar:insample` with the candidate that also
+    self-imitates; `spar:insamplealone` the candidate alone, as today; `spar:drift` with drift_penalty)."""
     from spar_rectify.config import TrainConfig
 
     algo, stage = (method.split(":") + ["full"])[:2]
     extra = {
         "full": {"manifold_fraction": 0.0, "fit_fraction": 0.0},
         "cvae": {"manifold_fraction": 0.99, "fit_fraction": 0.0},
-        "single": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "lsi_reach_penalty": None},
-        "insample": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "in_sample_candidate": 1.0},
+        "nocandidate": {"manifold_fraction": 0.0, "fit_fraction": 0.0, "in_sample_candidate": 0.0},
+        "single": {
+            "manifold_fraction": 0.0,
+            "fit_fraction": 0.0,
+            "lsi_reach_penalty": None,
+            "in_sample_candidate": 0.0,
+        },
+        "insample": {
+            "manifold_fraction": 0.0,
+            "fit_fraction": 0.0,
+            "in_sample_candidate": 1.0,
+            "in_sample_candidate_lsi": True,
+        },
         "insamplealone": {
             "manifold_fraction": 0.0,
             "fit_fraction": 0.0,

@@ -10,7 +10,8 @@ the data's 99th-percentile nearest-neighbour distance, the seeds, and for the re
 seed deployed (chosen offline; in the "tuned" columns, the alpha `spar tune-alpha` picked on 10 episodes
 from seed 20000, the same trained rectifier). "not run": no record at today's defaults yet. A cell with no
 record at today's defaults but records that differ from them only in the reach policy (one latent policy,
-the defaults of sessions 14-20) shows those, marked ¹ (`before_reach`). No training, no env.
+the defaults of sessions 14-20; marked ¹) and/or in the in-sample candidate (none, up to session 29; marked ²)
+shows those (`earlier_marks`). No training, no env.
 """
 
 from __future__ import annotations
@@ -37,21 +38,31 @@ RECTIFIERS = {m for m in COLUMNS if suite_bench.trained_algo(m) == "spar"}
 #: The fields session 21's defaults changed: a second latent policy at kappa 0, deployed only around a weak anchor
 #: and only when it does not leave the data more than the penalised policy.
 REACH_FIELDS = frozenset({"lsi_reach_penalty", "reach_weak_anchor_only", "reach_check_horizon"})
-FOOTNOTE = (
-    "¹ Trained at earlier defaults that differ from today's only in the reach policy (these: one latent policy, "
+#: The fields session 30's defaults changed: the in-sample candidate (alone), deployed only where it passes a larger
+#: alpha around a weak anchor and the critic clearly prefers it.
+CANDIDATE_FIELDS = frozenset({"in_sample_candidate", "in_sample_candidate_lsi", "in_sample_rule"})
+FOOTNOTES = {
+    "¹": "¹ Trained at earlier defaults that differ from today's in the reach policy (these: one latent policy, "
     "sessions 14-20): today's defaults train that policy bit for bit and deploy it, at the same offline alpha, "
     "unless the critic rates the anchor below the data's value and the reach policy passes the drift checks; "
-    "not yet rerun at today's defaults."
-)
+    "not yet rerun at today's defaults.",
+    "²": "² Trained before the in-sample candidate was a default (sessions up to 29): today's defaults train mu and "
+    "the reach policy bit for bit beside it and deploy the same rectifier unless the candidate passes a larger "
+    "offline alpha around an anchor the critic rates below the data and the critic clearly prefers its actions "
+    "(on hopper medium, seed 0, around BC and the SB3 policy, it kept LSI's); not yet rerun at today's defaults.",
+}
 
 
-def before_reach(record: dict) -> bool:
-    """Whether a SPAR-trained record differs from today's defaults (plus its overrides) only in REACH_FIELDS."""
+def earlier_marks(record: dict) -> str:
+    """The footnote marks of a SPAR-trained record that differs from today's defaults (plus its overrides) only in
+    REACH_FIELDS (¹) and CANDIDATE_FIELDS (²); "" for any other record (current, or stale in other fields)."""
     algo = suite_bench.trained_algo(record["method"])
     if algo != "spar" or "config" not in record:
-        return False
+        return ""
     changed = set(suite_bench.record_changes(record))
-    return bool(changed) and changed <= REACH_FIELDS
+    if not changed or not changed <= REACH_FIELDS | CANDIDATE_FIELDS:
+        return ""
+    return " ".join(mark for mark, fields in (("¹", REACH_FIELDS), ("²", CANDIDATE_FIELDS)) if changed & fields)
 
 
 def cell(records: list[dict], method: str) -> str:
@@ -74,25 +85,30 @@ def cell(records: list[dict], method: str) -> str:
 
 
 def table(records: list[dict]) -> str:
-    """The markdown table of `records` (today's defaults; else, marked ¹, those before the reach policy),
-    one row per dataset of the full tier, and the footnote when a cell is marked."""
+    """The markdown table of `records` (today's defaults; else, marked, those before the reach policy (¹) or the
+    in-sample candidate (²) became defaults), one row per dataset of the full tier, and the footnotes of the marks
+    shown."""
     cells = suite_bench.current_cells(records)
     earlier: dict = {}
     for r in records:
-        if before_reach(r):
-            earlier.setdefault((r["dataset"], r["method"]), []).append(r)
+        mark = earlier_marks(r)
+        if mark:
+            earlier.setdefault((r["dataset"], r["method"]), []).append((r, mark))
 
     def shown(dataset: str, method: str) -> str:
         if (dataset, method) in cells or (dataset, method) not in earlier:
             return cell(cells.get((dataset, method), []), method)
-        return cell(earlier[(dataset, method)], method) + " ¹"
+        rows = earlier[(dataset, method)]
+        marks = {m for _, mark in rows for m in mark.split()}
+        return cell([r for r, _ in rows], method) + " " + " ".join(m for m in FOOTNOTES if m in marks)
 
     lines = ["| dataset | " + " | ".join(COLUMNS.values()) + " |", "|---|" + "---|" * len(COLUMNS)]
     for dataset in suite_bench.TIERS["full"]["datasets"]:
         name = dataset.removeprefix("spar/").removesuffix("-v0").replace("/", " ")
         lines.append(f"| {name} | " + " | ".join(shown(dataset, m) for m in COLUMNS) + " |")
-    if any(line.count(" ¹ |") for line in lines[2:]):
-        lines += ["", FOOTNOTE]
+    used = [mark for mark in FOOTNOTES if any(f" {mark} |" in line or f" {mark} " in line for line in lines[2:])]
+    if used:
+        lines += [""] + [FOOTNOTES[mark] for mark in used]
     return "\n".join(lines)
 
 

@@ -211,30 +211,31 @@ class SPARSettings:
     the latent of the *logged* residual with IQL's weights min(exp(awr_temperature * A), awr_max_weight), A the
     advantage of the logged action, where the critic was trained (IQL's extraction in the residual's latent
     space; every state of every batch). 0: off (LSI alone, the specification)."""
-    in_sample_candidate: float = 0.0
+    in_sample_candidate: float = 1.0
     """[spar] lambda of a third latent policy trained beside mu (the same batches, critic, CVAE and prior; its own
-    candidates, from its own generator, so mu and the reach policy train exactly as they would without it): LSI at
-    lsi_anchor_penalty plus in_sample_weight's term at this weight. It is the fallback of auto_alpha: checked after
-    LSI's policies, gated and ungated as gate_check checks (with or without gate_check: the gate's switching between
-    the base and a data-like gait is what drifted on medium-expert), and deployed at its own offline alpha where
-    in_sample_rule says (by default: it passes a larger alpha than LSI's and the critic rates its deployed actions
-    clearly above LSI's) and the critic rates the anchor below the data's value (as reach_weak_anchor_only reads it:
-    the in-sample term pulls the residual toward the data's better actions, which would pull an anchor better than
-    its data back); it is kept in the run folder (`rectifier-insample/`) where it is not deployed. Where LSI's
-    policies leave the data's states, the in-sample term keeps the residual on logged actions: the SB3 medium policy
-    on hopper medium-expert, where LSI's whole residual stood +30.4 points off the data in the model and the default
-    deployed alpha 0 (47.4), reached 100.6-102.1 with in_sample_weight=1 and gate_check on three seeds (100k); as a
-    default for every latent policy the term cost hopper medium-replay 43 points (benchmarks/README.md, session 27).
-    Costs a third latent policy's update at every step: 1.6x SPAR's step time (51 against 82 steps per CPU-second,
-    `benchmarks/results/train_throughput_insample.json`). 0 (the default): none."""
-    in_sample_candidate_lsi: bool = True
-    """[spar] Whether the in-sample candidate (in_sample_candidate) also self-imitates (LSI at lsi_anchor_penalty,
-    every lsi_every steps, as mu does). False: the in-sample term alone, IQL's extraction in the residual's latent
-    space, which regresses only toward logged residuals (so the candidate stays on the data's actions wherever
-    the critic weighs them) and skips the candidate's share of LSI's scoring: 1.2x SPAR's step time where the
-    candidate with LSI costs 1.45x (66 and 55 against 79 steps per CPU-second, beside two jobs,
-    `benchmarks/results/train_throughput_insamplealone.json`). True (the default): LSI plus the term, the
-    candidate of session 28."""
+    draws, so mu and the reach policy train exactly as they would without it): IQL's in-sample extraction in the
+    residual's latent space at this weight (in_sample_weight's term), plus LSI where in_sample_candidate_lsi. It is the
+    fallback of auto_alpha: checked after LSI's policies, gated and ungated (the gate's switching between the base and a
+    data-like gait is what drifted on medium-expert), and deployed at its own offline alpha where in_sample_rule says so
+    (by default: around an anchor the critic rates below the data's value, where it passes a larger alpha than LSI's and
+    the critic rates its deployed actions clearly above LSI's deployed ones); otherwise it is kept in the run folder
+    (`rectifier-insample/`; without auto_alpha always, for you to deploy by hand). Where LSI's policies leave the data's
+    states, the in-sample term keeps the residual on logged actions: around the SB3 medium policy on hopper medium-
+    expert (200k, seeds 0-2), where LSI's went out at alpha 0 / 0.25 / 0.25 (47.4 / 51.3 / 49.6), the candidate goes out
+    at 1 and scores 63.3 / 100.0 alone (seeds 0-1) and 100.8 with LSI (seed 2; IQL 100.7); on hopper medium (the SB3
+    policy and BC, seed 0) the critic keeps LSI's 0.75 (67.7, 64.3) over it (50.6, 49.9); wherever LSI's goes out at
+    alpha 1 (hopper and HalfCheetah medium-replay, HalfCheetah medium) it cannot change the deployment
+    (benchmarks/README.md, sessions 28-30). On by default since session 30. Costs a third latent policy's update at
+    every step: 1.2x SPAR's step time alone, 1.45x with LSI (66 and 55 against 79 steps per CPU-second beside two jobs,
+    `benchmarks/results/train_throughput_insamplealone.json`). 0: none (SPAR before session 30)."""
+    in_sample_candidate_lsi: bool = False
+    """[spar] Whether the in-sample candidate (in_sample_candidate) also self-imitates (LSI at lsi_anchor_penalty, every
+    lsi_every steps, as mu does). False (the default): the in-sample term alone, IQL's extraction in the residual's
+    latent space, which regresses only toward logged residuals (so the candidate stays on the data's actions wherever
+    the critic weighs them) and skips the candidate's share of LSI's scoring: 1.2x SPAR's step time where the candidate
+    with LSI costs 1.45x; on hopper medium-expert seeds 0-1 it scored 63.3 / 100.0 against 54.0 / 100.0 with LSI. True:
+    LSI plus the term, the candidate of session 28. Without a candidate (in_sample_candidate 0) it is set to True, as
+    runs saved it before the field existed."""
     in_sample_rule: Literal["larger_gain", "larger_alpha", "lsi_at_zero"] = "larger_gain"
     """[spar] When the in-sample candidate (in_sample_candidate) replaces LSI's deployed rectifier, always only around
     an anchor the critic rates below the data's value and only where the candidate passes a larger offline alpha
@@ -432,11 +433,8 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
         need(self.lsi_anchor_penalty >= 0, "lsi_anchor_penalty", ">= 0")
         need(self.in_sample_weight >= 0, "in_sample_weight", ">= 0")
         need(self.in_sample_candidate >= 0, "in_sample_candidate", ">= 0 (0: no in-sample candidate)")
-        need(
-            self.in_sample_candidate_lsi or self.in_sample_candidate > 0,
-            "in_sample_candidate_lsi",
-            "True unless in_sample_candidate > 0 (False changes the candidate, and there is none at 0)",
-        )
+        if self.in_sample_candidate == 0:  # no candidate: its recipe means nothing (saved as runs before it saved it)
+            object.__setattr__(self, "in_sample_candidate_lsi", True)
         need(self.drift_penalty >= 0, "drift_penalty", ">= 0 (0: off)")
         need(0 <= self.drift_discount < 1, "drift_discount", "in [0, 1)")
         need(self.drift_branches >= 0, "drift_branches", "an integer >= 0 (0: no branches)")

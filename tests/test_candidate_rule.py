@@ -75,7 +75,7 @@ def test_each_rule_deploys_what_it_says_and_reads_that_rectifiers_verdict(tmp_pa
     assert [r["recorded_deployed"] for r in result["runs"]] == [p == "candidate" for p in picks["lsi-at-zero"]]
     larger_alpha = (54.0 + 100.0 + 60.0 + 50.0 + 99.0 + 60.0) / 6
     assert result["rules"]["larger-alpha"]["mean_score"] == pytest.approx(larger_alpha)
-    key = "isc spar/hopper/medium-expert-v0"
+    key = "isc spar/hopper/medium-expert-v0 medium-rectified"
     assert result["rules"]["larger-alpha"]["mean_score_by_variant"][key] == pytest.approx(larger_alpha)
     assert result["rules"]["larger-gain"]["mean_score"] is None
     assert result["rules"]["larger-gain"]["runs"][4]["normalized_score"] == 99.0

@@ -244,7 +244,7 @@ def test_the_readme_table_shows_todays_records_and_says_what_is_not_run():
     medium = next(r for r in rows if r.startswith("| hopper medium |"))
     assert "99.0" not in medium and "| 47.4 (1.0% / 0.1%) |" in medium  # older defaults left out; raw once
     assert medium.count("not run") == len(where_spar_stands.COLUMNS) - 1
-    assert where_spar_stands.FOOTNOTE not in rows
+    assert not set(where_spar_stands.FOOTNOTES.values()) & set(rows)
     # the raw policy's evaluations differ where they ran on other float paths: then the spread shows
     rounded = [{**r, "dataset": "spar/halfcheetah/medium-v0", "normalized_score": x} for r, x in zip(raw, (37.2, 42.6))]
     cheetah = next(r for r in where_spar_stands.table(rounded).splitlines() if r.startswith("| halfcheetah medium |"))
@@ -255,11 +255,24 @@ def test_the_readme_table_shows_todays_records_and_says_what_is_not_run():
     replaced = {**record("spar/hopper/medium-replay-v0", "spar", 2, 10.0), "config": one_policy}
     rows = where_spar_stands.table([*spar, old, before, replaced]).splitlines()
     expert = next(r for r in rows if r.startswith("| hopper medium-expert |"))
-    assert "| 55.0 (" in expert and "alpha 0.5) ¹ |" in expert and rows[-1] == where_spar_stands.FOOTNOTE
+    assert "| 55.0 (" in expert and "alpha 0.5) ¹ |" in expert and rows[-1] == where_spar_stands.FOOTNOTES["¹"]
     replay = next(r for r in rows if r.startswith("| hopper medium-replay |"))
     assert "70.0 ± 10.0" in replay and "| 10.0 (" not in replay and "¹" not in replay  # today's records win
     medium = next(r for r in rows if r.startswith("| hopper medium |"))
     assert "99.0" not in medium  # kappa 1: not the reach fields alone
+    # ... and one from before the in-sample candidate (²), or before both (¹ ²), where it might have changed the
+    # deployment (LSI's below alpha 1 around a weak anchor): shown, marked, each footnote once
+    no_candidate = {**today(0), "in_sample_candidate": 0.0, "in_sample_candidate_lsi": True}
+    weak = {"penalty_choice": {"anchor_advantage": -0.1}, "auto_alpha": {"alpha": 0.75}, "alpha": 0.75}
+    cheetah = {**record("spar/halfcheetah/medium-v0", "spar", 0, 60.0), "config": no_candidate, **weak}
+    both = {
+        **record("spar/halfcheetah/medium-replay-v0", "spar", 0, 40.0),
+        "config": {**one_policy, "in_sample_candidate": 0.0, "in_sample_candidate_lsi": True},
+    }
+    rows = where_spar_stands.table([before, cheetah, both | weak]).splitlines()
+    assert "alpha 0.75) ² |" in next(r for r in rows if r.startswith("| halfcheetah medium |"))
+    assert "alpha 0.75) ¹ ² |" in next(r for r in rows if r.startswith("| halfcheetah medium-replay |"))
+    assert rows[-2:] == [where_spar_stands.FOOTNOTES["¹"], where_spar_stands.FOOTNOTES["²"]]
 
 
 def test_a_record_stays_current_under_a_new_reach_margin_only_where_it_deploys_the_same_policy():
@@ -339,6 +352,14 @@ def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_de
     doubted = preferred | {"difference": 0.01}  # within two standard errors: LSI's stays
     assert not suite_bench.stale(spar(0.25, choice=passed_over | {"gain": doubted}, weight=1.0))
     assert suite_bench.stale(spar(0.25, choice=passed_over | {"gain": preferred}, weight=1.0))
+    old_recipe = spar(1.0, choice=went_out | {"gain": preferred}, weight=1.0)
+    old_recipe["config"]["in_sample_candidate_lsi"] = True  # session 28's candidate, with LSI: another policy
+    assert sorted(suite_bench.record_changes(old_recipe)) == ["in_sample_candidate_lsi", "in_sample_rule"]
+    behind_old = spar(1.0, choice=behind, weight=1.0)
+    behind_old["config"]["in_sample_candidate_lsi"] = True
+    assert not suite_bench.stale(behind_old)  # LSI's at 1: no candidate can replace it
+    today()  # today's defaults: the candidate alone, larger_gain; records from before it stand where LSI's went at 1
+    assert suite_bench.record_changes(spar(1.0)) == [] and suite_bench.stale(spar(0.5))
     today(in_sample_candidate=2.0)  # another weight: another candidate, whose checks the record does not have
     assert suite_bench.stale(spar(1.0, choice=went_out, weight=1.0))
     assert suite_bench.stale(spar(0.25, choice=passed_over, weight=1.0))  # LSI's at 0.25: a candidate might pass more

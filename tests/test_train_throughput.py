@@ -39,6 +39,10 @@ def test_spar_times_the_default_step_and_spar_single_the_step_without_the_reach_
     third = train_throughput.method_config("spar:insample")  # the default step plus in_sample_candidate's policy
     assert third.in_sample_candidate == 1.0 and third.lsi_reach_penalty == default.lsi_reach_penalty
     assert default.in_sample_candidate == TrainConfig().in_sample_candidate
-    alone = train_throughput.method_config("spar:insamplealone")  # that third without its LSI
+    alone = train_throughput.method_config("spar:insamplealone")  # that third without its LSI: today's default
     assert alone.in_sample_candidate == 1.0 and alone.in_sample_candidate_lsi is False and third.in_sample_candidate_lsi
+    assert alone == default and not default.in_sample_candidate_lsi
+    before = train_throughput.method_config("spar:nocandidate")  # the step of sessions 21-29
+    assert before.in_sample_candidate == 0.0 and before.lsi_reach_penalty == default.lsi_reach_penalty
+    assert single.in_sample_candidate == 0.0  # one latent policy: mu alone
     assert train_throughput.method_config("iql").algo == "iql"

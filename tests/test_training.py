@@ -209,7 +209,8 @@ def test_the_in_sample_candidate_without_lsi_regresses_on_logged_residuals_alone
 ):
     cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.2, fit_fraction=0.2, lsi_every=1, **FAST)
     cfg = cfg.replace(lsi_reach_penalty=None, in_sample_candidate=1.0)
-    with_lsi, alone = Trainer(cfg, data, anchor), Trainer(cfg.replace(in_sample_candidate_lsi=False), data, anchor)
+    with_lsi = Trainer(cfg.replace(in_sample_candidate_lsi=True), data, anchor)
+    alone = Trainer(cfg.replace(in_sample_candidate_lsi=False), data, anchor)
     list(with_lsi.fit())
     metrics = [m for _, m in alone.fit()]
     a, b = trainer_params(with_lsi), trainer_params(alone)
@@ -227,8 +228,9 @@ def test_the_in_sample_candidate_without_lsi_regresses_on_logged_residuals_alone
     list(second.fit())
     c = trainer_params(second)
     assert all(torch.equal(b[k], c[k]) for k in b)
-    with pytest.raises(ValueError, match="in_sample_candidate_lsi must be True unless in_sample_candidate > 0"):
-        TrainConfig(in_sample_candidate_lsi=False)
+    assert TrainConfig().in_sample_candidate_lsi is False  # the default: the candidate alone
+    # without a candidate the recipe means nothing: saved as runs saved it before the field existed
+    assert TrainConfig(in_sample_candidate=0.0, in_sample_candidate_lsi=False).in_sample_candidate_lsi is True
 
 
 @pytest.mark.parametrize(
