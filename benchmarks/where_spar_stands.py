@@ -89,6 +89,7 @@ def table(records: list[dict]) -> str:
     in-sample candidate (²) became defaults), one row per dataset of the full tier, and the footnotes of the marks
     shown."""
     cells = suite_bench.current_cells(records)
+    used: set[str] = set()  # the marks the table shows: their footnotes follow it
     earlier: dict = {}
     for r in records:
         mark = earlier_marks(r)
@@ -100,15 +101,15 @@ def table(records: list[dict]) -> str:
             return cell(cells.get((dataset, method), []), method)
         rows = earlier[(dataset, method)]
         marks = {m for _, mark in rows for m in mark.split()}
+        used.update(marks)
         return cell([r for r, _ in rows], method) + " " + " ".join(m for m in FOOTNOTES if m in marks)
 
     lines = ["| dataset | " + " | ".join(COLUMNS.values()) + " |", "|---|" + "---|" * len(COLUMNS)]
     for dataset in suite_bench.TIERS["full"]["datasets"]:
         name = dataset.removeprefix("spar/").removesuffix("-v0").replace("/", " ")
         lines.append(f"| {name} | " + " | ".join(shown(dataset, m) for m in COLUMNS) + " |")
-    used = [mark for mark in FOOTNOTES if any(f" {mark} |" in line or f" {mark} " in line for line in lines[2:])]
     if used:
-        lines += [""] + [FOOTNOTES[mark] for mark in used]
+        lines += [""] + [note for mark, note in FOOTNOTES.items() if mark in used]
     return "\n".join(lines)
 
 

@@ -1,7 +1,7 @@
 """Training configuration: one frozen dataclass, validated, saved as JSON beside every run.
 
 Defines `TrainConfig` (its sections `CommonSettings`, `IQLSettings`, `TD3BCSettings`, `SPARSettings`,
-`Bookkeeping`), `ALGOS`, `BOOKKEEPING`, `SAVED_BEFORE_FIELD`, `saved_settings`, `section_fields`.
+`Bookkeeping`), `ALGOS`, `IN_SAMPLE_RULES`, `BOOKKEEPING`, `SAVED_BEFORE_FIELD`, `saved_settings`, `section_fields`.
 
 Defaults follow the papers of each method (TD3+BC: Fujimoto & Gu 2021; IQL: Kostrikov et al.
 2021, locomotion settings) and `shared/design/spar-method.md` for SPAR; every SPAR default is a
@@ -21,6 +21,9 @@ from typing import Literal, Optional, get_args, get_origin, get_type_hints
 #: The methods `TrainConfig.algo` names (the one list; `algos.ALGORITHMS` maps each to its class).
 Algo = Literal["spar", "bc", "td3bc", "iql"]
 ALGOS: tuple[str, ...] = get_args(Algo)
+#: The rules `TrainConfig.in_sample_rule` names (`drift.in_sample_replaces` applies them).
+InSampleRule = Literal["larger_gain", "larger_alpha", "lsi_at_zero"]
+IN_SAMPLE_RULES: tuple[str, ...] = get_args(InSampleRule)
 
 
 @dataclass(frozen=True)
@@ -236,7 +239,7 @@ class SPARSettings:
     with LSI costs 1.45x; on hopper medium-expert seeds 0-1 it scored 63.3 / 100.0 against 54.0 / 100.0 with LSI. True:
     LSI plus the term, the candidate of session 28. Without a candidate (in_sample_candidate 0) it is set to True, as
     runs saved it before the field existed."""
-    in_sample_rule: Literal["larger_gain", "larger_alpha", "lsi_at_zero"] = "larger_gain"
+    in_sample_rule: InSampleRule = "larger_gain"
     """[spar] When the in-sample candidate (in_sample_candidate) replaces LSI's deployed rectifier, always only around
     an anchor the critic rates below the data's value and only where the candidate passes a larger offline alpha
     than LSI's (each the larger of its gated and ungated checks): "larger_gain" (the default since session 30)

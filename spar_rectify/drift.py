@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from spar_rectify.checkpoint import check_alpha
+from spar_rectify.config import IN_SAMPLE_RULES
 from spar_rectify.data import OfflineData
 from spar_rectify.networks import EnsembleMLP
 from spar_rectify.rectified_policy import RectifiedPolicy
@@ -802,8 +803,6 @@ def reach_eligible(reach: AlphaChoice, anchor_advantage: float | None, weak_anch
 #: TrainConfig.in_sample_rule "larger_gain": the candidate's critic gain must exceed the incumbent's by this many
 #: standard errors of their paired difference (LSI's policy is kept unless the critic clearly prefers the candidate).
 GAIN_MARGIN_SE = 2.0
-
-IN_SAMPLE_RULES = ("larger_gain", "larger_alpha", "lsi_at_zero")
 
 
 def in_sample_replaces(
