@@ -486,7 +486,7 @@ def record_changes(record: dict) -> list[str]:
         changed.remove("reach_model_margin")  # deployed the same policy today: the record stands
     # the candidate's weight, recipe and rule: mu and the reach policy train the same without or beside any candidate,
     # so the record stands wherever the rule deploys the same rectifier today (or there is no candidate)
-    candidate = {"in_sample_candidate", "in_sample_candidate_lsi", "in_sample_rule"}
+    candidate = {"in_sample_candidate", "in_sample_candidate_lsi", "in_sample_lr_schedule", "in_sample_rule"}
     if candidate & set(changed) and same_fallback_decision(record, config):
         changed = [field for field in changed if field not in candidate]
     return changed
@@ -515,9 +515,18 @@ def candidate_alpha(record: dict) -> float:
     return offline_alpha({"auto_alpha": saved["alpha"], "gate_choice": saved["gate_choice"]})
 
 
+#: What makes the in-sample candidate the policy it is: its weight, whether it also self-imitates, its learning-rate
+#: schedule; each with the value a record saved before the field existed trained with (None: no candidate).
+CANDIDATE_RECIPE: dict = {
+    "in_sample_candidate": None,
+    "in_sample_candidate_lsi": True,
+    "in_sample_lr_schedule": "constant",
+}
+
+
 def same_fallback_decision(record: dict, config) -> bool:
-    """Whether a record's run would deploy the same rectifier under `config`'s in_sample_candidate (weight and
-    in_sample_candidate_lsi) and in_sample_rule as it did. The third latent policy leaves mu and the reach policy as
+    """Whether a record's run would deploy the same rectifier under `config`'s in-sample candidate (`CANDIDATE_RECIPE`)
+    and in_sample_rule as it did. The third latent policy leaves mu and the reach policy as
     they train without it, and replaces them only where `drift.in_sample_replaces` says so (never around an anchor the
     critic rates at or above the data's value). A record trained with the candidate carries both offline alphas (and,
     since session 30, the critic's comparison where "larger_gain" needed it), so the rule is re-made from them; where
@@ -531,8 +540,9 @@ def same_fallback_decision(record: dict, config) -> bool:
     if config.in_sample_candidate <= 0.0:  # no candidate today: only a record that deployed LSI's stands
         return not (saved or {}).get("deployed", False)
     advantage = anchor_advantage(record)
-    recipe = (record["config"].get("in_sample_candidate"), record["config"].get("in_sample_candidate_lsi", True))
-    same_candidate = saved is not None and recipe == (config.in_sample_candidate, config.in_sample_candidate_lsi)
+    saved_config = record["config"]
+    recipe = tuple(saved_config.get(k, v) for k, v in CANDIDATE_RECIPE.items())
+    same_candidate = saved is not None and recipe == tuple(getattr(config, k) for k in CANDIDATE_RECIPE)
     if same_candidate:  # trained with this candidate: re-make the decision from its recorded checks
         gain = GainComparison(**saved["gain"]) if saved.get("gain") else None
         try:

@@ -364,6 +364,12 @@ def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_de
     assert suite_bench.stale(spar(1.0, choice=went_out, weight=1.0))
     assert suite_bench.stale(spar(0.25, choice=passed_over, weight=1.0))  # LSI's at 0.25: a candidate might pass more
     assert not suite_bench.stale(spar(1.0, choice=behind, weight=1.0))  # LSI's at 1: none can
+    today(in_sample_lr_schedule="cosine")  # the candidate's schedule: another candidate, as another weight is
+    constant = spar(1.0, choice=went_out | {"gain": preferred}, weight=1.0)
+    del constant["config"]["in_sample_lr_schedule"]  # written before the field existed: a constant rate
+    assert sorted(suite_bench.record_changes(constant)) == ["in_sample_lr_schedule", "in_sample_rule"]
+    constant["in_sample_choice"] = behind
+    assert not suite_bench.stale(constant)  # LSI's at 1: no candidate can replace it
     today(in_sample_candidate=1.0, in_sample_rule="lsi_at_zero")
     assert not suite_bench.stale(spar(0.25, choice=passed_over, weight=1.0))
     today(in_sample_candidate=0.0)

@@ -541,6 +541,24 @@ def test_cosine_schedule_decays_mus_learning_rate_over_self_imitation_only(data,
     assert cosine[-1] < 0.01 * cfg.lr
 
 
+def test_the_candidates_cosine_schedule_decays_its_rate_alone_and_leaves_mu_as_it_trains(data, anchor):
+    cfg = TrainConfig(algo="spar", steps=40, manifold_fraction=0.25, fit_fraction=0.25, lsi_every=1, **FAST)
+    cfg = cfg.replace(lsi_reach_penalty=None, in_sample_candidate=1.0, in_sample_candidate_lsi=False)
+    constant, cosine = Trainer(cfg, data, anchor), Trainer(cfg.replace(in_sample_lr_schedule="cosine"), data, anchor)
+    list(constant.fit())
+    rates = []
+    for _ in cosine.fit():
+        rates.append((cosine.algo.actor_opt.param_groups[0]["lr"], cosine.algo.insample_opt.param_groups[0]["lr"]))
+    assert all(mu == cfg.lr for mu, _ in rates)  # mu: constant throughout
+    candidate = [lr for _, lr in rates]
+    assert all(a > b for a, b in zip(candidate[20:], candidate[21:])) and candidate[-1] < 0.01 * cfg.lr
+    a, b = trainer_params(constant), trainer_params(cosine)
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("insample_actor."))  # mu, critic, CVAE
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("insample_actor."))
+    with pytest.raises(ValueError, match="in_sample_lr_schedule"):
+        TrainConfig(in_sample_lr_schedule="linear")
+
+
 def test_logged_metrics_average_over_the_steps_that_report_them(tmp_path, data, anchor):
     cfg = TrainConfig(algo="spar", steps=60, manifold_fraction=0.0, fit_fraction=0.0, **FAST).replace(
         log_every=30, lsi_every=3

@@ -54,8 +54,8 @@ INSAMPLE_SEED_OFFSET = 3_000_017
 
 class LatentPolicy(NamedTuple):
     """One latent policy SPAR trains: its metrics' prefix, the actor and its optimiser, the lsi_anchor_penalty
-    its LSI scores with, the generator of its candidates, the weight of its in-sample term (0: none), and whether
-    it self-imitates (LSI) at all."""
+    its LSI scores with, the generator of its candidates, the weight of its in-sample term (0: none), whether
+    it self-imitates (LSI) at all, and its learning-rate schedule over stage (iii) ("constant" or "cosine")."""
 
     prefix: str
     actor: torch.nn.Module
@@ -64,6 +64,7 @@ class LatentPolicy(NamedTuple):
     generator: torch.Generator
     in_sample: float
     lsi: bool = True
+    schedule: str = "constant"
 
 
 class SPAR:
@@ -183,13 +184,15 @@ class SPAR:
         then the in-sample candidate (with in_sample_candidate)."""
         cfg = self.config
         weight = cfg.in_sample_weight
-        out = [LatentPolicy("", self.rect.actor, self.actor_opt, cfg.lsi_anchor_penalty, self.generator, weight)]
+        mu = (self.rect.actor, self.actor_opt, cfg.lsi_anchor_penalty, self.generator, weight)
+        out = [LatentPolicy("", *mu, schedule=cfg.actor_lr_schedule)]
         if self.reach_actor is not None:
             reach = (self.reach_actor, self.reach_opt, cfg.lsi_reach_penalty, self.reach_generator, weight)
-            out.append(LatentPolicy("reach_", *reach))
+            out.append(LatentPolicy("reach_", *reach, schedule=cfg.actor_lr_schedule))
         if self.insample_actor is not None:
             insample = (self.insample_actor, self.insample_opt, cfg.lsi_anchor_penalty, self.insample_generator)
-            out.append(LatentPolicy("insample_", *insample, cfg.in_sample_candidate, cfg.in_sample_candidate_lsi))
+            recipe = (cfg.in_sample_candidate, cfg.in_sample_candidate_lsi, cfg.in_sample_lr_schedule)
+            out.append(LatentPolicy("insample_", *insample, *recipe))
         return out
 
     def optimizers(self) -> dict:
@@ -298,7 +301,7 @@ class SPAR:
             return metrics
         if self.offdata is not None:
             metrics.update(self._offdata_step(step - start))
-        for prefix, actor, opt, penalty, generator, in_sample, lsi in self.latent_policies():
+        for prefix, actor, opt, penalty, generator, in_sample, lsi, schedule in self.latent_policies():
             losses = []
             if in_sample:
                 loss, m = self._in_sample(x, b, advantage, actor)
@@ -310,7 +313,7 @@ class SPAR:
                 losses.append(loss)
                 metrics.update({prefix + k: v for k, v in m.items()})
             if losses:
-                if cfg.actor_lr_schedule == "cosine":  # stateless: a function of the step, so resuming is exact
+                if schedule == "cosine":  # stateless: a function of the step, so resuming is exact
                     done = (step - start) / max(cfg.steps - start, 1)
                     opt.param_groups[0]["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
                 self._step_actor(sum(losses), actor, opt)
