@@ -12,6 +12,12 @@ cover the prior. This probe measures, on `--states` dataset states of a finished
 - `conditional`: at each state, the distance of mu's latent (and of a prior sample N(0, I) in the
   box, as LSI draws them) from the posterior of *that state's* logged residual, in posterior stds
   (RMS over dimensions): how far from what the data did at this state the searched latents are;
+- `reach`: how closely each latent policy's decoded residual (mu's; the reach policy's and the in-sample
+  candidate's where the run trained them) follows the logged residual r = clip(a - a_b, rho), mean L2 in
+  normalised action units, plain and weighted by IQL's in-sample weights min(exp(beta * A), max_w) (A from
+  the run's critic: what the candidate regresses toward), beside what the bound clips off the logged
+  residual and what the CVAE itself reproduces (decoder at the encoder's mean, in the box): is a gap in the
+  policy's regression, in the support, or in the bound?
 - `region` (runs trained with `latent_search="conditional"`): where the anchor's own latent (the
   encoder mean of a zero residual) and mu's sit in the state's search region, in stds of the
   conditional prior (the largest over dimensions), and the share of states where each lies
@@ -35,6 +41,35 @@ from pathlib import Path
 import spar_rectify  # noqa: F401  (before torch: the MKL path)
 
 HERE = Path(__file__).parent
+
+
+def reach_block(algo, trainer, x, idx, clipped, mean) -> dict:
+    """The `reach` section (see the module's docstring): (B, obs+act) inputs `x` of dataset rows `idx`, their
+    logged residuals clipped to rho (B, act_dim), and the encoder's means for them (B, L)."""
+    import torch
+
+    cfg = algo.config
+    raw = trainer._action[idx] - trainer._base[idx]
+    obs, action = trainer._obs[idx], trainer._action[idx]
+    advantage = algo.critic.q_min(obs, action) - algo.critic.value(obs)
+    weight = torch.exp(cfg.awr_temperature * advantage).clamp(max=cfg.awr_max_weight)
+
+    def gap(residual: torch.Tensor) -> dict:
+        d = (residual - clipped).norm(dim=-1)
+        return {"mean": round(float(d.mean()), 4), "weighted": round(float((weight * d).sum() / weight.sum()), 4)}
+
+    box = cfg.latent_box
+    out = {
+        "logged_residual": round(float(raw.norm(dim=-1).mean()), 4),
+        "clipped_by_bound": gap(raw),
+        "cvae_reproduces": gap(algo.rect.decode(x, mean.clamp(-box, box))),
+    }
+    policies = {"mu": algo.rect.actor, "reach": algo.reach_actor, "insample": algo.insample_actor}
+    for name, actor in policies.items():
+        if actor is not None:
+            out[name] = gap(algo.residual_policy(x, actor)[1])
+    out["weight_top_share"] = round(float(weight.topk(max(1, len(weight) // 10)).values.sum() / weight.sum()), 4)
+    return out
 
 
 def main() -> None:
@@ -79,6 +114,7 @@ def main() -> None:
         cond_mu = ((z_mu - mean) / std).pow(2).mean(-1).sqrt()
         cond_prior = ((z_prior - mean) / std).pow(2).mean(-1).sqrt()
         cond_data = ((sampled - mean) / std).pow(2).mean(-1).sqrt()  # about 1 by construction
+        reach = reach_block(algo, trainer, x, idx, r, mean)
         region = None
         if algo.prior is not None:
             centre_c, log_std_c = algo.conditional_prior(x)
@@ -115,6 +151,7 @@ def main() -> None:
             "mu_q50_q90": [q(cond_mu, 0.5), q(cond_mu, 0.9)],
             "prior_sample_q50_q90": [q(cond_prior, 0.5), q(cond_prior, 0.9)],
         },
+        "reach": reach,
         "region": region,
         "command": "python benchmarks/latent_probe.py " + " ".join(os.sys.argv[1:]),
     }
