@@ -17,7 +17,12 @@ cover the prior. This probe measures, on `--states` dataset states of a finished
   normalised action units, plain and weighted by IQL's in-sample weights min(exp(beta * A), max_w) (A from
   the run's critic: what the candidate regresses toward), beside what the bound clips off the logged
   residual and what the CVAE itself reproduces (decoder at the encoder's mean, in the box): is a gap in the
-  policy's regression, in the support, or in the bound?
+  policy's regression, in the support, or in the bound? With `--split ROW`, also for the dataset's rows
+  before and from ROW apart (`reach_before`, `reach_from`), e.g. the medium and the expert parts of a
+  suite medium-expert dataset, which stores the medium episodes first. With `--reference-policy` (e.g. the
+  suite's `sac_expert.zip`; loading an SB3 zip runs pickle: only files you trust), also each policy's executed
+  action (anchor plus its residual, clipped) and the anchor's own, mean L2 from that policy's deterministic
+  action (`from_reference`): the logged actions are sampled, so their distance has the sampling noise's floor.
 - `region` (runs trained with `latent_search="conditional"`): where the anchor's own latent (the
   encoder mean of a zero residual) and mu's sit in the state's search region, in stds of the
   conditional prior (the largest over dimensions), and the share of states where each lies
@@ -43,9 +48,10 @@ import spar_rectify  # noqa: F401  (before torch: the MKL path)
 HERE = Path(__file__).parent
 
 
-def reach_block(algo, trainer, x, idx, clipped, mean) -> dict:
+def reach_block(algo, trainer, x, idx, clipped, mean, reference=None) -> dict:
     """The `reach` section (see the module's docstring): (B, obs+act) inputs `x` of dataset rows `idx`, their
-    logged residuals clipped to rho (B, act_dim), and the encoder's means for them (B, L)."""
+    logged residuals clipped to rho (B, act_dim), the encoder's means for them (B, L), and optionally a reference
+    policy's normalised actions at those rows (B, act_dim)."""
     import torch
 
     cfg = algo.config
@@ -65,9 +71,16 @@ def reach_block(algo, trainer, x, idx, clipped, mean) -> dict:
         "cvae_reproduces": gap(algo.rect.decode(x, mean.clamp(-box, box))),
     }
     policies = {"mu": algo.rect.actor, "reach": algo.reach_actor, "insample": algo.insample_actor}
+    base = trainer._base[idx]
+    if reference is not None:
+        out["anchor_from_reference"] = round(float((base - reference).norm(dim=-1).mean()), 4)
     for name, actor in policies.items():
         if actor is not None:
-            out[name] = gap(algo.residual_policy(x, actor)[1])
+            residual = algo.residual_policy(x, actor)[1]
+            out[name] = gap(residual)
+            if reference is not None:
+                executed = (base + residual).clamp(-1.0, 1.0)
+                out[name]["from_reference"] = round(float((executed - reference).norm(dim=-1).mean()), 4)
     out["weight_top_share"] = round(float(weight.topk(max(1, len(weight) // 10)).values.sum() / weight.sum()), 4)
     return out
 
@@ -80,6 +93,15 @@ def main() -> None:
     add_run_arguments(parser)
     parser.add_argument("--states", type=int, default=4096, help="dataset states probed")
     parser.add_argument("--label", default="", help="a name for the run in the results (e.g. its variant)")
+    parser.add_argument(
+        "--split", type=int, default=None, help="also report reach for the rows before and from this dataset row"
+    )
+    parser.add_argument(
+        "--reference-policy",
+        default=None,
+        help="a policy (e.g. ../shared/suite/hopper/sac_expert.zip; an SB3 zip runs pickle: only files you trust) "
+        "whose deterministic actions each policy's executed action is measured from",
+    )
     args = parser.parse_args()
     if args.states < 2:
         parser.error(f"--states must be >= 2, got {args.states}")
@@ -114,7 +136,22 @@ def main() -> None:
         cond_mu = ((z_mu - mean) / std).pow(2).mean(-1).sqrt()
         cond_prior = ((z_prior - mean) / std).pow(2).mean(-1).sqrt()
         cond_data = ((sampled - mean) / std).pow(2).mean(-1).sqrt()  # about 1 by construction
-        reach = reach_block(algo, trainer, x, idx, r, mean)
+        reference = None
+        if args.reference_policy:
+            from spar_rectify import load_policy
+            from spar_rectify.spaces import ActionScaler
+
+            raw = load_policy(args.reference_policy)(data.observations[idx].numpy())
+            reference = torch.as_tensor(ActionScaler(data.action_space).to_normalized_clipped(raw), dtype=torch.float32)
+        reach = reach_block(algo, trainer, x, idx, r, mean, reference)
+        parts = {}
+        if args.split is not None:
+            if not 0 < args.split < len(trainer._reward):
+                parser.error(f"--split {args.split}: use a row between 1 and {len(trainer._reward) - 1}")
+            for name, keep in (("reach_before", idx < args.split), ("reach_from", idx >= args.split)):
+                part = None if reference is None else reference[keep]
+                parts[name] = reach_block(algo, trainer, x[keep], idx[keep], r[keep], mean[keep], part)
+                parts[name]["states"] = int(keep.sum())
         region = None
         if algo.prior is not None:
             centre_c, log_std_c = algo.conditional_prior(x)
@@ -151,7 +188,9 @@ def main() -> None:
             "mu_q50_q90": [q(cond_mu, 0.5), q(cond_mu, 0.9)],
             "prior_sample_q50_q90": [q(cond_prior, 0.5), q(cond_prior, 0.9)],
         },
+        "reference_policy": args.reference_policy,
         "reach": reach,
+        **({"split": args.split, **parts} if parts else {}),
         "region": region,
         "command": "python benchmarks/latent_probe.py " + " ".join(os.sys.argv[1:]),
     }

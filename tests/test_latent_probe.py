@@ -45,3 +45,9 @@ def test_reach_reports_each_trained_latent_policy_beside_the_bound_and_the_cvae(
         mu_residual = algo.residual_policy(x)[1]
     assert out["mu"]["mean"] == pytest.approx(float((mu_residual - clipped).norm(dim=-1).mean()), abs=1e-4)
     assert 0.1 <= out["weight_top_share"] <= 1.0  # the top tenth of the states holds at least its share
+    base = trainer._base[idx]
+    with torch.no_grad():
+        measured = latent_probe.reach_block(algo, trainer, x, idx, clipped, mean, reference=base)
+    assert measured["anchor_from_reference"] == 0.0  # the anchor measured from itself
+    moved = ((base + mu_residual).clamp(-1.0, 1.0) - base).norm(dim=-1).mean()
+    assert measured["mu"]["from_reference"] == pytest.approx(float(moved), abs=1e-4)
