@@ -259,11 +259,10 @@ class SPARSettings:
     in_sample_lr_schedule: Literal["constant", "cosine"] = "constant"
     """[spar] Learning rate of the in-sample candidate's latent policy (in_sample_candidate) over stage (iii),
     as actor_lr_schedule is mu's (and the reach policy's): constant, or cosine decay from lr to zero at the last
-    step, as IQL decays its own actor's. The candidate is IQL's extraction in the residual's latent space; at a
-    constant rate its last iterate still tracks each batch's weighted targets, which may be why one seed of three
-    around the SB3 policy on hopper medium-expert ended at 63.3 where the others reached 100 (IQL: 100.7, with the
-    cosine decay). Being measured (`--set in_sample_lr_schedule=cosine`); mu and the reach policy train the same
-    either way."""
+    step, as IQL decays its own actor's (the candidate is IQL's extraction in the residual's latent space); mu and
+    the reach policy train the same either way. Measured where the candidate fell short around the SB3 policy
+    (hopper medium-expert, seed 0, 200k): cosine 49.6 against 63.3 at a constant rate (IQL 100.7), so the last
+    iterate is not what failed there; the default stays constant (benchmarks/README.md, session 31)."""
     latent_search: Literal["box", "conditional"] = "conditional"
     """[spar] Where Latent Self-Imitation searches: "box", the whole latent box (the specification; every
     latent there decodes a residual the data has near that state only while the KL term is strong), or
