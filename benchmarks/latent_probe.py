@@ -54,11 +54,13 @@ def reach_block(algo, trainer, x, idx, clipped, mean, reference=None) -> dict:
     policy's normalised actions at those rows (B, act_dim)."""
     import torch
 
+    from spar_rectify.losses import awr_weights
+
     cfg = algo.config
-    raw = trainer._action[idx] - trainer._base[idx]
-    obs, action = trainer._obs[idx], trainer._action[idx]
-    advantage = algo.critic.q_min(obs, action) - algo.critic.value(obs)
-    weight = torch.exp(cfg.awr_temperature * advantage).clamp(max=cfg.awr_max_weight)
+    obs, action, base = trainer._obs[idx], trainer._action[idx], trainer._base[idx]
+    raw = action - base
+    advantage = algo.anchor_advantage(obs, action)  # min Q_target(s, a) - V(s) of any action: here the logged one
+    weight = awr_weights(advantage, cfg.awr_temperature, cfg.awr_max_weight)
 
     def gap(residual: torch.Tensor) -> dict:
         d = (residual - clipped).norm(dim=-1)
@@ -71,7 +73,6 @@ def reach_block(algo, trainer, x, idx, clipped, mean, reference=None) -> dict:
         "cvae_reproduces": gap(algo.rect.decode(x, mean.clamp(-box, box))),
     }
     policies = {"mu": algo.rect.actor, "reach": algo.reach_actor, "insample": algo.insample_actor}
-    base = trainer._base[idx]
     if reference is not None:
         out["anchor_from_reference"] = round(float((base - reference).norm(dim=-1).mean()), 4)
     for name, actor in policies.items():

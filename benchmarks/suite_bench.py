@@ -486,9 +486,8 @@ def record_changes(record: dict) -> list[str]:
         changed.remove("reach_model_margin")  # deployed the same policy today: the record stands
     # the candidate's weight, recipe and rule: mu and the reach policy train the same without or beside any candidate,
     # so the record stands wherever the rule deploys the same rectifier today (or there is no candidate)
-    candidate = {"in_sample_candidate", "in_sample_candidate_lsi", "in_sample_lr_schedule", "in_sample_rule"}
-    if candidate & set(changed) and same_fallback_decision(record, config):
-        changed = [field for field in changed if field not in candidate]
+    if CANDIDATE_FIELDS & set(changed) and same_fallback_decision(record, config):
+        changed = [field for field in changed if field not in CANDIDATE_FIELDS]
     return changed
 
 
@@ -522,6 +521,8 @@ CANDIDATE_RECIPE: dict = {
     "in_sample_candidate_lsi": True,
     "in_sample_lr_schedule": "constant",
 }
+#: The fields of the in-sample candidate and of the rule that deploys it (`same_fallback_decision` re-makes it).
+CANDIDATE_FIELDS = frozenset(CANDIDATE_RECIPE) | {"in_sample_rule"}
 
 
 def same_fallback_decision(record: dict, config) -> bool:

@@ -38,9 +38,9 @@ RECTIFIERS = {m for m in COLUMNS if suite_bench.trained_algo(m) == "spar"}
 #: The fields session 21's defaults changed: a second latent policy at kappa 0, deployed only around a weak anchor
 #: and only when it does not leave the data more than the penalised policy.
 REACH_FIELDS = frozenset({"lsi_reach_penalty", "reach_weak_anchor_only", "reach_check_horizon"})
-#: The fields session 30's defaults changed: the in-sample candidate (alone), deployed only where it passes a larger
-#: alpha around a weak anchor and the critic clearly prefers it.
-CANDIDATE_FIELDS = frozenset({"in_sample_candidate", "in_sample_candidate_lsi", "in_sample_rule"})
+#: The fields of session 30's defaults: the in-sample candidate (alone), deployed only where it passes a larger
+#: alpha around a weak anchor and the critic clearly prefers it (the harness's own set).
+CANDIDATE_FIELDS = suite_bench.CANDIDATE_FIELDS
 FOOTNOTES = {
     "¹": "¹ Trained at earlier defaults that differ from today's in the reach policy (these: one latent policy, "
     "sessions 14-20): today's defaults train that policy bit for bit and deploy it, at the same offline alpha, "

@@ -27,6 +27,11 @@ def q_regression_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (q - target.unsqueeze(0)).pow(2).mean(-1).sum()
 
 
+def awr_weights(advantage: torch.Tensor, temperature: float, max_weight: float = 100.0) -> torch.Tensor:
+    """IQL's extraction weights `min(exp(beta * A), max_w)`, detached. (B,) -> (B,)."""
+    return torch.exp(temperature * advantage.detach()).clamp(max=max_weight)
+
+
 def awr_loss(
     pred_action: torch.Tensor,
     data_action: torch.Tensor,
@@ -35,7 +40,7 @@ def awr_loss(
     max_weight: float = 100.0,
 ) -> torch.Tensor:
     """IQL's extraction: `mean(min(exp(beta * A), max_w) * ||pred - a||^2)`. (B, A), (B, A), (B,) -> ()."""
-    weight = torch.exp(temperature * advantage.detach()).clamp(max=max_weight)
+    weight = awr_weights(advantage, temperature, max_weight)
     return (weight * (pred_action - data_action).pow(2).sum(-1)).mean()
 
 
