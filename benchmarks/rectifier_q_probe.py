@@ -24,10 +24,17 @@ import spar_rectify  # noqa: F401  (first: MKL's path, before torch)
 # isort: split
 import torch
 
-from spar_rectify import load_rectifier
+from spar_rectify import RectifiedPolicy, load_rectifier
+from spar_rectify.critic_gain import deployed_actions
 from spar_rectify.data import load_minari
 from spar_rectify.policies import load_policy
 from spar_rectify.spaces import ActionScaler
+
+
+def deployment(anchor, checkpoint) -> dict:
+    """The alpha and gate a folder deploys with by default, as `RectifiedPolicy` resolves them."""
+    corrector = RectifiedPolicy(anchor, checkpoint).corrector
+    return {"alpha": corrector.alpha, "gate": bool(corrector.gate)}
 
 
 def probe(anchor, data, rectifiers: list, states: int = 4096, seed: int = 0, deployed: bool = False) -> list[dict]:
@@ -39,8 +46,6 @@ def probe(anchor, data, rectifiers: list, states: int = 4096, seed: int = 0, dep
         rectifiers: rectifier folders trained around `anchor` on `data`.
         deployed: score each at its default alpha and gate (`RectifiedPolicy(anchor, folder)`), not alpha 1 ungated.
     """
-    from spar_rectify import RectifiedPolicy
-
     idx = torch.randperm(len(data.observations), generator=torch.Generator().manual_seed(seed))[:states]
     obs = data.observations[idx]
     scaler = ActionScaler(data.action_space)
@@ -52,8 +57,7 @@ def probe(anchor, data, rectifiers: list, states: int = 4096, seed: int = 0, dep
         rect = checkpoint.rectifier
         with torch.no_grad():
             if deployed:
-                policy = RectifiedPolicy(anchor, checkpoint)
-                action = torch.as_tensor(scaler.to_normalized_clipped(policy(obs.numpy())), dtype=torch.float32)
+                action, _ = deployed_actions(anchor, checkpoint, obs.numpy())
             else:
                 action = (base + rect(obs, base)).clamp(-1.0, 1.0)
             q_base = rect.q_min(obs, base)
@@ -61,7 +65,7 @@ def probe(anchor, data, rectifiers: list, states: int = 4096, seed: int = 0, dep
         rows.append(
             {
                 "rectifier": str(folder),
-                **({"alpha": policy.corrector.alpha, "gate": bool(policy.corrector.gate)} if deployed else {}),
+                **(deployment(anchor, checkpoint) if deployed else {}),
                 "q_gain": float(gain.mean()),
                 "q_gain_se": float(gain.std() / math.sqrt(len(gain))),
                 "logged_q_gain": float(logged_gain.mean()),

@@ -1,6 +1,6 @@
 """The critic's estimate of what a deployed rectifier gains over its anchor, and a paired comparison of two.
 
-Defines `deployed_gain`, `GainComparison`, `compare_deployed`.
+Defines `deployed_actions`, `deployed_gain`, `GainComparison`, `compare_deployed`.
 
 A rectifier folder deploys at its default alpha and gate (what `RectifiedPolicy` executes); its gain at a state is
 `min Q(s, a) - min Q(s, a_b)`, the pessimistic twin critic's value of the executed action over the anchor's, in the
@@ -28,6 +28,28 @@ GAIN_STATES = 4096
 
 
 @torch.no_grad()
+def deployed_actions(
+    anchor: Callable[[np.ndarray], np.ndarray], rectifier: str | Path | RectifierCheckpoint, obs: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a rectifier executes at its default alpha and gate, and the anchor's action, on the same states.
+
+    Args:
+        anchor: the base policy the rectifier was trained around, (B, obs_dim) -> (B, act_dim), env units.
+        rectifier: its folder or loaded checkpoint.
+        obs: (B, obs_dim) float32 observations, env units.
+
+    Returns:
+        (executed, base): two (B, act_dim) float32 tensors in normalised action units, clipped to [-1, 1].
+    """
+    checkpoint = rectifier if isinstance(rectifier, RectifierCheckpoint) else load_rectifier(rectifier)
+    scaler = ActionScaler(checkpoint.action_space)
+    correction = RectifiedPolicy(anchor, checkpoint).correct(np.asarray(obs, np.float32))
+    executed = torch.as_tensor(scaler.to_normalized_clipped(correction.executed_action), dtype=torch.float32)
+    base = torch.as_tensor(scaler.to_normalized_clipped(correction.base_action), dtype=torch.float32)
+    return executed, base
+
+
+@torch.no_grad()
 def deployed_gain(
     anchor: Callable[[np.ndarray], np.ndarray],
     rectifier: str | Path | RectifierCheckpoint,
@@ -48,10 +70,7 @@ def deployed_gain(
     checkpoint = rectifier if isinstance(rectifier, RectifierCheckpoint) else load_rectifier(rectifier)
     judge = (critic or checkpoint).rectifier
     obs = np.asarray(obs, np.float32)
-    scaler = ActionScaler(checkpoint.action_space)
-    correction = RectifiedPolicy(anchor, checkpoint).correct(obs)
-    executed = torch.as_tensor(scaler.to_normalized_clipped(correction.executed_action), dtype=torch.float32)
-    base = torch.as_tensor(scaler.to_normalized_clipped(correction.base_action), dtype=torch.float32)
+    executed, base = deployed_actions(anchor, checkpoint, obs)
     states = torch.as_tensor(obs)
     return judge.q_min(states, executed) - judge.q_min(states, base)
 
