@@ -487,7 +487,9 @@ def record_changes(record: dict) -> list[str]:
     # the candidate's weight, recipe and rule: mu and the reach policy train the same without or beside any candidate,
     # so the record stands wherever the rule deploys the same rectifier today (or there is no candidate)
     if CANDIDATE_FIELDS & set(changed) and same_fallback_decision(record, config):
-        changed = [field for field in changed if field not in CANDIDATE_FIELDS]
+        # in_sample_target also shapes mu where mu has an in-sample term of its own (in_sample_weight)
+        mu_too = {"in_sample_target"} if config.in_sample_weight else set()
+        changed = [field for field in changed if field not in CANDIDATE_FIELDS - mu_too]
     return changed
 
 
@@ -515,11 +517,13 @@ def candidate_alpha(record: dict) -> float:
 
 
 #: What makes the in-sample candidate the policy it is: its weight, whether it also self-imitates, its learning-rate
-#: schedule; each with the value a record saved before the field existed trained with (None: no candidate).
+#: schedule, where its in-sample term regresses (mu's too, where mu has one); each with the value a record saved
+#: before the field existed trained with (None: no candidate).
 CANDIDATE_RECIPE: dict = {
     "in_sample_candidate": None,
     "in_sample_candidate_lsi": True,
     "in_sample_lr_schedule": "constant",
+    "in_sample_target": "latent",
 }
 #: The fields of the in-sample candidate and of the rule that deploys it (`same_fallback_decision` re-makes it).
 CANDIDATE_FIELDS = frozenset(CANDIDATE_RECIPE) | {"in_sample_rule"}

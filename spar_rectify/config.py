@@ -263,6 +263,15 @@ class SPARSettings:
     the reach policy train the same either way. Measured where the candidate fell short around the SB3 policy
     (hopper medium-expert, seed 0, 200k): cosine 49.6 against 63.3 at a constant rate (IQL 100.7), so the last
     iterate is not what failed there; the default stays constant (benchmarks/README.md, session 31)."""
+    in_sample_target: Literal["latent", "residual"] = "latent"
+    """[spar] Where the in-sample term (in_sample_weight, in_sample_candidate) regresses: "latent" (the default),
+    the latent policy's output onto the encoder's mean for the logged residual, IQL's extraction in the latent
+    space; "residual", the decoded residual (through the frozen decoder) onto the logged residual itself (clipped
+    to rho), in units of the data's residual std as the CVAE reconstructs, IQL's extraction in action space with
+    the decoder as the policy's last layer. Only the in-sample term changes; LSI regresses in the latent space
+    either way. Where the candidate fell short around the SB3 policy (hopper medium-expert seed 0) the CVAE
+    reproduced the expert's residuals to within 0.05 of the logged ones on average (benchmarks/README.md,
+    session 31): "residual" asks the latent policy for the latent that decodes closest instead."""
     latent_search: Literal["box", "conditional"] = "conditional"
     """[spar] Where Latent Self-Imitation searches: "box", the whole latent box (the specification; every
     latent there decodes a residual the data has near that state only while the KL term is strong), or
@@ -564,6 +573,7 @@ SAVED_BEFORE_FIELD: dict = {
     "in_sample_candidate_lsi": True,
     "in_sample_rule": "lsi_at_zero",
     "in_sample_lr_schedule": "constant",
+    "in_sample_target": "latent",
 }
 
 #: SPAR settings that choose how the trained weights are deployed, not what is trained: a run resumes

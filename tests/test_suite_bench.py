@@ -370,6 +370,13 @@ def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_de
     assert sorted(suite_bench.record_changes(constant)) == ["in_sample_lr_schedule", "in_sample_rule"]
     constant["in_sample_choice"] = behind
     assert not suite_bench.stale(constant)  # LSI's at 1: no candidate can replace it
+    today(in_sample_target="residual")  # where the candidate regresses: another candidate too
+    latent = spar(1.0, choice=behind, weight=1.0)
+    del latent["config"]["in_sample_target"]  # written before the field existed: in the latent space
+    assert not suite_bench.stale(latent)  # LSI's at 1: no candidate can replace it
+    latent["config"]["in_sample_weight"] = 1.0  # but where mu regresses in-sample too, mu is another policy
+    today(in_sample_target="residual", in_sample_weight=1.0)
+    assert suite_bench.record_changes(latent) == ["in_sample_target"]
     today(in_sample_candidate=1.0, in_sample_rule="lsi_at_zero")
     assert not suite_bench.stale(spar(0.25, choice=passed_over, weight=1.0))
     today(in_sample_candidate=0.0)

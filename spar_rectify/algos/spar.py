@@ -537,12 +537,20 @@ class SPAR:
     ) -> tuple[torch.Tensor, dict]:
         """IQL's extraction in the residual's latent space: mu regressed onto the latent of the logged
         residual with weight `min(exp(beta * A), max_w)`, A the in-sample advantage min Q_target(s, a) - V(s)
-        of the logged action (the critic was trained there). Every state of the batch, every step."""
+        of the logged action (the critic was trained there). Every state of the batch, every step. With
+        `in_sample_target="residual"` the decoded residual is regressed onto the logged one instead, both in
+        units of the data's residual std (the decoder is frozen: only the latent policy moves)."""
         cfg = self.config
         out = self.actor_output(x, actor)
         r = self.data_residual(b)
-        target = r if self.encoder is None else self.residual_latent(x, r)
-        loss = awr_loss(out, target, advantage, cfg.awr_temperature, cfg.awr_max_weight)
+        if self.encoder is None:
+            pred, target = out, r
+        elif cfg.in_sample_target == "residual":
+            inv_std = 1.0 / self.rect.residual_std
+            pred, target = self.rect.decode(x, out) * inv_std, r * inv_std
+        else:
+            pred, target = out, self.residual_latent(x, r)
+        loss = awr_loss(pred, target, advantage, cfg.awr_temperature, cfg.awr_max_weight)
         return loss, {"in_sample_loss": loss.detach()}
 
     def _candidates(
