@@ -339,6 +339,9 @@ def run_one(job: Job) -> dict:
         deployed["in_sample_choice"] = summary["in_sample_choice"]  # the fallback's check (in_sample_candidate)
     # MKL's code path changes float rounding, and chaotic tasks (HalfCheetah) amplify it: record it.
     deployed["mkl_intel_path"] = spar_rectify.mkl.status()["active"]
+    # ...and the CPU behind it; the dataset's size tells a rebuild on another machine apart (the builder's rollouts
+    # follow the same float path: hopper medium had 200,048 rows on an Intel machine, 200,091 on an AMD one).
+    deployed["machine"] = {"cpu": spar_rectify.mkl.cpu_model(), "dataset_rows": len(data.observations)}
     if result is not None and (run_dir / ALTERNATIVE).is_dir():  # lsi_reach_penalty: the policy not deployed
         deployed["alternative"] = evaluate_alternative(base, run_dir / ALTERNATIVE, data, env_id, job.episodes)
     for name in (IN_SAMPLE, REFUSED):  # in_sample_candidate: the one of LSI's and the in-sample not deployed

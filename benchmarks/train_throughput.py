@@ -271,18 +271,6 @@ def run_one(method: str, transitions: int, steps: int, fast_matmul: bool = False
     }
 
 
-def cpu_model() -> str:
-    """The CPU's model name and vendor from /proc/cpuinfo ("unknown" elsewhere)."""
-    info = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    except OSError:
-        return "unknown"
-    return f"{info.get('model name', 'unknown')} ({info.get('vendor_id', '?')}, family {info.get('cpu family', '?')})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transitions", type=int, default=1_000_000)
@@ -370,6 +358,8 @@ def main() -> None:
             if "profile" in v[-1]:
                 out[m]["profile_last_round"] = v[-1]["profile"]
         return out
+
+    from spar_rectify.mkl import cpu_model  # the measurements ran in child processes; this one only reports
 
     primary = summary(settings[0])
     main_methods = ("bc", "td3bc", "iql", "spar")

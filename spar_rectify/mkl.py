@@ -1,6 +1,6 @@
 """Make torch's bundled MKL take its fast matrix-multiply path on AMD CPUs.
 
-Defines `enable`, `status`, `ENV_VAR`.
+Defines `enable`, `status`, `cpu_model`, `ENV_VAR`.
 
 The MKL inside torch's CPU wheels checks the CPU vendor and, on AMD, takes a slower generic code
 path for matrix multiplies. The known workaround overrides MKL's check with a one-line shared
@@ -37,6 +37,20 @@ _STATE: dict = {"active": False, "reason": "not tried yet (spar_rectify.mkl.enab
 def status() -> dict:
     """`{"active": bool, "reason": str, "library": path or None}`: whether the fast path is on and why."""
     return dict(_STATE)
+
+
+def cpu_model() -> str:
+    """The CPU's model name, vendor, family and model number from /proc/cpuinfo ("unknown" elsewhere): what
+    decides MKL's path here, and with it the float rounding that chaotic tasks amplify (benchmark records keep it)."""
+    info: dict = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return "unknown"
+    name, vendor = info.get("model name", "unknown"), info.get("vendor_id", "?")
+    return f"{name} ({vendor}, family {info.get('cpu family', '?')} model {info.get('model', '?')})"
 
 
 def _cpu_vendor() -> str | None:

@@ -74,3 +74,15 @@ def test_checkpoints_record_the_setting_and_resume_warns_on_another(tmp_path, mo
     monkeypatch.setattr(mkl, "_STATE", flipped)
     with pytest.warns(UserWarning, match="not be bit-identical.*SPAR_MKL_INTEL_PATH="):
         Trainer(TrainConfig(algo="bc", steps=4), data).load_state(tmp_path / "ck")
+
+
+def test_the_cpu_model_names_vendor_family_and_model_and_says_unknown_without_cpuinfo(tmp_path, monkeypatch):
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC 9454\n"
+        "processor\t: 1\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC 9454\n"
+    )
+    monkeypatch.setattr(mkl, "Path", lambda _: info)
+    assert mkl.cpu_model() == "AMD EPYC 9454 (AuthenticAMD, family 25 model 17)"
+    monkeypatch.setattr(mkl, "Path", lambda _: tmp_path / "missing")
+    assert mkl.cpu_model() == "unknown"
