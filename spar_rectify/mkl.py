@@ -39,28 +39,30 @@ def status() -> dict:
     return dict(_STATE)
 
 
-def cpu_model() -> str:
-    """The CPU's model name, vendor, family and model number from /proc/cpuinfo ("unknown" elsewhere): what
-    decides MKL's path here, and with it the float rounding that chaotic tasks amplify (benchmark records keep it)."""
+def _cpuinfo() -> dict | None:
+    """The first processor's fields from /proc/cpuinfo (key -> value), or None where it cannot be read."""
     info: dict = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
             info.setdefault(key.strip(), value.strip())
     except OSError:
+        return None
+    return info
+
+
+def cpu_model() -> str:
+    """The CPU's model name, vendor, family and model number from /proc/cpuinfo ("unknown" elsewhere): what
+    decides MKL's path here, and with it the float rounding that chaotic tasks amplify (benchmark records keep it)."""
+    info = _cpuinfo()
+    if info is None:
         return "unknown"
     name, vendor = info.get("model name", "unknown"), info.get("vendor_id", "?")
     return f"{name} ({vendor}, family {info.get('cpu family', '?')} model {info.get('model', '?')})"
 
 
 def _cpu_vendor() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return None
+    return (_cpuinfo() or {}).get("vendor_id")
 
 
 def _cache_dir() -> Path:
