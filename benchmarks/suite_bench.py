@@ -342,6 +342,8 @@ def run_one(job: Job) -> dict:
     # ...and the CPU behind it; the dataset's size tells a rebuild on another machine apart (the builder's rollouts
     # follow the same float path: hopper medium had 200,048 rows on an Intel machine, 200,091 on an AMD one).
     deployed["machine"] = {"cpu": spar_rectify.mkl.cpu_model(), "dataset_rows": len(data.observations)}
+    if hasattr(policy, "corrector"):  # rho per dimension: whether bound_max clamped it (`same_bound`)
+        deployed["residual_bound"] = [round(float(v), 6) for v in policy.corrector.module.residual_bound]
     if result is not None and (run_dir / ALTERNATIVE).is_dir():  # lsi_reach_penalty: the policy not deployed
         deployed["alternative"] = evaluate_alternative(base, run_dir / ALTERNATIVE, data, env_id, job.episodes)
     for name in (IN_SAMPLE, REFUSED):  # in_sample_candidate: the one of LSI's and the in-sample not deployed
@@ -487,6 +489,8 @@ def record_changes(record: dict) -> list[str]:
     changed = changed_fields(record["config"], config)
     if "reach_model_margin" in changed and same_reach_decision(record, config.reach_model_margin):
         changed.remove("reach_model_margin")  # deployed the same policy today: the record stands
+    if "bound_max" in changed and same_bound(record, config.bound_max):
+        changed.remove("bound_max")  # rho was the data's own quantile under both clamps: the same training
     # the candidate's weight, recipe and rule: mu and the reach policy train the same without or beside any candidate,
     # so the record stands wherever the rule deploys the same rectifier today (or there is no candidate)
     if CANDIDATE_FIELDS & set(changed) and same_fallback_decision(record, config):
@@ -570,6 +574,19 @@ def same_fallback_decision(record: dict, config) -> bool:
     # even a candidate at alpha 1 (that the critic preferred: "larger_gain" deploys a subset of "larger_alpha")
     rule = "larger_alpha" if config.in_sample_rule == "larger_gain" else config.in_sample_rule
     return not in_sample_replaces(lsi_alpha, 1.0, rated, rule)
+
+
+def same_bound(record: dict, bound_max: float) -> bool:
+    """Whether a record's rho (`residual_bound`, recorded since session 33) comes out the same under `bound_max`:
+    rho is the data's quantile of |a - a_b| clamped to [bound_min, bound_max], so where every dimension's rho is
+    below both the record's clamp and `bound_max`, neither clamp touched it (hopper and HalfCheetah medium around
+    the SB3 medium policy: 0.49-0.80). False where the record does not say (written before it carried rho), where
+    a fixed `residual_bound` set it, or where a clamp reached it."""
+    rho = record.get("residual_bound")
+    config = record["config"]
+    if rho is None or config.get("residual_bound") is not None:
+        return False
+    return max(rho) < min(config.get("bound_max", 1.0), bound_max)
 
 
 def same_reach_decision(record: dict, margin: float) -> bool:

@@ -387,6 +387,26 @@ def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_de
     assert not suite_bench.stale(spar(0.5))  # no candidate then or now: the rule changes nothing
 
 
+def test_a_record_stays_current_under_a_new_bound_max_only_where_no_clamp_reached_its_rho(monkeypatch):
+    """rho is the data's quantile clamped to [bound_min, bound_max]: a record whose rho sat below both the old and the
+    new clamp trains bit for bit the same (hopper medium around the SB3 policy); one clamped at 1, one without rho
+    recorded, or one with a fixed residual_bound must train again."""
+    from spar_rectify.config import TrainConfig
+
+    def spar(rho, **config):
+        out = {**record("spar/hopper/medium-v0", "medium-rectified", 0, 67.7)}
+        out["config"] = suite_bench.job_config("spar", 100, 0).to_dict() | config
+        return out | ({"residual_bound": rho} if rho is not None else {})
+
+    monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(steps=100, bound_max=2.0))
+    assert not suite_bench.stale(spar([0.53, 0.57, 0.55], bound_max=1.0))  # the quantile itself under both
+    assert suite_bench.record_changes(spar([1.0, 0.9, 0.8], bound_max=1.0)) == ["bound_max"]  # clamped at 1
+    assert suite_bench.stale(spar(None, bound_max=1.0))  # written before records carried rho: cannot tell
+    assert suite_bench.stale(spar([0.5, 0.5, 0.5], bound_max=1.0, residual_bound=0.5))  # a fixed rho, not the data's
+    monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(steps=100, bound_max=0.5))
+    assert suite_bench.stale(spar([0.53, 0.57, 0.55], bound_max=1.0))  # a tighter clamp cuts it
+
+
 def test_the_alternative_rectifier_is_scored_at_its_own_alpha_on_the_same_episodes(tmp_path, monkeypatch):
     import dataclasses
 
