@@ -111,8 +111,8 @@ class SPARSettings:
     anchor. At 1, the data's residual is clipped where the anchor and the logged action sit at opposite
     halves of the action range (on hopper medium-expert around the SB3 medium policy: 22% of the expert's
     states); 2 changed neither the return nor the drift there (100k, seed 0; benchmarks/README.md). With the
-    in-sample candidate (200k, seed 0, session 32) the candidate at 2 scored 100.7 at 0.29% / 0.56% on a dataset
-    build whose own baseline at 1 was still running; only data whose 0.99 quantile exceeds 1 (medium-replay,
+    in-sample candidate (200k, seed 0, sessions 32-33) the candidate at 2 scored 100.7 at 0.29% / 0.56% against
+    100.4 at 1.8% / 2.2% at 1 on the same dataset build; only data whose 0.99 quantile exceeds 1 (medium-replay,
     medium-expert; not hopper or HalfCheetah medium) trains differently at 2."""
     manifold_fraction: float = 0.1
     """[spar] Share of the steps spent training the CVAE (with the critic), before it is frozen."""
@@ -275,7 +275,7 @@ class SPARSettings:
     either way. Where the candidate fell short around the SB3 policy (hopper medium-expert seed 0) the CVAE
     reproduced the expert's residuals to within 0.05 of the logged ones on average (benchmarks/README.md,
     session 31): "residual" asks the latent policy for the latent that decodes closest instead. Measured there
-    (200k, seed 0, session 32): 100.5 at 2.9% / 5.0%, on a dataset build whose own baseline was still running."""
+    (200k, seed 0, session 32): 100.5 at 2.9% / 5.0%, against 100.4 at 1.8% / 2.2% for "latent" on the same build (session 33)."""
     latent_search: Literal["box", "conditional"] = "conditional"
     """[spar] Where Latent Self-Imitation searches: "box", the whole latent box (the specification; every
     latent there decodes a residual the data has near that state only while the KL term is strong), or
