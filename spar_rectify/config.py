@@ -275,7 +275,8 @@ class SPARSettings:
     either way. Where the candidate fell short around the SB3 policy (hopper medium-expert seed 0) the CVAE
     reproduced the expert's residuals to within 0.05 of the logged ones on average (benchmarks/README.md,
     session 31): "residual" asks the latent policy for the latent that decodes closest instead. Measured there
-    (200k, seed 0, session 32): 100.5 at 2.9% / 5.0%, against 100.4 at 1.8% / 2.2% for "latent" on the same build (session 33)."""
+    (200k, seed 0, session 32): 100.5 at 2.9% / 5.0%, against 100.4 at 1.8% / 2.2% for "latent" on the same build
+    (session 33)."""
     latent_search: Literal["box", "conditional"] = "conditional"
     """[spar] Where Latent Self-Imitation searches: "box", the whole latent box (the specification; every
     latent there decodes a residual the data has near that state only while the KL term is strong), or
