@@ -325,9 +325,15 @@ def run_one(job: Job) -> dict:
     config_file = run_dir / "config.json"
     trained = {"config": json.loads(config_file.read_text())} if spec.run_method != "medium-raw" else {}
     # How a rectifier was deployed: the critic gate (on by default when the rectifier carries its critic).
-    deployed = (
-        {"gate": bool(policy.corrector.gate), "alpha": policy.corrector.alpha} if hasattr(policy, "corrector") else {}
-    )
+    deployed = {}
+    if hasattr(policy, "corrector"):
+        corrector = policy.corrector
+        deployed = {
+            "gate": bool(corrector.gate),
+            "alpha": corrector.alpha,
+            # rho per dimension: whether bound_max clamped it (`same_bound`)
+            "residual_bound": [round(float(v), 6) for v in corrector.module.residual_bound],
+        }
     summary = json.loads((run_dir / "summary.json").read_text()) if result is not None else {}
     if "auto_alpha" in summary:
         deployed["auto_alpha"] = summary["auto_alpha"]  # the offline choice of alpha
@@ -342,8 +348,6 @@ def run_one(job: Job) -> dict:
     # ...and the CPU behind it; the dataset's size tells a rebuild on another machine apart (the builder's rollouts
     # follow the same float path: hopper medium had 200,048 rows on an Intel machine, 200,091 on an AMD one).
     deployed["machine"] = {"cpu": spar_rectify.mkl.cpu_model(), "dataset_rows": len(data.observations)}
-    if hasattr(policy, "corrector"):  # rho per dimension: whether bound_max clamped it (`same_bound`)
-        deployed["residual_bound"] = [round(float(v), 6) for v in policy.corrector.module.residual_bound]
     if result is not None and (run_dir / ALTERNATIVE).is_dir():  # lsi_reach_penalty: the policy not deployed
         deployed["alternative"] = evaluate_alternative(base, run_dir / ALTERNATIVE, data, env_id, job.episodes)
     for name in (IN_SAMPLE, REFUSED):  # in_sample_candidate: the one of LSI's and the in-sample not deployed
