@@ -113,7 +113,9 @@ class SPARSettings:
     states); 2 changed neither the return nor the drift there (100k, seed 0; benchmarks/README.md). With the
     in-sample candidate (200k, seed 0, sessions 32-33) the candidate at 2 scored 100.7 at 0.29% / 0.56% against
     100.4 at 1.8% / 2.2% at 1 on the same dataset build; only data whose 0.99 quantile exceeds 1 (medium-replay,
-    medium-expert; not hopper or HalfCheetah medium) trains differently at 2."""
+    medium-expert; not hopper or HalfCheetah medium) trains differently at 2. On hopper medium-replay around BC
+    (200k, seeds 0-1, session 34) 2 let the reach policy drift, the drift check refused it and the deployed score
+    fell from 95.5 / 98.1 to 82.0 / 50.3: the default stays 1."""
     manifold_fraction: float = 0.1
     """[spar] Share of the steps spent training the CVAE (with the critic), before it is frozen."""
     fit_fraction: float = 0.05
