@@ -44,8 +44,9 @@ def point_data(episodes: int = 100, noise: float = 0.5, seed: int = 0) -> Offlin
     )
 
 
-def write_point_dataset(dataset_id: str, episodes: int = 4) -> None:
-    """A Minari dataset of noisy PointReach rollouts that records PointReach's env spec."""
+def write_point_dataset(dataset_id: str, episodes: int = 4, **refs: float) -> int:
+    """A Minari dataset of noisy PointReach rollouts that records PointReach's env spec; `refs`: optional
+    `ref_min_score` / `ref_max_score` (for normalised scores). Returns its number of transitions."""
     from spar_rectify.collect import write_arrays
 
     r = point_rollouts(episodes=episodes)
@@ -57,4 +58,6 @@ def write_point_dataset(dataset_id: str, episodes: int = 4) -> None:
         observation_space=env.observation_space,
         action_space=env.action_space,
         env_spec=env.spec,
+        **refs,
     )
+    return len(r["obs"])

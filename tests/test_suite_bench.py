@@ -464,20 +464,11 @@ def test_a_rectifier_record_carries_what_tells_stale_records_and_builds_apart(tm
     """`run_one`, end to end on a small PointReach dataset: BC, then SPAR around it. The SPAR record carries
     the training config (`stale`), the deployment (gate, alpha), rho per action dimension (`same_bound`), MKL's
     path and the machine (CPU and dataset rows: a dataset rebuilt on another CPU differs)."""
-    from spar_rectify.collect import write_arrays
-    from tests.helpers_data import point_rollouts
+    import gymnasium as gym
 
-    r = point_rollouts(episodes=6)
-    env = r["env"]
-    write_arrays(
-        "test/point/tiny-v0",
-        *(r[k] for k in ("obs", "act", "rew", "next", "term", "trunc")),
-        observation_space=env.observation_space,
-        action_space=env.action_space,
-        env_spec=env.spec,
-        ref_min_score=-100.0,
-        ref_max_score=0.0,
-    )
+    from tests.helpers_data import write_point_dataset
+
+    rows = write_point_dataset("test/point/tiny-v0", episodes=6, ref_min_score=-100.0, ref_max_score=0.0)
     small = {"hidden": (32, 32), "batch_size": 64, "auto_alpha": False, "manifold_fraction": 0.2, "fit_fraction": 0.2}
 
     def job(method):
@@ -485,11 +476,10 @@ def test_a_rectifier_record_carries_what_tells_stale_records_and_builds_apart(tm
 
     bc = suite_bench.run_one(job("bc"))
     spar = suite_bench.run_one(job("spar"))
-    rows = len(r["obs"])
     assert bc["method"] == "bc" and "residual_bound" not in bc and bc["machine"]["dataset_rows"] == rows
     assert spar["config"]["algo"] == "spar" and spar["config"]["hidden"] == [32, 32]
     assert spar["machine"] == {"cpu": bc["machine"]["cpu"], "dataset_rows": rows}
     assert isinstance(spar["gate"], bool) and spar["alpha"] == 1.0
-    assert len(spar["residual_bound"]) == env.action_space.shape[0]
+    assert len(spar["residual_bound"]) == gym.make("PointReach-v0").action_space.shape[0]
     assert all(0.0 < v <= spar["config"]["bound_max"] for v in spar["residual_bound"])
     assert 0.0 <= spar["support_violation_rate"] <= 1.0 and spar["steps"] == 30
