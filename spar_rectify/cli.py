@@ -361,6 +361,12 @@ def run_collect(args: CollectArgs) -> None:
         f"{args.dataset}: {ds.total_episodes} episodes, {ds.total_steps} steps, written to "
         f"{get_dataset_path(args.dataset)} (MINARI_DATASETS_PATH sets the root)"
     )
+    if args.exploration.kind == "none" and args.rectifier is None:
+        print(
+            "actions: --policy's own (--exploration.kind none). To train a rectifier around this same policy, "
+            "collect with --exploration.kind stochastic (an SB3 model's sampling) or gaussian: SPAR learns its "
+            "correction from actions that differ from the base policy's"
+        )
 
 
 def run_evaluate(args: EvaluateArgs) -> None:

@@ -208,6 +208,7 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
     )
     out = capsys.readouterr().out
     assert "t/point/cli-rect-v0: 2 episodes, 100 steps, written to " in out
+    assert "--exploration.kind none" not in out  # rectified behaviour: no hint about training around it
     # no bars in a log: the budget, then the measured pace
     assert "training spar on t/point/cli-v0: 30 gradient steps to go of 30" in trained and "steps/s" in trained
     table = out[out.index("mean return") :]
@@ -219,6 +220,10 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
         + ["--episodes", "2", "--dataset", "t/point/cli-v0", "--json"]
     )
     raw = json.loads(capsys.readouterr().out)["raw"]
+    # the policy's own actions: the closing line says that a rectifier around the same policy needs exploration
+    own = ["collect", "--policy", str(tmp_path / "bc" / "policy"), "--env", "envs:PointReach-v0"]
+    cli([*own, "--dataset", "t/point/cli-own-v0", "--steps", "50"])
+    assert "(--exploration.kind none). To train a rectifier around this same policy" in capsys.readouterr().out
     assert raw["seeds"] == "10000..10001" and 0 <= raw["support_violation_rate"] <= 1
     assert raw["support_ratio_median"] > 0 and raw["support_dataset"] == "t/point/cli-v0"
     rect = str(tmp_path / "spar" / "rectifier")

@@ -86,6 +86,28 @@ def test_the_residual_bound_follows_the_data_up_to_bound_max():
     assert SPAR.data_info(TrainConfig(residual_bound=1.5), info, action, base)[0].residual_bound[1] == 1.5
 
 
+def test_data_whose_actions_are_the_anchors_own_warns_with_the_fix():
+    """Data collected with the base policy's deterministic actions gives SPAR nothing to learn a correction
+    from: data_info says so and names the collection flag; data with spread around the anchor does not warn."""
+    import warnings
+
+    import torch
+
+    from spar_rectify.algos.common import DataInfo
+    from spar_rectify.algos.spar import SPAR
+
+    info = DataInfo(3, 2, np.zeros(3, np.float32), np.ones(3, np.float32))
+    base = torch.rand((2000, 2), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with pytest.warns(UserWarning, match=r"anchor's own.*--exploration.kind stochastic"):
+        out = SPAR.data_info(TrainConfig(), info, base + 1e-5, base)[0]
+    assert out.residual_bound == pytest.approx([0.05, 0.05])  # clamped up to bound_min, as before
+    noisy = base + 0.1 * torch.randn((2000, 2), generator=torch.Generator().manual_seed(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SPAR.data_info(TrainConfig(), info, noisy, base)
+        SPAR.data_info(TrainConfig(residual_bound=0.5), info, base, base)  # a bound set by hand: no quantile
+
+
 def test_a_reach_penalty_is_checked_and_dropped_where_there_is_nothing_to_choose():
     assert TrainConfig(lsi_reach_penalty=0.0).lsi_reach_penalty == 0.0
     with pytest.raises(ValueError, match="lsi_reach_penalty must be None or >= 0, got -0.5"):

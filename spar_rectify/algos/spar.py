@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,6 +51,22 @@ REACH_SEED_OFFSET = 1_000_003
 OFFDATA_SEED_OFFSET = 2_000_003
 #: The in-sample candidate's generator (in_sample_candidate) is seeded with the run's seed plus this.
 INSAMPLE_SEED_OFFSET = 3_000_017
+
+
+#: Below this |a - a_b| (normalised units) at the bound's quantile in every dimension, the data's actions are the
+#: anchor's own: there is nothing for SPAR to learn a correction from (`SPAR.data_info` warns).
+NO_SPREAD = 1e-3
+
+
+def no_spread_message(quantile: float, largest: float) -> str:
+    """The warning for data whose actions are the anchor's own (see `NO_SPREAD`)."""
+    return (
+        f"the logged actions are the anchor's own: |a - a_b| at the {quantile:g} quantile is at most {largest:.1e} "
+        "(normalised units) in every action dimension, so SPAR has no other actions to learn a correction from and "
+        "the rectifier will stay at the base policy. Data collected from the base policy itself needs exploration: "
+        "spar collect --exploration.kind stochastic (an SB3 model's own sampling) or --exploration.kind gaussian; "
+        "or train around another policy than the one that logged the data."
+    )
 
 
 class LatentPolicy(NamedTuple):
@@ -93,6 +110,8 @@ class SPAR:
             bound = torch.full((info.act_dim,), float(config.residual_bound))
         else:
             bound = torch.quantile(residual.abs()[:1_000_000], config.bound_quantile, dim=0)
+            if float(bound.max()) < NO_SPREAD:
+                warnings.warn(no_spread_message(config.bound_quantile, float(bound.max())), stacklevel=2)
             bound = bound.clamp(config.bound_min, config.bound_max)
         clipped = torch.maximum(torch.minimum(residual, bound), -bound)
         stats = dict(
