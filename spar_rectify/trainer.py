@@ -353,8 +353,15 @@ def _choose_default_alpha(
     model = drift.load_or_fit(
         trainer.data, run_dir / "dynamics", steps=config.drift_model_steps, seed=config.seed, progress=tell
     )
+    started = time.perf_counter()
+
+    def note(what: str) -> None:
+        """A progress line before each offline check (each takes seconds to minutes, with no output of its own)."""
+        if say:
+            print(f"offline check ({time.perf_counter() - started:.0f} s): {what}", flush=True)
 
     def checked(folder: Path, gate: bool | None = None) -> drift.AlphaChoice:
+        note(f"{folder.name}{' ungated' if gate is False else ''}: drift in the dynamics model at each alpha")
         return drift.choose_alpha(
             trainer.anchor,
             folder,
@@ -394,6 +401,7 @@ def _choose_default_alpha(
                     member=member,
                 )
 
+            note(f"the reach policy against the penalised one over {config.reach_check_horizon} model steps")
             report = compared()
             excess, excess_se = report.excess("reach", "penalised"), report.excess_se("reach", "penalised")
             # the same through each member alone: how far the model's own fit moves the excess (the allowance of
@@ -454,6 +462,7 @@ def _choose_default_alpha(
         if config.in_sample_rule == "larger_gain" and drift.in_sample_replaces(
             alpha, own_alpha, advantage, "larger_alpha"
         ):
+            note("the critic's gain of the in-sample candidate against LSI's deployed policy")
             gain = critic_gain.compare_deployed(
                 trainer.anchor, artifact, in_sample, trainer.data.observations, seed=config.seed
             )

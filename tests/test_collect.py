@@ -175,6 +175,8 @@ def test_cli_collect_train_evaluate(tmp_path, point_env, policy, capsys):
     assert set(said["excess_points"]) == {"1", "0.75", "0.5", "0.25"} and said["horizon"] == 100
     trained = capsys.readouterr().out
     assert "default alpha, chosen offline (auto_alpha)" in trained
+    # each offline check says what it is doing before it starts (they run for minutes on a real dataset)
+    assert "offline check (" in trained and "s): rectifier: drift in the dynamics model at each alpha" in trained
     assert json.loads(trained[trained.rindex("{\n") :])["default_alpha"] == said["alpha"]  # the final summary
     cli(
         [
