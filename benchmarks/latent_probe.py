@@ -23,6 +23,9 @@ cover the prior. This probe measures, on `--states` dataset states of a finished
   suite's `sac_expert.zip`; loading an SB3 zip runs pickle: only files you trust), also each policy's executed
   action (anchor plus its residual, clipped) and the anchor's own, mean L2 from that policy's deterministic
   action (`from_reference`): the logged actions are sampled, so their distance has the sampling noise's floor.
+  With `--compare-policy NAME=PATH` (repeatable; e.g. the IQL policy a suite run saved), that policy's
+  action on the same rows too (`compared`: from the reference and from the logged action), so the latent
+  policies' distances have a plain offline policy's beside them.
 - `region` (runs trained with `latent_search="conditional"`): where the anchor's own latent (the
   encoder mean of a zero residual) and mu's sit in the state's search region, in stds of the
   conditional prior (the largest over dimensions), and the share of states where each lies
@@ -48,10 +51,11 @@ import spar_rectify  # noqa: F401  (before torch: the MKL path)
 HERE = Path(__file__).parent
 
 
-def reach_block(algo, trainer, x, idx, clipped, mean, reference=None) -> dict:
+def reach_block(algo, trainer, x, idx, clipped, mean, reference=None, compared=None) -> dict:
     """The `reach` section (see the module's docstring): (B, obs+act) inputs `x` of dataset rows `idx`, their
-    logged residuals clipped to rho (B, act_dim), the encoder's means for them (B, L), and optionally a reference
-    policy's normalised actions at those rows (B, act_dim)."""
+    logged residuals clipped to rho (B, act_dim), the encoder's means for them (B, L), optionally a reference
+    policy's normalised actions at those rows (B, act_dim), and optionally other policies' normalised actions
+    there (name -> (B, act_dim))."""
     import torch
 
     from spar_rectify.losses import awr_weights
@@ -82,6 +86,11 @@ def reach_block(algo, trainer, x, idx, clipped, mean, reference=None) -> dict:
             if reference is not None:
                 executed = (base + residual).clamp(-1.0, 1.0)
                 out[name]["from_reference"] = round(float((executed - reference).norm(dim=-1).mean()), 4)
+    for name, actions in (compared or {}).items():
+        row = {"from_logged": round(float((actions - action).norm(dim=-1).mean()), 4)}
+        if reference is not None:
+            row["from_reference"] = round(float((actions - reference).norm(dim=-1).mean()), 4)
+        out.setdefault("compared", {})[name] = row
     out["weight_top_share"] = round(float(weight.topk(max(1, len(weight) // 10)).values.sum() / weight.sum()), 4)
     return out
 
@@ -103,7 +112,23 @@ def main() -> None:
         help="a policy (e.g. ../shared/suite/hopper/sac_expert.zip; an SB3 zip runs pickle: only files you trust) "
         "whose deterministic actions each policy's executed action is measured from",
     )
+    parser.add_argument(
+        "--compare-policy",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also measure this policy's actions (a kit policy folder, e.g. a suite run's IQL policy/; an SB3 zip runs "
+        "pickle: only files you trust); repeatable",
+    )
     args = parser.parse_args()
+    compare = {}
+    for item in args.compare_policy:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            parser.error(f"--compare-policy {item!r}: write NAME=PATH, e.g. iql=<run folder>/policy")
+        if not Path(path).exists():
+            parser.error(f"--compare-policy {item!r}: {path} does not exist")
+        compare[name] = path
     if args.states < 2:
         parser.error(f"--states must be >= 2, got {args.states}")
     torch.set_num_threads(1)
@@ -137,21 +162,24 @@ def main() -> None:
         cond_mu = ((z_mu - mean) / std).pow(2).mean(-1).sqrt()
         cond_prior = ((z_prior - mean) / std).pow(2).mean(-1).sqrt()
         cond_data = ((sampled - mean) / std).pow(2).mean(-1).sqrt()  # about 1 by construction
-        reference = None
-        if args.reference_policy:
-            from spar_rectify import load_policy
-            from spar_rectify.spaces import ActionScaler
+        from spar_rectify import load_policy
+        from spar_rectify.spaces import ActionScaler
 
-            raw = load_policy(args.reference_policy)(data.observations[idx].numpy())
-            reference = torch.as_tensor(ActionScaler(data.action_space).to_normalized_clipped(raw), dtype=torch.float32)
-        reach = reach_block(algo, trainer, x, idx, r, mean, reference)
+        def normalised(path: str) -> torch.Tensor:
+            raw = load_policy(path)(data.observations[idx].numpy())
+            return torch.as_tensor(ActionScaler(data.action_space).to_normalized_clipped(raw), dtype=torch.float32)
+
+        reference = normalised(args.reference_policy) if args.reference_policy else None
+        compared = {name: normalised(path) for name, path in compare.items()}
+        reach = reach_block(algo, trainer, x, idx, r, mean, reference, compared)
         parts = {}
         if args.split is not None:
             if not 0 < args.split < len(trainer._reward):
                 parser.error(f"--split {args.split}: use a row between 1 and {len(trainer._reward) - 1}")
             for name, keep in (("reach_before", idx < args.split), ("reach_from", idx >= args.split)):
                 part = None if reference is None else reference[keep]
-                parts[name] = reach_block(algo, trainer, x[keep], idx[keep], r[keep], mean[keep], part)
+                others = {k: v[keep] for k, v in compared.items()}
+                parts[name] = reach_block(algo, trainer, x[keep], idx[keep], r[keep], mean[keep], part, others)
                 parts[name]["states"] = int(keep.sum())
         region = None
         if algo.prior is not None:

@@ -51,3 +51,10 @@ def test_reach_reports_each_trained_latent_policy_beside_the_bound_and_the_cvae(
     assert measured["anchor_from_reference"] == 0.0  # the anchor measured from itself
     moved = ((base + mu_residual).clamp(-1.0, 1.0) - base).norm(dim=-1).mean()
     assert measured["mu"]["from_reference"] == pytest.approx(float(moved), abs=1e-4)
+    logged = trainer._action[idx]
+    with torch.no_grad():
+        both = latent_probe.reach_block(algo, trainer, x, idx, clipped, mean, base, {"anchor": base, "logged": logged})
+    anchor, data = both["compared"]["anchor"], both["compared"]["logged"]
+    assert data == {"from_logged": 0.0, "from_reference": anchor["from_logged"]}  # reference: the anchor
+    assert anchor["from_reference"] == 0.0
+    assert anchor["from_logged"] == pytest.approx(float((base - logged).norm(dim=-1).mean()), abs=1e-4)
