@@ -80,10 +80,44 @@ def test_the_residual_bound_follows_the_data_up_to_bound_max():
     base = torch.zeros_like(action)
     base[:, 0] = -action[:, 0]  # the anchor always at the other end: |residual| = 2 there
     info = DataInfo(3, 2, np.zeros(3, np.float32), np.ones(3, np.float32))
-    rho = {m: SPAR.data_info(TrainConfig(bound_max=m), info, action, base)[0].residual_bound for m in (1.0, 2.0)}
+    with pytest.warns(UserWarning, match=r"shortens .* on 100.0% of the data's rows.*--config.bound-max 2"):
+        low = SPAR.data_info(TrainConfig(bound_max=1.0), info, action, base)[0].residual_bound
+    rho = {1.0: low, 2.0: SPAR.data_info(TrainConfig(bound_max=2.0), info, action, base)[0].residual_bound}
     assert rho[1.0][0] == pytest.approx(1.0) and rho[2.0][0] == pytest.approx(2.0)
     assert rho[1.0][1] == pytest.approx(rho[2.0][1]) and rho[2.0][1] < 1  # below the clamp: the data's own
     assert SPAR.data_info(TrainConfig(residual_bound=1.5), info, action, base)[0].residual_bound[1] == 1.5
+
+
+def test_a_capped_bound_that_shortens_many_logged_residuals_warns_with_the_fix():
+    """Where bound_max caps rho and the cap shortens the logged residual on more than CLIP_WARN_SHARE of the rows
+    (data from a stronger policy than the anchor: hopper medium-expert around the SB3 medium policy, 11.6%),
+    data_info says so and names the flag; a cap that shortens a few rows (medium-replay around BC, 3.0%) does not,
+    nor does a bound set by hand."""
+    import warnings
+
+    import torch
+
+    from spar_rectify.algos.common import DataInfo
+    from spar_rectify.algos.spar import CLIP_WARN_SHARE, SPAR
+
+    info = DataInfo(3, 2, np.zeros(3, np.float32), np.ones(3, np.float32))
+    gen = torch.Generator().manual_seed(0)
+
+    def data(far_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logged actions near the anchor, except on the first far_rows rows: 1.6 away in dimension 1."""
+        base = torch.rand((4000, 2), generator=gen) * 0.2 - 0.1
+        action = base + 0.1 * torch.randn((4000, 2), generator=gen)
+        base[:far_rows, 1], action[:far_rows, 1] = -0.6, 1.0
+        return action, base
+
+    action, base = data(int(4000 * 2 * CLIP_WARN_SHARE))
+    with pytest.warns(UserWarning, match=r"shortens .* on 10\.0% of the data's rows: it reaches 1\.60 .*bound-max 2"):
+        SPAR.data_info(TrainConfig(), info, action, base)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SPAR.data_info(TrainConfig(), info, *data(int(4000 * 0.6 * CLIP_WARN_SHARE)))  # capped, but on 3%
+        SPAR.data_info(TrainConfig(bound_max=2.0), info, action, base)  # no cap: rho is the data's own
+        SPAR.data_info(TrainConfig(residual_bound=1.0), info, action, base)  # set by hand: the user chose
 
 
 def test_data_whose_actions_are_the_anchors_own_warns_with_the_fix():

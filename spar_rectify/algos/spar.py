@@ -56,6 +56,9 @@ INSAMPLE_SEED_OFFSET = 3_000_017
 #: Below this |a - a_b| (normalised units) at the bound's quantile in every dimension, the data's actions are the
 #: anchor's own: there is nothing for SPAR to learn a correction from (`SPAR.data_info` warns).
 NO_SPREAD = 1e-3
+#: Where bound_max caps rho below the data's quantile and the capped rho shortens the logged residual of more than
+#: this share of the rows, `SPAR.data_info` warns: the rectifier cannot reproduce those actions.
+CLIP_WARN_SHARE = 0.05
 
 
 def no_spread_message(quantile: float, largest: float) -> str:
@@ -66,6 +69,18 @@ def no_spread_message(quantile: float, largest: float) -> str:
         "the rectifier will stay at the base policy. Data collected from the base policy itself needs exploration: "
         "spar collect --exploration.kind stochastic (an SB3 model's own sampling) or --exploration.kind gaussian; "
         "or train around another policy than the one that logged the data."
+    )
+
+
+def clipped_message(share: float, largest: float, bound_max: float) -> str:
+    """The warning for data whose residuals the capped bound shortens on many rows (see `CLIP_WARN_SHARE`)."""
+    return (
+        f"the residual bound shortens the logged action's residual |a - a_b| on {share:.1%} of the data's rows: it "
+        f"reaches {largest:.2f} (normalised units; 2 spans the action range) where bound_max={bound_max:g} caps rho, "
+        "so the rectifier cannot reproduce those actions. Where they are better than the anchor's (data logged by a "
+        "stronger policy than the one you wrap), a larger cap lets it travel there: --config.bound-max 2 on the "
+        "command line, TrainConfig(bound_max=2) in Python (what it changed on the suite: benchmarks/README.md, the "
+        "residual bound)."
     )
 
 
@@ -113,6 +128,11 @@ class SPAR:
             if float(bound.max()) < NO_SPREAD:
                 warnings.warn(no_spread_message(config.bound_quantile, float(bound.max())), stacklevel=2)
             bound = bound.clamp(config.bound_min, config.bound_max)
+            capped = bound >= config.bound_max  # the dimensions whose quantile the cap cut
+            share = float((residual[:, capped].abs() > config.bound_max).any(-1).float().mean()) if capped.any() else 0
+            if share > CLIP_WARN_SHARE:
+                largest = float(residual[:, capped].abs().max())
+                warnings.warn(clipped_message(share, largest, config.bound_max), stacklevel=2)
         clipped = torch.maximum(torch.minimum(residual, bound), -bound)
         stats = dict(
             residual_bound=bound.numpy(),
