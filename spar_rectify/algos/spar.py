@@ -124,15 +124,15 @@ class SPAR:
         elif config.residual_bound is not None:
             bound = torch.full((info.act_dim,), float(config.residual_bound))
         else:
-            bound = torch.quantile(residual.abs()[:1_000_000], config.bound_quantile, dim=0)
+            magnitude = residual.abs()
+            bound = torch.quantile(magnitude[:1_000_000], config.bound_quantile, dim=0)
             if float(bound.max()) < NO_SPREAD:
                 warnings.warn(no_spread_message(config.bound_quantile, float(bound.max())), stacklevel=2)
             bound = bound.clamp(config.bound_min, config.bound_max)
-            capped = bound >= config.bound_max  # the dimensions whose quantile the cap cut
-            share = float((residual[:, capped].abs() > config.bound_max).any(-1).float().mean()) if capped.any() else 0
+            far = magnitude[:, bound >= config.bound_max]  # the dimensions whose quantile the cap cut
+            share = float((far > config.bound_max).any(-1).float().mean()) if far.shape[1] else 0.0
             if share > CLIP_WARN_SHARE:
-                largest = float(residual[:, capped].abs().max())
-                warnings.warn(clipped_message(share, largest, config.bound_max), stacklevel=2)
+                warnings.warn(clipped_message(share, float(far.max()), config.bound_max), stacklevel=2)
         clipped = torch.maximum(torch.minimum(residual, bound), -bound)
         stats = dict(
             residual_bound=bound.numpy(),
