@@ -120,6 +120,47 @@ def test_a_capped_bound_that_shortens_many_logged_residuals_warns_with_the_fix()
         SPAR.data_info(TrainConfig(residual_bound=1.0), info, action, base)  # set by hand: the user chose
 
 
+def test_bound_lift_raises_the_cap_only_where_the_cap_cuts_many_rows():
+    """bound_lift: where bound_max shortens the logged residual on over CLIP_WARN_SHARE of the rows, rho is the
+    one bound_max=bound_lift gives (bit for bit, no warning); where it cuts a few rows, the one bound_max gives."""
+    import warnings
+
+    import torch
+
+    from spar_rectify.algos.common import DataInfo
+    from spar_rectify.algos.spar import CLIP_WARN_SHARE, SPAR, capped_bound
+
+    info = DataInfo(3, 2, np.zeros(3, np.float32), np.ones(3, np.float32))
+    gen = torch.Generator().manual_seed(0)
+
+    def data(far_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        base = torch.rand((4000, 2), generator=gen) * 0.2 - 0.1
+        action = base + 0.1 * torch.randn((4000, 2), generator=gen)
+        base[:far_rows, 1], action[:far_rows, 1] = -0.6, 1.0  # 1.6 from the anchor in dimension 1
+        return action, base
+
+    def rho(config: TrainConfig, action, base) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # neither a lifted cap nor an uncut one warns
+            return SPAR.data_info(config, info, action, base)[0].residual_bound
+
+    many, few = data(int(4000 * 2 * CLIP_WARN_SHARE)), data(int(4000 * 0.6 * CLIP_WARN_SHARE))
+    lifted = rho(TrainConfig(bound_lift=2.0), *many)
+    assert lifted[1] == pytest.approx(1.6) and np.array_equal(lifted, rho(TrainConfig(bound_max=2.0), *many))
+    kept = SPAR.data_info(TrainConfig(bound_lift=2.0), info, *few)[0].residual_bound
+    assert kept[1] == 1.0 and np.array_equal(kept, SPAR.data_info(TrainConfig(), info, *few)[0].residual_bound)
+    cap = capped_bound(torch.tensor([0.3, 1.6]), (many[0] - many[1]).abs(), 0.05, 1.0)
+    assert cap.share == pytest.approx(0.1) and cap.largest == pytest.approx(1.6) and cap.bound.tolist()[1] == 1.0
+    with pytest.raises(ValueError, match=r"bound_lift must be None or in \[bound_max \(1\), 2\], got 0.5"):
+        TrainConfig(bound_lift=0.5)
+    assert (
+        TrainConfig.from_saved(
+            {k: v for k, v in TrainConfig(bound_lift=2.0).to_dict().items() if k != "bound_lift"}
+        ).bound_lift
+        is None
+    )
+
+
 def test_data_whose_actions_are_the_anchors_own_warns_with_the_fix():
     """Data collected with the base policy's deterministic actions gives SPAR nothing to learn a correction
     from: data_info says so and names the collection flag; data with spread around the anchor does not warn."""

@@ -84,6 +84,27 @@ def clipped_message(share: float, largest: float, bound_max: float) -> str:
     )
 
 
+class CappedBound(NamedTuple):
+    """rho under a cap, and what the cap costs the data (see `capped_bound`)."""
+
+    bound: torch.Tensor
+    """(act_dim,) rho, normalised units."""
+    share: float
+    """Share of the rows whose residual the cap shortens (in a dimension where it cut the quantile), in [0, 1]."""
+    largest: float
+    """The largest |a - a_b| in those dimensions (normalised units; 0 where the cap cut no quantile)."""
+
+
+def capped_bound(quantile: torch.Tensor, magnitude: torch.Tensor, bound_min: float, bound_max: float) -> CappedBound:
+    """rho from the data's `quantile` of |a - a_b| `(act_dim,)` clamped to [bound_min, bound_max], with the share
+    of the rows of `magnitude` (`(N, act_dim)`, |a - a_b| in normalised units) whose residual that cap shortens."""
+    bound = quantile.clamp(bound_min, bound_max)
+    far = magnitude[:, bound >= bound_max]  # the dimensions whose quantile the cap cut
+    if not far.shape[1]:
+        return CappedBound(bound, 0.0, 0.0)
+    return CappedBound(bound, float((far > bound_max).any(-1).float().mean()), float(far.max()))
+
+
 class LatentPolicy(NamedTuple):
     """One latent policy SPAR trains: its metrics' prefix, the actor and its optimiser, the lsi_anchor_penalty
     its LSI scores with, the generator of its candidates, the weight of its in-sample term (0: none), whether
@@ -113,8 +134,9 @@ class SPAR:
         cls, config: TrainConfig, info: DataInfo, action: torch.Tensor, base: torch.Tensor | None
     ) -> tuple[DataInfo, torch.Tensor]:
         """The residual statistics of the data around the anchor: the bound rho (the `bound_quantile`
-        of `|a - a_b|` per dimension, clamped to [bound_min, bound_max], unless `residual_bound` sets
-        it), and the mean and std of the residuals clipped to it. The "no anchor" ablation
+        of `|a - a_b|` per dimension, clamped to [bound_min, bound_max], or to [bound_min, bound_lift] where
+        the cap of bound_max shortens the logged residual on over `CLIP_WARN_SHARE` of the rows; unless
+        `residual_bound` sets it), and the mean and std of the residuals clipped to it. The "no anchor" ablation
         (`anchored=False`) trains a global policy around zero with rho = 1."""
         if not config.anchored:
             base = torch.zeros_like(action)
@@ -125,14 +147,16 @@ class SPAR:
             bound = torch.full((info.act_dim,), float(config.residual_bound))
         else:
             magnitude = residual.abs()
-            bound = torch.quantile(magnitude[:1_000_000], config.bound_quantile, dim=0)
-            if float(bound.max()) < NO_SPREAD:
-                warnings.warn(no_spread_message(config.bound_quantile, float(bound.max())), stacklevel=2)
-            bound = bound.clamp(config.bound_min, config.bound_max)
-            far = magnitude[:, bound >= config.bound_max]  # the dimensions whose quantile the cap cut
-            share = float((far > config.bound_max).any(-1).float().mean()) if far.shape[1] else 0.0
-            if share > CLIP_WARN_SHARE:
-                warnings.warn(clipped_message(share, float(far.max()), config.bound_max), stacklevel=2)
+            quantile = torch.quantile(magnitude[:1_000_000], config.bound_quantile, dim=0)
+            if float(quantile.max()) < NO_SPREAD:
+                warnings.warn(no_spread_message(config.bound_quantile, float(quantile.max())), stacklevel=2)
+            cap = capped_bound(quantile, magnitude, config.bound_min, config.bound_max)
+            lift = config.bound_lift is not None and config.bound_lift > config.bound_max
+            if cap.share > CLIP_WARN_SHARE and lift:
+                cap = capped_bound(quantile, magnitude, config.bound_min, config.bound_lift)
+            elif cap.share > CLIP_WARN_SHARE:
+                warnings.warn(clipped_message(cap.share, cap.largest, config.bound_max), stacklevel=2)
+            bound = cap.bound
         clipped = torch.maximum(torch.minimum(residual, bound), -bound)
         stats = dict(
             residual_bound=bound.numpy(),
