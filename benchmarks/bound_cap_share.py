@@ -10,11 +10,13 @@ rho is the data's `bound_quantile` (0.99) of |a - a_b| per action dimension, cla
 rho, the share of rows the cap shortens (in a dimension where it cut the quantile: the share `spar train` warns
 at over 5% and `TrainConfig.bound_lift` lifts the cap at), the largest such |a - a_b|, and the mean distance
 (L2 over the action, normalised units) between the logged residual and the one clipped to rho over all rows:
-what the rectifier cannot reproduce. `--anchor medium` (the default) anchors each dataset at the suite's SB3
-medium policy for its env (loading it runs pickle: the suite's own file); `--anchor PATH` at a policy folder
-(a `bc` run's `policy/`, no pickle) or an SB3 zip you trust, on every dataset listed. Anchor actions are cached
-under benchmarks/_work/bound_cap_share/. Merges one row per (dataset, anchor) into
-results/bound_cap_share.json, with the command.
+what the rectifier cannot reproduce; and the mean normalised score of the episodes the cut rows come from, against
+all rows' (is the data the cap keeps out better or worse than the rest?) and whether `TrainConfig.bound_lift` would
+lift the cap there (`spar_rectify.algos.spar.lifts_cap`). `--anchor medium` (the default) anchors
+each dataset at the suite's SB3 medium policy for its env (loading it runs pickle: the suite's own file);
+`--anchor PATH` at a policy folder (a `bc` run's `policy/`, no pickle) or an SB3 zip you trust, on every dataset
+listed. Anchor actions are cached under benchmarks/_work/bound_cap_share/. Merges one row per (dataset, anchor)
+into results/bound_cap_share.json, with the command.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 import spar_rectify  # noqa: F401  (before torch)
 
@@ -35,11 +39,20 @@ SUITE_DATASETS = tuple(
 )
 
 
-def cap_rows(dataset: str, anchor_label: str, magnitude, caps: list[float], config) -> dict:
-    """One result row: rho and the cap's cost at each cap, for |a - a_b| `magnitude` `(N, act_dim)`."""
+def row_scores(data) -> np.ndarray:
+    """(N,) the normalised score of the episode each row of `data` (an `OfflineData`) belongs to (its raw return
+    where the data has no reference scores)."""
+    scores = data.normalized_score(data.row_returns())
+    return data.row_returns() if scores is None else scores
+
+
+def cap_rows(dataset: str, anchor_label: str, magnitude, caps: list[float], config, scores=None) -> dict:
+    """One result row: rho and the cap's cost at each cap, for |a - a_b| `magnitude` `(N, act_dim)`; with
+    `scores` `(N,)` (`row_scores`), the mean episode score of the rows each cap cuts against all rows', and
+    whether `TrainConfig.bound_lift` would lift that cap (`spar_rectify.algos.spar.lifts_cap`)."""
     import torch
 
-    from spar_rectify.algos.spar import CLIP_WARN_SHARE, capped_bound
+    from spar_rectify.algos.spar import CLIP_WARN_SHARE, capped_bound, cut_returns, lifts_cap
 
     quantile = torch.quantile(magnitude[:1_000_000], config.bound_quantile, dim=0)
     row = {
@@ -49,15 +62,21 @@ def cap_rows(dataset: str, anchor_label: str, magnitude, caps: list[float], conf
         "quantile": [round(float(q), 4) for q in quantile],
         "caps": {},
     }
+    if scores is not None:
+        row["rows_episode_score"] = round(float(np.mean(scores)), 2)
+        row["episode_score_spread"] = round(float(np.max(scores) - np.min(scores)), 2)
     for cap_value in caps:
         cap = capped_bound(quantile, magnitude, config.bound_min, cap_value)
         excess = (magnitude - cap.bound).clamp_min(0)  # |residual| minus |clipped residual|, per dimension
+        returns = cut_returns(cap, scores)
         row["caps"][f"{cap_value:g}"] = {
             "rho": [round(float(b), 4) for b in cap.bound],
             "share_cut": round(cap.share, 5),
             "largest_cut": round(cap.largest, 4),
             "mean_shortening": round(float(excess.norm(dim=1).mean()), 5),
             "over_warn_share": cap.share > CLIP_WARN_SHARE,
+            "cut_rows_episode_score": None if returns is None else round(returns.cut, 2),
+            "bound_lift_lifts": lifts_cap(cap, returns),
         }
     return row
 
@@ -96,10 +115,19 @@ def main(argv: list[str] | None = None) -> None:
         data = load_minari(dataset)
         path = suite_bench.medium_policy_path(dataset, args.suite) if args.anchor == "medium" else args.anchor
         data.attach_anchor(load_policy(path), cache=cache_dir / f"{dataset.replace('/', '_')}_{Path(label).name}.st")
-        row = cap_rows(dataset, label, (data.actions - data.base_actions).abs(), args.caps, config)
+        magnitude = (data.actions - data.base_actions).abs()
+        row = cap_rows(dataset, label, magnitude, args.caps, config, row_scores(data))
         row["command"] = command
-        cut = ", ".join(f"cap {k}: {v['share_cut']:.2%} of rows cut" for k, v in row["caps"].items())
-        print(f"{dataset} around {label}: 0.99 quantile max {max(row['quantile']):.2f}; {cut}", flush=True)
+        cut = ", ".join(
+            f"cap {k}: {v['share_cut']:.2%} of rows cut (their episodes' score {v['cut_rows_episode_score']}; "
+            f"bound_lift lifts it: {v['bound_lift_lifts']})"
+            for k, v in row["caps"].items()
+        )
+        print(
+            f"{dataset} around {label}: 0.99 quantile max {max(row['quantile']):.2f}; {cut}; all rows' episodes' "
+            f"score {row['rows_episode_score']} (spread {row['episode_score_spread']})",
+            flush=True,
+        )
         keep = [r for r in saved["rows"] if (r["dataset"], r["anchor"]) != (dataset, label)]
         saved["rows"] = [*keep, row]
         out.parent.mkdir(parents=True, exist_ok=True)

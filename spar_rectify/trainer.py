@@ -89,7 +89,7 @@ class Trainer:
         self._not_done = 1.0 - data.terminations
         plain = DataInfo(self._obs.shape[1], self._action.shape[1], self.obs_mean, self.obs_std)
         base = data.base_actions if algo_cls.needs_anchor else None
-        info, self._base = algo_cls.data_info(config, plain, self._action, base)
+        info, self._base = algo_cls.data_info(config, plain, self._action, base, data.row_returns())
         torch.manual_seed(config.seed)  # network initialisation
         self.generator = torch.Generator().manual_seed(config.seed + 1)  # batches and noise
         self.algo = algo_cls(info, config, self.generator)

@@ -120,9 +120,11 @@ def test_a_capped_bound_that_shortens_many_logged_residuals_warns_with_the_fix()
         SPAR.data_info(TrainConfig(residual_bound=1.0), info, action, base)  # set by hand: the user chose
 
 
-def test_bound_lift_raises_the_cap_only_where_the_cap_cuts_many_rows():
-    """bound_lift: where bound_max shortens the logged residual on over CLIP_WARN_SHARE of the rows, rho is the
-    one bound_max=bound_lift gives (bit for bit, no warning); where it cuts a few rows, the one bound_max gives."""
+def test_bound_lift_raises_the_cap_only_where_it_cuts_many_rows_from_better_episodes():
+    """bound_lift: where bound_max shortens the logged residual on over CLIP_WARN_SHARE of the rows and those rows
+    come from episodes that returned more (a stronger policy's actions), rho is the one bound_max=bound_lift gives,
+    bit for bit and silently; where they come from worse episodes (a replay's early actions), where the cap cuts a
+    few rows, or where the returns are unknown, the one bound_max gives."""
     import warnings
 
     import torch
@@ -132,33 +134,52 @@ def test_bound_lift_raises_the_cap_only_where_the_cap_cuts_many_rows():
 
     info = DataInfo(3, 2, np.zeros(3, np.float32), np.ones(3, np.float32))
     gen = torch.Generator().manual_seed(0)
+    n = 4000
 
     def data(far_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-        base = torch.rand((4000, 2), generator=gen) * 0.2 - 0.1
-        action = base + 0.1 * torch.randn((4000, 2), generator=gen)
+        base = torch.rand((n, 2), generator=gen) * 0.2 - 0.1
+        action = base + 0.1 * torch.randn((n, 2), generator=gen)
         base[:far_rows, 1], action[:far_rows, 1] = -0.6, 1.0  # 1.6 from the anchor in dimension 1
         return action, base
 
-    def rho(config: TrainConfig, action, base) -> np.ndarray:
+    def rho(config: TrainConfig, action, base, returns) -> np.ndarray:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # neither a lifted cap nor an uncut one warns
-            return SPAR.data_info(config, info, action, base)[0].residual_bound
+            warnings.simplefilter("error")  # neither a lifted cap nor one that keeps out worse rows warns
+            return SPAR.data_info(config, info, action, base, returns)[0].residual_bound
 
-    many, few = data(int(4000 * 2 * CLIP_WARN_SHARE)), data(int(4000 * 0.6 * CLIP_WARN_SHARE))
-    lifted = rho(TrainConfig(bound_lift=2.0), *many)
-    assert lifted[1] == pytest.approx(1.6) and np.array_equal(lifted, rho(TrainConfig(bound_max=2.0), *many))
-    kept = SPAR.data_info(TrainConfig(bound_lift=2.0), info, *few)[0].residual_bound
-    assert kept[1] == 1.0 and np.array_equal(kept, SPAR.data_info(TrainConfig(), info, *few)[0].residual_bound)
+    far = int(n * 2 * CLIP_WARN_SHARE)
+    many, few = data(far), data(int(n * 0.6 * CLIP_WARN_SHARE))
+    better = np.r_[np.full(far, 3000.0), np.full(n - far, 1000.0)]  # the far rows' episodes returned more
+    worse = np.r_[np.full(far, 200.0), np.full(n - far, 1000.0)]
+    lift = TrainConfig(bound_lift=2.0)
+    lifted = rho(lift, *many, better)
+    assert lifted[1] == pytest.approx(1.6) and np.array_equal(lifted, rho(TrainConfig(bound_max=2.0), *many, better))
+    kept = rho(lift, *many, worse)
+    assert kept[1] == 1.0 and np.array_equal(kept, rho(TrainConfig(), *many, worse))
+    assert rho(lift, *few, better)[1] == 1.0  # 3% of the rows: outliers, not a stronger policy
+    with pytest.warns(UserWarning, match=r"returned 3000 on average against 1200 over all rows.*--config.bound-lift 2"):
+        assert SPAR.data_info(TrainConfig(), info, *many, better)[0].residual_bound[1] == 1.0  # off: says so
+    with pytest.warns(UserWarning, match=r"shortens .* on 10\.0%"):
+        assert SPAR.data_info(lift, info, *many)[0].residual_bound[1] == 1.0  # returns unknown: never lifted
     cap = capped_bound(torch.tensor([0.3, 1.6]), (many[0] - many[1]).abs(), 0.05, 1.0)
     assert cap.share == pytest.approx(0.1) and cap.largest == pytest.approx(1.6) and cap.bound.tolist()[1] == 1.0
+    assert int(cap.cut.sum()) == far and bool(cap.cut[:far].all())
     with pytest.raises(ValueError, match=r"bound_lift must be None or in \[bound_max \(1\), 2\], got 0.5"):
         TrainConfig(bound_lift=0.5)
-    assert (
-        TrainConfig.from_saved(
-            {k: v for k, v in TrainConfig(bound_lift=2.0).to_dict().items() if k != "bound_lift"}
-        ).bound_lift
-        is None
-    )
+    saved = {k: v for k, v in lift.to_dict().items() if k != "bound_lift"}  # a run written before the field
+    assert TrainConfig.from_saved(saved).bound_lift is None
+
+
+def test_row_returns_spreads_each_episodes_return_over_its_rows():
+    from gymnasium import spaces
+
+    from spar_rectify.data import from_arrays
+
+    box = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    term, trunc = np.array([0, 1, 0, 0, 0], bool), np.array([0, 0, 0, 0, 1], bool)
+    zeros = np.zeros((5, 1))
+    data = from_arrays(zeros, zeros, np.array([1.0, 2.0, 3.0, 4.0, 5.0]), zeros, term, trunc, box, box)
+    assert data.row_returns().tolist() == [3.0, 3.0, 12.0, 12.0, 12.0]
 
 
 def test_data_whose_actions_are_the_anchors_own_warns_with_the_fix():

@@ -99,10 +99,16 @@ class Algorithm(Protocol):
 
     @classmethod
     def data_info(
-        cls, config: TrainConfig, info: "DataInfo", action: torch.Tensor, base: torch.Tensor | None
+        cls,
+        config: TrainConfig,
+        info: "DataInfo",
+        action: torch.Tensor,
+        base: torch.Tensor | None,
+        row_return: np.ndarray | None = None,
     ) -> tuple["DataInfo", torch.Tensor | None]:
         """Complete `info` from the (N, act_dim) normalised dataset actions and anchor actions (None
-        without an anchor); returns it with the anchor actions the batches should carry."""
+        without an anchor), and the (N,) return of each row's episode (`OfflineData.row_returns`; None where
+        unknown); returns it with the anchor actions the batches should carry."""
         ...
 
     def update(self, batch: "Batch", step: int) -> dict:
@@ -138,7 +144,12 @@ class ActorExport:
 
     @classmethod
     def data_info(
-        cls, config: TrainConfig, info: "DataInfo", action: torch.Tensor, base: torch.Tensor | None
+        cls,
+        config: TrainConfig,
+        info: "DataInfo",
+        action: torch.Tensor,
+        base: torch.Tensor | None,
+        row_return: np.ndarray | None = None,
     ) -> tuple["DataInfo", None]:
         return info, None
 

@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from spar_rectify.algos.common import Batch, DataInfo, Deployment, IQLCritic, adam
@@ -59,6 +60,9 @@ NO_SPREAD = 1e-3
 #: Where bound_max caps rho below the data's quantile and the capped rho shortens the logged residual of more than
 #: this share of the rows, `SPAR.data_info` warns: the rectifier cannot reproduce those actions.
 CLIP_WARN_SHARE = 0.05
+#: `bound_lift` lifts the cap only where the rows it cuts come from episodes that returned more than the data's rows
+#: on average by over this share of the data's spread of episode returns (`lifts_cap`).
+LIFT_RETURN_MARGIN = 0.1
 
 
 def no_spread_message(quantile: float, largest: float) -> str:
@@ -72,14 +76,22 @@ def no_spread_message(quantile: float, largest: float) -> str:
     )
 
 
-def clipped_message(share: float, largest: float, bound_max: float) -> str:
-    """The warning for data whose residuals the capped bound shortens on many rows (see `CLIP_WARN_SHARE`)."""
+def clipped_message(share: float, largest: float, bound_max: float, returns: "CutReturns | None" = None) -> str:
+    """The warning for data whose residuals the capped bound shortens on many rows (see `CLIP_WARN_SHARE`), with
+    what those rows' episodes returned where known."""
+    earned = (
+        f" Those rows come from episodes that returned {returns.cut:.4g} on average against {returns.rows:.4g} over "
+        "all rows: likely a stronger policy's actions than the anchor's."
+        if returns is not None
+        else " Where they are better than the anchor's (data logged by a stronger policy than the one you wrap),"
+        " a larger cap lets it travel there."
+    )
     return (
         f"the residual bound shortens the logged action's residual |a - a_b| on {share:.1%} of the data's rows: it "
         f"reaches {largest:.2f} (normalised units; 2 spans the action range) where bound_max={bound_max:g} caps rho, "
-        "so the rectifier cannot reproduce those actions. Where they are better than the anchor's (data logged by a "
-        "stronger policy than the one you wrap), a larger cap lets it travel there: --config.bound-max 2 on the "
-        "command line, TrainConfig(bound_max=2) in Python (what it changed on the suite: benchmarks/README.md, the "
+        f"so the rectifier cannot reproduce those actions.{earned} --config.bound-lift 2 on the command line "
+        "(TrainConfig(bound_lift=2) in Python) lifts the cap to 2 where the cut rows come from better episodes; "
+        "--config.bound-max 2 lifts it everywhere (what each changed on the suite: benchmarks/README.md, the "
         "residual bound)."
     )
 
@@ -93,16 +105,50 @@ class CappedBound(NamedTuple):
     """Share of the rows whose residual the cap shortens (in a dimension where it cut the quantile), in [0, 1]."""
     largest: float
     """The largest |a - a_b| in those dimensions (normalised units; 0 where the cap cut no quantile)."""
+    cut: torch.Tensor
+    """(N,) bool: the rows the cap shortens."""
 
 
 def capped_bound(quantile: torch.Tensor, magnitude: torch.Tensor, bound_min: float, bound_max: float) -> CappedBound:
-    """rho from the data's `quantile` of |a - a_b| `(act_dim,)` clamped to [bound_min, bound_max], with the share
-    of the rows of `magnitude` (`(N, act_dim)`, |a - a_b| in normalised units) whose residual that cap shortens."""
+    """rho from the data's `quantile` of |a - a_b| `(act_dim,)` clamped to [bound_min, bound_max], with the rows
+    of `magnitude` (`(N, act_dim)`, |a - a_b| in normalised units) whose residual that cap shortens."""
     bound = quantile.clamp(bound_min, bound_max)
     far = magnitude[:, bound >= bound_max]  # the dimensions whose quantile the cap cut
     if not far.shape[1]:
-        return CappedBound(bound, 0.0, 0.0)
-    return CappedBound(bound, float((far > bound_max).any(-1).float().mean()), float(far.max()))
+        return CappedBound(bound, 0.0, 0.0, torch.zeros(magnitude.shape[0], dtype=torch.bool))
+    cut = (far > bound_max).any(-1)
+    return CappedBound(bound, float(cut.float().mean()), float(far.max()), cut)
+
+
+class CutReturns(NamedTuple):
+    """The returns of the episodes the cap's cut rows come from, against all rows' (see `cut_returns`)."""
+
+    cut: float
+    """Mean over the cut rows of their episode's return."""
+    rows: float
+    """Mean over all rows of their episode's return."""
+    spread: float
+    """Largest minus smallest episode return of the data."""
+
+
+def cut_returns(cap: CappedBound, row_return: np.ndarray | None) -> CutReturns | None:
+    """What the rows `cap` cuts earned, from `row_return` `(N,)` (each row's episode return); None without
+    returns or cut rows."""
+    if row_return is None or not bool(cap.cut.any()):
+        return None
+    returns = np.asarray(row_return, np.float64)
+    cut = cap.cut.numpy()
+    return CutReturns(float(returns[cut].mean()), float(returns.mean()), float(returns.max() - returns.min()))
+
+
+def lifts_cap(cap: CappedBound, returns: CutReturns | None) -> bool:
+    """Whether `TrainConfig.bound_lift` lifts the cap: it shortens the logged residual on more than
+    `CLIP_WARN_SHARE` of the rows, and those rows come from episodes that returned more than the data's rows on
+    average by over `LIFT_RETURN_MARGIN` of the data's spread of episode returns (actions of a stronger policy
+    than the anchor, not the early, worse ones of a replay buffer)."""
+    if cap.share <= CLIP_WARN_SHARE or returns is None:
+        return False
+    return returns.cut - returns.rows > LIFT_RETURN_MARGIN * returns.spread
 
 
 class LatentPolicy(NamedTuple):
@@ -131,13 +177,19 @@ class SPAR:
 
     @classmethod
     def data_info(
-        cls, config: TrainConfig, info: DataInfo, action: torch.Tensor, base: torch.Tensor | None
+        cls,
+        config: TrainConfig,
+        info: DataInfo,
+        action: torch.Tensor,
+        base: torch.Tensor | None,
+        row_return: np.ndarray | None = None,
     ) -> tuple[DataInfo, torch.Tensor]:
         """The residual statistics of the data around the anchor: the bound rho (the `bound_quantile`
         of `|a - a_b|` per dimension, clamped to [bound_min, bound_max], or to [bound_min, bound_lift] where
-        the cap of bound_max shortens the logged residual on over `CLIP_WARN_SHARE` of the rows; unless
-        `residual_bound` sets it), and the mean and std of the residuals clipped to it. The "no anchor" ablation
-        (`anchored=False`) trains a global policy around zero with rho = 1."""
+        the cap of bound_max cuts rows from better episodes (`lifts_cap`); unless `residual_bound` sets it), and
+        the mean and std of the residuals clipped to it. `row_return` `(N,)`: the return of each row's episode
+        (None: unknown, never lifted). The "no anchor" ablation (`anchored=False`) trains a global policy around
+        zero with rho = 1."""
         if not config.anchored:
             base = torch.zeros_like(action)
         residual = action - base
@@ -151,11 +203,11 @@ class SPAR:
             if float(quantile.max()) < NO_SPREAD:
                 warnings.warn(no_spread_message(config.bound_quantile, float(quantile.max())), stacklevel=2)
             cap = capped_bound(quantile, magnitude, config.bound_min, config.bound_max)
-            lift = config.bound_lift is not None and config.bound_lift > config.bound_max
-            if cap.share > CLIP_WARN_SHARE and lift:
+            returns = cut_returns(cap, row_return)
+            if lifts_cap(cap, returns) and config.bound_lift is not None and config.bound_lift > config.bound_max:
                 cap = capped_bound(quantile, magnitude, config.bound_min, config.bound_lift)
-            elif cap.share > CLIP_WARN_SHARE:
-                warnings.warn(clipped_message(cap.share, cap.largest, config.bound_max), stacklevel=2)
+            elif cap.share > CLIP_WARN_SHARE and (returns is None or lifts_cap(cap, returns)):
+                warnings.warn(clipped_message(cap.share, cap.largest, config.bound_max, returns), stacklevel=2)
             bound = cap.bound
         clipped = torch.maximum(torch.minimum(residual, bound), -bound)
         stats = dict(
