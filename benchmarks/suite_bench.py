@@ -335,6 +335,8 @@ def run_one(job: Job) -> dict:
             "residual_bound": [round(float(v), 6) for v in corrector.module.residual_bound],
         }
     summary = json.loads((run_dir / "summary.json").read_text()) if result is not None else {}
+    if "bound_cap" in summary:
+        deployed["bound_cap"] = summary["bound_cap"]  # what rho's cap cut, whether bound_lift lifted it (`same_lift`)
     if "auto_alpha" in summary:
         deployed["auto_alpha"] = summary["auto_alpha"]  # the offline choice of alpha
     if "penalty_choice" in summary:
@@ -495,6 +497,8 @@ def record_changes(record: dict) -> list[str]:
         changed.remove("reach_model_margin")  # deployed the same policy today: the record stands
     if "bound_max" in changed and same_bound(record, config.bound_max):
         changed.remove("bound_max")  # rho was the data's own quantile under both clamps: the same training
+    if "bound_lift" in changed and same_lift(record, config):
+        changed.remove("bound_lift")  # the lift applied (or not) then as it would today: the same rho
     # the candidate's weight, recipe and rule: mu and the reach policy train the same without or beside any candidate,
     # so the record stands wherever the rule deploys the same rectifier today (or there is no candidate)
     if CANDIDATE_FIELDS & set(changed) and same_fallback_decision(record, config):
@@ -591,6 +595,26 @@ def same_bound(record: dict, bound_max: float) -> bool:
     if rho is None or config.get("residual_bound") is not None:
         return False
     return max(rho) < min(config.get("bound_max", 1.0), bound_max)
+
+
+def same_lift(record: dict, config) -> bool:
+    """Whether a record's rho comes out the same under `config`'s bound_lift (`TrainConfig.bound_lift`): true where
+    rho did not come from the data's quantile (a fixed `residual_bound`, or no anchor), where the cap of bound_max
+    did not reach rho (nothing cut, nothing to lift: hopper and HalfCheetah medium around the SB3 policy), or where
+    the record says what the cap cut (`bound_cap`, recorded since session 37) and the lift applies then and today
+    alike (at the same cap). False where it cannot tell (a record before `bound_cap` whose rho reached the cap)."""
+    saved = record["config"]
+    if saved.get("residual_bound") is not None or not saved.get("anchored", True):
+        return True
+    rho, cap = record.get("residual_bound"), record.get("bound_cap")
+    bound_max = saved.get("bound_max", 1.0)
+    if rho is not None and max(rho) < bound_max and bound_max == config.bound_max:
+        return True
+    if cap is None or bound_max != config.bound_max:
+        return False
+    then = saved.get("bound_lift") if cap["lifted"] else None
+    now = config.bound_lift if cap["lifts"] and (config.bound_lift or 0) > config.bound_max else None
+    return then == now
 
 
 def same_reach_decision(record: dict, margin: float) -> bool:

@@ -699,6 +699,8 @@ def train(
         "eval_returns": None if returns is None else returns.tolist(),
         "normalized_score": None if score is None else float(score),
     }
+    if trainer.info.bound_cap is not None:
+        summary["bound_cap"] = trainer.info.bound_cap  # what rho's cap cut, and whether bound_lift lifted it
     if chosen is not None:
         summary["auto_alpha"] = chosen.to_dict()
     if penalty is not None:

@@ -407,6 +407,33 @@ def test_a_record_stays_current_under_a_new_bound_max_only_where_no_clamp_reache
     assert suite_bench.stale(spar([0.53, 0.57, 0.55], bound_max=1.0))  # a tighter clamp cuts it
 
 
+def test_a_record_stays_current_under_a_new_bound_lift_where_the_lift_applies_as_it_did(monkeypatch):
+    """bound_lift lifts rho's cap only where the cap cuts many rows from better episodes: a record whose rho the cap
+    never reached, or one that recorded what its cap cut (bound_cap) and would be lifted (or not) today as it was,
+    trains the same; one clamped at the cap without bound_cap, or whose lift decision flips, must train again."""
+    from spar_rectify.config import TrainConfig
+
+    def spar(rho, cap=None, **config):
+        out = {**record("spar/hopper/medium-expert-v0", "medium-rectified", 0, 53.0)}
+        out["config"] = {k: v for k, v in TrainConfig(steps=100).to_dict().items() if k != "bound_lift"} | config
+        return out | {"residual_bound": rho} | ({"bound_cap": cap} if cap else {})
+
+    monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(steps=100, bound_lift=2.0))
+    replay = {"share": 0.4, "lifts": False, "lifted": False}  # the cut rows' episodes returned less
+    expert = {"share": 0.116, "lifts": True, "lifted": False}
+    assert not suite_bench.stale(spar([0.53, 0.57, 0.55]))  # the cap never reached: nothing to lift
+    assert not suite_bench.stale(spar([1.0, 1.0, 1.0], replay))  # reached, but the lift would not apply
+    assert suite_bench.record_changes(spar([1.0, 1.0, 1.0], expert)) == ["bound_lift"]  # it would lift today
+    assert suite_bench.stale(spar([1.0, 1.0, 1.0]))  # reached, and the record cannot say what the cap cut
+    lifted = {**expert, "lifted": True}
+    assert not suite_bench.stale(spar([1.48, 1.41, 1.59], lifted, bound_lift=2.0))  # lifted then and now
+    assert suite_bench.stale(spar([1.48, 1.41, 1.59], lifted, bound_lift=1.5))  # lifted to another cap
+    fixed = spar([0.5, 0.5, 0.5], residual_bound=0.5)
+    assert suite_bench.record_changes(fixed) == ["residual_bound"]  # a fixed rho: no cap to lift, only rho differs
+    monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(steps=100))
+    assert suite_bench.record_changes(spar([1.48, 1.41, 1.59], lifted, bound_lift=2.0)) == ["bound_lift"]
+
+
 def test_the_alternative_rectifier_is_scored_at_its_own_alpha_on_the_same_episodes(tmp_path, monkeypatch):
     import dataclasses
 

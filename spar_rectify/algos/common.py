@@ -32,7 +32,8 @@ class DataInfo(NamedTuple):
 
     obs_mean, obs_std: (obs_dim,) standardisation (already applied to batches; stored with the
     exported policy). residual_bound, residual_mean, residual_std: (act_dim,) statistics of the
-    data's residuals `a - a_b` in normalised units (SPAR only; None otherwise).
+    data's residuals `a - a_b` in normalised units (SPAR only; None otherwise). bound_cap: what rho's cap
+    cut and whether bound_lift lifted it (SPAR with a data-derived rho; a dict, see `SPAR.data_info`).
     """
 
     obs_dim: int
@@ -42,6 +43,7 @@ class DataInfo(NamedTuple):
     residual_bound: object = None
     residual_mean: object = None
     residual_std: object = None
+    bound_cap: object = None
 
 
 class Batch(NamedTuple):

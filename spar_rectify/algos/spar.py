@@ -188,8 +188,9 @@ class SPAR:
         of `|a - a_b|` per dimension, clamped to [bound_min, bound_max], or to [bound_min, bound_lift] where
         the cap of bound_max cuts rows from better episodes (`lifts_cap`); unless `residual_bound` sets it), and
         the mean and std of the residuals clipped to it. `row_return` `(N,)`: the return of each row's episode
-        (None: unknown, never lifted). The "no anchor" ablation (`anchored=False`) trains a global policy around
-        zero with rho = 1."""
+        (None: unknown, never lifted). `bound_cap` in the returned info: the share of rows the cap of bound_max
+        cuts, whether `lifts_cap` holds and whether bound_lift lifted it, and the returns it compared. The "no
+        anchor" ablation (`anchored=False`) trains a global policy around zero with rho = 1."""
         if not config.anchored:
             base = torch.zeros_like(action)
         residual = action - base
@@ -204,9 +205,14 @@ class SPAR:
                 warnings.warn(no_spread_message(config.bound_quantile, float(quantile.max())), stacklevel=2)
             cap = capped_bound(quantile, magnitude, config.bound_min, config.bound_max)
             returns = cut_returns(cap, row_return)
-            if lifts_cap(cap, returns) and config.bound_lift is not None and config.bound_lift > config.bound_max:
+            lifts = lifts_cap(cap, returns)
+            lifted = lifts and config.bound_lift is not None and config.bound_lift > config.bound_max
+            cut = dict(share=round(cap.share, 6), lifts=lifts, lifted=lifted)
+            if returns is not None:
+                cut.update(cut_return=returns.cut, rows_return=returns.rows, return_spread=returns.spread)
+            if lifted:
                 cap = capped_bound(quantile, magnitude, config.bound_min, config.bound_lift)
-            elif cap.share > CLIP_WARN_SHARE and (returns is None or lifts_cap(cap, returns)):
+            elif cap.share > CLIP_WARN_SHARE and (returns is None or lifts):
                 warnings.warn(clipped_message(cap.share, cap.largest, config.bound_max, returns), stacklevel=2)
             bound = cap.bound
         clipped = torch.maximum(torch.minimum(residual, bound), -bound)
@@ -214,6 +220,7 @@ class SPAR:
             residual_bound=bound.numpy(),
             residual_mean=clipped.mean(0).numpy(),
             residual_std=clipped.std(0).clamp_min(1e-3).numpy(),
+            bound_cap=cut if config.anchored and config.residual_bound is None else None,
         )
         return info._replace(**stats), base
 
