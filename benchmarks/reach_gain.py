@@ -1,0 +1,81 @@
+"""Does the critic tell when the reach policy that stayed out would have scored more? Its paired gain against the
+penalised policy, each as deployed, on a finished run's folders. No training, no env.
+
+Usage:
+    MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/reach_gain.py \
+        --run benchmarks/_work/variant_s200k_b2/full/spar_hopper_medium-replay-v0/medium-rectified/seed0 \
+        --dataset spar/hopper/medium-replay-v0 --method medium-rectified --seed 0 --label s200k_b2
+
+The reach policy (`TrainConfig.lsi_reach_penalty`, kappa 0) is deployed only where it passes alpha 1 offline
+(`drift.reach_eligible`); elsewhere it sits in `rectifier-alternative/` at its own offline alpha. This scores it
+and the penalised policy (LSI's at kappa 0.25: `rectifier-lsi/` where the in-sample candidate replaced it, else
+`rectifier/`) with the run's own critic on the same seeded dataset states (`critic_gain.compare_deployed`, the
+comparison `in_sample_rule=larger_gain` reads for the candidate): the mean `min Q(s, a) - min Q(s, a_b)` of each and
+their paired difference with its standard error. Beside the harness's env scores of both (the record's `alternative`
+field), it says whether a "larger gain" rule for the reach policy would have picked the better one. Appends one row
+per call to results/reach_gain.json, with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import spar_rectify  # noqa: F401  (before torch)
+
+HERE = Path(__file__).parent
+RESULT = HERE / "results" / "reach_gain.json"
+
+
+def main(argv: list[str] | None = None) -> None:
+    import suite_bench
+
+    from spar_rectify.checkpoint import load_rectifier
+    from spar_rectify.critic_gain import compare_deployed
+    from spar_rectify.data import load_minari
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a finished SPAR run folder of the harness (<work>/.../seed<s>)")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--method", choices=("spar", "medium-rectified"), required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--label", default="", help="a name for the row (e.g. the variant)")
+    parser.add_argument("--out", default=str(RESULT))
+    args = parser.parse_args(argv)
+    run = Path(args.run)
+    reach = run / "rectifier-alternative"
+    penalised = run / "rectifier-lsi" if (run / "rectifier-lsi").is_dir() else run / "rectifier"
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    choice = summary.get("penalty_choice")
+    if not reach.is_dir() or not choice or choice["deployed_penalty"] == choice["reach_penalty"]:
+        parser.error(
+            f"--run {run}: no reach policy left out there (rectifier-alternative/ with the penalised one "
+            "deployed); pass a finished run whose drift check kept the penalised policy"
+        )
+    data = load_minari(args.dataset)
+    anchor = suite_bench.anchor_policy(run.parent.parent, args.dataset, args.method, args.seed)
+    gain = compare_deployed(anchor, penalised, reach, data.observations, seed=args.seed)
+    row = {
+        "run": str(run),
+        "label": args.label,
+        "dataset": args.dataset,
+        "method": args.method,
+        "seed": args.seed,
+        "reach_alpha": load_rectifier(reach).alpha,
+        "penalised_alpha": load_rectifier(penalised).alpha,
+        "anchor_advantage": choice.get("anchor_advantage"),
+        "gain": gain.to_dict(),
+        "clearly_prefers_reach": gain.difference > 2 * gain.difference_se,
+        "command": "python benchmarks/reach_gain.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    print(json.dumps(row, indent=1))
+    out = Path(args.out)
+    rows = json.loads(out.read_text()) if out.is_file() else []
+    rows = [r for r in rows if (r["run"], r["label"]) != (row["run"], row["label"])] + [row]
+    out.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
