@@ -360,6 +360,17 @@ class SPARSettings:
     scored below the raw policy in session 9; benchmarks/README.md). The advantage is recorded in
     summary.json's penalty_choice either way. True (the default since session 21); False: the drift check
     alone decides."""
+    reach_rule: Literal["alpha_one", "larger_gain"] = "alpha_one"
+    """[spar] With lsi_reach_penalty and auto_alpha: when the reach policy replaces the penalised one. "alpha_one"
+    (the default): only where its whole residual passes the drift check (offline alpha 1) and the conditions above
+    hold. "larger_gain": also where the drift check kept it out but it passes an offline alpha above 0 and the
+    critic rates its deployed actions above the penalised policy's by more than two standard errors of their
+    paired difference over 4,096 dataset states (`drift.reach_gains`, `critic_gain.compare_deployed`, the check
+    `in_sample_rule="larger_gain"` makes for the candidate), whatever the critic says of the anchor. The case
+    for it (benchmarks/README.md, session 37; `benchmarks/reach_gain.py`): on hopper medium-replay around the SB3
+    policy (bound 2, seed 0) the reach policy kept out at its alpha 0.75 scored 94.3 against the deployed 63.3,
+    and the critic prefers it by +0.210 +- 0.013; around BC on hopper medium (seed 2) 70.0 against 61.7, +0.017
+    +- 0.0003. A deployment setting: a finished run re-deploys under either value without retraining."""
     reach_check_horizon: int = 300
     """[spar] With lsi_reach_penalty and auto_alpha: model steps of a last check before the reach policy is
     deployed (`drift.compare_reach`): rolled beside the penalised policy it would replace (at that one's
@@ -485,6 +496,7 @@ class TrainConfig(Bookkeeping, SPARSettings, TD3BCSettings, IQLSettings, CommonS
             object.__setattr__(self, "lsi_reach_penalty", None)  # nothing to choose between: one policy
         if self.lsi_reach_penalty is None:  # a rule for choosing the reach policy means nothing without one
             object.__setattr__(self, "reach_weak_anchor_only", False)
+            object.__setattr__(self, "reach_rule", "alpha_one")
             object.__setattr__(self, "reach_check_horizon", 0)
         if not self.reach_check_horizon:  # no reach check, no allowance in it
             object.__setattr__(self, "reach_model_margin", 0.0)
@@ -597,6 +609,7 @@ SAVED_BEFORE_FIELD: dict = {
     "in_sample_lr_schedule": "constant",
     "in_sample_target": "latent",
     "bound_lift": None,
+    "reach_rule": "alpha_one",
 }
 
 #: SPAR settings that choose how the trained weights are deployed, not what is trained: a run resumes
@@ -608,6 +621,7 @@ DEPLOYMENT_FIELDS: tuple[str, ...] = (
     "alpha_model_margin",
     "gate_check",
     "reach_weak_anchor_only",
+    "reach_rule",
     "reach_check_horizon",
     "reach_model_margin",
     "in_sample_rule",

@@ -647,6 +647,9 @@ class PenaltyChoice:
         reach_excess_se: reach_excess's standard error over the start states (points), where measured.
         reach_excess_members: reach_excess through each dynamics member alone (points), where measured.
         model_margin: TrainConfig.reach_model_margin, the allowance in the model's standard errors.
+        reach_gain: TrainConfig.reach_rule "larger_gain": the critic's paired comparison of the reach policy (the
+            challenger) with the penalised one, each as deployed (`critic_gain.GainComparison.to_dict()`), where it
+            ran; None otherwise.
     """
 
     deployed: float
@@ -660,6 +663,7 @@ class PenaltyChoice:
     reach_excess_se: float | None = None
     reach_excess_members: tuple[float, ...] | None = None
     model_margin: float = 0.0
+    reach_gain: dict | None = None
 
     @property
     def reach_model_se(self) -> float | None:
@@ -693,6 +697,7 @@ class PenaltyChoice:
             "reach_model_se_points": None if self.reach_model_se is None else _finite_or_none(self.reach_model_se),
             "reach_model_margin": self.model_margin,
             "reach_bar_points": _finite_or_none(self.reach_bar),
+            "reach_gain": self.reach_gain,
         }
 
     def table(self) -> str:
@@ -725,6 +730,12 @@ class PenaltyChoice:
                 se = self.reach_model_se
                 model = f"; the model's standard error {se:.1f}" if se is not None else ""
                 lines.append(f"  the same through each dynamics member alone: {each}{model}")
+        if self.reach_gain is not None:
+            g = self.reach_gain
+            lines.append(
+                f"critic's gain of the reach policy over the penalised one, each as deployed (reach_rule larger_gain): "
+                f"{g['difference']:+.3f} +- {g['difference_se']:.3f} over {g['states']} dataset states"
+            )
         return "\n".join(lines)
 
 
@@ -792,6 +803,15 @@ def choose_penalty(
     )
     keep = reach_eligible(choices[reach], anchor_advantage, weak_anchor_only) and choice.reach_within
     return choice if keep else replace(choice, deployed=other)
+
+
+def reach_gains(reach: AlphaChoice, penalty: PenaltyChoice, gain: "GainComparison | None") -> bool:
+    """TrainConfig.reach_rule "larger_gain": whether a reach policy `choose_penalty` kept out replaces the penalised
+    one: it passes an offline alpha above 0 and the critic rates its deployed actions above the penalised policy's
+    by more than `GAIN_MARGIN_SE` standard errors of their paired difference (`gain`, None: not measured)."""
+    if penalty.deployed == penalty.reach or reach.alpha <= 0 or gain is None:
+        return False
+    return gain.difference > GAIN_MARGIN_SE * gain.difference_se
 
 
 def reach_eligible(reach: AlphaChoice, anchor_advantage: float | None, weak_anchor_only: bool) -> bool:

@@ -19,6 +19,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -421,6 +422,17 @@ def _choose_default_alpha(
             reach_excess_members=members,
             model_margin=config.reach_model_margin,
         )
+        if (
+            config.reach_rule == "larger_gain"
+            and penalty.deployed != config.lsi_reach_penalty
+            and reach_choice.alpha > 0
+        ):
+            note("the critic's gain of the reach policy against the penalised one (reach_rule larger_gain)")
+            gain = critic_gain.compare_deployed(
+                trainer.anchor, artifact, reach, trainer.data.observations, seed=config.seed
+            )
+            deployed = config.lsi_reach_penalty if drift.reach_gains(reach_choice, penalty, gain) else penalty.deployed
+            penalty = dataclass_replace(penalty, deployed=deployed, reach_gain=gain.to_dict())
         alternative = run_dir / ALTERNATIVE
         shutil.rmtree(alternative, ignore_errors=True)
         if penalty.deployed == config.lsi_reach_penalty:  # the reach policy's rectifier becomes the artefact

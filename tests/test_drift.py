@@ -345,6 +345,23 @@ def test_with_weak_anchor_only_the_reach_policy_needs_an_anchor_the_critic_rates
         choose_penalty(both_stay, reach=0.0, weak_anchor_only=True)
 
 
+def test_reach_gains_needs_a_kept_out_reach_policy_above_alpha_0_and_a_clear_critic_preference():
+    from spar_rectify.critic_gain import GainComparison
+    from spar_rectify.drift import AlphaChoice, DriftReport, choose_penalty, reach_gains
+
+    def choice(alpha):
+        return AlphaChoice(alpha, {1.0: 4.1}, 2.0, DriftReport({}, {}, 10, 100, 0.0))
+
+    kept_out = choose_penalty({0.25: choice(1.0), 0.0: choice(0.75)}, reach=0.0, anchor_advantage=1.66)
+    assert kept_out.deployed == 0.25
+    clear, close = GainComparison(1.56, 1.35, 0.21, 0.013, 4096), GainComparison(1.36, 1.35, 0.02, 0.013, 4096)
+    assert reach_gains(choice(0.75), kept_out, clear)  # hopper medium-replay around the SB3 policy, bound 2
+    assert not reach_gains(choice(0.75), kept_out, close)  # within two standard errors: the penalty stays
+    assert not reach_gains(choice(0.0), kept_out, clear)  # alpha 0 executes the anchor: nothing to deploy
+    assert not reach_gains(choice(0.75), kept_out, None)
+    assert replace(kept_out, reach_gain=clear.to_dict()).to_dict()["reach_gain"]["difference"] == 0.21
+
+
 def test_the_reach_policy_must_not_leave_the_data_more_than_the_policy_it_would_replace():
     from spar_rectify.drift import AlphaChoice, DriftReport, choose_penalty
 

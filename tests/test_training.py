@@ -321,7 +321,7 @@ def test_the_in_sample_candidate_replaces_lsi_where_it_passes_a_larger_alpha_aro
 
 @pytest.mark.parametrize("reach_alpha", [1.0, 0.75])
 def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, anchor, monkeypatch, reach_alpha):
-    from spar_rectify import drift
+    from spar_rectify import critic_gain, drift
     from spar_rectify.drift import AlphaChoice, DriftReport
 
     cfg = TrainConfig(algo="spar", steps=30, manifold_fraction=0.2, fit_fraction=0.2, **FAST).replace(
@@ -402,6 +402,31 @@ def test_the_drift_check_picks_which_latent_policy_is_deployed(tmp_path, data, a
         assert load_rectifier(fifth.artifact).config["lsi_anchor_penalty"] == 0.0  # 8.6 <= 2 + 10 x 0.71
         summary = json.loads((run / "summary.json").read_text())["penalty_choice"]
         assert summary["reach_model_margin"] == 10.0 and summary["reach_bar_points"] == pytest.approx(9.07, abs=0.01)
+    else:  # reach_rule "larger_gain": the reach policy kept out at 0.75 replaces mu where the critic clearly prefers it
+        import spar_rectify.trainer as trainer_mod
+        from spar_rectify.critic_gain import GainComparison
+
+        monkeypatch.setattr(trainer_mod, "_anchor_advantage", lambda trainer: 1.0)  # a sound anchor: no matter
+        asked = []
+
+        def compare(anchor_, incumbent, challenger, obs, seed, difference):
+            asked.append((load_rectifier(incumbent).config["lsi_anchor_penalty"], load_rectifier(challenger).alpha))
+            return GainComparison(1.0 + difference, 1.0, difference, 0.01, 4096)
+
+        for difference, want, alpha in ((0.21, 0.0, 0.75), (0.015, 0.25, 0.5)):
+            monkeypatch.setattr(
+                critic_gain, "compare_deployed", lambda *a, d=difference, **k: compare(*a, **k, difference=d)
+            )
+            config = cfg.replace(reach_rule="larger_gain", reach_weak_anchor_only=True)
+            redeployed = train(config, data, run, anchor=anchor, env="PointReach-v0", resume=True, progress=False)
+            chosen = load_rectifier(redeployed.artifact)
+            assert chosen.config["lsi_anchor_penalty"] == want and chosen.alpha == alpha  # each at its own alpha
+            assert asked[-1] == (0.25, 0.75)  # mu as deployed against the reach policy at its offline alpha
+            choice = json.loads((run / "summary.json").read_text())["penalty_choice"]
+            assert choice["deployed_penalty"] == want and choice["reach_gain"]["difference"] == difference
+        assert (
+            TrainConfig(lsi_reach_penalty=None, reach_rule="larger_gain").reach_rule == "alpha_one"
+        )  # no reach policy
 
 
 def _interrupting_train(cfg, data, anchor, run_dir, at):
