@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import spar_rectify  # noqa: F401  (before torch)
@@ -37,16 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     from spar_rectify.data import load_minari
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="a finished SPAR run folder of the harness (<work>/.../seed<s>)")
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--method", choices=("spar", "medium-rectified"), required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--label", default="", help="a name for the row (e.g. the variant)")
+    suite_bench.add_run_probe_arguments(parser)
     parser.add_argument("--out", default=str(RESULT))
     args = parser.parse_args(argv)
     run = Path(args.run)
     reach = run / "rectifier-alternative"
-    penalised = run / "rectifier-lsi" if (run / "rectifier-lsi").is_dir() else run / "rectifier"
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
     choice = summary.get("penalty_choice")
     if not reach.is_dir() or not choice or choice["deployed_penalty"] == choice["reach_penalty"]:
@@ -54,23 +48,20 @@ def main(argv: list[str] | None = None) -> None:
             f"--run {run}: no reach policy left out there (rectifier-alternative/ with the penalised one "
             "deployed); pass a finished run whose drift check kept the penalised policy"
         )
-    data = load_minari(args.dataset)
-    anchor = suite_bench.anchor_policy(run.parent.parent, args.dataset, args.method, args.seed)
-    gain = compare_deployed(anchor, penalised, reach, data.observations, seed=args.seed)
-    row = {
-        "run": str(run),
-        "label": args.label,
-        "dataset": args.dataset,
-        "method": args.method,
-        "seed": args.seed,
-        "reach_alpha": load_rectifier(reach).alpha,
-        "penalised_alpha": load_rectifier(penalised).alpha,
-        "anchor_advantage": choice.get("anchor_advantage"),
-        "gain": gain.to_dict(),
-        "clearly_prefers_reach": gain.difference > 2 * gain.difference_se,
-        "command": "python benchmarks/reach_gain.py " + " ".join(sys.argv[1:] if argv is None else argv),
-    }
-    print(json.dumps(row, indent=1))
+    run, anchor = suite_bench.probed_run(parser, args)
+    penalised = run / "rectifier-lsi" if (run / "rectifier-lsi").is_dir() else run / "rectifier"
+    gain = compare_deployed(anchor, penalised, reach, load_minari(args.dataset).observations, seed=args.seed)
+    row = suite_bench.probe_row(
+        args,
+        run,
+        "reach_gain.py",
+        reach_alpha=load_rectifier(reach).alpha,
+        penalised_alpha=load_rectifier(penalised).alpha,
+        anchor_advantage=choice.get("anchor_advantage"),
+        gain=gain.to_dict(),
+        clearly_prefers_reach=gain.difference > 2 * gain.difference_se,
+    )
+    print(json.dumps({k: v for k, v in row.items() if k != "config"}, indent=1))
     out = Path(args.out)
     rows = json.loads(out.read_text()) if out.is_file() else []
     rows = [r for r in rows if (r["run"], r["label"]) != (row["run"], row["label"])] + [row]
