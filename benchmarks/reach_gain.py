@@ -1,4 +1,4 @@
-"""Does the critic tell when the reach policy that stayed out would have scored more? Its paired gain against the
+"""Does the critic tell which of a run's two latent policies scores more? The reach policy's paired gain against the
 penalised policy, each as deployed, on a finished run's folders. No training, no env.
 
 Usage:
@@ -7,10 +7,11 @@ Usage:
         --dataset spar/hopper/medium-replay-v0 --method medium-rectified --seed 0 --label s200k_b2
 
 The reach policy (`TrainConfig.lsi_reach_penalty`, kappa 0) is deployed only where it passes alpha 1 offline
-(`drift.reach_eligible`); elsewhere it sits in `rectifier-alternative/` at its own offline alpha. This scores it
-and the penalised policy (LSI's at kappa 0.25: `rectifier-lsi/` where the in-sample candidate replaced it, else
-`rectifier/`) with the run's own critic on the same seeded dataset states (`critic_gain.compare_deployed`, the
-comparison `in_sample_rule=larger_gain` reads for the candidate): the mean `min Q(s, a) - min Q(s, a_b)` of each and
+(`drift.reach_eligible`); elsewhere it sits in `rectifier-alternative/` at its own offline alpha (where it was
+deployed, the penalised policy sits there). This scores it and the penalised policy (LSI's at kappa 0.25; the
+deployed one of the two is in `rectifier-lsi/` where the in-sample candidate replaced it) with the run's own critic
+on the same seeded dataset states (`critic_gain.compare_deployed`, the comparison `in_sample_rule=larger_gain`
+reads for the candidate): the mean `min Q(s, a) - min Q(s, a_b)` of each and
 their paired difference with its standard error. Beside the harness's env scores of both (the record's `alternative`
 field), it says whether a "larger gain" rule for the reach policy would have picked the better one. Appends one row
 per call to results/reach_gain.json, with the command.
@@ -40,16 +41,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(RESULT))
     args = parser.parse_args(argv)
     run = Path(args.run)
-    reach = run / "rectifier-alternative"
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
     choice = summary.get("penalty_choice")
-    if not reach.is_dir() or not choice or choice["deployed_penalty"] == choice["reach_penalty"]:
+    if not (run / "rectifier-alternative").is_dir() or not choice:
         parser.error(
-            f"--run {run}: no reach policy left out there (rectifier-alternative/ with the penalised one "
-            "deployed); pass a finished run whose drift check kept the penalised policy"
+            f"--run {run}: no second latent policy there (rectifier-alternative/ and summary.json's penalty_choice); "
+            "pass a finished run trained with a reach policy (lsi_reach_penalty) and auto_alpha"
         )
     run, anchor = suite_bench.probed_run(parser, args)
-    penalised = run / "rectifier-lsi" if (run / "rectifier-lsi").is_dir() else run / "rectifier"
+    reach_deployed = choice["deployed_penalty"] == choice["reach_penalty"]
+    chosen = run / "rectifier-lsi" if (run / "rectifier-lsi").is_dir() else run / "rectifier"  # before the candidate
+    reach, penalised = (
+        (chosen, run / "rectifier-alternative") if reach_deployed else (run / "rectifier-alternative", chosen)
+    )
     gain = compare_deployed(anchor, penalised, reach, load_minari(args.dataset).observations, seed=args.seed)
     row = suite_bench.probe_row(
         args,
@@ -60,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         anchor_advantage=choice.get("anchor_advantage"),
         gain=gain.to_dict(),
         clearly_prefers_reach=gain.difference > 2 * gain.difference_se,
+        reach_deployed=reach_deployed,
     )
     print(json.dumps({k: v for k, v in row.items() if k != "config"}, indent=1))
     out = Path(args.out)
