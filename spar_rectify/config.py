@@ -370,7 +370,9 @@ class SPARSettings:
     for it (benchmarks/README.md, session 37; `benchmarks/reach_gain.py`): on hopper medium-replay around the SB3
     policy (bound 2, seed 0) the reach policy kept out at its alpha 0.75 scored 94.3 against the deployed 63.3,
     and the critic prefers it by +0.210 +- 0.013; around BC on hopper medium (seed 2) 70.0 against 61.7, +0.017
-    +- 0.0003. A deployment setting: a finished run re-deploys under either value without retraining."""
+    +- 0.0003. Against it: on HalfCheetah medium-expert around the SB3 policy (bound_lift 2, seed 0) the critic
+    prefers a reach policy that drifts (+0.284 +- 0.013; 52.4 against the penalised policy's 86.8), so it stays
+    off by default. A deployment setting: a finished run re-deploys under either value without retraining."""
     reach_check_horizon: int = 300
     """[spar] With lsi_reach_penalty and auto_alpha: model steps of a last check before the reach policy is
     deployed (`drift.compare_reach`): rolled beside the penalised policy it would replace (at that one's
