@@ -42,8 +42,9 @@ SUITE_DATASETS = tuple(
 def row_scores(data) -> np.ndarray:
     """(N,) the normalised score of the episode each row of `data` (an `OfflineData`) belongs to (its raw return
     where the data has no reference scores)."""
-    scores = data.normalized_score(data.row_returns())
-    return data.row_returns() if scores is None else scores
+    returns = data.row_returns()
+    scores = data.normalized_score(returns)
+    return returns if scores is None else scores
 
 
 def cap_rows(dataset: str, anchor_label: str, magnitude, caps: list[float], config, scores=None) -> dict:
