@@ -331,12 +331,12 @@ def run_one(job: Job) -> dict:
         deployed = {
             "gate": bool(corrector.gate),
             "alpha": corrector.alpha,
-            # rho per dimension: whether bound_max clamped it (`same_bound`)
+            # rho per dimension: whether its cap clamped it (`same_rho`)
             "residual_bound": [round(float(v), 6) for v in corrector.module.residual_bound],
         }
     summary = json.loads((run_dir / "summary.json").read_text()) if result is not None else {}
     if "bound_cap" in summary:
-        deployed["bound_cap"] = summary["bound_cap"]  # what rho's cap cut, whether bound_lift lifted it (`same_lift`)
+        deployed["bound_cap"] = summary["bound_cap"]  # what rho's cap cut, whether bound_lift lifted it (`same_rho`)
     if "auto_alpha" in summary:
         deployed["auto_alpha"] = summary["auto_alpha"]  # the offline choice of alpha
     if "penalty_choice" in summary:
@@ -495,10 +495,8 @@ def record_changes(record: dict) -> list[str]:
     changed = changed_fields(record["config"], config)
     if "reach_model_margin" in changed and same_reach_decision(record, config.reach_model_margin):
         changed.remove("reach_model_margin")  # deployed the same policy today: the record stands
-    if "bound_max" in changed and same_bound(record, config.bound_max):
-        changed.remove("bound_max")  # rho was the data's own quantile under both clamps: the same training
-    if "bound_lift" in changed and same_lift(record, config):
-        changed.remove("bound_lift")  # the lift applied (or not) then as it would today: the same rho
+    if BOUND_FIELDS & set(changed) and same_rho(record, config):
+        changed = [f for f in changed if f not in BOUND_FIELDS]  # the same cap, or the quantile under both: same rho
     # the candidate's weight, recipe and rule: mu and the reach policy train the same without or beside any candidate,
     # so the record stands wherever the rule deploys the same rectifier today (or there is no candidate)
     if CANDIDATE_FIELDS & set(changed) and same_fallback_decision(record, config):
@@ -584,37 +582,85 @@ def same_fallback_decision(record: dict, config) -> bool:
     return not in_sample_replaces(lsi_alpha, 1.0, rated, rule)
 
 
-def same_bound(record: dict, bound_max: float) -> bool:
-    """Whether a record's rho (`residual_bound`, recorded since session 33) comes out the same under `bound_max`:
-    rho is the data's quantile of |a - a_b| clamped to [bound_min, bound_max], so where every dimension's rho is
-    below both the record's clamp and `bound_max`, neither clamp touched it (hopper and HalfCheetah medium around
-    the SB3 medium policy: 0.49-0.80). False where the record does not say (written before it carried rho), where
-    a fixed `residual_bound` set it, or where a clamp reached it."""
-    rho = record.get("residual_bound")
-    config = record["config"]
-    if rho is None or config.get("residual_bound") is not None:
-        return False
-    return max(rho) < min(config.get("bound_max", 1.0), bound_max)
+#: The fields that set rho's cap: a record differing from today's defaults only there trained the same rho where
+#: `same_rho` says so.
+BOUND_FIELDS = frozenset({"bound_max", "bound_lift"})
+#: The probe of what rho's cap cuts per dataset and anchor (`bound_cap_share.py`): what `same_rho` reads for records
+#: written before they carried `bound_cap` (session 37).
+BOUND_PROBE = RESULTS / "bound_cap_share.json"
 
 
-def same_lift(record: dict, config) -> bool:
-    """Whether a record's rho comes out the same under `config`'s bound_lift (`TrainConfig.bound_lift`): true where
-    rho did not come from the data's quantile (a fixed `residual_bound`, or no anchor), where the cap of bound_max
-    did not reach rho (nothing cut, nothing to lift: hopper and HalfCheetah medium around the SB3 policy), or where
-    the record says what the cap cut (`bound_cap`, recorded since session 37) and the lift applies then and today
-    alike (at the same cap). False where it cannot tell (a record before `bound_cap` whose rho reached the cap)."""
+def probed_lift(record: dict, bound_max: float, probe: Path | None = None) -> bool | None:
+    """Whether `TrainConfig.bound_lift` lifts the cap of `bound_max` on a record's dataset around its anchor, as
+    `bound_cap_share.py` measured it (`bound_lift_lifts`): around the suite's SB3 policy for the `medium-*` methods,
+    around the tier's BC of the record's seed (the probe's label `bc_seed<seed>`) for `spar` and `spar-tuned`; None
+    where the probe did not measure that dataset, anchor and cap. The probe runs the kit's own rule on the same
+    dataset recipe and anchor; a record from another dataset build can sit on other rows, but the rule's margins
+    (over 5% of the rows cut, from episodes scoring over 10% of the spread above the rest) are far from where the
+    suite's datasets sit.
+    `probe`: the probe's results file (default `BOUND_PROBE`)."""
+    probe = BOUND_PROBE if probe is None else probe
+    if not probe.is_file():
+        return None
+    anchor = METHODS[record["method"]].anchor
+    label = {"medium": "medium", "bc": f"bc_seed{record['seed']}"}.get(anchor)
+    for row in json.loads(probe.read_text())["rows"]:
+        cap = row["caps"].get(f"{bound_max:g}")
+        if (row["dataset"], row["anchor"]) == (record["dataset"], label) and cap is not None:
+            return bool(cap["bound_lift_lifts"])
+    return None
+
+
+def lift_at(record: dict, bound_max: float) -> bool | None:
+    """Whether the cap of `bound_max` is lifted on a record's data around its anchor: from the record's own `bound_cap`
+    (recorded since session 37, at the record's bound_max), else from the probe (`probed_lift`); None: unknown."""
+    cap = record.get("bound_cap")
+    if cap is not None and record["config"].get("bound_max", 1.0) == bound_max:
+        return bool(cap["lifts"])
+    return probed_lift(record, bound_max)
+
+
+def effective_cap(bound_max: float, bound_lift: float | None, lifts: bool | None) -> float | None:
+    """The cap rho was (or is) clamped at: bound_lift where it lifts (`lifts`) and exceeds bound_max, else bound_max;
+    None where a lift is set but whether it applies is unknown."""
+    if bound_lift is None or bound_lift <= bound_max:
+        return bound_max
+    return None if lifts is None else (bound_lift if lifts else bound_max)
+
+
+def same_rho(record: dict, config) -> bool | None:
+    """Whether a record's rho comes out the same under `config`'s bound_max and bound_lift: rho is the data's quantile
+    of |a - a_b| clamped at a cap (`effective_cap`: bound_max, or bound_lift where the cap of bound_max cuts many rows
+    from better episodes, `algos.spar.lifts_cap`). True where rho did not come from the data's quantile (a fixed
+    `residual_bound`, or no anchor), where the record's cap and today's are the same (bound_max=2 then, bound_max=1
+    with bound_lift=2 on data where the lift applies now), or where the recorded rho sits below both caps (neither
+    clamp touched the quantile: hopper and HalfCheetah medium around the SB3 policy, 0.49-0.80). False where the caps
+    differ; None where whether the cap was or is lifted is unknown (a record without `bound_cap` or a probe row of its
+    data and anchor) and its rho does not settle it."""
     saved = record["config"]
     if saved.get("residual_bound") is not None or not saved.get("anchored", True):
         return True
-    rho, cap = record.get("residual_bound"), record.get("bound_cap")
-    bound_max = saved.get("bound_max", 1.0)
-    if rho is not None and max(rho) < bound_max and bound_max == config.bound_max:
+    then_max = saved.get("bound_max", 1.0)
+    then = effective_cap(then_max, saved.get("bound_lift"), lift_at(record, then_max))
+    now = effective_cap(config.bound_max, config.bound_lift, lift_at(record, config.bound_max))
+    if then is not None and then == now:
         return True
-    if cap is None or bound_max != config.bound_max:
+    rho = record.get("residual_bound")
+    caps = [c for c in (then, then_max) if c is not None]  # rho below the record's cap: the quantile itself
+    if rho is not None and max(rho) < min(caps) and max(rho) < config.bound_max:
+        return True
+    return None if then is None or now is None else False
+
+
+def bound_unknown(record: dict) -> bool:
+    """Whether a SPAR-trained record differs from today's defaults (plus its overrides) in rho's cap only as far as
+    it cannot say (`same_rho` is None): trained before runs recorded `bound_cap`, around an anchor the probe did not
+    measure."""
+    algo = trained_algo(record["method"])
+    if algo != "spar" or "config" not in record:
         return False
-    then = saved.get("bound_lift") if cap["lifted"] else None
-    now = config.bound_lift if cap["lifts"] and (config.bound_lift or 0) > config.bound_max else None
-    return then == now
+    config = job_config(algo, record["steps"], record["seed"], record.get("overrides"))
+    return bool(BOUND_FIELDS & set(changed_fields(record["config"], config))) and same_rho(record, config) is None
 
 
 def same_reach_decision(record: dict, margin: float) -> bool:

@@ -11,7 +11,10 @@ seed deployed (chosen offline; in the "tuned" columns, the alpha `spar tune-alph
 from seed 20000, the same trained rectifier). "not run": no record at today's defaults yet. A cell with no
 record at today's defaults but records that differ from them only in the reach policy (one latent policy,
 the defaults of sessions 14-20; marked ¹) and/or in the in-sample candidate (none, up to session 29; marked ²)
-shows those (`earlier_marks`). No training, no env.
+and/or in rho's cap where the record cannot say whether today's bound_lift would lift it (marked ³) shows those
+(`earlier_marks`). A variant's record (`results/suite_full_<variant>.json`, trained with `--set` overrides) whose
+training is today's defaults' all the same counts as a defaults record (`adopted`): bound_max=2 on data where
+today's bound_lift=2 lifts the cap trains the same rho. No training, no env.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ REACH_FIELDS = frozenset({"lsi_reach_penalty", "reach_weak_anchor_only", "reach_
 #: The fields of session 30's defaults: the in-sample candidate (alone), deployed only where it passes a larger
 #: alpha around a weak anchor and the critic clearly prefers it (the harness's own set).
 CANDIDATE_FIELDS = suite_bench.CANDIDATE_FIELDS
+#: The fields of rho's cap (bound_lift=2 the default since session 38): marked where the record cannot say whether
+#: the cap is lifted on its data around its anchor (`suite_bench.same_rho`).
+BOUND_FIELDS = suite_bench.BOUND_FIELDS
+MARKS = (("¹", REACH_FIELDS), ("²", CANDIDATE_FIELDS), ("³", BOUND_FIELDS))
 FOOTNOTES = {
     "¹": "¹ Trained at earlier defaults that differ from today's in the reach policy (these: one latent policy, "
     "sessions 14-20): today's defaults train that policy bit for bit and deploy it, at the same offline alpha, "
@@ -50,19 +57,44 @@ FOOTNOTES = {
     "the reach policy bit for bit beside it and deploy the same rectifier unless the candidate passes a larger "
     "offline alpha around an anchor the critic rates below the data and the critic clearly prefers its actions "
     "(on hopper medium, seed 0, around BC and the SB3 policy, it kept LSI's); not yet rerun at today's defaults.",
+    "³": "³ Trained before runs recorded what the residual bound's cap cut (session 37), around an anchor the probe "
+    "(`benchmarks/bound_cap_share.py`) did not measure: today's bound_lift=2 trains the same rho unless the cap of 1 "
+    "shortens over 5% of the data's rows and those rows come from better episodes (around the BC anchors the probe "
+    "measured: 0-1.5% on hopper, 12% from worse episodes on HalfCheetah medium-replay; it lifts the cap only on the "
+    "medium-expert data around the SB3 policy); not yet rerun at today's defaults.",
 }
 
 
 def earlier_marks(record: dict) -> str:
     """The footnote marks of a SPAR-trained record that differs from today's defaults (plus its overrides) only in
-    REACH_FIELDS (¹) and CANDIDATE_FIELDS (²); "" for any other record (current, or stale in other fields)."""
+    REACH_FIELDS (¹), CANDIDATE_FIELDS (²) and BOUND_FIELDS where it cannot say whether today's cap is lifted (³,
+    `suite_bench.bound_unknown`); "" for any other record (current, or stale otherwise)."""
     algo = suite_bench.trained_algo(record["method"])
     if algo != "spar" or "config" not in record:
         return ""
     changed = set(suite_bench.record_changes(record))
-    if not changed or not changed <= REACH_FIELDS | CANDIDATE_FIELDS:
+    if not changed or not changed <= REACH_FIELDS | CANDIDATE_FIELDS | BOUND_FIELDS:
         return ""
-    return " ".join(mark for mark, fields in (("¹", REACH_FIELDS), ("²", CANDIDATE_FIELDS)) if changed & fields)
+    if changed & BOUND_FIELDS and not suite_bench.bound_unknown(record):
+        return ""  # the cap differs from today's: trained otherwise
+    return " ".join(mark for mark, fields in MARKS if changed & fields)
+
+
+def adopted(variants: list[dict], records: list[dict], seeds: list[int], steps: int) -> list[dict]:
+    """The variant records (`variants`, each with its `overrides`) that train what today's defaults train
+    (`suite_bench.stale` without the overrides), on the tier's `seeds` and gradient `steps`, for a (dataset, method,
+    seed) that `records` hold no current record of; each without its overrides and with `adopted_from` naming its
+    variant."""
+    taken = {suite_bench.record_key(r) for r in records if not suite_bench.stale(r)}
+    out = []
+    for r in variants:
+        plain = {k: v for k, v in r.items() if k not in ("overrides", "variant")}
+        ours = r.get("overrides") and r["seed"] in seeds and r["steps"] == steps
+        if ours and suite_bench.record_key(plain) not in taken:
+            if not suite_bench.stale(plain):
+                out.append(plain | {"adopted_from": r.get("variant")})
+                taken.add(suite_bench.record_key(plain))
+    return out
 
 
 def cell(records: list[dict], method: str) -> str:
@@ -97,6 +129,12 @@ def table(records: list[dict]) -> str:
             earlier.setdefault((r["dataset"], r["method"]), []).append((r, mark))
 
     def shown(dataset: str, method: str) -> str:
+        rows = earlier.get((dataset, method), [])
+        if (dataset, method) in cells and rows and all(mark == "³" for _, mark in rows):
+            # records that differ only where the record cannot say whether today's cap is lifted stand beside
+            # today's (the lift applies only where the probe says so), marked
+            used.add("³")
+            return cell(cells[(dataset, method)] + [r for r, _ in rows], method) + " ³"
         if (dataset, method) in cells or (dataset, method) not in earlier:
             return cell(cells.get((dataset, method), []), method)
         rows = earlier[(dataset, method)]
@@ -119,7 +157,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if not args.results.is_file():
         parser.error(f"--results {args.results}: no such file; run benchmarks/suite_bench.py full first")
-    print(table(json.loads(args.results.read_text())["runs"]))
+    records = json.loads(args.results.read_text())["runs"]
+    files = sorted(args.results.parent.glob(f"{args.results.stem}_*.json"))  # the variants' records
+    variants = [r for path in files for r in json.loads(path.read_text())["runs"]]
+    tier = suite_bench.TIERS["full"]
+    print(table(records + adopted(variants, records, tier["seeds"], tier["steps"])))
 
 
 if __name__ == "__main__":

@@ -116,16 +116,21 @@ class SPARSettings:
     medium-expert; not hopper or HalfCheetah medium) trains differently at 2. On hopper medium-replay around BC
     (200k, seeds 0-1, session 34) 2 let the reach policy drift, the drift check refused it and the deployed score
     fell from 95.5 / 98.1 to 82.0 / 50.3: the default stays 1."""
-    bound_lift: Optional[float] = None
+    bound_lift: Optional[float] = 2.0
     """[spar] A higher cap (in [bound_max, 2]) for data the cap of bound_max cuts where it matters: where bound_max
-    shortens the logged residual |a - a_b| on more than 5% of the rows (`algos.spar.CLIP_WARN_SHARE`, where `spar
-    train` warns) and those rows come from episodes that returned more than the data's rows on average, by over 10%
-    of the data's spread of episode returns (`algos.spar.lifts_cap`), rho is clamped to [bound_min, bound_lift]
-    instead. None: bound_max everywhere. Elsewhere it trains bit for bit as without it. On the suite around the SB3
-    medium policy (`benchmarks/bound_cap_share.py`) it lifts medium-expert (hopper: 11.6% of the rows cut, from
-    episodes scoring 97.5 against 70.4 over all rows; HalfCheetah 36.8%, 94.1 against 67.4), where bound 2 took
-    hopper to IQL's level; not medium-replay (39.8% / 58.4% cut, from episodes scoring 9.8 / 9.7 against 14.5 /
-    17.9: the replay's early actions) nor hopper medium-replay around BC (1.5% cut)."""
+    shortens the logged residual |a - a_b| on more than 5% of the rows (`algos.spar.CLIP_WARN_SHARE`) and those rows
+    come from episodes that returned more than the data's rows on average, by over 10% of the data's spread of
+    episode returns (`algos.spar.lifts_cap`: a stronger policy's actions than the anchor's), rho is clamped to
+    [bound_min, bound_lift] instead. None or bound_max: bound_max everywhere (`--config.bound-lift 1` turns it off).
+    Elsewhere it trains bit for bit as without it. On the suite around the SB3 medium policy
+    (`benchmarks/bound_cap_share.py`) it lifts medium-expert (hopper: 11.6% of the rows cut, from episodes scoring
+    97.5 against 70.4 over all rows; HalfCheetah 36.8%, 94.1 against 67.4), not medium-replay (39.8% / 58.4% cut,
+    from episodes scoring 9.8 / 9.7 against 14.5 / 17.9: the replay's early actions) nor any dataset around BC
+    (0-1.5% cut on hopper; 12% from worse episodes on HalfCheetah medium-replay). Where it lifts, it trained better
+    on every seed measured (200k steps, benchmarks/README.md, sessions 36-38): hopper medium-expert 100.7 / 101.5 /
+    78.6 against 100.4 / 53.0 / 58.2 at the cap of 1 (IQL 100.9 +- 0.4), HalfCheetah medium-expert seed 0 52.4
+    against 48.2 (the penalised policy beside it 86.8 against 47.2). The default since session 38 (None before,
+    which a resumed older run keeps)."""
     manifold_fraction: float = 0.1
     """[spar] Share of the steps spent training the CVAE (with the critic), before it is frozen."""
     fit_fraction: float = 0.05
@@ -371,8 +376,9 @@ class SPARSettings:
     policy (bound 2, seed 0) the reach policy kept out at its alpha 0.75 scored 94.3 against the deployed 63.3,
     and the critic prefers it by +0.210 +- 0.013; around BC on hopper medium (seed 2) 70.0 against 61.7, +0.017
     +- 0.0003. Against it: on HalfCheetah medium-expert around the SB3 policy (bound_lift 2, seed 0) the critic
-    prefers a reach policy that drifts (+0.284 +- 0.013; 52.4 against the penalised policy's 86.8), so it stays
-    off by default. A deployment setting: a finished run re-deploys under either value without retraining."""
+    prefers a reach policy that turns the cheetah onto its back (+0.284 +- 0.013; 52.4 against the penalised
+    policy's 86.8; `benchmarks/state_event.py`), so it stays off by default. A deployment setting: a finished run
+    re-deploys under either value without retraining."""
     reach_check_horizon: int = 300
     """[spar] With lsi_reach_penalty and auto_alpha: model steps of a last check before the reach policy is
     deployed (`drift.compare_reach`): rolled beside the penalised policy it would replace (at that one's

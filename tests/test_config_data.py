@@ -155,11 +155,15 @@ def test_bound_lift_raises_the_cap_only_where_it_cuts_many_rows_from_better_epis
     lifted = rho(lift, *many, better)
     assert lifted[1] == pytest.approx(1.6) and np.array_equal(lifted, rho(TrainConfig(bound_max=2.0), *many, better))
     kept = rho(lift, *many, worse)
-    assert kept[1] == 1.0 and np.array_equal(kept, rho(TrainConfig(), *many, worse))
+    assert kept[1] == 1.0 and np.array_equal(kept, rho(TrainConfig(bound_lift=None), *many, worse))
     assert rho(lift, *few, better)[1] == 1.0  # 3% of the rows: outliers, not a stronger policy
-    with pytest.warns(UserWarning, match=r"returned 3000 on average against 1200 over all rows.*--config.bound-lift 2"):
-        assert SPAR.data_info(TrainConfig(), info, *many, better)[0].residual_bound[1] == 1.0  # off: says so
-    with pytest.warns(UserWarning, match=r"shortens .* on 10\.0%"):
+    assert TrainConfig().bound_lift == 2.0 and np.array_equal(rho(TrainConfig(), *many, better), lifted)  # default
+    for off in (TrainConfig(bound_lift=None), TrainConfig(bound_lift=1.0)):  # turned off: kept, and says so
+        with pytest.warns(
+            UserWarning, match=r"returned 3000 on average against 1200 over all rows.*--config.bound-lift 2"
+        ):
+            assert SPAR.data_info(off, info, *many, better)[0].residual_bound[1] == 1.0
+    with pytest.warns(UserWarning, match=r"shortens .* on 10\.0%.*no episode returns.*--config.bound-max 2"):
         assert SPAR.data_info(lift, info, *many)[0].residual_bound[1] == 1.0  # returns unknown: never lifted
     cap = capped_bound(torch.tensor([0.3, 1.6]), (many[0] - many[1]).abs(), 0.05, 1.0)
     assert cap.share == pytest.approx(0.1) and cap.largest == pytest.approx(1.6) and cap.bound.tolist()[1] == 1.0

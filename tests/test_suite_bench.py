@@ -393,6 +393,8 @@ def test_a_record_stays_current_under_a_new_bound_max_only_where_no_clamp_reache
     recorded, or one with a fixed residual_bound must train again."""
     from spar_rectify.config import TrainConfig
 
+    monkeypatch.setattr(suite_bench, "BOUND_PROBE", Path("no-probe.json"))  # the records alone say
+
     def spar(rho, **config):
         out = {**record("spar/hopper/medium-v0", "medium-rectified", 0, 67.7)}
         out["config"] = suite_bench.job_config("spar", 100, 0).to_dict() | config
@@ -407,31 +409,93 @@ def test_a_record_stays_current_under_a_new_bound_max_only_where_no_clamp_reache
     assert suite_bench.stale(spar([0.53, 0.57, 0.55], bound_max=1.0))  # a tighter clamp cuts it
 
 
-def test_a_record_stays_current_under_a_new_bound_lift_where_the_lift_applies_as_it_did(monkeypatch):
+def test_a_record_stays_current_under_a_new_bound_lift_where_the_lift_applies_as_it_did(monkeypatch, tmp_path):
     """bound_lift lifts rho's cap only where the cap cuts many rows from better episodes: a record whose rho the cap
-    never reached, or one that recorded what its cap cut (bound_cap) and would be lifted (or not) today as it was,
-    trains the same; one clamped at the cap without bound_cap, or whose lift decision flips, must train again."""
+    never reached, or one whose cap (from its own bound_cap, else the probe's row of its data and anchor) is today's,
+    trains the same; one clamped at the cap that cannot say, or whose lift decision flips, must train again."""
     from spar_rectify.config import TrainConfig
 
-    def spar(rho, cap=None, **config):
-        out = {**record("spar/hopper/medium-expert-v0", "medium-rectified", 0, 53.0)}
+    monkeypatch.setattr(suite_bench, "BOUND_PROBE", tmp_path / "bound_cap_share.json")  # none yet
+
+    def spar(rho, cap=None, method="medium-rectified", seed=0, **config):
+        out = {**record("spar/hopper/medium-expert-v0", method, seed, 53.0)}
         out["config"] = {k: v for k, v in TrainConfig(steps=100).to_dict().items() if k != "bound_lift"} | config
         return out | {"residual_bound": rho} | ({"bound_cap": cap} if cap else {})
 
-    monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(steps=100, bound_lift=2.0))
+    assert TrainConfig().bound_lift == 2.0  # today's default (session 38)
+    monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(steps=100))
     replay = {"share": 0.4, "lifts": False, "lifted": False}  # the cut rows' episodes returned less
     expert = {"share": 0.116, "lifts": True, "lifted": False}
     assert not suite_bench.stale(spar([0.53, 0.57, 0.55]))  # the cap never reached: nothing to lift
     assert not suite_bench.stale(spar([1.0, 1.0, 1.0], replay))  # reached, but the lift would not apply
     assert suite_bench.record_changes(spar([1.0, 1.0, 1.0], expert)) == ["bound_lift"]  # it would lift today
     assert suite_bench.stale(spar([1.0, 1.0, 1.0]))  # reached, and the record cannot say what the cap cut
+    assert suite_bench.stale(spar(None))  # no rho, no bound_cap, no probe: cannot tell
     lifted = {**expert, "lifted": True}
     assert not suite_bench.stale(spar([1.48, 1.41, 1.59], lifted, bound_lift=2.0))  # lifted then and now
     assert suite_bench.stale(spar([1.48, 1.41, 1.59], lifted, bound_lift=1.5))  # lifted to another cap
     fixed = spar([0.5, 0.5, 0.5], residual_bound=0.5)
     assert suite_bench.record_changes(fixed) == ["residual_bound"]  # a fixed rho: no cap to lift, only rho differs
-    monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(steps=100))
+    # bound_max=2 then (a variant's record, nothing cut at 2) is bound_lift=2 today where the cap of 1 lifts...
+    wide = spar([1.48, 1.41, 1.59], {"share": 0.0, "lifts": False, "lifted": False}, bound_max=2.0)
+    assert suite_bench.stale(wide)  # ... which the record (cut nothing at its cap of 2) cannot say alone
+    rows = []
+
+    def probe(dataset, anchor, lifts_at_1):
+        row = {"dataset": dataset, "anchor": anchor, "caps": {"1": {"bound_lift_lifts": lifts_at_1}}}
+        rows.append(row | {"caps": row["caps"] | {"2": {"bound_lift_lifts": False}}})
+        (tmp_path / "bound_cap_share.json").write_text(json.dumps({"rows": rows}))
+
+    probe("spar/hopper/medium-expert-v0", "medium", True)  # the probe around the SB3 policy: lifted at 1
+    assert not suite_bench.stale(wide)  # the same cap of 2: the same rho
+    assert not suite_bench.stale(spar(None, bound_max=2.0))  # even without rho recorded
+    assert suite_bench.stale(spar([1.0, 1.0, 1.0]))  # the cap of 1 then, 2 today
+    assert suite_bench.record_changes(spar(None, method="spar", seed=1)) == ["bound_lift"]  # BC of seed 1: not probed
+    probe("spar/hopper/medium-expert-v0", "bc_seed1", False)
+    assert not suite_bench.stale(spar(None, method="spar", seed=1))  # around its BC the cap is not lifted
+    monkeypatch.setattr(suite_bench, "job_config", lambda *a, **k: TrainConfig(steps=100, bound_lift=None))
     assert suite_bench.record_changes(spar([1.48, 1.41, 1.59], lifted, bound_lift=2.0)) == ["bound_lift"]
+    assert suite_bench.stale(wide)  # without the lift today: the cap of 1
+
+
+def test_the_readme_table_adopts_a_variants_record_that_trains_todays_defaults(monkeypatch, tmp_path):
+    """A variant's record whose training is today's defaults' all the same (bound_max=2 where today's bound_lift=2
+    lifts the cap) stands in for a cell's missing defaults record, on the tier's seeds and steps; a stale record of
+    that cell gives way, a current one wins; one that differs is not adopted. A record that cannot say whether the
+    cap is lifted today is shown marked ³."""
+    import where_spar_stands
+
+    from spar_rectify.config import TrainConfig
+
+    monkeypatch.setattr(suite_bench, "BOUND_PROBE", tmp_path / "probe.json")
+    rows = [{"dataset": "spar/hopper/medium-expert-v0", "anchor": "medium", "caps": {"1": {"bound_lift_lifts": True}}}]
+    (tmp_path / "probe.json").write_text(json.dumps({"rows": rows}))
+    today = TrainConfig(steps=200_000).to_dict()
+
+    def rect(seed, score, overrides=None, **config):
+        out = {**record("spar/hopper/medium-expert-v0", "medium-rectified", seed, score), "steps": 200_000}
+        out |= {"config": today | {"seed": seed} | config, "state_violation_rate": 0.02}
+        return out | ({"variant": "b2", "overrides": overrides} if overrides else {})
+
+    capped = [rect(s, x, bound_lift=None) | {"residual_bound": [1.0] * 3} for s, x in ((0, 100.4), (1, 53.0))]
+    b2 = [rect(s, x, {"bound_max": 2}, bound_max=2.0, bound_lift=None) for s, x in ((0, 100.7), (1, 101.5), (3, 90.0))]
+    other = rect(2, 70.0, {"bound_max": 2, "kl_weight": 0.5}, bound_max=2.0, bound_lift=None, kl_weight=0.5)
+    current = rect(0, 99.0)  # a defaults record of seed 0 (lifted, as today)
+    steps, seeds = 200_000, [0, 1, 2]
+    taken = where_spar_stands.adopted([*b2, other], capped, seeds, steps)
+    shown = [(r["seed"], r["normalized_score"], r["adopted_from"]) for r in taken]
+    assert shown == [(0, 100.7, "b2"), (1, 101.5, "b2")]
+    assert all("overrides" not in r for r in taken)
+    assert [r["seed"] for r in where_spar_stands.adopted(b2, [*capped, current], seeds, steps)] == [1]  # seed 0's own
+    assert where_spar_stands.adopted(b2, capped, seeds, 100_000) == []  # another budget: not this table's
+    table = where_spar_stands.table([*capped, *taken]).splitlines()
+    expert = next(r for r in table if r.startswith("| hopper medium-expert |"))
+    assert "| 101.1 ± 0.4 (1.0% / 2.0%; seeds 0,1; alpha 1/1) |" in expert  # the capped records left out
+    # around a BC anchor the probe did not measure: shown, marked ³
+    bc = {**rect(0, 40.0, bound_lift=None), "method": "spar", "dataset": "spar/halfcheetah/medium-replay-v0"}
+    table = where_spar_stands.table([bc]).splitlines()
+    assert "alpha 1) ³ |" in next(r for r in table if r.startswith("| halfcheetah medium-replay |"))
+    assert table[-1] == where_spar_stands.FOOTNOTES["³"]
 
 
 def test_the_alternative_rectifier_is_scored_at_its_own_alpha_on_the_same_episodes(tmp_path, monkeypatch):

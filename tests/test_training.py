@@ -108,8 +108,8 @@ def test_auto_alpha_sets_the_default_the_final_evaluation_deploys(tmp_path, data
     assert load_rectifier(result.artifact).alpha == 0.0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["auto_alpha"]["alpha"] == 0.0 and summary["auto_alpha"]["excess_points"] == {"1": 9.0}
-    cap = summary["bound_cap"]  # what rho's cap cut, for the harness's same_lift
-    assert set(cap) >= {"share", "lifts", "lifted"} and not cap["lifted"]  # bound_lift off: never lifted
+    cap = summary["bound_cap"]  # what rho's cap cut, for the harness's same_rho
+    assert set(cap) >= {"share", "lifts", "lifted"} and not cap["lifts"] and not cap["lifted"]  # nothing to lift here
     # the final evaluation deployed the chosen alpha: alpha 0 executes the anchor's own actions
     assert np.array_equal(result.eval_returns, evaluate(anchor, "PointReach-v0", 3, 10_000))
     # the deployment settings do not change the weights: the finished run resumes under other values

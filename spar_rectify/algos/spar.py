@@ -77,22 +77,28 @@ def no_spread_message(quantile: float, largest: float) -> str:
 
 
 def clipped_message(share: float, largest: float, bound_max: float, returns: "CutReturns | None" = None) -> str:
-    """The warning for data whose residuals the capped bound shortens on many rows (see `CLIP_WARN_SHARE`), with
-    what those rows' episodes returned where known."""
-    earned = (
-        f" Those rows come from episodes that returned {returns.cut:.4g} on average against {returns.rows:.4g} over "
-        "all rows: likely a stronger policy's actions than the anchor's."
-        if returns is not None
-        else " Where they are better than the anchor's (data logged by a stronger policy than the one you wrap),"
-        " a larger cap lets it travel there."
-    )
+    """The warning for data whose residuals the capped bound shortens on many rows (see `CLIP_WARN_SHARE`) and the cap
+    stays: with what those rows' episodes returned where known (bound_lift was turned off), or that the data carries
+    no returns to tell (bound_lift cannot apply)."""
+    if returns is not None:
+        fix = (
+            f" Those rows come from episodes that returned {returns.cut:.4g} on average against {returns.rows:.4g} "
+            "over all rows: likely a stronger policy's actions than the anchor's. --config.bound-lift 2 on the "
+            "command line (TrainConfig(bound_lift=2) in Python; the default) lifts the cap to 2 where the cut rows "
+            "come from better episodes."
+        )
+    else:
+        fix = (
+            " The data carries no episode returns, so bound_lift (on by default) cannot tell whether those rows are "
+            "a stronger policy's actions or worse ones, and keeps the cap. Where they are better than the anchor's "
+            "(data logged by a stronger policy than the one you wrap), --config.bound-max 2 on the command line "
+            "(TrainConfig(bound_max=2) in Python) lifts the cap everywhere."
+        )
     return (
         f"the residual bound shortens the logged action's residual |a - a_b| on {share:.1%} of the data's rows: it "
         f"reaches {largest:.2f} (normalised units; 2 spans the action range) where bound_max={bound_max:g} caps rho, "
-        f"so the rectifier cannot reproduce those actions.{earned} --config.bound-lift 2 on the command line "
-        "(TrainConfig(bound_lift=2) in Python) lifts the cap to 2 where the cut rows come from better episodes; "
-        "--config.bound-max 2 lifts it everywhere (what each changed on the suite: benchmarks/README.md, the "
-        "residual bound)."
+        f"so the rectifier cannot reproduce those actions.{fix} What each changed on the suite: benchmarks/README.md, "
+        "the residual bound."
     )
 
 
