@@ -29,6 +29,7 @@ import torch
 from spar_rectify import critic_gain, drift, mkl  # <module>.<name> at each call: tests patch the modules
 from spar_rectify.algos import ALGORITHMS, Batch, DataInfo, training_fields
 from spar_rectify.algos.common import Deployment
+from spar_rectify.algos.spar import lifted_message
 from spar_rectify.bundle import read_bundle, write_bundle
 from spar_rectify.checkpoint import set_default_alpha, set_default_gate
 from spar_rectify.config import BOOKKEEPING, DEPLOYMENT_FIELDS, TrainConfig  # noqa: F401  (BOOKKEEPING: re-exported)
@@ -615,6 +616,9 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     tell = (lambda line: print(line, flush=True)) if progress is not False else None
     trainer = Trainer(config, data, anchor, run_dir, tell)
+    lifted = lifted_message(trainer.info.bound_cap, config.bound_max, config.bound_lift or config.bound_max)
+    if tell is not None and lifted is not None:
+        tell(lifted)
     if resume and found:
         trainer.load_state(ckpt)
     config.save(run_dir / "config.json")

@@ -130,7 +130,7 @@ def test_bound_lift_raises_the_cap_only_where_it_cuts_many_rows_from_better_epis
     import torch
 
     from spar_rectify.algos.common import DataInfo
-    from spar_rectify.algos.spar import CLIP_WARN_SHARE, SPAR, capped_bound
+    from spar_rectify.algos.spar import CLIP_WARN_SHARE, SPAR, capped_bound, lifted_message
 
     info = DataInfo(3, 2, np.zeros(3, np.float32), np.ones(3, np.float32))
     gen = torch.Generator().manual_seed(0)
@@ -158,6 +158,10 @@ def test_bound_lift_raises_the_cap_only_where_it_cuts_many_rows_from_better_epis
     assert kept[1] == 1.0 and np.array_equal(kept, rho(TrainConfig(bound_lift=None), *many, worse))
     assert rho(lift, *few, better)[1] == 1.0  # 3% of the rows: outliers, not a stronger policy
     assert TrainConfig().bound_lift == 2.0 and np.array_equal(rho(TrainConfig(), *many, better), lifted)  # default
+    said = lifted_message(SPAR.data_info(lift, info, *many, better)[0].bound_cap, 1.0, 2.0)  # spar train's line
+    assert said.startswith("residual bound: the cap of 1 would shorten 10.0% of the logged residuals")
+    assert "returned 3000 on average against 1200" in said and "lifted to 2" in said and "--config.bound-lift 1" in said
+    assert lifted_message(SPAR.data_info(lift, info, *many, worse)[0].bound_cap, 1.0, 2.0) is None
     for off in (TrainConfig(bound_lift=None), TrainConfig(bound_lift=1.0)):  # turned off: kept, and says so
         with pytest.warns(
             UserWarning, match=r"returned 3000 on average against 1200 over all rows.*--config.bound-lift 2"

@@ -102,6 +102,18 @@ def clipped_message(share: float, largest: float, bound_max: float, returns: "Cu
     )
 
 
+def lifted_message(cap: dict, bound_max: float, bound_lift: float) -> str | None:
+    """The progress line of a run whose rho's cap bound_lift lifted (`bound_cap` of `SPAR.data_info`: share, lifted,
+    cut_return, rows_return); None where it was not lifted."""
+    if not cap or not cap.get("lifted"):
+        return None
+    return (
+        f"residual bound: the cap of {bound_max:g} would shorten {cap['share']:.1%} of the logged residuals, from "
+        f"episodes that returned {cap['cut_return']:.4g} on average against {cap['rows_return']:.4g} over all rows: "
+        f"lifted to {bound_lift:g} (bound_lift; --config.bound-lift 1 keeps the cap)"
+    )
+
+
 class CappedBound(NamedTuple):
     """rho under a cap, and what the cap costs the data (see `capped_bound`)."""
 
