@@ -445,9 +445,10 @@ def status_lines(jobs: list[Job], records: list[dict]) -> list[str]:
         record = current.get(record_key(job))
         if record is not None:
             alpha = f", alpha {record['alpha']:g}" if "alpha" in record else ""
+            origin = f"; the record of variant {record['adopted_from']}" if "adopted_from" in record else ""
             lines.append(
                 f"done     {name}: {record['normalized_score']:.1f} "
-                f"({100 * record['support_violation_rate']:.1f}% violations{alpha})"
+                f"({100 * record['support_violation_rate']:.1f}% violations{alpha}{origin})"
             )
             continue
         note = "; its record is from older settings" if record_key(job) in old else ""
@@ -885,6 +886,28 @@ def finished(records: list[dict]) -> set[tuple]:
     return {record_key(r) for r in records if not stale(r)}
 
 
+def variant_records(out: Path) -> list[dict]:
+    """The records of every variant of a tier's results file `out` (`<out's stem>_<variant>.json` beside it)."""
+    files = sorted(out.parent.glob(f"{out.stem}_*.json"))
+    return [r for path in files for r in json.loads(path.read_text())["runs"]]
+
+
+def adopted(variants: list[dict], records: list[dict], tier: dict) -> list[dict]:
+    """The variant records (`variants`, each with its `overrides`) that train what today's defaults train (`stale`
+    without the overrides: bound_max=2 where today's bound_lift=2 lifts the cap), on the `tier`'s seeds and gradient
+    steps, for a (dataset, method, seed) that `records` hold no current record of; each without its overrides and
+    with `adopted_from` naming its variant. The tier's table counts them, and the harness does not train them again."""
+    taken = finished(records)
+    out = []
+    for r in variants:
+        plain = {k: v for k, v in r.items() if k not in ("overrides", "variant")}
+        ours = r.get("overrides") and r["seed"] in tier["seeds"] and r["steps"] == tier["steps"]
+        if ours and record_key(plain) not in taken and not stale(plain):
+            out.append(plain | {"adopted_from": r.get("variant")})
+            taken.add(record_key(plain))
+    return out
+
+
 def record_key(r: dict | Job) -> tuple:
     """What identifies a run (a job or a record): dataset, method, seed, gradient steps."""
     r = dataclasses.asdict(r) if isinstance(r, Job) else r
@@ -1018,6 +1041,8 @@ def main(argv=None) -> None:
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     records = json.loads(out.read_text())["runs"] if out.is_file() else []
+    if not args.variant and not args.out:  # the tier's own table: variants' records that train today's defaults count
+        records += adopted(variant_records(out), records, tier)
     done = finished(records)
     jobs = jobs_for(tier, work / args.tier, args.variant, overrides, args.suite)
     if args.methods:
@@ -1058,6 +1083,8 @@ def main(argv=None) -> None:
                 flush=True,
             )
     records = json.loads(out.read_text())["runs"] if out.is_file() else []  # with other processes' runs
+    if not args.variant and not args.out:
+        records += adopted(variant_records(out), records, tier)
     matrix = table_matrix(args.tier, args.variant)
     print(summarise(records, out.with_suffix(".md"), out.with_suffix(".png"), **matrix))
     if out.parent == RESULTS:

@@ -13,8 +13,8 @@ record at today's defaults but records that differ from them only in the reach p
 the defaults of sessions 14-20; marked ¹) and/or in the in-sample candidate (none, up to session 29; marked ²)
 and/or in rho's cap where the record cannot say whether today's bound_lift would lift it (marked ³) shows those
 (`earlier_marks`). A variant's record (`results/suite_full_<variant>.json`, trained with `--set` overrides) whose
-training is today's defaults' all the same counts as a defaults record (`adopted`): bound_max=2 on data where
-today's bound_lift=2 lifts the cap trains the same rho. No training, no env.
+training is today's defaults' all the same counts as a defaults record (`suite_bench.adopted`): bound_max=2 on
+data where today's bound_lift=2 lifts the cap trains the same rho. No training, no env.
 """
 
 from __future__ import annotations
@@ -80,23 +80,6 @@ def earlier_marks(record: dict) -> str:
     return " ".join(mark for mark, fields in MARKS if changed & fields)
 
 
-def adopted(variants: list[dict], records: list[dict], seeds: list[int], steps: int) -> list[dict]:
-    """The variant records (`variants`, each with its `overrides`) that train what today's defaults train
-    (`suite_bench.stale` without the overrides), on the tier's `seeds` and gradient `steps`, for a (dataset, method,
-    seed) that `records` hold no current record of; each without its overrides and with `adopted_from` naming its
-    variant."""
-    taken = {suite_bench.record_key(r) for r in records if not suite_bench.stale(r)}
-    out = []
-    for r in variants:
-        plain = {k: v for k, v in r.items() if k not in ("overrides", "variant")}
-        ours = r.get("overrides") and r["seed"] in seeds and r["steps"] == steps
-        if ours and suite_bench.record_key(plain) not in taken:
-            if not suite_bench.stale(plain):
-                out.append(plain | {"adopted_from": r.get("variant")})
-                taken.add(suite_bench.record_key(plain))
-    return out
-
-
 def cell(records: list[dict], method: str) -> str:
     """One table cell from the records of one (dataset, method)."""
     if not records:
@@ -158,10 +141,8 @@ def main(argv=None) -> None:
     if not args.results.is_file():
         parser.error(f"--results {args.results}: no such file; run benchmarks/suite_bench.py full first")
     records = json.loads(args.results.read_text())["runs"]
-    files = sorted(args.results.parent.glob(f"{args.results.stem}_*.json"))  # the variants' records
-    variants = [r for path in files for r in json.loads(path.read_text())["runs"]]
     tier = suite_bench.TIERS["full"]
-    print(table(records + adopted(variants, records, tier["seeds"], tier["steps"])))
+    print(table(records + suite_bench.adopted(suite_bench.variant_records(args.results), records, tier)))
 
 
 if __name__ == "__main__":

@@ -481,13 +481,21 @@ def test_the_readme_table_adopts_a_variants_record_that_trains_todays_defaults(m
     b2 = [rect(s, x, {"bound_max": 2}, bound_max=2.0, bound_lift=None) for s, x in ((0, 100.7), (1, 101.5), (3, 90.0))]
     other = rect(2, 70.0, {"bound_max": 2, "kl_weight": 0.5}, bound_max=2.0, bound_lift=None, kl_weight=0.5)
     current = rect(0, 99.0)  # a defaults record of seed 0 (lifted, as today)
-    steps, seeds = 200_000, [0, 1, 2]
-    taken = where_spar_stands.adopted([*b2, other], capped, seeds, steps)
+    tier = {"steps": 200_000, "seeds": [0, 1, 2]}
+    taken = suite_bench.adopted([*b2, other], capped, tier)
     shown = [(r["seed"], r["normalized_score"], r["adopted_from"]) for r in taken]
     assert shown == [(0, 100.7, "b2"), (1, 101.5, "b2")]
     assert all("overrides" not in r for r in taken)
-    assert [r["seed"] for r in where_spar_stands.adopted(b2, [*capped, current], seeds, steps)] == [1]  # seed 0's own
-    assert where_spar_stands.adopted(b2, capped, seeds, 100_000) == []  # another budget: not this table's
+    assert [r["seed"] for r in suite_bench.adopted(b2, [*capped, current], tier)] == [1]  # seed 0's own
+    assert suite_bench.adopted(b2, capped, tier | {"steps": 100_000}) == []  # another budget: not this table's
+    lines = suite_bench.status_lines(
+        [suite_bench.Job("spar/hopper/medium-expert-v0", "medium-rectified", 1, 200_000, 10, str(tmp_path))],
+        capped + taken,
+    )
+    assert lines == [
+        "done     medium-rectified spar/hopper/medium-expert-v0 seed 1: 101.5 (1.0% violations; "
+        "the record of variant b2)"
+    ]
     table = where_spar_stands.table([*capped, *taken]).splitlines()
     expert = next(r for r in table if r.startswith("| hopper medium-expert |"))
     assert "| 101.1 ± 0.4 (1.0% / 2.0%; seeds 0,1; alpha 1/1) |" in expert  # the capped records left out
