@@ -30,11 +30,33 @@ def test_model_rollouts_count_the_flagged_states_of_each_policy_from_unflagged_s
     def still(obs):
         return np.zeros((len(obs), 2))
 
-    out = state_event.model_side({"push": push, "still": still}, data, model, 100, 30, 0, 0, above)
+    from spar_rectify.drift import rollout_draws
+
+    first, picks = rollout_draws(data, model, 100, 30, 0)
+    out = state_event.model_side({"push": push, "still": still}, data, model, first, picks, 0, above)
     assert set(out) == {"push", "still"}
     for name in out:
         assert 0 <= out[name]["flagged_share"] <= out[name]["rollouts_ever_flagged"] <= 1
     assert out["push"]["flagged_share"] > out["still"]["flagged_share"] + 0.1
+
+
+def test_onset_starts_are_the_rows_k_steps_before_a_flagged_state_begins_within_one_unbroken_episode():
+    from types import SimpleNamespace
+
+    import torch
+
+    pitch = [0, 0, 0, 2, 2, 0, 0, 0, 0, 2, 0, 0, 2]  # onsets at rows 3, 9 and 12
+    ends = [0] * 13
+    ends[10] = 1  # an episode ends at row 10: the onset at 12 has only one row of its own episode before it
+    data = SimpleNamespace(
+        observations=torch.tensor([[0.0, p] for p in pitch]),
+        terminations=torch.tensor(ends),
+        truncations=torch.zeros(13, dtype=torch.int64),
+    )
+    assert state_event.onset_starts(data, 1, 1.5, 2).tolist() == [1, 7]
+    assert state_event.onset_starts(data, 1, 1.5, 3).tolist() == [0, 6]
+    assert state_event.onset_starts(data, 1, 1.5, 4).tolist() == [5]  # 3 has no row 4 steps back
+    assert state_event.onset_starts(data, 1, 1.5, 6).tolist() == []  # the rows before 9 run through the flagged 3-4
 
 
 def test_a_run_without_both_rectifiers_and_its_dynamics_model_is_refused_with_the_fix(tmp_path, capsys):
