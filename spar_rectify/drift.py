@@ -805,11 +805,17 @@ def choose_penalty(
     return choice if keep else replace(choice, deployed=other)
 
 
+def reach_contends(reach: AlphaChoice, penalty: PenaltyChoice) -> bool:
+    """TrainConfig.reach_rule "larger_gain": whether the critic's comparison can still deploy the reach policy (and is
+    worth running): `choose_penalty` kept it out and it passes an offline alpha above 0."""
+    return penalty.deployed != penalty.reach and reach.alpha > 0
+
+
 def reach_gains(reach: AlphaChoice, penalty: PenaltyChoice, gain: "GainComparison | None") -> bool:
     """TrainConfig.reach_rule "larger_gain": whether a reach policy `choose_penalty` kept out replaces the penalised
-    one: it passes an offline alpha above 0 and the critic rates its deployed actions above the penalised policy's
+    one: it contends (`reach_contends`) and the critic rates its deployed actions above the penalised policy's
     by more than `GAIN_MARGIN_SE` standard errors of their paired difference (`gain`, None: not measured)."""
-    if penalty.deployed == penalty.reach or reach.alpha <= 0 or gain is None:
+    if not reach_contends(reach, penalty) or gain is None:
         return False
     return gain.difference > GAIN_MARGIN_SE * gain.difference_se
 

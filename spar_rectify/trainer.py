@@ -423,11 +423,7 @@ def _choose_default_alpha(
             reach_excess_members=members,
             model_margin=config.reach_model_margin,
         )
-        if (
-            config.reach_rule == "larger_gain"
-            and penalty.deployed != config.lsi_reach_penalty
-            and reach_choice.alpha > 0
-        ):
+        if config.reach_rule == "larger_gain" and drift.reach_contends(reach_choice, penalty):
             note("the critic's gain of the reach policy against the penalised one (reach_rule larger_gain)")
             gain = critic_gain.compare_deployed(
                 trainer.anchor, artifact, reach, trainer.data.observations, seed=config.seed
