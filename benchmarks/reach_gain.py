@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
             "pass a finished run trained with a reach policy (lsi_reach_penalty) and auto_alpha"
         )
     run, anchor = suite_bench.probed_run(parser, args)
-    reach_deployed = choice["deployed_penalty"] == choice["reach_penalty"]
+    reach_deployed = suite_bench.reach_was_deployed(choice)
     chosen = run / "rectifier-lsi" if (run / "rectifier-lsi").is_dir() else run / "rectifier"  # before the candidate
     reach, penalised = (
         (chosen, run / "rectifier-alternative") if reach_deployed else (run / "rectifier-alternative", chosen)

@@ -43,7 +43,7 @@ def measured_runs(paths: list[Path]) -> list[dict]:
             if run in seen:
                 continue
             seen.add(run)
-            reach_deployed = penalty["deployed_penalty"] == penalty["reach_penalty"]
+            reach_deployed = suite_bench.reach_was_deployed(penalty)
             deployed = {k: record[k] for k in VERDICT}
             alternative = {k: other[k] for k in VERDICT}
             runs.append(

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         "state_event.py",
         event=f"{args.name}: |obs[{args.dim}]| > {args.above:g}",
         data_flagged_share=round(float(flagged(data.observations.numpy(), args.dim, args.above).mean()), 4),
-        reach_deployed=choice.get("deployed_penalty") == choice.get("reach_penalty") if choice else None,
+        reach_deployed=suite_bench.reach_was_deployed(choice) if choice else None,
         alphas={f: p.corrector.alpha for f, p in policies.items()},
         env={f: env_side(p, env_id, args.episodes, support, args.dim, args.above) for f, p in policies.items()}
         if args.episodes

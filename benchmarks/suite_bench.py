@@ -605,11 +605,24 @@ def probed_lift(record: dict, bound_max: float, probe: Path | None = None) -> bo
         return None
     anchor = METHODS[record["method"]].anchor
     label = {"medium": "medium", "bc": f"bc_seed{record['seed']}"}.get(anchor)
-    for row in json.loads(probe.read_text())["rows"]:
+    for row in _probe_rows(probe):
         cap = row["caps"].get(f"{bound_max:g}")
         if (row["dataset"], row["anchor"]) == (record["dataset"], label) and cap is not None:
             return bool(cap["bound_lift_lifts"])
     return None
+
+
+_PROBE_CACHE: dict = {}  # {path: ((mtime_ns, size), rows)}: `stale` asks for every record, many times per table
+
+
+def _probe_rows(probe: Path) -> list[dict]:
+    """The rows of the probe's results file, read once while the file stays as it is."""
+    stat = probe.stat()
+    key = (stat.st_mtime_ns, stat.st_size)
+    cached = _PROBE_CACHE.get(probe)
+    if cached is None or cached[0] != key:
+        cached = _PROBE_CACHE[probe] = (key, json.loads(probe.read_text())["rows"])
+    return cached[1]
 
 
 def lift_at(record: dict, bound_max: float) -> bool | None:
@@ -664,6 +677,12 @@ def bound_unknown(record: dict) -> bool:
     return bool(BOUND_FIELDS & set(changed_fields(record["config"], config))) and same_rho(record, config) is None
 
 
+def reach_was_deployed(choice: dict) -> bool:
+    """Whether a recorded latent-policy choice (summary.json's or a record's `penalty_choice`) deployed the reach
+    policy."""
+    return choice["deployed_penalty"] == choice["reach_penalty"]
+
+
 def same_reach_decision(record: dict, margin: float) -> bool:
     """Whether a record's run would deploy the same latent policy at reach_model_margin `margin` as it did: true
     where the reach check did not run (the margin decides nothing), where its per-member excesses are recorded
@@ -673,7 +692,7 @@ def same_reach_decision(record: dict, margin: float) -> bool:
     saved = record.get("penalty_choice")
     if not saved or saved.get("reach_excess_points") is None:
         return True
-    reach_deployed = saved["deployed_penalty"] == saved["reach_penalty"]
+    reach_deployed = reach_was_deployed(saved)
     members = saved.get("reach_excess_members_points")
     if not members:
         return margin >= 0 if reach_deployed else margin <= 0
