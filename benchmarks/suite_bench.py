@@ -8,9 +8,10 @@ Usage:
 Methods, the same gradient-step budget each: `bc` (pure BC), `td3bc`, `iql`, `spar` (anchored to
 the pure-BC policy of the same seed, as in the paper), and on every dataset (medium-expert too):
 `medium-raw` (the SB3 medium policy as is) and `medium-rectified` (SPAR around it); then
-`spar-tuned` and `medium-rectified-tuned`: the same rectifiers (no new training) at the alpha that
-`spar_rectify.tune_alpha` picks on 10 episodes from seed 20000, a deployment step a user takes
-(`spar tune-alpha`), reported on the usual evaluation episodes. Each trained
+`spar-tuned` and `medium-rectified-tuned`: the same run (no new training), the rectifier and alpha that
+`spar_rectify.tune_run` picks on 10 episodes from seed 20000 among the run's rectifiers (the deployed one
+and the latent policies its offline checks kept out), a deployment step a user takes (`spar tune-alpha`),
+reported on the usual evaluation episodes. Each trained
 policy is evaluated over `--episodes` seeded episodes (seed 10000 + i, the same for all); the
 executed (state, action) pairs of those episodes give the support metric
 (`spar_rectify.support.SupportMetric`). Finished runs are recorded in the tier's JSON file and
@@ -301,12 +302,12 @@ def run_one(job: Job) -> dict:
     tuned, result = {}, None
     if spec.algo is None and spec.tuned_from is None:  # the base policy as it is
         policy = anchor()
-    elif spec.tuned_from is not None:  # no training: the trained rectifier, alpha picked on other seeds
-        from spar_rectify.tuning import tune_alpha
+    elif spec.tuned_from is not None:  # no training: the run's rectifiers, which and its alpha picked on other seeds
+        from spar_rectify.tuning import tune_run
 
         base = anchor()
-        sweep = tune_alpha(base, run_dir / "rectifier", env_id, episodes=job.episodes)
-        policy = RectifiedPolicy(base, run_dir / "rectifier", alpha=sweep.best_alpha)
+        sweep = tune_run(base, run_dir, env_id, episodes=job.episodes)
+        policy = RectifiedPolicy(base, sweep.folder, alpha=sweep.best_alpha)
         tuned = {"alpha": sweep.best_alpha, "tune": sweep.to_dict()}
     else:
         cfg = job_config(spec.algo, job.steps, job.seed, job.overrides)
@@ -485,7 +486,15 @@ def stale(record: dict) -> bool:
         return False
     if "config" not in record:
         return algo == "spar"
-    return bool(record_changes(record))
+    return bool(record_changes(record)) or tuned_one_of_several(record)
+
+
+def tuned_one_of_several(record: dict) -> bool:
+    """Whether a tuned record swept only the deployed rectifier of a run that exported others (`tune_run` sweeps
+    each since session 39): a run trained with a reach policy or an in-sample candidate (its saved config)."""
+    tune, config = record.get("tune"), record.get("config") or {}
+    others = config.get("lsi_reach_penalty") is not None or bool(config.get("in_sample_candidate"))
+    return tune is not None and "policies" not in tune and others
 
 
 def record_changes(record: dict) -> list[str]:

@@ -3,18 +3,18 @@
 Usage:
     python benchmarks/where_spar_stands.py [--results benchmarks/results/suite_full.json]
 
-Reads the harness's records (`suite_bench.py full` writes them), leaves out those trained at older
-defaults (`suite_bench.stale`), and prints one markdown row per dataset of the suite: normalised score,
-mean ± std over the seeds run, the share of executed (state, action) steps / of visited states beyond
-the data's 99th-percentile nearest-neighbour distance, the seeds, and for the rectifiers the alpha each
-seed deployed (chosen offline; in the "tuned" columns, the alpha `spar tune-alpha` picked on 10 episodes
-from seed 20000, the same trained rectifier). "not run": no record at today's defaults yet. A cell with no
-record at today's defaults but records that differ from them only in the reach policy (one latent policy,
+Reads the harness's records (`suite_bench.py full` writes them), leaves out those trained at older defaults
+(`suite_bench.stale`), and prints one markdown row per dataset of the suite: normalised score, mean ± std over the
+seeds run, the share of executed (state, action) steps / of visited states beyond the data's 99th-percentile
+nearest-neighbour distance, the seeds, and for the rectifiers the alpha each seed deployed (chosen offline; in the
+"tuned" columns, the alpha `spar tune-alpha` picked on 10 episodes from seed 20000, of the rectifier it picked among
+the same run's, marked † where that is not the deployed one). "not run": no record at today's defaults yet. A cell
+with no record at today's defaults but records that differ from them only in the reach policy (one latent policy,
 the defaults of sessions 14-20; marked ¹) and/or in the in-sample candidate (none, up to session 29; marked ²)
 and/or in rho's cap where the record cannot say whether today's bound_lift would lift it (marked ³) shows those
 (`earlier_marks`). A variant's record (`results/suite_full_<variant>.json`, trained with `--set` overrides) whose
-training is today's defaults' all the same counts as a defaults record (`suite_bench.adopted`): bound_max=2 on
-data where today's bound_lift=2 lifts the cap trains the same rho. No training, no env.
+training is today's defaults' all the same counts as a defaults record (`suite_bench.adopted`): bound_max=2 on data
+where today's bound_lift=2 lifts the cap trains the same rho. No training, no env.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ COLUMNS = {
     "td3bc": "TD3+BC",
     "iql": "IQL",
     "spar": "SPAR (BC anchor)",
-    "spar-tuned": "SPAR, alpha tuned on episodes",
+    "spar-tuned": "SPAR, tuned on episodes",
     "medium-raw": "SB3 medium raw",
     "medium-rectified": "SB3 medium rectified",
-    "medium-rectified-tuned": "SB3 rectified, alpha tuned on episodes",
+    "medium-rectified-tuned": "SB3 rectified, tuned on episodes",
 }
 #: Methods that deploy a rectifier (trained by SPAR, or the same run at a tuned alpha): their cells list the alphas.
 RECTIFIERS = {m for m in COLUMNS if suite_bench.trained_algo(m) == "spar"}
@@ -80,6 +80,19 @@ def earlier_marks(record: dict) -> str:
     return " ".join(mark for mark, fields in MARKS if changed & fields)
 
 
+#: The mark of a tuned record whose episodes picked another of the run's rectifiers than the deployed one.
+OTHER = "†"
+OTHER_NOTE = (
+    f"{OTHER} `spar tune-alpha` picked another of the run's rectifiers than the one its offline checks deployed "
+    "(the record's `tune.rectifier`: a latent policy the checks kept out), clearly better on the tuning episodes."
+)
+
+
+def picked_other(record: dict) -> str:
+    """OTHER where a tuned record deploys another rectifier of its run than the offline checks did, else ""."""
+    return OTHER if (record.get("tune") or {}).get("rectifier", "rectifier") != "rectifier" else ""
+
+
 def cell(records: list[dict], method: str) -> str:
     """One table cell from the records of one (dataset, method)."""
     if not records:
@@ -95,7 +108,8 @@ def cell(records: list[dict], method: str) -> str:
         return f"{score.mean():.1f} ({shares})"
     spread = f" ± {score.std():.1f}" if len(records) > 1 else ""
     seeds = ",".join(str(r["seed"]) for r in records)
-    alphas = "; alpha " + "/".join(f"{r.get('alpha', 1.0):g}" for r in records) if method in RECTIFIERS else ""
+    alphas = "; alpha " + "/".join(f"{r.get('alpha', 1.0):g}{picked_other(r)}" for r in records)
+    alphas = alphas if method in RECTIFIERS else ""
     return f"{score.mean():.1f}{spread} ({shares}; seeds {seeds}{alphas})"
 
 
@@ -129,9 +143,9 @@ def table(records: list[dict]) -> str:
     for dataset in suite_bench.TIERS["full"]["datasets"]:
         name = dataset.removeprefix("spar/").removesuffix("-v0").replace("/", " ")
         lines.append(f"| {name} | " + " | ".join(shown(dataset, m) for m in COLUMNS) + " |")
-    if used:
-        lines += [""] + [note for mark, note in FOOTNOTES.items() if mark in used]
-    return "\n".join(lines)
+    notes = [note for mark, note in FOOTNOTES.items() if mark in used]
+    notes += [OTHER_NOTE] if any(OTHER in line for line in lines) else []
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def main(argv=None) -> None:

@@ -37,7 +37,7 @@ from spar_rectify.rectified_policy import RectifiedPolicy  # noqa: E402
 from spar_rectify.rectifier import Rectifier  # noqa: E402
 from spar_rectify.rollout import Episode, rollout  # noqa: E402
 from spar_rectify.trainer import Trainer, TrainResult, train  # noqa: E402
-from spar_rectify.tuning import AlphaSweep, tune_alpha  # noqa: E402
+from spar_rectify.tuning import AlphaSweep, PolicySweep, save_choice, tune_alpha, tune_run  # noqa: E402
 from spar_rectify.wrapper import SPARRectifierVectorWrapper, SPARRectifierWrapper  # noqa: E402
 
 __all__ = [
@@ -58,6 +58,9 @@ __all__ = [
     "RectifiedPolicy",
     "tune_alpha",
     "AlphaSweep",
+    "tune_run",
+    "PolicySweep",
+    "save_choice",
     # run episodes
     "evaluate",
     "rollout",

@@ -30,7 +30,7 @@ from spar_rectify.spaces import ActionScaler
 from spar_rectify.support import SupportMetric
 from spar_rectify.sweep import parse_settings, summarise, sweep
 from spar_rectify.trainer import train
-from spar_rectify.tuning import DEFAULT_ALPHAS, TUNE_SEED, tune_alpha
+from spar_rectify.tuning import DEFAULT_ALPHAS, OFFLINE, TUNE_SEED, save_choice, tune_run
 from spar_rectify.wrapper import SPARRectifierWrapper
 
 
@@ -130,12 +130,16 @@ class EvaluateArgs:
 @dataclass(frozen=True)
 class TuneAlphaArgs:
     """Pick how much of the residual to deploy: evaluate the rectified policy at several alphas on
-    the same seeded episodes; with --save, store the best as the rectifier's default alpha."""
+    the same seeded episodes; with --save, store the best as the rectifier's default alpha. Given a
+    spar train run folder, every rectifier it holds (the deployed one and the latent policies the
+    offline checks kept out) is swept on the same episodes, and another replaces the deployed one only
+    where its paired gain over it exceeds two standard errors; --save then copies it into the run's
+    rectifier/ (the offline choice is kept in rectifier-offline/)."""
 
     policy: Path
     """The base policy the rectifier was trained with (an SB3 zip runs pickle on load: use your own files)."""
     rectifier: Path
-    """The rectifier folder (or spar train run folder) to tune."""
+    """The rectifier folder, or a spar train run folder (every rectifier in it is swept), to tune."""
     env: str
     """Gymnasium env id (module:EnvId imports the module first)."""
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
@@ -145,7 +149,7 @@ class TuneAlphaArgs:
     seed: int = TUNE_SEED
     """First reset seed of the tuning episodes; report results on other seeds (spar evaluate uses 0..)."""
     save: bool = False
-    """Write the best alpha into the rectifier folder as its default."""
+    """Write the best alpha into the rectifier folder as its default (and deploy the chosen rectifier of a run)."""
     vec_normalize: Optional[Path] = None
     """VecNormalize statistics of an SB3 --policy (pickle: trusted files only)."""
 
@@ -566,7 +570,7 @@ def _drift_alphas(args: DriftArgs, base, data, model) -> None:
 
 
 def run_tune_alpha(args: TuneAlphaArgs) -> None:
-    sweep = tune_alpha(
+    sweep = tune_run(
         load_policy(args.policy, args.vec_normalize),
         args.rectifier,
         args.env,
@@ -577,8 +581,9 @@ def run_tune_alpha(args: TuneAlphaArgs) -> None:
     )
     print(sweep.table())
     if args.save:
-        checkpoint = set_default_alpha(args.rectifier, sweep.best_alpha)
-        print(f"default alpha of {checkpoint.path} is now {sweep.best_alpha}")
+        folder = save_choice(sweep)
+        moved = "" if sweep.folder == folder else f" (the rectifier of {sweep.folder}; the offline choice: {OFFLINE}/)"
+        print(f"default alpha of {folder} is now {sweep.best_alpha}{moved}")
     print(json.dumps(sweep.to_dict()))
 
 

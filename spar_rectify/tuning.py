@@ -1,6 +1,7 @@
-"""How much of the residual to deploy: pick a rectifier's `alpha` from seeded episodes.
+"""How much of the residual to deploy, and which of a run's rectifiers: picks from seeded episodes.
 
-Defines `AlphaSweep`, `tune_alpha`, `DEFAULT_ALPHAS`, `TUNE_SEED`, `NOISE_SE`.
+Defines `AlphaSweep`, `tune_alpha`, `PolicySweep`, `tune_run`, `save_choice`, `run_rectifiers`, `DEFAULT_ALPHAS`,
+`TUNE_SEED`, `NOISE_SE`, `OFFLINE`.
 
 The pick is honest about noise: every alpha runs on the same seeds, and a larger alpha replaces
 the smallest one only when its paired gain exceeds `NOISE_SE` standard errors (10 episodes with
@@ -13,16 +14,24 @@ while a part of it pays well (`benchmarks/README.md`: hopper medium-replay, two 
 0.25-0.5 scored 58-81 against the raw policy's 47, alpha 1 scored 36-42). Choosing alpha needs
 episodes in the env, so this is a deployment step, not offline learning: tune on seeds you will
 not report (default `TUNE_SEED`), then evaluate the chosen alpha on fresh seeds.
+
+A `spar train` run folder can hold more than one rectifier: the one the offline checks deployed (`rectifier/`)
+and the latent policy they kept out (`rectifier-alternative/`, `rectifier-insample/`, `rectifier-lsi/`). The
+offline checks cannot see every failure (on HalfCheetah medium-expert the deployed reach policy turned the cheetah
+onto its back in 7 of 10 episodes, which the dynamics model never predicts, while the policy kept out scored 86.8
+against 52.4: `benchmarks/README.md`, session 38). `tune_run` sweeps each of them on the same seeds, and replaces
+the offline choice only where another rectifier's paired gain over it is clearly above the episodes' noise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from spar_rectify.checkpoint import load_rectifier
+from spar_rectify.checkpoint import load_rectifier, save_rectifier, set_default_alpha
 from spar_rectify.evaluation import evaluate, make_env
 from spar_rectify.rectified_policy import RectifiedPolicy
 
@@ -31,6 +40,17 @@ TUNE_SEED = 20_000
 """First reset seed of tuning episodes: apart from `spar evaluate`'s and the benchmarks' seeds."""
 NOISE_SE = 2.0
 """A larger alpha is picked only when its paired gain exceeds this many standard errors."""
+OFFLINE = "rectifier-offline"
+"""Where `save_choice` keeps the rectifier the offline checks deployed when the episodes pick another of the run's."""
+#: A run folder's rectifiers besides the deployed `rectifier/`, in the order they are swept (trainer.ALTERNATIVE,
+#: trainer.IN_SAMPLE, trainer.REFUSED, then the offline choice `save_choice` kept).
+RUN_ALTERNATIVES = ("rectifier-alternative", "rectifier-insample", "rectifier-lsi", OFFLINE)
+
+
+def _paired(diff: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error of (episodes,) paired differences (inf with one episode)."""
+    n = len(diff)
+    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
 
 
 @dataclass(frozen=True)
@@ -122,8 +142,6 @@ def tune_alpha(
     Raises:
         ValueError: no alphas, an alpha outside [0, 1] or not finite, or episodes < 1.
     """
-    from tqdm.auto import tqdm
-
     values = np.asarray(list(alphas), dtype=np.float64)
     if values.size == 0:
         raise ValueError("tune_alpha needs at least one alpha, e.g. alphas=(0, 0.25, 0.5, 0.75, 1)")
@@ -137,10 +155,187 @@ def tune_alpha(
         rectifier = load_rectifier(rectifier)
     env = make_env(env)
     base = RectifiedPolicy(base_policy, rectifier).base_policy  # checks the anchor once
-    returns = np.stack(
-        [
-            evaluate(RectifiedPolicy(base, rectifier, alpha=float(a), check_anchor=False), env, episodes, seed)
-            for a in tqdm(values, desc="alphas", disable=not progress, leave=False)
-        ]
-    )
-    return AlphaSweep(values, returns, int(seed))
+    return _sweep(base, rectifier, env, values, episodes, seed, progress)
+
+
+def _sweep(base, checkpoint, env, values: np.ndarray, episodes: int, seed: int, progress: bool, base_row=None):
+    """`AlphaSweep` of one loaded rectifier around the checked `base`; `base_row` (episodes,): alpha 0's returns
+    when already measured on the same seeds (alpha 0 executes the base action whatever the rectifier)."""
+    from tqdm.auto import tqdm
+
+    rows = []
+    for a in tqdm(values, desc="alphas", disable=not progress, leave=False):
+        if a == 0 and base_row is not None:
+            rows.append(np.asarray(base_row))
+            continue
+        policy = RectifiedPolicy(base, checkpoint, alpha=float(a), check_anchor=False)
+        rows.append(evaluate(policy, env, episodes, seed))
+    return AlphaSweep(values, np.stack(rows), int(seed))
+
+
+def run_rectifiers(folder: str | Path) -> dict[str, Path]:
+    """The rectifiers a folder holds, by name: a rectifier folder is itself (`{"rectifier": folder}`); a `spar train`
+    run folder gives its deployed `rectifier/` first, then each of `RUN_ALTERNATIVES` it holds.
+
+    Raises:
+        FileNotFoundError: neither a rectifier folder nor a run folder with `rectifier/` in it.
+    """
+    folder = Path(folder)
+    if (folder / "rectifier.json").is_file():
+        return {"rectifier": folder}
+    if not (folder / "rectifier" / "rectifier.json").is_file():
+        raise FileNotFoundError(
+            f"{folder} holds no rectifier (rectifier.json) and no rectifier/ folder: pass a rectifier folder or a "
+            "spar train --run-dir folder"
+        )
+    named = {"rectifier": folder / "rectifier"}
+    named.update({name: folder / name for name in RUN_ALTERNATIVES if (folder / name / "rectifier.json").is_file()})
+    return named
+
+
+@dataclass(frozen=True)
+class PolicySweep:
+    """A run's rectifiers, each swept over the same alphas on the same seeded episodes.
+
+    Attributes:
+        folders: (P,) the rectifiers' folders, the deployed one (the offline checks' choice) first.
+        sweeps: (P,) one `AlphaSweep` per folder; alpha 0 (the base policy) is one shared row.
+    """
+
+    folders: tuple[Path, ...]
+    sweeps: tuple[AlphaSweep, ...]
+
+    @property
+    def choice(self) -> tuple[int, float]:
+        """(index into `folders`, alpha). The deployed rectifier at its `best_alpha`, unless another rectifier at its
+        own `best_alpha` (itself clearly above the base) beats that on the same episodes by more than `NOISE_SE`
+        standard errors of the paired difference; of several such, the highest mean return."""
+        first = self.sweeps[0]
+        alpha = first.best_alpha
+        reference = first.returns[int(np.searchsorted(first.alphas, alpha))]
+        best, best_mean = (0, alpha), reference.mean()
+        for i, sweep in enumerate(self.sweeps[1:], 1):
+            own = sweep.best_alpha
+            if own == sweep.alphas[0]:
+                continue  # not clearly above the most conservative alpha
+            row = sweep.returns[int(np.searchsorted(sweep.alphas, own))]
+            gain, se = _paired(row - reference)
+            if gain > NOISE_SE * se and row.mean() > best_mean:
+                best, best_mean = (i, own), row.mean()
+        return best
+
+    @property
+    def folder(self) -> Path:
+        """The chosen rectifier's folder."""
+        return self.folders[self.choice[0]]
+
+    @property
+    def best_alpha(self) -> float:
+        """The chosen rectifier's alpha."""
+        return self.choice[1]
+
+    def table(self) -> str:
+        """Each rectifier's `AlphaSweep.table` under its folder, then the choice and its paired gain over the
+        deployed rectifier's pick."""
+        parts = []
+        for i, (folder, sweep) in enumerate(zip(self.folders, self.sweeps)):
+            role = " (deployed by the offline checks)" if i == 0 and len(self.folders) > 1 else ""
+            parts.append(f"== {folder}{role}\n{sweep.table()}")
+        index, alpha = self.choice
+        if len(self.folders) > 1:
+            if index == 0:
+                parts.append(
+                    f"kept {self.folders[0]} at alpha {alpha:g}: no other rectifier beats it by more than "
+                    f"{NOISE_SE:g} standard errors on the same episodes"
+                )
+            else:
+                gain, se = self.gain_over_deployed
+                parts.append(
+                    f"picked {self.folders[index]} at alpha {alpha:g}: {gain:+.1f} ± {se:.1f} (paired) over "
+                    f"{self.folders[0]} at alpha {self.sweeps[0].best_alpha:g}"
+                )
+        return "\n".join(parts)
+
+    @property
+    def gain_over_deployed(self) -> tuple[float, float]:
+        """Mean and standard error of the chosen rectifier's paired gain over the deployed one's pick (0, 0 when
+        the deployed one is kept)."""
+        index, alpha = self.choice
+        if index == 0:
+            return 0.0, 0.0
+        first, chosen = self.sweeps[0], self.sweeps[index]
+        reference = first.returns[int(np.searchsorted(first.alphas, first.best_alpha))]
+        return _paired(chosen.returns[int(np.searchsorted(chosen.alphas, alpha))] - reference)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """(P,) "rectifier" for the deployed one, the folder's name for the others (`RUN_ALTERNATIVES`)."""
+        return ("rectifier",) + tuple(folder.name for folder in self.folders[1:])
+
+    def to_dict(self) -> dict:
+        gain, se = self.gain_over_deployed
+        return {
+            "rectifier": self.names[self.choice[0]],
+            "best_alpha": self.best_alpha,
+            "gain_over_deployed": gain,
+            "gain_over_deployed_se": se,
+            "noise_se": NOISE_SE,
+            "policies": {name: sweep.to_dict() for name, sweep in zip(self.names, self.sweeps)},
+        }
+
+
+def tune_run(
+    base_policy: Any,
+    folder: str | Path,
+    env: Any,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    episodes: int = 10,
+    seed: int = TUNE_SEED,
+    progress: bool = False,
+) -> PolicySweep:
+    """`tune_alpha` for every rectifier a folder holds (`run_rectifiers`), on the same seeded episodes: which of a
+    run's rectifiers to deploy, and at which alpha. Alpha 0 (the base policy) runs once for all of them.
+
+    Args:
+        base_policy: the anchor the run was trained with.
+        folder: a `spar train` run folder (or a single rectifier folder: then the same as `tune_alpha`).
+        env, alphas, episodes, seed, progress: as `tune_alpha`.
+
+    Returns:
+        A `PolicySweep`; `folder` and `best_alpha` are the choice, `save_choice` deploys it.
+
+    Raises:
+        FileNotFoundError: no rectifier in `folder`.
+        ValueError: as `tune_alpha`.
+    """
+    named = run_rectifiers(folder)
+    first = tune_alpha(base_policy, named["rectifier"], env, alphas, episodes, seed, progress)
+    env = make_env(env)
+    base = RectifiedPolicy(base_policy, load_rectifier(named["rectifier"])).base_policy
+    base_row = first.returns[0] if first.alphas[0] == 0 else None
+    sweeps = [first] + [
+        _sweep(base, load_rectifier(path), env, first.alphas, episodes, seed, progress, base_row)
+        for name, path in named.items()
+        if name != "rectifier"
+    ]
+    return PolicySweep(tuple(named.values()), tuple(sweeps))
+
+
+def save_choice(sweep: PolicySweep) -> Path:
+    """Deploy a `PolicySweep`'s choice: its alpha becomes the chosen rectifier's default; where that is not the
+    deployed `rectifier/`, it is copied there (atomically, weights unchanged) and the offline checks' choice is kept
+    first in `<run>/rectifier-offline/` (copy it back to undo). Wrappers given the run folder then load the choice.
+
+    Returns:
+        The deployed rectifier's folder.
+    """
+    chosen = sweep.folder
+    if chosen == sweep.folders[0]:
+        return set_default_alpha(chosen, sweep.best_alpha).path
+    deployed = sweep.folders[0]
+    kept = deployed.parent / OFFLINE
+    if not (kept / "rectifier.json").is_file():
+        save_rectifier(load_rectifier(deployed), kept)
+    checkpoint = load_rectifier(chosen)
+    checkpoint.alpha = sweep.best_alpha
+    return save_rectifier(checkpoint, deployed)

@@ -582,3 +582,21 @@ def test_a_rectifier_record_carries_what_tells_stale_records_and_builds_apart(tm
     assert len(spar["residual_bound"]) == gym.make("PointReach-v0").action_space.shape[0]
     assert all(0.0 < v <= spar["config"]["bound_max"] for v in spar["residual_bound"])
     assert 0.0 <= spar["support_violation_rate"] <= 1.0 and spar["steps"] == 30
+
+
+def test_a_tuned_record_that_swept_only_the_deployed_rectifier_of_a_run_with_others_is_redone():
+    import where_spar_stands
+
+    config = suite_bench.job_config("spar", 100, 0).to_dict()
+    assert config["lsi_reach_penalty"] is not None  # today's runs export a reach policy beside the deployed one
+    old = {**record("spar/hopper/medium-expert-v0", "medium-rectified-tuned", 0, 90.0), "config": config}
+    old["tune"] = {"alphas": [0.0, 1.0], "best_alpha": 1.0}  # before session 39: the deployed rectifier only
+    assert suite_bench.tuned_one_of_several(old) and suite_bench.stale(old)
+    alone = {**old, "config": {**config, "lsi_reach_penalty": None, "in_sample_candidate": 0.0}}
+    assert not suite_bench.tuned_one_of_several(alone)  # nothing else to sweep: the record stands
+    swept = {**old, "tune": {"rectifier": "rectifier-alternative", "best_alpha": 0.75, "policies": {}}, "alpha": 0.75}
+    assert not suite_bench.stale(swept)
+    row = next(r for r in where_spar_stands.table([swept]).splitlines() if r.startswith("| hopper medium-expert |"))
+    assert "alpha 0.75†)" in row and where_spar_stands.table([swept]).endswith(where_spar_stands.OTHER_NOTE)
+    kept = {**swept, "tune": {**swept["tune"], "rectifier": "rectifier"}}
+    assert where_spar_stands.OTHER not in where_spar_stands.table([kept])

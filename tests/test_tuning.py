@@ -7,10 +7,18 @@ import json
 import numpy as np
 import pytest
 
-from spar_rectify import RectifiedPolicy, load_rectifier, save_rectifier, set_default_alpha, tune_alpha
+from spar_rectify import (
+    RectifiedPolicy,
+    load_rectifier,
+    save_choice,
+    save_rectifier,
+    set_default_alpha,
+    tune_alpha,
+    tune_run,
+)
 from spar_rectify.cli import main as cli
 from spar_rectify.evaluation import evaluate
-from spar_rectify.tuning import AlphaSweep
+from spar_rectify.tuning import OFFLINE, AlphaSweep, PolicySweep, run_rectifiers
 
 
 def test_sweep_rows_are_the_rectified_policy_at_each_alpha(point_anchor, point_checkpoint):
@@ -91,7 +99,10 @@ def test_cli_tunes_saves_and_evaluates(tmp_path, capsys, point_env):
         ]
     )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["alphas"] == [0.0, 1.0] and load_rectifier(folder).alpha == result["best_alpha"]
+    assert result["rectifier"] == "rectifier" and list(result["policies"]) == ["rectifier"]
+    assert load_rectifier(folder).alpha == result["best_alpha"]
+    result = result["policies"]["rectifier"]
+    assert result["alphas"] == [0.0, 1.0]
     cli(
         [
             "evaluate",
@@ -114,3 +125,74 @@ def test_cli_tunes_saves_and_evaluates(tmp_path, capsys, point_env):
     assert out["rectified"]["return_mean"] == pytest.approx(result["return_mean"][0])  # alpha 0 on the same seeds
     assert out["raw"]["return_mean"] == pytest.approx(out["rectified"]["return_mean"])  # alpha 0 is the base policy
     assert out["rectified"]["episodes"] == 2 and 0 < out["rectified"]["support_score_mean"] <= 1
+
+
+def _sweep(*rows):
+    """An AlphaSweep over alphas (0, 1) from two rows of returns (alpha 0's, alpha 1's)."""
+    return AlphaSweep(np.array([0.0, 1.0]), np.array(rows, dtype=float), 0)
+
+
+def test_another_rectifier_replaces_the_deployed_one_only_when_clearly_better(tmp_path):
+    base = [10.0, 11.0, 9.0, 10.0]
+    deployed = _sweep(base, [20.0, 21.0, 19.0, 20.0])  # alpha 1: +10 +- 0
+    folders = (tmp_path / "rectifier", tmp_path / "rectifier-alternative")
+    close = PolicySweep(folders, (deployed, _sweep(base, [21.0, 20.0, 20.0, 21.0])))  # +0.5 +- 0.3 over it
+    assert close.choice == (0, 1.0) and close.folder == folders[0]
+    assert "kept" in close.table() and close.to_dict()["rectifier"] == "rectifier"
+    clear = PolicySweep(folders, (deployed, _sweep(base, [30.0, 31.0, 29.0, 30.5])))
+    assert clear.choice == (1, 1.0) and clear.folder == folders[1]
+    gain, se = clear.gain_over_deployed
+    assert gain == pytest.approx(10.125) and se == pytest.approx(np.std([10, 10, 10, 10.5], ddof=1) / 2)
+    assert clear.to_dict()["rectifier"] == "rectifier-alternative" and "picked" in clear.table()
+    # the deployed rectifier kept at alpha 0 (no clear gain): another must clearly beat the base policy itself
+    flat = _sweep(base, [10.0, 12.0, 8.0, 10.0])
+    assert PolicySweep(folders, (flat, _sweep(base, [12.0, 13.0, 11.0, 12.0]))).choice == (1, 1.0)
+    noisy_other = _sweep(base, [30.0, 0.0, 20.0, 10.0])  # its own gain over the base is noise
+    assert PolicySweep(folders, (flat, noisy_other)).choice == (0, 0.0)
+
+
+def _run_folder(tmp_path, point_env, point_anchor):
+    from tests.helpers import make_checkpoint
+
+    run = tmp_path / "run"
+    spaces = point_env.observation_space, point_env.action_space
+    save_rectifier(make_checkpoint(*spaces, point_anchor, seed=0), run / "rectifier")
+    save_rectifier(make_checkpoint(*spaces, point_anchor, seed=1, bound=0.6), run / "rectifier-alternative")
+    return run
+
+
+def test_tune_run_sweeps_every_rectifier_of_a_run_on_the_same_episodes(tmp_path, point_env, point_anchor):
+    run = _run_folder(tmp_path, point_env, point_anchor)
+    (run / "rectifier-insample").mkdir()  # an empty folder is not a rectifier
+    assert list(run_rectifiers(run)) == ["rectifier", "rectifier-alternative"]
+    assert list(run_rectifiers(run / "rectifier")) == ["rectifier"]
+    with pytest.raises(FileNotFoundError, match="spar train --run-dir"):
+        run_rectifiers(tmp_path)
+    sweep = tune_run(point_anchor, run, "PointReach-v0", alphas=(0.0, 1.0), episodes=3, seed=7)
+    assert sweep.folders == (run / "rectifier", run / "rectifier-alternative")
+    for folder, rows in zip(sweep.folders, sweep.sweeps):
+        assert np.array_equal(rows.returns[0], evaluate(point_anchor, "PointReach-v0", 3, seed=7))  # alpha 0: base
+        full = RectifiedPolicy(point_anchor, folder, alpha=1.0)
+        assert np.array_equal(rows.returns[1], evaluate(full, "PointReach-v0", 3, seed=7))
+    assert not np.array_equal(sweep.sweeps[0].returns[1], sweep.sweeps[1].returns[1])
+    assert list(sweep.to_dict()["policies"]) == ["rectifier", "rectifier-alternative"]
+
+
+def test_save_choice_deploys_the_pick_and_keeps_the_offline_choice(tmp_path, point_env, point_anchor):
+    run = _run_folder(tmp_path, point_env, point_anchor)
+    offline = (run / "rectifier" / "rectifier.safetensors").read_bytes()
+    other = load_rectifier(run / "rectifier-alternative")
+    base = [1.0, 2.0, 3.0]
+    picked = PolicySweep(
+        (run / "rectifier", run / "rectifier-alternative"),
+        (_sweep(base, [1.0, 2.0, 3.0]), _sweep(base, [5.0, 6.1, 7.0])),
+    )
+    assert picked.choice == (1, 1.0)
+    assert save_choice(picked) == run / "rectifier"
+    deployed = load_rectifier(run)
+    assert deployed.alpha == 1.0 and np.allclose(deployed.rectifier.residual_bound, other.rectifier.residual_bound)
+    assert (run / OFFLINE / "rectifier.safetensors").read_bytes() == offline  # undo: copy it back
+    save_choice(picked)  # a second save keeps the first offline choice, not the copy now deployed
+    assert (run / OFFLINE / "rectifier.safetensors").read_bytes() == offline
+    kept = PolicySweep((run / "rectifier",), (_sweep(base, [1.0, 2.0, 3.0]),))
+    assert save_choice(kept) == run / "rectifier" and load_rectifier(run).alpha == 0.0
