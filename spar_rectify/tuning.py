@@ -313,11 +313,12 @@ def tune_run(
     env = make_env(env)
     base = RectifiedPolicy(base_policy, load_rectifier(named["rectifier"])).base_policy
     base_row = first.returns[0] if first.alphas[0] == 0 else None
-    sweeps = [first] + [
-        _sweep(base, load_rectifier(path), env, first.alphas, episodes, seed, progress, base_row)
-        for name, path in named.items()
-        if name != "rectifier"
-    ]
+    sweeps = [first]
+    for name, path in named.items():
+        if name != "rectifier":
+            checkpoint = load_rectifier(path)
+            RectifiedPolicy(base, checkpoint)  # each was trained around the same anchor: checked, not assumed
+            sweeps.append(_sweep(base, checkpoint, env, first.alphas, episodes, seed, progress, base_row))
     return PolicySweep(tuple(named.values()), tuple(sweeps))
 
 

@@ -176,6 +176,14 @@ def test_tune_run_sweeps_every_rectifier_of_a_run_on_the_same_episodes(tmp_path,
         assert np.array_equal(rows.returns[1], evaluate(full, "PointReach-v0", 3, seed=7))
     assert not np.array_equal(sweep.sweeps[0].returns[1], sweep.sweeps[1].returns[1])
     assert list(sweep.to_dict()["policies"]) == ["rectifier", "rectifier-alternative"]
+    # a rectifier trained around another anchor in the run folder is named, not swept around this one
+    from spar_rectify import CallablePolicy
+    from tests.helpers import make_checkpoint
+
+    other = CallablePolicy(lambda obs: np.zeros((len(obs), 2), np.float32), point_env.action_space, name="zeros")
+    save_rectifier(make_checkpoint(point_env.observation_space, point_env.action_space, other), run / "rectifier-lsi")
+    with pytest.raises(ValueError, match="rectifier-lsi"):
+        tune_run(point_anchor, run, "PointReach-v0", alphas=(0.0, 1.0), episodes=1, seed=7)
 
 
 def test_save_choice_deploys_the_pick_and_keeps_the_offline_choice(tmp_path, point_env, point_anchor):
