@@ -133,7 +133,7 @@ class TuneAlphaArgs:
     the same seeded episodes; with --save, store the best as the rectifier's default alpha. Given a
     spar train run folder, every rectifier it holds (the deployed one and the latent policies the
     offline checks kept out) is swept on the same episodes, and another replaces the deployed one only
-    where its paired gain over it exceeds two standard errors; --save then copies it into the run's
+    where its paired gain over it exceeds two standard errors and 5% of its return; --save then copies it into the run's
     rectifier/ (the offline choice is kept in rectifier-offline/)."""
 
     policy: Path

@@ -144,6 +144,11 @@ def test_another_rectifier_replaces_the_deployed_one_only_when_clearly_better(tm
     gain, se = clear.gain_over_deployed
     assert gain == pytest.approx(10.125) and se == pytest.approx(np.std([10, 10, 10, 10.5], ddof=1) / 2)
     assert clear.to_dict()["rectifier"] == "rectifier-alternative" and "picked" in clear.table()
+    # clearly above the noise but a sliver of the return (under MIN_GAIN): the offline checks' choice stays
+    steady = _sweep(base, [1000.0, 1000.0, 1000.0, 1000.0])
+    sliver = _sweep(base, [1020.0, 1021.0, 1020.0, 1021.0])  # +20.5 +- 0.3 on 1000
+    assert PolicySweep(folders, (steady, sliver)).choice == (0, 1.0)
+    assert PolicySweep(folders, (steady, _sweep(base, [1060.0, 1061.0, 1060.0, 1061.0]))).choice == (1, 1.0)
     # the deployed rectifier kept at alpha 0 (no clear gain): another must clearly beat the base policy itself
     flat = _sweep(base, [10.0, 12.0, 8.0, 10.0])
     assert PolicySweep(folders, (flat, _sweep(base, [12.0, 13.0, 11.0, 12.0]))).choice == (1, 1.0)
