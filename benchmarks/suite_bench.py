@@ -10,8 +10,8 @@ the pure-BC policy of the same seed, as in the paper), and on every dataset (med
 `medium-raw` (the SB3 medium policy as is) and `medium-rectified` (SPAR around it); then
 `spar-tuned` and `medium-rectified-tuned`: the same run (no new training), the rectifier and alpha that
 `spar_rectify.tune_run` picks on 10 episodes from seed 20000 among the run's rectifiers (the deployed one
-and the latent policies its offline checks kept out), a deployment step a user takes (`spar tune-alpha`),
-reported on the usual evaluation episodes. Each trained
+and the latent policies its offline checks kept out; a replacement may not leave the dataset's support more),
+a deployment step a user takes (`spar tune-alpha`), reported on the usual evaluation episodes. Each trained
 policy is evaluated over `--episodes` seeded episodes (seed 10000 + i, the same for all); the
 executed (state, action) pairs of those episodes give the support metric
 (`spar_rectify.support.SupportMetric`). Finished runs are recorded in the tier's JSON file and
@@ -306,7 +306,7 @@ def run_one(job: Job) -> dict:
         from spar_rectify.tuning import tune_run
 
         base = anchor()
-        sweep = tune_run(base, run_dir, env_id, episodes=job.episodes)
+        sweep = tune_run(base, run_dir, env_id, episodes=job.episodes, data=data)
         policy = RectifiedPolicy(base, sweep.folder, alpha=sweep.best_alpha)
         tuned = {"alpha": sweep.best_alpha, "tune": sweep.to_dict()}
     else:
@@ -490,11 +490,12 @@ def stale(record: dict) -> bool:
 
 
 def tuned_one_of_several(record: dict) -> bool:
-    """Whether a tuned record swept only the deployed rectifier of a run that exported others (`tune_run` sweeps
-    each since session 39): a run trained with a reach policy or an in-sample candidate (its saved config)."""
+    """Whether a tuned record chose among a run's rectifiers otherwise than `tune_run` does with the data: it swept
+    only the deployed one (before session 39), or every one without measuring their support on the dataset (early
+    session 39), in a run that exported others (trained with a reach policy or an in-sample candidate)."""
     tune, config = record.get("tune"), record.get("config") or {}
     others = config.get("lsi_reach_penalty") is not None or bool(config.get("in_sample_candidate"))
-    return tune is not None and "policies" not in tune and others
+    return tune is not None and not tune.get("support_checked") and others
 
 
 def record_changes(record: dict) -> list[str]:

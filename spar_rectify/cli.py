@@ -150,6 +150,10 @@ class TuneAlphaArgs:
     """First reset seed of the tuning episodes; report results on other seeds (spar evaluate uses 0..)."""
     save: bool = False
     """Write the best alpha into the rectifier folder as its default (and deploy the chosen rectifier of a run)."""
+    dataset: Optional[str] = None
+    """The Minari dataset the rectifier was trained on (default: the one a run folder's summary.json names): each
+    setting's share of steps beyond its support is measured, and a rectifier the offline checks kept out replaces
+    the deployed one only if it does not leave the data more (one point of steps of slack)."""
     vec_normalize: Optional[Path] = None
     """VecNormalize statistics of an SB3 --policy (pickle: trusted files only)."""
 
@@ -569,6 +573,21 @@ def _drift_alphas(args: DriftArgs, base, data, model) -> None:
     )
 
 
+def _training_data(dataset: str | None, folder: Path):
+    """The dataset `spar tune-alpha` measures support on: --dataset, else the one a run folder's summary.json names
+    (None, said, where that one cannot be loaded here)."""
+    summary = folder / "summary.json"
+    if dataset is None and summary.is_file():
+        dataset = json.loads(summary.read_text()).get("dataset")
+        if dataset is not None:
+            try:
+                return load_minari(dataset)
+            except (FileNotFoundError, ValueError) as err:
+                print(f"support not checked: the run's dataset {dataset} does not load here ({err}); pass --dataset")
+                return None
+    return load_minari(dataset) if dataset is not None else None
+
+
 def run_tune_alpha(args: TuneAlphaArgs) -> None:
     sweep = tune_run(
         load_policy(args.policy, args.vec_normalize),
@@ -578,6 +597,7 @@ def run_tune_alpha(args: TuneAlphaArgs) -> None:
         args.episodes,
         args.seed,
         progress=True,
+        data=_training_data(args.dataset, args.rectifier),
     )
     print(sweep.table())
     if args.save:

@@ -1,7 +1,7 @@
 """How much of the residual to deploy, and which of a run's rectifiers: picks from seeded episodes.
 
 Defines `AlphaSweep`, `tune_alpha`, `PolicySweep`, `tune_run`, `save_choice`, `run_rectifiers`, `DEFAULT_ALPHAS`,
-`TUNE_SEED`, `NOISE_SE`, `MIN_GAIN`, `OFFLINE`.
+`TUNE_SEED`, `NOISE_SE`, `MIN_GAIN`, `SUPPORT_SLACK`, `OFFLINE`.
 
 The pick is honest about noise: every alpha runs on the same seeds, and a larger alpha replaces
 the smallest one only when its paired gain exceeds `NOISE_SE` standard errors (10 episodes with
@@ -21,7 +21,7 @@ offline checks cannot see every failure (on HalfCheetah medium-expert the deploy
 onto its back in 7 of 10 episodes, which the dynamics model never predicts, while the policy kept out scored 86.8
 against 52.4: `benchmarks/README.md`, session 38). `tune_run` sweeps each of them on the same seeds, and replaces
 the offline choice only where another rectifier's paired gain over it is clearly above the episodes' noise and
-material (`MIN_GAIN`).
+material (`MIN_GAIN`) and, given the training data, where it does not leave the data's support more (`SUPPORT_SLACK`).
 """
 
 from __future__ import annotations
@@ -46,6 +46,11 @@ MIN_GAIN = 0.05
 share of the deployed one's mean |return|: the offline checks vetted the deployed one's support, and on a nearly
 deterministic task two standard errors can be a sliver (hopper medium-expert, session 39: +68 ± 2 on a return of
 3406, for 14% of steps beyond the data's support against 0.3%)."""
+SUPPORT_SLACK = 0.01
+"""With the training data given, another of a run's rectifiers replaces the deployed one only if its share of executed
+steps beyond the data's support is at most the deployed pick's plus this (one point of steps): the replacement may
+not buy its return by leaving the data more (hopper medium-expert seed 2, session 39: the reach policy kept out
+scored 102.0 against 78.6, at 18.9% of steps beyond the support against 4.7%)."""
 OFFLINE = "rectifier-offline"
 """Where `save_choice` keeps the rectifier the offline checks deployed when the episodes pick another of the run's."""
 #: A run folder's rectifiers besides the deployed `rectifier/`, in the order they are swept (trainer.ALTERNATIVE,
@@ -67,11 +72,14 @@ class AlphaSweep:
         alphas: (A,) residual scales, ascending.
         returns: (A, episodes) undiscounted returns; row i is alpha i, column j episode seed `seed + j`.
         seed: the first episode's reset seed.
+        violations: (A,) share of each alpha's executed (state, action) steps beyond the training data's support
+            (`SupportMetric`, actions normalised), or None where no data was given.
     """
 
     alphas: np.ndarray
     returns: np.ndarray
     seed: int
+    violations: np.ndarray | None = None
 
     @property
     def means(self) -> np.ndarray:
@@ -98,12 +106,15 @@ class AlphaSweep:
 
     def table(self) -> str:
         """A plain-text table: alpha, mean and std of the return, paired gain over the smallest alpha
-        with its standard error, the pick marked."""
+        with its standard error, the share of steps beyond the data's support where known, the pick marked."""
         gain, se = self.gains
+        known = self.violations is not None
         lines = [f"alpha   return mean ± std   gain over alpha {self.alphas[0]:g} ± s.e. (paired)"]
-        for alpha, row, g, e in zip(self.alphas, self.returns, gain, se):
+        lines[0] += "   beyond support" if known else ""
+        for i, (alpha, row, g, e) in enumerate(zip(self.alphas, self.returns, gain, se)):
             mark = "  <- picked" if alpha == self.best_alpha else ""
-            lines.append(f"{alpha:5.2f}   {row.mean():10.1f} ± {row.std():6.1f}   {g:+9.1f} ± {e:.1f}{mark}")
+            share = f"   {self.violations[i]:14.1%}" if known else ""
+            lines.append(f"{alpha:5.2f}   {row.mean():10.1f} ± {row.std():6.1f}   {g:+9.1f} ± {e:.1f}{share}{mark}")
         lines.append(f"(a larger alpha is picked only if its gain exceeds {NOISE_SE:g} standard errors)")
         return "\n".join(lines)
 
@@ -119,6 +130,7 @@ class AlphaSweep:
             "noise_se": NOISE_SE,
             "seed": self.seed,
             "episodes": int(self.returns.shape[1]),
+            **({} if self.violations is None else {"support_violation_rate": self.violations.tolist()}),
         }
 
 
@@ -130,6 +142,7 @@ def tune_alpha(
     episodes: int = 10,
     seed: int = TUNE_SEED,
     progress: bool = False,
+    support: _Support | None = None,
 ) -> AlphaSweep:
     """Evaluate the rectified policy at each alpha on the same `episodes` seeded episodes.
 
@@ -141,6 +154,7 @@ def tune_alpha(
         episodes: episodes per alpha; episode j is reset with seed `seed + j` for every alpha.
         seed: first reset seed; keep it apart from the seeds you report results on.
         progress: show a tqdm bar over the alphas.
+        support: internal (`tune_run`'s measure of the steps beyond the training data).
 
     Returns:
         An `AlphaSweep`; `best_alpha` is the choice, `spar_rectify.set_default_alpha` stores it.
@@ -161,22 +175,43 @@ def tune_alpha(
         rectifier = load_rectifier(rectifier)
     env = make_env(env)
     base = RectifiedPolicy(base_policy, rectifier).base_policy  # checks the anchor once
-    return _sweep(base, rectifier, env, values, episodes, seed, progress)
+    return _sweep(base, rectifier, env, values, episodes, seed, progress, support)
 
 
-def _sweep(base, checkpoint, env, values: np.ndarray, episodes: int, seed: int, progress: bool, base_row=None):
-    """`AlphaSweep` of one loaded rectifier around the checked `base`; `base_row` (episodes,): alpha 0's returns
-    when already measured on the same seeds (alpha 0 executes the base action whatever the rectifier)."""
+class _Support:
+    """The share of executed (state, action) steps beyond a dataset's support (actions in env units)."""
+
+    def __init__(self, data):
+        from spar_rectify.spaces import ActionScaler
+        from spar_rectify.support import SupportMetric
+
+        self.scaler = ActionScaler(data.action_space)
+        self.metric = SupportMetric(data.observations.numpy(), data.actions.numpy())
+
+    def share(self, visited: list) -> float:
+        obs = np.stack([np.asarray(o, np.float32) for o, _ in visited])
+        actions = self.scaler.to_normalized_clipped(np.stack([a for _, a in visited]))
+        return float(self.metric.violations(obs, actions).mean())
+
+
+def _sweep(base, checkpoint, env, values, episodes: int, seed: int, progress: bool, support=None, base_row=None):
+    """`AlphaSweep` of one loaded rectifier around the checked `base`; `support`: a `_Support` (or None) for each
+    alpha's share of steps beyond the data; `base_row`: (returns (episodes,), share) of alpha 0 when already
+    measured on the same seeds (alpha 0 executes the base action whatever the rectifier)."""
     from tqdm.auto import tqdm
 
-    rows = []
+    rows, shares = [], []
     for a in tqdm(values, desc="alphas", disable=not progress, leave=False):
         if a == 0 and base_row is not None:
-            rows.append(np.asarray(base_row))
+            rows.append(np.asarray(base_row[0]))
+            shares.append(base_row[1])
             continue
+        visited: list | None = [] if support is not None else None
         policy = RectifiedPolicy(base, checkpoint, alpha=float(a), check_anchor=False)
-        rows.append(evaluate(policy, env, episodes, seed))
-    return AlphaSweep(values, np.stack(rows), int(seed))
+        rows.append(evaluate(policy, env, episodes, seed, visited=visited))
+        shares.append(support.share(visited) if support is not None else np.nan)
+    violations = np.array(shares, dtype=np.float64) if support is not None else None
+    return AlphaSweep(values, np.stack(rows), int(seed), violations)
 
 
 def run_rectifiers(folder: str | Path) -> dict[str, Path]:
@@ -215,19 +250,25 @@ class PolicySweep:
     def choice(self) -> tuple[int, float]:
         """(index into `folders`, alpha). The deployed rectifier at its `best_alpha`, unless another rectifier at its
         own `best_alpha` (itself clearly above the base) beats that on the same episodes by more than `NOISE_SE`
-        standard errors of the paired difference and by at least `MIN_GAIN` of the deployed pick's mean |return|;
-        of several such, the highest mean return."""
+        standard errors of the paired difference and by at least `MIN_GAIN` of the deployed pick's mean |return|, and
+        (where the sweeps measured it) leaves the data's support on at most `SUPPORT_SLACK` more of its steps than
+        the deployed pick; of several such, the highest mean return."""
         first = self.sweeps[0]
         alpha = first.best_alpha
-        reference = first.returns[int(np.searchsorted(first.alphas, alpha))]
+        at = int(np.searchsorted(first.alphas, alpha))
+        reference = first.returns[at]
+        allowed = None if first.violations is None else first.violations[at] + SUPPORT_SLACK
         best, best_mean = (0, alpha), reference.mean()
         for i, sweep in enumerate(self.sweeps[1:], 1):
             own = sweep.best_alpha
             if own == sweep.alphas[0]:
                 continue  # not clearly above the most conservative alpha
-            row = sweep.returns[int(np.searchsorted(sweep.alphas, own))]
+            j = int(np.searchsorted(sweep.alphas, own))
+            row = sweep.returns[j]
             gain, se = _paired(row - reference)
-            if gain > NOISE_SE * se and gain >= MIN_GAIN * abs(reference.mean()) and row.mean() > best_mean:
+            clear = gain > NOISE_SE * se and gain >= MIN_GAIN * abs(reference.mean())
+            on_data = allowed is None or sweep.violations is None or sweep.violations[j] <= allowed
+            if clear and on_data and row.mean() > best_mean:
                 best, best_mean = (i, own), row.mean()
         return best
 
@@ -251,10 +292,13 @@ class PolicySweep:
         index, alpha = self.choice
         if len(self.folders) > 1:
             if index == 0:
+                support = "" if self.sweeps[0].violations is None else ", on the data's support"
                 parts.append(
                     f"kept {self.folders[0]} at alpha {alpha:g}: no other rectifier beats it on the same episodes by "
-                    f"more than {NOISE_SE:g} standard errors and {MIN_GAIN:.0%} of its mean return"
+                    f"more than {NOISE_SE:g} standard errors and {MIN_GAIN:.0%} of its mean return{support}"
                 )
+            if self.sweeps[0].violations is None:
+                parts.append("(support not checked: give the training dataset to keep picks on the data)")
             else:
                 gain, se = self.gain_over_deployed
                 parts.append(
@@ -288,6 +332,7 @@ class PolicySweep:
             "gain_over_deployed_se": se,
             "noise_se": NOISE_SE,
             "min_gain": MIN_GAIN,
+            "support_checked": self.sweeps[0].violations is not None,
             "policies": {name: sweep.to_dict() for name, sweep in zip(self.names, self.sweeps)},
         }
 
@@ -300,6 +345,7 @@ def tune_run(
     episodes: int = 10,
     seed: int = TUNE_SEED,
     progress: bool = False,
+    data: Any = None,
 ) -> PolicySweep:
     """`tune_alpha` for every rectifier a folder holds (`run_rectifiers`), on the same seeded episodes: which of a
     run's rectifiers to deploy, and at which alpha. Alpha 0 (the base policy) runs once for all of them.
@@ -308,6 +354,8 @@ def tune_run(
         base_policy: the anchor the run was trained with.
         folder: a `spar train` run folder (or a single rectifier folder: then the same as `tune_alpha`).
         env, alphas, episodes, seed, progress: as `tune_alpha`.
+        data: the `OfflineData` the run was trained on: each sweep then measures its share of steps beyond the
+            data's support, and a replacement may not leave the data more (`SUPPORT_SLACK`); None: return alone.
 
     Returns:
         A `PolicySweep`; `folder` and `best_alpha` are the choice, `save_choice` deploys it.
@@ -317,16 +365,18 @@ def tune_run(
         ValueError: as `tune_alpha`.
     """
     named = run_rectifiers(folder)
-    first = tune_alpha(base_policy, named["rectifier"], env, alphas, episodes, seed, progress)
+    support = _Support(data) if data is not None else None
+    first = tune_alpha(base_policy, named["rectifier"], env, alphas, episodes, seed, progress, support)
     env = make_env(env)
     base = RectifiedPolicy(base_policy, load_rectifier(named["rectifier"])).base_policy
-    base_row = first.returns[0] if first.alphas[0] == 0 else None
+    shares = first.violations if first.violations is not None else np.full(len(first.alphas), np.nan)
+    base_row = (first.returns[0], shares[0]) if first.alphas[0] == 0 else None
     sweeps = [first]
     for name, path in named.items():
         if name != "rectifier":
             checkpoint = load_rectifier(path)
             RectifiedPolicy(base, checkpoint)  # each was trained around the same anchor: checked, not assumed
-            sweeps.append(_sweep(base, checkpoint, env, first.alphas, episodes, seed, progress, base_row))
+            sweeps.append(_sweep(base, checkpoint, env, first.alphas, episodes, seed, progress, support, base_row))
     return PolicySweep(tuple(named.values()), tuple(sweeps))
 
 

@@ -594,7 +594,9 @@ def test_a_tuned_record_that_swept_only_the_deployed_rectifier_of_a_run_with_oth
     assert suite_bench.tuned_one_of_several(old) and suite_bench.stale(old)
     alone = {**old, "config": {**config, "lsi_reach_penalty": None, "in_sample_candidate": 0.0}}
     assert not suite_bench.tuned_one_of_several(alone)  # nothing else to sweep: the record stands
-    swept = {**old, "tune": {"rectifier": "rectifier-alternative", "best_alpha": 0.75, "policies": {}}, "alpha": 0.75}
+    blind = {"rectifier": "rectifier-alternative", "best_alpha": 0.75, "policies": {}, "support_checked": False}
+    assert suite_bench.stale({**old, "tune": blind})  # every rectifier swept, their support not measured
+    swept = {**old, "tune": {**blind, "support_checked": True}, "alpha": 0.75}
     assert not suite_bench.stale(swept)
     row = next(r for r in where_spar_stands.table([swept]).splitlines() if r.startswith("| hopper medium-expert |"))
     assert "alpha 0.75†)" in row and where_spar_stands.table([swept]).endswith(where_spar_stands.OTHER_NOTE)

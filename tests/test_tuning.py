@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,3 +210,62 @@ def test_save_choice_deploys_the_pick_and_keeps_the_offline_choice(tmp_path, poi
     assert (run / OFFLINE / "rectifier.safetensors").read_bytes() == offline
     kept = PolicySweep((run / "rectifier",), (_sweep(base, [1.0, 2.0, 3.0]),))
     assert save_choice(kept) == run / "rectifier" and load_rectifier(run).alpha == 0.0
+
+
+def test_with_the_training_data_a_replacement_may_not_leave_the_support_more():
+    base = [10.0, 11.0, 9.0, 10.0]
+    folders = (Path("run/rectifier"), Path("run/rectifier-alternative"))
+
+    def swept(rows, shares):
+        return AlphaSweep(np.array([0.0, 1.0]), np.array(rows, dtype=float), 0, np.array(shares))
+
+    deployed = swept([base, [20.0, 21.0, 19.0, 20.0]], [0.001, 0.04])
+    far = swept([base, [30.0, 31.0, 29.0, 30.0]], [0.001, 0.19])  # +10 on every episode, off the data
+    near = swept([base, [30.0, 31.0, 29.0, 30.0]], [0.001, 0.045])  # within SUPPORT_SLACK of the deployed pick
+    assert PolicySweep(folders, (deployed, far)).choice == (0, 1.0)
+    assert PolicySweep(folders, (deployed, near)).choice == (1, 1.0)
+    assert "beyond support" in deployed.table() and "19.0%" in far.table()
+    assert deployed.to_dict()["support_violation_rate"] == [0.001, 0.04]
+    kept = PolicySweep(folders, (deployed, far))
+    assert "on the data's support" in kept.table() and kept.to_dict()["support_checked"]
+    # without the data, return alone decides, and the table says support was not checked
+    blind = PolicySweep(folders, (_sweep(base, [20.0, 21.0, 19.0, 20.0]), _sweep(base, [30.0, 31.0, 29.0, 30.0])))
+    assert blind.choice == (1, 1.0) and "support not checked" in blind.table()
+
+
+def test_tune_run_measures_each_sweeps_support_on_the_training_data(tmp_path, point_env, point_anchor):
+    from tests.helpers_data import point_data
+
+    run = _run_folder(tmp_path, point_env, point_anchor)
+    data = point_data(episodes=20)
+    sweep = tune_run(point_anchor, run, "PointReach-v0", alphas=(0.0, 1.0), episodes=2, seed=7, data=data)
+    for rows in sweep.sweeps:
+        assert rows.violations is not None and np.all((rows.violations >= 0) & (rows.violations <= 1))
+    assert sweep.sweeps[0].violations[0] == sweep.sweeps[1].violations[0]  # alpha 0: the base, measured once
+    visited: list = []
+    full = RectifiedPolicy(point_anchor, run / "rectifier-alternative", alpha=1.0)
+    evaluate(full, "PointReach-v0", 2, 7, visited=visited)
+    from spar_rectify.tuning import _Support
+
+    assert sweep.sweeps[1].violations[1] == pytest.approx(_Support(data).share(visited))
+
+
+def test_cli_tunes_a_run_folder_on_its_own_datasets_support(tmp_path, capsys, point_env, point_anchor, monkeypatch):
+    from tests.helpers_data import write_point_dataset
+
+    run = _run_folder(tmp_path, point_env, point_anchor)
+    monkeypatch.setattr("spar_rectify.cli.load_policy", lambda path, vec_normalize=None: point_anchor)
+    args = ["tune-alpha", "--policy", "anchor", "--rectifier", str(run), "--env", "PointReach-v0"]
+    args += ["--alphas", "0", "1", "--episodes", "2"]
+    (run / "summary.json").write_text(json.dumps({"dataset": "test/point/missing-v0"}))
+    cli(args)
+    out = capsys.readouterr().out
+    assert "support not checked: the run's dataset test/point/missing-v0 does not load here" in out
+    assert not json.loads(out.strip().splitlines()[-1])["support_checked"]
+    write_point_dataset("test/point/logged-v0", episodes=4)
+    (run / "summary.json").write_text(json.dumps({"dataset": "test/point/logged-v0"}))
+    cli(args)
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert "beyond support" in out and result["support_checked"]
+    assert list(result["policies"]) == ["rectifier", "rectifier-alternative"]
