@@ -70,8 +70,8 @@ def earlier_marks(record: dict) -> str:
     REACH_FIELDS (¹), CANDIDATE_FIELDS (²) and BOUND_FIELDS where it cannot say whether today's cap is lifted (³,
     `suite_bench.bound_unknown`); "" for any other record (current, or stale otherwise)."""
     algo = suite_bench.trained_algo(record["method"])
-    if algo != "spar" or "config" not in record:
-        return ""
+    if algo != "spar" or "config" not in record or suite_bench.tuned_one_of_several(record):
+        return ""  # (a tuned record that chose otherwise than today's tuner: not shown, whatever its training)
     changed = set(suite_bench.record_changes(record))
     if not changed or not changed <= REACH_FIELDS | CANDIDATE_FIELDS | BOUND_FIELDS:
         return ""
@@ -84,7 +84,8 @@ def earlier_marks(record: dict) -> str:
 OTHER = "†"
 OTHER_NOTE = (
     f"{OTHER} `spar tune-alpha` picked another of the run's rectifiers than the one its offline checks deployed "
-    "(the record's `tune.rectifier`: a latent policy the checks kept out), clearly better on the tuning episodes."
+    "(the record's `tune.rectifier`: a latent policy the checks kept out), clearly better on the tuning episodes and "
+    "no further off the data's support."
 )
 
 

@@ -600,5 +600,9 @@ def test_a_tuned_record_that_swept_only_the_deployed_rectifier_of_a_run_with_oth
     assert not suite_bench.stale(swept)
     row = next(r for r in where_spar_stands.table([swept]).splitlines() if r.startswith("| hopper medium-expert |"))
     assert "alpha 0.75†)" in row and where_spar_stands.table([swept]).endswith(where_spar_stands.OTHER_NOTE)
+    # an older tuned record is not shown marked beside today's either, even where its training differs only in a
+    # marked field: its pick was made otherwise
+    marked = {**old, "config": {**config, "in_sample_candidate": 0.0, "in_sample_candidate_lsi": True}}
+    assert where_spar_stands.earlier_marks(marked) == ""
     kept = {**swept, "tune": {**swept["tune"], "rectifier": "rectifier"}}
     assert where_spar_stands.OTHER not in where_spar_stands.table([kept])
