@@ -602,8 +602,13 @@ def run_tune_alpha(args: TuneAlphaArgs) -> None:
     print(sweep.table())
     if args.save:
         folder = save_choice(sweep)
-        moved = "" if sweep.folder == folder else f" (the rectifier of {sweep.folder}; the offline choice: {OFFLINE}/)"
-        print(f"default alpha of {folder} is now {sweep.best_alpha}{moved}")
+        if sweep.folder == folder:
+            print(f"default alpha of {folder} is now {sweep.best_alpha}")
+        else:
+            print(
+                f"deployed {sweep.folder} at alpha {sweep.best_alpha} into {folder}; the offline checks' choice is "
+                f"kept in {folder.parent / OFFLINE} (copy it back to undo)"
+            )
     print(json.dumps(sweep.to_dict()))
 
 
