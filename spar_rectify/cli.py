@@ -139,7 +139,8 @@ class TuneAlphaArgs:
     policy: Path
     """The base policy the rectifier was trained with (an SB3 zip runs pickle on load: use your own files)."""
     rectifier: Path
-    """The rectifier folder, or a spar train run folder (every rectifier in it is swept), to tune."""
+    """The rectifier folder, or a spar train run folder: every rectifier in it is swept (episodes x (1 + 4 per
+    rectifier) with the default alphas; pass <run>/rectifier to tune the deployed one alone)."""
     env: str
     """Gymnasium env id (module:EnvId imports the module first)."""
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
