@@ -377,8 +377,10 @@ class SPARSettings:
     and the critic prefers it by +0.210 +- 0.013; around BC on hopper medium (seed 2) 70.0 against 61.7, +0.017
     +- 0.0003. Against it: on HalfCheetah medium-expert around the SB3 policy (bound_lift 2, seed 0) the critic
     prefers a reach policy that turns the cheetah onto its back (+0.284 +- 0.013; 52.4 against the penalised
-    policy's 86.8; `benchmarks/state_event.py`), so it stays off by default. A deployment setting: a finished run
-    re-deploys under either value without retraining."""
+    policy's 86.8; `benchmarks/state_event.py`), so it stays off by default (session 39: around the SB3 policy on
+    hopper medium, seed 1, the sixth kept-out case where the critic's clear preference matched the env, 64.9 against
+    59.8). With env episodes, `spar tune-alpha` on the run folder compares the two directly. A deployment setting: a
+    finished run re-deploys under either value without retraining."""
     reach_check_horizon: int = 300
     """[spar] With lsi_reach_penalty and auto_alpha: model steps of a last check before the reach policy is
     deployed (`drift.compare_reach`): rolled beside the penalised policy it would replace (at that one's
