@@ -297,14 +297,14 @@ class PolicySweep:
                     f"kept {self.folders[0]} at alpha {alpha:g}: no other rectifier beats it on the same episodes by "
                     f"more than {NOISE_SE:g} standard errors and {MIN_GAIN:.0%} of its mean return{support}"
                 )
-            if self.sweeps[0].violations is None:
-                parts.append("(support not checked: give the training dataset to keep picks on the data)")
             else:
                 gain, se = self.gain_over_deployed
                 parts.append(
                     f"picked {self.folders[index]} at alpha {alpha:g}: {gain:+.1f} ± {se:.1f} (paired) over "
                     f"{self.folders[0]} at alpha {self.sweeps[0].best_alpha:g}"
                 )
+            if self.sweeps[0].violations is None:
+                parts.append("(support not checked: give the training dataset to keep picks on the data)")
         return "\n".join(parts)
 
     @property

@@ -144,7 +144,9 @@ def test_another_rectifier_replaces_the_deployed_one_only_when_clearly_better(tm
     assert clear.choice == (1, 1.0) and clear.folder == folders[1]
     gain, se = clear.gain_over_deployed
     assert gain == pytest.approx(10.125) and se == pytest.approx(np.std([10, 10, 10, 10.5], ddof=1) / 2)
-    assert clear.to_dict()["rectifier"] == "rectifier-alternative" and "picked" in clear.table()
+    assert clear.to_dict()["rectifier"] == "rectifier-alternative"
+    assert f"picked {folders[1]} at alpha 1: +10.1 ± 0.1 (paired) over {folders[0]} at alpha 1" in clear.table()
+    assert "\nkept " not in clear.table() and "\npicked " not in close.table()
     # clearly above the noise but a sliver of the return (under MIN_GAIN): the offline checks' choice stays
     steady = _sweep(base, [1000.0, 1000.0, 1000.0, 1000.0])
     sliver = _sweep(base, [1020.0, 1021.0, 1020.0, 1021.0])  # +20.5 +- 0.3 on 1000
@@ -228,6 +230,7 @@ def test_with_the_training_data_a_replacement_may_not_leave_the_support_more():
     assert deployed.to_dict()["support_violation_rate"] == [0.001, 0.04]
     kept = PolicySweep(folders, (deployed, far))
     assert "on the data's support" in kept.table() and kept.to_dict()["support_checked"]
+    assert "\npicked " not in kept.table() and "support not checked" not in kept.table()
     # without the data, return alone decides, and the table says support was not checked
     blind = PolicySweep(folders, (_sweep(base, [20.0, 21.0, 19.0, 20.0]), _sweep(base, [30.0, 31.0, 29.0, 30.0])))
     assert blind.choice == (1, 1.0) and "support not checked" in blind.table()
