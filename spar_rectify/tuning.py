@@ -142,7 +142,7 @@ def tune_alpha(
     episodes: int = 10,
     seed: int = TUNE_SEED,
     progress: bool = False,
-    support: _Support | None = None,
+    data: Any = None,
 ) -> AlphaSweep:
     """Evaluate the rectified policy at each alpha on the same `episodes` seeded episodes.
 
@@ -154,7 +154,8 @@ def tune_alpha(
         episodes: episodes per alpha; episode j is reset with seed `seed + j` for every alpha.
         seed: first reset seed; keep it apart from the seeds you report results on.
         progress: show a tqdm bar over the alphas.
-        support: internal (`tune_run`'s measure of the steps beyond the training data).
+        data: the `OfflineData` the rectifier was trained on: each alpha's share of executed steps beyond its
+            support is measured too (`AlphaSweep.violations`); None: returns only.
 
     Returns:
         An `AlphaSweep`; `best_alpha` is the choice, `spar_rectify.set_default_alpha` stores it.
@@ -162,6 +163,17 @@ def tune_alpha(
     Raises:
         ValueError: no alphas, an alpha outside [0, 1] or not finite, or episodes < 1.
     """
+    values = _checked_alphas(alphas, episodes)
+    if not hasattr(rectifier, "rectifier"):
+        rectifier = load_rectifier(rectifier)
+    env = make_env(env)
+    base = RectifiedPolicy(base_policy, rectifier).base_policy  # checks the anchor once
+    support = _Support(data) if data is not None else None
+    return _sweep(base, rectifier, env, values, episodes, seed, progress, support)
+
+
+def _checked_alphas(alphas: Sequence[float], episodes: int) -> np.ndarray:
+    """(A,) the distinct alphas ascending, or ValueError naming a bad alpha or episode count."""
     values = np.asarray(list(alphas), dtype=np.float64)
     if values.size == 0:
         raise ValueError("tune_alpha needs at least one alpha, e.g. alphas=(0, 0.25, 0.5, 0.75, 1)")
@@ -170,12 +182,7 @@ def tune_alpha(
         raise ValueError(f"alpha must be in [0, 1] (0: the base policy, 1: the full residual), got {bad.tolist()}")
     if not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
-    values = np.unique(values)  # ascending, no repeats
-    if not hasattr(rectifier, "rectifier"):
-        rectifier = load_rectifier(rectifier)
-    env = make_env(env)
-    base = RectifiedPolicy(base_policy, rectifier).base_policy  # checks the anchor once
-    return _sweep(base, rectifier, env, values, episodes, seed, progress, support)
+    return np.unique(values)  # ascending, no repeats
 
 
 class _Support:
@@ -364,19 +371,18 @@ def tune_run(
         FileNotFoundError: no rectifier in `folder`.
         ValueError: as `tune_alpha`.
     """
+    values = _checked_alphas(alphas, episodes)
     named = run_rectifiers(folder)
-    support = _Support(data) if data is not None else None
-    first = tune_alpha(base_policy, named["rectifier"], env, alphas, episodes, seed, progress, support)
     env = make_env(env)
-    base = RectifiedPolicy(base_policy, load_rectifier(named["rectifier"])).base_policy
-    shares = first.violations if first.violations is not None else np.full(len(first.alphas), np.nan)
-    base_row = (first.returns[0], shares[0]) if first.alphas[0] == 0 else None
-    sweeps = [first]
-    for name, path in named.items():
-        if name != "rectifier":
-            checkpoint = load_rectifier(path)
-            RectifiedPolicy(base, checkpoint)  # each was trained around the same anchor: checked, not assumed
-            sweeps.append(_sweep(base, checkpoint, env, first.alphas, episodes, seed, progress, support, base_row))
+    support = _Support(data) if data is not None else None  # built once for every rectifier
+    base, sweeps, base_row = base_policy, [], None
+    for path in named.values():
+        checkpoint = load_rectifier(path)
+        base = RectifiedPolicy(base, checkpoint).base_policy  # each was trained around this anchor: checked
+        sweeps.append(_sweep(base, checkpoint, env, values, episodes, seed, progress, support, base_row))
+        if values[0] == 0:  # alpha 0 is the base policy whatever the rectifier: measured once
+            first = sweeps[0]
+            base_row = (first.returns[0], np.nan if first.violations is None else first.violations[0])
     return PolicySweep(tuple(named.values()), tuple(sweeps))
 
 

@@ -251,6 +251,10 @@ def test_tune_run_measures_each_sweeps_support_on_the_training_data(tmp_path, po
     from spar_rectify.tuning import _Support
 
     assert sweep.sweeps[1].violations[1] == pytest.approx(_Support(data).share(visited))
+    one = dict(alphas=(0.0, 1.0), episodes=2, seed=7, data=data)
+    alone = tune_alpha(point_anchor, run / "rectifier", "PointReach-v0", **one)
+    assert np.array_equal(alone.violations, sweep.sweeps[0].violations)  # one rectifier: the same measurement
+    assert tune_alpha(point_anchor, run / "rectifier", "PointReach-v0", alphas=(0.0,), episodes=1).violations is None
 
 
 def test_cli_tunes_a_run_folder_on_its_own_datasets_support(tmp_path, capsys, point_env, point_anchor, monkeypatch):
