@@ -26,8 +26,7 @@ from spar_rectify.importing import arrays_from_npz, arrays_from_sb3_replay_buffe
 from spar_rectify.matmul import bf16_status
 from spar_rectify.policies import load_policy
 from spar_rectify.rectified_policy import RectifiedPolicy
-from spar_rectify.spaces import ActionScaler
-from spar_rectify.support import SupportMetric
+from spar_rectify.support import DatasetSupport
 from spar_rectify.sweep import parse_settings, summarise, sweep
 from spar_rectify.trainer import train
 from spar_rectify.tuning import DEFAULT_ALPHAS, OFFLINE, TUNE_SEED, save_choice, tune_run
@@ -382,11 +381,7 @@ def run_evaluate(args: EvaluateArgs) -> None:
     import numpy as np
 
     base = load_policy(args.policy, args.vec_normalize)
-    support = None
-    if args.dataset is not None:
-        data = load_minari(args.dataset)
-        scaler = ActionScaler(data.action_space)
-        support = SupportMetric(data.observations.numpy(), data.actions.numpy())
+    support = DatasetSupport(load_minari(args.dataset)) if args.dataset is not None else None
     rows = {"raw": {"policy": str(args.policy)}}
     policies = {"raw": base}
     if args.rectifier is not None:
@@ -416,9 +411,7 @@ def run_evaluate(args: EvaluateArgs) -> None:
             returns=returns.tolist(),
         )
         if support is not None:
-            obs = np.stack([o for o, _ in visited])
-            actions = scaler.to_normalized_clipped(np.stack([a for _, a in visited]))
-            row.update(support.report(obs, actions), support_dataset=args.dataset)
+            row.update(support.report(visited), support_dataset=args.dataset)
         if name == "rectified":
             row.update(
                 support_score_mean=float(np.mean(steps["support"])), gate_held_share=float(np.mean(steps["held"]))

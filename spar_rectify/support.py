@@ -1,6 +1,7 @@
 """The support metric: how far executed (state, action) pairs sit from the dataset.
 
-Defines `SupportMetric`.
+Defines `SupportMetric` and `DatasetSupport` (the metric of a dataset's (state, action) pairs, queried with a
+policy's executed steps).
 
 Every dimension of the joint vector `[obs, action]` (actions in normalised units; without
 actions, the states alone: how often a policy is where the data never went) is
@@ -108,3 +109,31 @@ class SupportMetric:
             "support_ratio_median": float(np.median(d) / max(self.loo_median, 1e-12)),
             "support_violation_rate": float(np.mean(d > self.threshold)),
         }
+
+
+class DatasetSupport:
+    """`SupportMetric` on a dataset's (state, action) pairs, queried with executed steps in env units.
+
+    Args:
+        data: an `OfflineData` (observations, actions in normalised units, its action space).
+    """
+
+    def __init__(self, data):
+        from spar_rectify.spaces import ActionScaler
+
+        self.scaler = ActionScaler(data.action_space)
+        self.metric = SupportMetric(data.observations.numpy(), data.actions.numpy())
+
+    def pairs(self, visited: list) -> tuple[np.ndarray, np.ndarray]:
+        """(T, obs_dim) observations and (T, act_dim) normalised actions of `(observation, action)` steps in env
+        units (what `evaluation.evaluate(visited=...)` collects)."""
+        obs = np.stack([np.asarray(o, np.float32) for o, _ in visited])
+        return obs, self.scaler.to_normalized_clipped(np.stack([a for _, a in visited]))
+
+    def report(self, visited: list) -> dict[str, float]:
+        """`SupportMetric.report` of the visited steps."""
+        return self.metric.report(*self.pairs(visited))
+
+    def share(self, visited: list) -> float:
+        """The share of the visited steps beyond the dataset's support (`SupportMetric.violations`)."""
+        return float(self.metric.violations(*self.pairs(visited)).mean())

@@ -35,6 +35,7 @@ import numpy as np
 from spar_rectify.checkpoint import load_rectifier, save_rectifier, set_default_alpha
 from spar_rectify.evaluation import evaluate, make_env
 from spar_rectify.rectified_policy import RectifiedPolicy
+from spar_rectify.support import DatasetSupport
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TUNE_SEED = 20_000
@@ -58,10 +59,11 @@ OFFLINE = "rectifier-offline"
 RUN_ALTERNATIVES = ("rectifier-alternative", "rectifier-insample", "rectifier-lsi", OFFLINE)
 
 
-def _paired(diff: np.ndarray) -> tuple[float, float]:
-    """Mean and standard error of (episodes,) paired differences (inf with one episode)."""
-    n = len(diff)
-    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+def _paired(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error of paired differences (..., episodes) over the last axis (inf with one episode)."""
+    n = diff.shape[-1]
+    se = diff.std(axis=-1, ddof=1) / np.sqrt(n) if n > 1 else np.full(diff.shape[:-1], np.inf)
+    return diff.mean(axis=-1), se
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,11 @@ class AlphaSweep:
     def gains(self) -> tuple[np.ndarray, np.ndarray]:
         """(A,) mean and (A,) standard error of the paired gain over the smallest alpha (the most
         conservative: the base policy itself when 0 is swept), episode by episode on the same seeds."""
-        diff = self.returns - self.returns[0]
-        n = diff.shape[1]
-        se = diff.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.full(len(diff), np.inf)
-        return diff.mean(axis=1), se
+        return _paired(self.returns - self.returns[0])
+
+    def row(self, alpha: float) -> int:
+        """The row of `alpha` (one of `alphas`) in `returns` and `violations`."""
+        return int(np.searchsorted(self.alphas, alpha))
 
     @property
     def best_alpha(self) -> float:
@@ -168,7 +171,7 @@ def tune_alpha(
         rectifier = load_rectifier(rectifier)
     env = make_env(env)
     base = RectifiedPolicy(base_policy, rectifier).base_policy  # checks the anchor once
-    support = _Support(data) if data is not None else None
+    support = DatasetSupport(data) if data is not None else None
     return _sweep(base, rectifier, env, values, episodes, seed, progress, support)
 
 
@@ -185,24 +188,8 @@ def _checked_alphas(alphas: Sequence[float], episodes: int) -> np.ndarray:
     return np.unique(values)  # ascending, no repeats
 
 
-class _Support:
-    """The share of executed (state, action) steps beyond a dataset's support (actions in env units)."""
-
-    def __init__(self, data):
-        from spar_rectify.spaces import ActionScaler
-        from spar_rectify.support import SupportMetric
-
-        self.scaler = ActionScaler(data.action_space)
-        self.metric = SupportMetric(data.observations.numpy(), data.actions.numpy())
-
-    def share(self, visited: list) -> float:
-        obs = np.stack([np.asarray(o, np.float32) for o, _ in visited])
-        actions = self.scaler.to_normalized_clipped(np.stack([a for _, a in visited]))
-        return float(self.metric.violations(obs, actions).mean())
-
-
 def _sweep(base, checkpoint, env, values, episodes: int, seed: int, progress: bool, support=None, base_row=None):
-    """`AlphaSweep` of one loaded rectifier around the checked `base`; `support`: a `_Support` (or None) for each
+    """`AlphaSweep` of one loaded rectifier around the checked `base`; `support`: a `DatasetSupport` (or None) for each
     alpha's share of steps beyond the data; `base_row`: (returns (episodes,), share) of alpha 0 when already
     measured on the same seeds (alpha 0 executes the base action whatever the rectifier)."""
     from tqdm.auto import tqdm
@@ -262,7 +249,7 @@ class PolicySweep:
         the deployed pick; of several such, the highest mean return."""
         first = self.sweeps[0]
         alpha = first.best_alpha
-        at = int(np.searchsorted(first.alphas, alpha))
+        at = first.row(alpha)
         reference = first.returns[at]
         allowed = None if first.violations is None else first.violations[at] + SUPPORT_SLACK
         best, best_mean = (0, alpha), reference.mean()
@@ -270,7 +257,7 @@ class PolicySweep:
             own = sweep.best_alpha
             if own == sweep.alphas[0]:
                 continue  # not clearly above the most conservative alpha
-            j = int(np.searchsorted(sweep.alphas, own))
+            j = sweep.row(own)
             row = sweep.returns[j]
             gain, se = _paired(row - reference)
             clear = gain > NOISE_SE * se and gain >= MIN_GAIN * abs(reference.mean())
@@ -322,8 +309,8 @@ class PolicySweep:
         if index == 0:
             return 0.0, 0.0
         first, chosen = self.sweeps[0], self.sweeps[index]
-        reference = first.returns[int(np.searchsorted(first.alphas, first.best_alpha))]
-        return _paired(chosen.returns[int(np.searchsorted(chosen.alphas, alpha))] - reference)
+        gain, se = _paired(chosen.returns[chosen.row(alpha)] - first.returns[first.row(first.best_alpha)])
+        return float(gain), float(se)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -374,7 +361,7 @@ def tune_run(
     values = _checked_alphas(alphas, episodes)
     named = run_rectifiers(folder)
     env = make_env(env)
-    support = _Support(data) if data is not None else None  # built once for every rectifier
+    support = DatasetSupport(data) if data is not None else None  # built once for every rectifier
     base, sweeps, base_row = base_policy, [], None
     for path in named.values():
         checkpoint = load_rectifier(path)

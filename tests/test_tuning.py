@@ -248,9 +248,9 @@ def test_tune_run_measures_each_sweeps_support_on_the_training_data(tmp_path, po
     visited: list = []
     full = RectifiedPolicy(point_anchor, run / "rectifier-alternative", alpha=1.0)
     evaluate(full, "PointReach-v0", 2, 7, visited=visited)
-    from spar_rectify.tuning import _Support
+    from spar_rectify.support import DatasetSupport
 
-    assert sweep.sweeps[1].violations[1] == pytest.approx(_Support(data).share(visited))
+    assert sweep.sweeps[1].violations[1] == pytest.approx(DatasetSupport(data).share(visited))
     one = dict(alphas=(0.0, 1.0), episodes=2, seed=7, data=data)
     alone = tune_alpha(point_anchor, run / "rectifier", "PointReach-v0", **one)
     assert np.array_equal(alone.violations, sweep.sweeps[0].violations)  # one rectifier: the same measurement
