@@ -162,7 +162,8 @@ def cases() -> list[dict]:
 
 def rule_scores(rows: list[dict]) -> dict[str, dict]:
     """Each rule's picks over `rows`: mean score, how often it picked the better policy (ties of under one point
-    count for both) and its total shortfall against the better one, in normalised points."""
+    count for both), its total shortfall against the better one, in normalised points, and the mean and largest share
+    of the picked policies' evaluation states beyond the data's state support."""
     picks = {
         "recorded": lambda r: r["reach_deployed"],
         "penalised": lambda r: False,
@@ -171,14 +172,21 @@ def rule_scores(rows: list[dict]) -> dict[str, dict]:
     }
     out = {}
     for name, pick in picks.items():
-        scores, right, short = [], 0, 0.0
+        scores, off, right, short = [], [], 0, 0.0
         for r in rows:
-            chosen = r["reach" if pick(r) else "penalised"]["score"]
+            chosen = r["reach" if pick(r) else "penalised"]
             best = max(r["reach"]["score"], r["penalised"]["score"])
-            scores.append(chosen)
-            right += best - chosen < 1.0
-            short += best - chosen
-        out[name] = {"mean": round(float(np.mean(scores)), 2), "better_or_tie": right, "shortfall": round(short, 1)}
+            scores.append(chosen["score"])
+            off.append(chosen["state_off"])
+            right += best - chosen["score"] < 1.0
+            short += best - chosen["score"]
+        out[name] = {
+            "mean": round(float(np.mean(scores)), 2),
+            "better_or_tie": right,
+            "shortfall": round(short, 1),
+            "mean_state_off": round(float(np.mean(off)), 4),
+            "worst_state_off": round(float(np.max(off)), 4),
+        }
     measured = [r for r in rows if r["critic_prefers_reach"] is not None]
     if measured:
         right = sum(

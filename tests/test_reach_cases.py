@@ -68,16 +68,25 @@ def test_return_split_tells_two_groups_from_one():
 
 
 def test_rule_scores_count_the_better_pick_and_the_shortfall():
+    def case(reach, penalised, deployed, eligible, critic):
+        return {
+            "reach": {"score": reach[0], "state_off": reach[1]},
+            "penalised": {"score": penalised[0], "state_off": penalised[1]},
+            "reach_deployed": deployed,
+            "eligible_any_anchor": eligible,
+            "critic_prefers_reach": critic,
+        }
+
     rows = [
-        {"reach": {"score": 90.0}, "penalised": {"score": 60.0}, "reach_deployed": False, "eligible_any_anchor": True,
-         "critic_prefers_reach": True},
-        {"reach": {"score": 50.0}, "penalised": {"score": 80.0}, "reach_deployed": True, "eligible_any_anchor": False,
-         "critic_prefers_reach": True},
-        {"reach": {"score": 70.0}, "penalised": {"score": 70.5}, "reach_deployed": True, "eligible_any_anchor": True,
-         "critic_prefers_reach": None},
-    ]  # fmt: skip
+        case((90.0, 0.1), (60.0, 0.0), False, True, True),
+        case((50.0, 0.3), (80.0, 0.0), True, False, True),
+        case((70.0, 0.2), (70.5, 0.0), True, True, None),
+    ]
     rules = reach_cases.rule_scores(rows)
-    assert rules["recorded"] == {"mean": pytest.approx(60.0), "better_or_tie": 1, "shortfall": 60.5}
+    recorded = rules["recorded"]
+    assert recorded["mean"] == pytest.approx(60.0) and recorded["better_or_tie"] == 1 and recorded["shortfall"] == 60.5
+    assert recorded["mean_state_off"] == pytest.approx(0.5 / 3, abs=1e-4) and recorded["worst_state_off"] == 0.3
+    assert rules["penalised"]["worst_state_off"] == 0.0
     assert rules["reach"]["better_or_tie"] == 2 and rules["reach"]["shortfall"] == 30.5
     assert rules["penalised"]["better_or_tie"] == 2 and rules["penalised"]["shortfall"] == 30.0
     assert rules["eligible_any_anchor"]["better_or_tie"] == 3 and rules["eligible_any_anchor"]["shortfall"] == 0.5
