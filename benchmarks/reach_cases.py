@@ -18,7 +18,9 @@ once. The rules:
 - `penalised`, `reach`: always that policy, at its offline alpha;
 - `eligible_any_anchor`: today's rule without `reach_weak_anchor_only` (the reach policy at offline alpha 1 and within
   the reach check's bar, whatever the critic says of the anchor);
-- `critic`: the larger critic gain (`benchmarks/reach_gain.py`'s rows; only where one was measured).
+- `critic`: the critic's clear preference (`benchmarks/reach_gain.py`'s rows; only where one was measured);
+- `larger_gain`: the kit's `reach_rule="larger_gain"` (the recorded pick, or a kept-out reach policy at an offline
+  alpha above 0 that the critic clearly prefers; only where that did not need an unmeasured critic).
 
 Features printed beside each case: the critic's anchor advantage (< 0: it rates the anchor below the data's value),
 the reach check's excess (points of model states off the data, reach minus penalised), whether the residual cap was
@@ -160,42 +162,53 @@ def cases() -> list[dict]:
     return out
 
 
+def larger_gain(row: dict) -> bool | None:
+    """`reach_rule="larger_gain"`'s pick: the reach policy where it was deployed, or where it was kept out at an
+    offline alpha above 0 and the critic clearly prefers it; None where that needed the critic and none was asked."""
+    if row["reach_deployed"]:
+        return True
+    if not row["reach"]["alpha"]:
+        return False
+    return row["critic_prefers_reach"]
+
+
+#: The rules scored: row -> True (the reach policy), False (the penalised one) or None (not known for that row).
+RULES = {
+    "recorded": lambda r: r["reach_deployed"],
+    "penalised": lambda r: False,
+    "reach": lambda r: True,
+    "eligible_any_anchor": lambda r: r["eligible_any_anchor"],
+    "critic": lambda r: r["critic_prefers_reach"],
+    "larger_gain": larger_gain,
+}
+
+
 def rule_scores(rows: list[dict]) -> dict[str, dict]:
-    """Each rule's picks over `rows`: mean score, how often it picked the better policy (ties of under one point
-    count for both), its total shortfall against the better one, in normalised points, and the mean and largest share
-    of the picked policies' evaluation states beyond the data's state support."""
-    picks = {
-        "recorded": lambda r: r["reach_deployed"],
-        "penalised": lambda r: False,
-        "reach": lambda r: True,
-        "eligible_any_anchor": lambda r: r["eligible_any_anchor"],
-    }
+    """Each rule's picks over the `rows` it decides: how many, their mean score, how often it picked the better
+    policy (ties of under one point count for both), its total shortfall against the better one, in normalised
+    points, and the mean and largest share of the picked policies' evaluation states beyond the data's state
+    support."""
     out = {}
-    for name, pick in picks.items():
+    for name, pick in RULES.items():
         scores, off, right, short = [], [], 0, 0.0
         for r in rows:
+            if pick(r) is None:
+                continue
             chosen = r["reach" if pick(r) else "penalised"]
             best = max(r["reach"]["score"], r["penalised"]["score"])
             scores.append(chosen["score"])
             off.append(chosen["state_off"])
             right += best - chosen["score"] < 1.0
             short += best - chosen["score"]
-        out[name] = {
-            "mean": round(float(np.mean(scores)), 2),
-            "better_or_tie": right,
-            "shortfall": round(short, 1),
-            "mean_state_off": round(float(np.mean(off)), 4),
-            "worst_state_off": round(float(np.max(off)), 4),
-        }
-    measured = [r for r in rows if r["critic_prefers_reach"] is not None]
-    if measured:
-        right = sum(
-            max(r["reach"]["score"], r["penalised"]["score"])
-            - r["reach" if r["critic_prefers_reach"] else "penalised"]["score"]
-            < 1.0
-            for r in measured
-        )
-        out["critic"] = {"cases": len(measured), "better_or_tie": right}
+        if scores:
+            out[name] = {
+                "cases": len(scores),
+                "mean": round(float(np.mean(scores)), 2),
+                "better_or_tie": right,
+                "shortfall": round(short, 1),
+                "mean_state_off": round(float(np.mean(off)), 4),
+                "worst_state_off": round(float(np.max(off)), 4),
+            }
     return out
 
 

@@ -70,7 +70,7 @@ def test_return_split_tells_two_groups_from_one():
 def test_rule_scores_count_the_better_pick_and_the_shortfall():
     def case(reach, penalised, deployed, eligible, critic):
         return {
-            "reach": {"score": reach[0], "state_off": reach[1]},
+            "reach": {"score": reach[0], "state_off": reach[1], "alpha": 0.5},
             "penalised": {"score": penalised[0], "state_off": penalised[1]},
             "reach_deployed": deployed,
             "eligible_any_anchor": eligible,
@@ -90,4 +90,9 @@ def test_rule_scores_count_the_better_pick_and_the_shortfall():
     assert rules["reach"]["better_or_tie"] == 2 and rules["reach"]["shortfall"] == 30.5
     assert rules["penalised"]["better_or_tie"] == 2 and rules["penalised"]["shortfall"] == 30.0
     assert rules["eligible_any_anchor"]["better_or_tie"] == 3 and rules["eligible_any_anchor"]["shortfall"] == 0.5
-    assert rules["critic"] == {"cases": 2, "better_or_tie": 1}
+    assert rules["critic"]["cases"] == 2 and rules["critic"]["better_or_tie"] == 1
+    # larger_gain: row 1 kept out and the critic prefers it (reach), row 2 deployed (reach), row 3 deployed (reach)
+    assert rules["larger_gain"]["cases"] == 3 and rules["larger_gain"]["shortfall"] == 30.5
+    unknown = dict(rows[0], critic_prefers_reach=None)
+    assert reach_cases.larger_gain(unknown) is None
+    assert reach_cases.larger_gain(dict(unknown, reach={"score": 1.0, "state_off": 0.0, "alpha": 0.0})) is False
