@@ -106,22 +106,10 @@ def eligible_any_anchor(record: dict) -> bool:
     return excess <= bar
 
 
-def critic_rows() -> dict[tuple, dict]:
-    """reach_gain.json's rows by (dataset, method, seed, penalised-or-reach deployed score rounded)."""
-    path = RESULTS / "reach_gain.json"
-    rows = json.loads(path.read_text()) if path.is_file() else []
-    return {
-        (r["dataset"], r["method"], r["seed"], round(r["rollout"]["normalized_score"], 2)): r
-        for r in rows
-        if r.get("rollout")
-    }
-
-
 def cases() -> list[dict]:
     """One row per distinct training whose record holds both policies' scores."""
     import suite_bench
 
-    critic = critic_rows()
     out, seen = [], set()
     for path in sorted(glob.glob(str(RESULTS / "suite_full*.json"))):
         for record in json.loads(Path(path).read_text()).get("runs", []):
@@ -142,7 +130,6 @@ def cases() -> list[dict]:
             seen.add(key)
             plain = {k: v for k, v in record.items() if k not in ("overrides", "variant")}
             choice = record["penalty_choice"]
-            gain = critic.get(key[:3] + (round(record["normalized_score"], 2),))
             out.append(
                 {
                     "file": Path(path).name,
@@ -156,7 +143,7 @@ def cases() -> list[dict]:
                     "reach_excess_points": choice.get("reach_excess_points"),
                     "lifted": (record.get("bound_cap") or {}).get("lifted"),
                     "eligible_any_anchor": eligible_any_anchor(record),
-                    "critic_prefers_reach": None if gain is None else gain["clearly_prefers_reach"],
+                    "critic_prefers_reach": suite_bench.critic_prefers_reach(record),
                 }
             )
     return out

@@ -42,7 +42,7 @@ from pathlib import Path
 import spar_rectify  # noqa: F401  (first: the rendering default and MKL's path, before mujoco and torch)
 from spar_rectify.algos import training_fields
 from spar_rectify.config import DEPLOYMENT_FIELDS, saved_settings
-from spar_rectify.drift import AlphaChoice, PenaltyChoice
+from spar_rectify.drift import GAIN_MARGIN_SE, AlphaChoice, PenaltyChoice
 from spar_rectify.sweep import run_jobs
 from spar_rectify.trainer import ALTERNATIVE, IN_SAMPLE, REFUSED
 
@@ -506,6 +506,8 @@ def record_changes(record: dict) -> list[str]:
     changed = changed_fields(record["config"], config)
     if "reach_model_margin" in changed and same_reach_decision(record, config.reach_model_margin):
         changed.remove("reach_model_margin")  # deployed the same policy today: the record stands
+    if "reach_rule" in changed and same_reach_rule_decision(record, config.reach_rule):
+        changed.remove("reach_rule")  # the same latent policy under today's rule: the record stands
     if BOUND_FIELDS & set(changed) and same_rho(record, config):
         changed = [f for f in changed if f not in BOUND_FIELDS]  # the same cap, or the quantile under both: same rho
     # the candidate's weight, recipe and rule: mu and the reach policy train the same without or beside any candidate,
@@ -707,6 +709,57 @@ def same_reach_decision(record: dict, margin: float) -> bool:
     if not members:
         return margin >= 0 if reach_deployed else margin <= 0
     return reach_passes(saved, record["config"]["drift_threshold"], margin) == reach_deployed
+
+
+#: The critic's verdicts on finished runs' two latent policies, asked after the run (`benchmarks/reach_gain.py`).
+REACH_GAIN = RESULTS / "reach_gain.json"
+
+
+def critic_prefers_reach(record: dict, probes: Path | None = None) -> bool | None:
+    """Whether the critic clearly prefers a record's reach policy to its penalised one, each as deployed (paired gain
+    above `GAIN_MARGIN_SE` standard errors): the run's own verdict where it asked (`penalty_choice.reach_gain`, under
+    reach_rule larger_gain), else `reach_gain.py`'s row of the same run (dataset, method, seed and the deployed
+    score) in `probes` (default `REACH_GAIN`); None where nobody asked."""
+    gain = (record.get("penalty_choice") or {}).get("reach_gain")
+    if gain:
+        return gain["difference"] > GAIN_MARGIN_SE * gain["difference_se"]
+    probes = REACH_GAIN if probes is None else probes
+    rows = json.loads(probes.read_text()) if probes.is_file() else []
+    for row in rows:
+        same_run = (row["dataset"], row["method"], row["seed"]) == (record["dataset"], record["method"], record["seed"])
+        score = (row.get("rollout") or {}).get("normalized_score")
+        if same_run and score is not None and abs(score - record["normalized_score"]) < 1e-6:
+            return bool(row["clearly_prefers_reach"])
+    return None
+
+
+def reach_offline_alpha(choice: dict) -> float | None:
+    """The reach policy's own offline alpha in a recorded `penalty_choice` (None where it was not recorded)."""
+    for penalty, check in (choice.get("rectifiers") or {}).items():
+        if float(penalty) == float(choice["reach_penalty"]):
+            return check.get("alpha")
+    return None
+
+
+def same_reach_rule_decision(record: dict, rule: str, probes: Path | None = None) -> bool:
+    """Whether a record's run deploys the same latent policy under TrainConfig.reach_rule `rule` as under the rule it
+    ran with. "larger_gain" only adds to "alpha_one": a kept-out reach policy at an offline alpha above 0 that the
+    critic clearly prefers (`drift.reach_gains`). So from alpha_one to larger_gain a deployed reach policy stays, one
+    kept out at alpha 0 stays out, and one kept out above 0 stays out only where the critic's recorded verdict
+    (`critic_prefers_reach`) says it does not prefer it (unknown: not the same, the run must be re-deployed); from
+    larger_gain to alpha_one only a reach policy the critic deployed goes out."""
+    choice = record.get("penalty_choice")
+    if not choice or choice.get("reach_penalty") is None:
+        return True  # no reach policy: the rule decides nothing
+    then = saved_settings(record.get("config") or {}).get("reach_rule", "alpha_one")
+    if then == rule:
+        return True
+    deployed = reach_was_deployed(choice)
+    if rule == "alpha_one":
+        return not (deployed and choice.get("reach_gain"))
+    if deployed or not reach_offline_alpha(choice):
+        return True
+    return critic_prefers_reach(record, probes) is False
 
 
 def reach_passes(saved: dict, threshold: float, margin: float) -> bool:

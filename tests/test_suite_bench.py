@@ -1,5 +1,6 @@
 """The suite harness's bookkeeping: job order, the results table and the combined record file."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -300,6 +301,54 @@ def test_a_record_stays_current_under_a_new_reach_margin_only_where_it_deploys_t
     # a stricter margin might refuse a reach policy deployed without members, and keeps a refused one refused
     assert not suite_bench.same_reach_decision(spar(0.8, True), -1.0)
     assert suite_bench.same_reach_decision(spar(6.1, False), -1.0)
+
+
+def test_a_record_stays_current_under_another_reach_rule_only_where_it_deploys_the_same_latent_policy(
+    monkeypatch, tmp_path
+):
+    probes = tmp_path / "reach_gain.json"
+    monkeypatch.setattr(suite_bench, "REACH_GAIN", probes)
+
+    def spar(deployed_reach, reach_alpha=0.5, rule=None, gain=None, seed=0, score=60.0):
+        config = suite_bench.job_config("spar", 100, seed).to_dict()
+        if rule is None:
+            del config["reach_rule"]  # written before the field existed: alpha_one
+        else:
+            config["reach_rule"] = rule
+        choice = {"deployed_penalty": 0.0 if deployed_reach else 0.25, "reach_penalty": 0.0}
+        choice["rectifiers"] = {"0.25": {"alpha": 0.75}, "0": {"alpha": reach_alpha}}
+        if gain is not None:
+            choice["reach_gain"] = {"difference": gain, "difference_se": 0.01}
+        data = "spar/hopper/medium-v0"
+        return {**record(data, "medium-rectified", seed, score), "config": config, "penalty_choice": choice}
+
+    to_gain = suite_bench.same_reach_rule_decision
+    assert to_gain(spar(True, 1.0), "larger_gain")  # deployed: the gain rule keeps it
+    assert to_gain(spar(False, 0.0), "larger_gain")  # kept out at alpha 0: it cannot contend
+    assert not to_gain(spar(False), "larger_gain")  # kept out above 0, nobody asked the critic: re-deploy
+    assert suite_bench.critic_prefers_reach(spar(False)) is None
+    rows = [
+        {"dataset": "spar/hopper/medium-v0", "method": "medium-rectified", "seed": 0, "clearly_prefers_reach": False,
+         "rollout": {"normalized_score": 60.0}},
+        {"dataset": "spar/hopper/medium-v0", "method": "medium-rectified", "seed": 1, "clearly_prefers_reach": True,
+         "rollout": {"normalized_score": 60.0}},
+    ]  # fmt: skip
+    probes.write_text(json.dumps(rows))
+    assert suite_bench.critic_prefers_reach(spar(False)) is False
+    assert to_gain(spar(False), "larger_gain")  # the critic's recorded verdict keeps the penalised policy
+    assert not to_gain(spar(False, seed=1), "larger_gain")  # it prefers the reach policy: deployed today
+    assert suite_bench.critic_prefers_reach(spar(False, score=61.0)) is None  # another run of that cell
+    # a run under larger_gain: its own verdict, and back to alpha_one only a policy the critic deployed goes out
+    assert suite_bench.critic_prefers_reach(spar(True, rule="larger_gain", gain=0.05)) is True
+    assert not to_gain(spar(True, rule="larger_gain", gain=0.05), "alpha_one")
+    assert to_gain(spar(False, rule="larger_gain", gain=0.01), "alpha_one")
+    assert to_gain(spar(True, 1.0, rule="larger_gain"), "alpha_one")  # deployed by the drift check itself
+    assert to_gain({**spar(False), "penalty_choice": None}, "larger_gain")  # no reach policy: nothing to decide
+    # wired into the harness's staleness under today's rule
+    real = suite_bench.job_config
+    monkeypatch.setattr(suite_bench, "job_config", lambda *a: dataclasses.replace(real(*a), reach_rule="larger_gain"))
+    assert not suite_bench.stale(spar(False))
+    assert suite_bench.stale(spar(False, seed=1))
 
 
 def test_a_record_stays_current_under_a_new_in_sample_candidate_only_where_it_deploys_the_same_rectifier(monkeypatch):
