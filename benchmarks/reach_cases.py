@@ -26,7 +26,8 @@ Features printed beside each case: the critic's anchor advantage (< 0: it rates 
 the reach check's excess (points of model states off the data, reach minus penalised), whether the residual cap was
 lifted, and `return_split`: the between-group share of the variance of the data's episode returns at the best split
 into two groups (1: two tight groups, e.g. a medium and an expert policy's episodes; about 0.6 for one
-bell-shaped group). Appends nothing: writes `--out` (the whole table, with the command).
+bell-shaped group). Appends nothing: writes `--out` (the whole table, with the command) and beside it a PNG of each
+case's two scores.
 """
 
 from __future__ import annotations
@@ -199,6 +200,37 @@ def rule_scores(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
+def plot(rows: list[dict], out: Path) -> Path:
+    """Each case's penalised score (x) against its reach score (y), filled where it trains today's defaults, marked by
+    the policy it deployed; above the diagonal the reach policy scored more. Written to `out` (PNG)."""
+    from spar_rectify.plots import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    for deployed, marker, label in ((True, "^", "reach policy deployed"), (False, "o", "penalised policy deployed")):
+        for today in (True, False):
+            picked = [r for r in rows if r["reach_deployed"] == deployed and r["today"] == today]
+            if picked:
+                ax.scatter(
+                    [r["penalised"]["score"] for r in picked],
+                    [r["reach"]["score"] for r in picked],
+                    marker=marker,
+                    facecolors=("C0" if deployed else "C1") if today else "none",
+                    edgecolors="C0" if deployed else "C1",
+                    label=f"{label}{'' if today else ' (earlier defaults or a variant)'}",
+                )
+    low = min(min(r["reach"]["score"], r["penalised"]["score"]) for r in rows) - 5
+    high = max(max(r["reach"]["score"], r["penalised"]["score"]) for r in rows) + 5
+    ax.plot([low, high], [low, high], color="grey", lw=0.8)
+    ax.set(xlim=(low, high), ylim=(low, high), xlabel="penalised policy (normalised score)")
+    ax.set(ylabel="reach policy (normalised score)", title="Both latent policies of each 200k run, in the env")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     from spar_rectify.data import load_minari
 
@@ -232,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{group} cases, rule {name}: {result}")
     command = "python benchmarks/reach_cases.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     args.out.write_text(json.dumps({"command": command, "cases": rows, "rules": rules}, indent=1) + "\n")
-    print(f"written to {args.out}")
+    print(f"written to {args.out} and {plot(rows, args.out.with_suffix('.png'))}")
 
 
 if __name__ == "__main__":
