@@ -1,0 +1,129 @@
+"""Does a policy's own value, fitted on the data (FQE), rank a run's rectifiers as the env does? No training of the
+rectifiers, no env.
+
+Usage:
+    MINARI_DATASETS_PATH=$PWD/datasets python benchmarks/fqe_probe.py \
+        --run benchmarks/_work/full/spar_halfcheetah_medium-expert-v0/medium-rectified/seed1 \
+        --dataset spar/halfcheetah/medium-expert-v0 --method medium-rectified --seed 1 --label defaults_s40 \
+        --rollout-record benchmarks/results/suite_full.json
+
+The kit's critic rates one step of an action followed by the best the data does (IQL's in-sample value); on
+HalfCheetah medium-expert it prefers a reach policy that flips the cheetah (session 38). `spar_rectify.fqe` fits each
+policy's own Q on the data's transitions instead. This fits it, from the same seed, for the anchor and for every
+rectifier the run exported (`rectifier/`, `rectifier-alternative/`, `rectifier-insample/`, `rectifier-lsi/`; or those
+named by --folders), each as deployed (its saved alpha and gate), and prints each one's estimated discounted return
+from the data's first states, its paired difference from the deployed rectifier's, and, with --rollout-record, the
+env score the harness measured for it (the record's top level, `alternative`, `rectifier-insample`,
+`rectifier-lsi`). Appends one row per call to results/fqe_probe.json, with the command. Loading the suite's SB3
+anchor runs pickle (our files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import spar_rectify  # noqa: F401  (before torch)
+
+HERE = Path(__file__).parent
+RESULT = HERE / "results" / "fqe_probe.json"
+#: Each exported rectifier folder and the key of its env score in a harness record (None: the record's top level).
+FOLDERS = {"rectifier": None, "rectifier-alternative": "alternative", "rectifier-insample": "rectifier-insample"}
+FOLDERS["rectifier-lsi"] = "rectifier-lsi"
+
+
+def env_scores(path: str | None, args, steps: int) -> dict[str, float]:
+    """Folder name -> the harness's env score of it, from the run's record in `path` (empty without one)."""
+    import suite_bench
+
+    if not path:
+        return {}
+    keys = ("normalized_score", *(key for key in FOLDERS.values() if key))
+    record = suite_bench.rollout_record(path, args.dataset, args.method, args.seed, steps, fields=keys)
+    if record is None:
+        return {}
+    out = {"rectifier": record["normalized_score"]}
+    for folder, key in FOLDERS.items():
+        if key and record.get(key):
+            out[folder] = record[key]["normalized_score"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    import suite_bench
+
+    from spar_rectify.data import load_minari
+    from spar_rectify.fqe import fitted_q_evaluation, paired_difference
+    from spar_rectify.rectified_policy import RectifiedPolicy
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    suite_bench.add_run_probe_arguments(parser)
+    parser.add_argument("--steps", type=int, default=30_000, help="FQE's TD steps per policy")
+    parser.add_argument(
+        "--folders",
+        nargs="+",
+        default=list(FOLDERS),
+        choices=list(FOLDERS),
+        help="the rectifiers to fit (default: all)",
+    )
+    parser.add_argument("--out", default=str(RESULT))
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps {args.steps}: give at least 1 (30000 is the default)")
+    if "rectifier" not in args.folders:
+        parser.error(f"--folders {' '.join(args.folders)}: include rectifier (the deployed one: the others' reference)")
+    run, anchor = suite_bench.probed_run(parser, args)
+    config = json.loads((run / "config.json").read_text())
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    choice = summary.get("penalty_choice") or {}
+    reach_deployed = bool(choice) and suite_bench.reach_was_deployed(choice)
+    data = load_minari(args.dataset)
+    policies = {"anchor": anchor}
+    for folder in args.folders:
+        if (run / folder / "rectifier.json").is_file():
+            policies[folder] = RectifiedPolicy(anchor, run / folder, check_anchor=False)
+    roles = {}
+    if choice:
+        roles = {"rectifier": "reach" if reach_deployed else "penalised"}
+        roles["rectifier-alternative"] = "penalised" if reach_deployed else "reach"
+    results = {
+        name: fitted_q_evaluation(
+            policy, data, steps=args.steps, gamma=config.get("gamma", 0.99), seed=args.seed, name=name,
+            progress=lambda line: print(line, flush=True),
+        )
+        for name, policy in policies.items()
+    }  # fmt: skip
+    scores = env_scores(args.rollout_record, args, config["steps"])
+    rows = {}
+    for name, result in results.items():
+        diff, se = paired_difference(result, results["rectifier"])
+        alpha = policies[name].corrector.alpha if name != "anchor" else 0.0
+        rows[name] = {
+            **result.to_dict(),
+            "role": roles.get(name, name),
+            "alpha": alpha,
+            "minus_deployed": diff,
+            "minus_deployed_se": se,
+            "env_score": scores.get(name),
+        }
+        env = "" if scores.get(name) is None else f"{scores[name]:.1f}"
+        line = f"{name:22} {roles.get(name, ''):9} alpha {alpha:<4g} FQE {result.value:9.2f} ({diff:+.2f} ± {se:.2f})"
+        print(f"{line} env {env}")
+    ranked = [n for n in rows if rows[n]["env_score"] is not None]
+    agree = None
+    if len(ranked) >= 2:
+        by_fqe = sorted(ranked, key=lambda n: -rows[n]["value"])
+        by_env = sorted(ranked, key=lambda n: -rows[n]["env_score"])
+        agree = by_fqe[0] == by_env[0]
+        print(f"best by FQE: {by_fqe[0]}; best in the env: {by_env[0]}")
+    row = suite_bench.probe_row(args, run, "fqe_probe.py", steps=args.steps, policies=rows, best_agrees=agree)
+    out = Path(args.out)
+    kept = json.loads(out.read_text()) if out.is_file() else []
+    kept = [r for r in kept if (r["run"], r["label"]) != (row["run"], row["label"])] + [row]
+    out.write_text(json.dumps(kept, indent=1) + "\n")
+    print(f"appended to {out}")
+
+
+if __name__ == "__main__":
+    main()

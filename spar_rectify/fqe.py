@@ -1,0 +1,165 @@
+"""Fitted Q Evaluation: a policy's own value on a dataset, without the env.
+
+Defines `fitted_q_evaluation`, `FQEResult` and `paired_difference`.
+
+The kit's critic is IQL's: it values one step of an action followed by the best the data does in-sample, so it
+cannot say where a policy's own next steps lead (benchmarks/README.md, session 38: it prefers a HalfCheetah reach
+policy that flips the cheetah). FQE (Le, Voloshin and Yue, 2019; the most reliable of the offline selection
+methods compared by Paine et al., 2020) fits the policy's own Q by temporal differences on the data's transitions,
+the next action taken by the policy itself:
+
+    Q(s, a) <- r + gamma * (1 - terminated) * Q_target(s', pi(s'))
+
+and estimates the policy's discounted return from each episode's first state as Q(s0, pi(s0)). Policies evaluated
+with the same seed share the network's initialisation and the minibatches, so their paired difference over the
+start states compares them; it does not measure the fit's own error (compare seeds for that).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from spar_rectify.data import OfflineData
+from spar_rectify.networks import mlp
+from spar_rectify.spaces import ActionScaler
+
+#: States per call of the policy while its actions on the data are precomputed.
+CHUNK = 8192
+
+
+@dataclass
+class FQEResult:
+    """One policy's FQE estimate.
+
+    Attributes:
+        name: the policy's name.
+        start_values: (E,) the estimated discounted return from each episode's first state, reward units.
+        steps: TD steps fitted.
+        td_loss: mean squared TD error over the last 10% of the steps, in units of the reward's variance.
+        seed: the fit's seed (initialisation and minibatches).
+    """
+
+    name: str
+    start_values: np.ndarray
+    steps: int
+    td_loss: float
+    seed: int
+
+    @property
+    def value(self) -> float:
+        """The mean estimated discounted return from the data's first states (reward units)."""
+        return float(np.mean(self.start_values))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "value": self.value, "steps": self.steps, "td_loss": self.td_loss, "seed": self.seed}
+
+
+def paired_difference(a: FQEResult, b: FQEResult) -> tuple[float, float]:
+    """`a`'s value minus `b`'s and its standard error over their shared start states (reward units)."""
+    if a.start_values.shape != b.start_values.shape:
+        raise ValueError(f"{a.name!r} and {b.name!r} were evaluated on different start states; fit both on one dataset")
+    diff = np.asarray(a.start_values, np.float64) - np.asarray(b.start_values, np.float64)
+    se = float(np.std(diff, ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    return float(diff.mean()), se
+
+
+def episode_starts(data: OfflineData) -> np.ndarray:
+    """(E,) the row index of each episode's first transition (row 0 and every row after an end flag)."""
+    ends = ((data.terminations + data.truncations) > 0).numpy()
+    return np.flatnonzero(np.r_[True, ends[:-1]])
+
+
+@torch.no_grad()
+def _policy_actions(policy: Callable[[np.ndarray], np.ndarray], states: torch.Tensor, scaler: ActionScaler, name: str):
+    """(N, act_dim) float32 normalised actions of `policy` (env units in and out) at `states` (N, obs_dim)."""
+    out = []
+    for i in range(0, len(states), CHUNK):
+        actions = np.asarray(policy(states[i : i + CHUNK].numpy()), np.float64)
+        if not np.all(np.isfinite(actions)):
+            raise ValueError(f"policy {name!r} returned a non-finite action on the data's states")
+        out.append(torch.as_tensor(scaler.to_normalized_clipped(actions), dtype=torch.float32))
+    return torch.cat(out)
+
+
+def fitted_q_evaluation(
+    policy: Callable[[np.ndarray], np.ndarray],
+    data: OfflineData,
+    steps: int = 30_000,
+    gamma: float = 0.99,
+    hidden: Sequence[int] = (256, 256),
+    batch_size: int = 256,
+    lr: float = 3e-4,
+    tau: float = 0.005,
+    seed: int = 0,
+    name: str = "policy",
+    progress: Callable[[str], None] | None = None,
+) -> FQEResult:
+    """Fit `policy`'s own Q on `data` and estimate its discounted return from the data's first states.
+
+    Args:
+        policy: callable (B, obs_dim) env-unit observations -> (B, act_dim) env-unit actions (a `BasePolicy`, a
+            `RectifiedPolicy`); called once on every next state of the data (in chunks), then no more.
+        data: the transitions; rewards are divided by their standard deviation for the fit and the estimate is
+            given back in reward units.
+        steps: TD steps (each a minibatch of `batch_size` transitions).
+        gamma: the discount (the training's).
+        hidden: the Q network's hidden widths.
+        lr, tau: Adam's rate and the target network's Polyak rate.
+        seed: initialisation and minibatch draws; the same seed for the policies compared.
+        name: names the policy in errors and in the result.
+        progress: called with a line of text every 10% of the steps.
+
+    Returns:
+        an `FQEResult`.
+
+    Raises:
+        ValueError: bad settings, or the policy returned a non-finite action.
+    """
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps={steps}, batch_size={batch_size}: both must be at least 1 (30000 and 256 are typical)")
+    if not 0.0 <= gamma < 1.0:
+        raise ValueError(f"gamma={gamma}: use a discount in [0, 1), the training's (0.99 is typical)")
+    scaler = ActionScaler(data.action_space)
+    mean, std = (torch.as_tensor(x) for x in data.obs_stats())
+    obs = (data.observations - mean) / std
+    next_obs = (data.next_observations - mean) / std
+    reward_std = float(data.rewards.double().std()) if len(data) > 1 else 1.0
+    reward_std = reward_std if reward_std > 1e-8 else 1.0
+    rewards = data.rewards / reward_std
+    alive = 1.0 - data.terminations
+    next_actions = _policy_actions(policy, data.next_observations, scaler, name)
+    starts = torch.as_tensor(episode_starts(data))
+    start_actions = _policy_actions(policy, data.observations[starts], scaler, name)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        q = mlp(obs.shape[1] + next_actions.shape[1], 1, hidden)
+    target = copy.deepcopy(q).requires_grad_(False)
+    opt = torch.optim.Adam(q.parameters(), lr=lr)
+    draws = torch.Generator().manual_seed(seed)
+    losses = []
+    for step in range(1, steps + 1):
+        idx = torch.randint(len(data), (batch_size,), generator=draws)
+        with torch.no_grad():
+            ahead = target(torch.cat([next_obs[idx], next_actions[idx]], -1)).squeeze(-1)
+            y = rewards[idx] + gamma * alive[idx] * ahead
+        loss = torch.nn.functional.mse_loss(q(torch.cat([obs[idx], data.actions[idx]], -1)).squeeze(-1), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for p, p_target in zip(q.parameters(), target.parameters()):
+                p_target.lerp_(p, tau)
+        if step > steps - max(1, steps // 10):
+            losses.append(loss.item())
+        if progress is not None and step % max(1, steps // 10) == 0:
+            progress(f"FQE {name}: step {step}/{steps}, TD loss {loss.item():.4f}")
+    with torch.no_grad():
+        values = q(torch.cat([obs[starts], start_actions], -1)).squeeze(-1).double().numpy() * reward_std
+    return FQEResult(name, values, steps, float(np.mean(losses)), seed)
