@@ -12,10 +12,10 @@ HalfCheetah medium-expert it prefers a reach policy that flips the cheetah (sess
 policy's own Q on the data's transitions instead. This fits it, from the same seed, for the anchor and for every
 rectifier the run exported (`rectifier/`, `rectifier-alternative/`, `rectifier-insample/`, `rectifier-lsi/`; or those
 named by --folders), each as deployed (its saved alpha and gate), and prints each one's estimated discounted return
-from the data's first states, its paired difference from the deployed rectifier's, and, with --rollout-record, the
-env score the harness measured for it (the record's top level, `alternative`, `rectifier-insample`,
-`rectifier-lsi`). Appends one row per call to results/fqe_probe.json, with the command. Loading the suite's SB3
-anchor runs pickle (our files).
+from the data's first states and from a sample of its states, each with its paired difference from the deployed
+rectifier's, and, with --rollout-record, the env score the harness measured for it (the record's top level,
+`alternative`, `rectifier-insample`, `rectifier-lsi`). Appends one row per call to results/fqe_probe.json, with the
+command. Loading the suite's SB3 anchor runs pickle (our files).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ RESULT = HERE / "results" / "fqe_probe.json"
 #: Each exported rectifier folder and the key of its env score in a harness record (None: the record's top level).
 FOLDERS = {"rectifier": None, "rectifier-alternative": "alternative", "rectifier-insample": "rectifier-insample"}
 FOLDERS["rectifier-lsi"] = "rectifier-lsi"
+#: FQE's two estimates: from the data's first states and from its sampled states (`spar_rectify.fqe`).
+ON = ("starts", "states")
 
 
 def env_scores(path: str | None, args, steps: int) -> dict[str, float]:
@@ -96,8 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     }  # fmt: skip
     scores = env_scores(args.rollout_record, args, config["steps"])
     rows = {}
+    print(f"{'policy':22} {'role':9} {'alpha':5} {'FQE from first states':>30} {'FQE from data states':>30} env")
     for name, result in results.items():
-        diff, se = paired_difference(result, results["rectifier"])
+        (diff, se), (state_diff, state_se) = (paired_difference(result, results["rectifier"], on) for on in ON)
         alpha = policies[name].corrector.alpha if name != "anchor" else 0.0
         rows[name] = {
             **result.to_dict(),
@@ -105,19 +108,23 @@ def main(argv: list[str] | None = None) -> None:
             "alpha": alpha,
             "minus_deployed": diff,
             "minus_deployed_se": se,
+            "state_minus_deployed": state_diff,
+            "state_minus_deployed_se": state_se,
             "env_score": scores.get(name),
         }
         env = "" if scores.get(name) is None else f"{scores[name]:.1f}"
-        line = f"{name:22} {roles.get(name, ''):9} alpha {alpha:<4g} FQE {result.value:9.2f} ({diff:+.2f} ± {se:.2f})"
-        print(f"{line} env {env}")
+        starts = f"{result.value:9.2f} ({diff:+8.2f} ± {se:.2f})"
+        states = f"{result.state_value:9.2f} ({state_diff:+8.2f} ± {state_se:.2f})"
+        print(f"{name:22} {roles.get(name, ''):9} {alpha:<5g} {starts:>30} {states:>30} {env}")
     ranked = [n for n in rows if rows[n]["env_score"] is not None]
-    agree = None
+    agree = {}
     if len(ranked) >= 2:
-        by_fqe = sorted(ranked, key=lambda n: -rows[n]["value"])
-        by_env = sorted(ranked, key=lambda n: -rows[n]["env_score"])
-        agree = by_fqe[0] == by_env[0]
-        print(f"best by FQE: {by_fqe[0]}; best in the env: {by_env[0]}")
-    row = suite_bench.probe_row(args, run, "fqe_probe.py", steps=args.steps, policies=rows, best_agrees=agree)
+        best_env = max(ranked, key=lambda n: rows[n]["env_score"])
+        for key in ("value", "state_value"):
+            best = max(ranked, key=lambda n: rows[n][key])
+            agree[key] = best == best_env
+            print(f"best by FQE ({key}): {best}; best in the env: {best_env}")
+    row = suite_bench.probe_row(args, run, "fqe_probe.py", steps=args.steps, policies=rows, best_agrees=agree or None)
     out = Path(args.out)
     kept = json.loads(out.read_text()) if out.is_file() else []
     kept = [r for r in kept if (r["run"], r["label"]) != (row["run"], row["label"])] + [row]

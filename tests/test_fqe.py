@@ -37,6 +37,8 @@ def test_fqe_values_the_policys_own_next_actions():
     assert high.value == pytest.approx(1.0, abs=0.1) and low.value == pytest.approx(-1.0, abs=0.1)
     diff, se = paired_difference(high, low)
     assert diff == pytest.approx(2.0, abs=0.2) and se < 0.1
+    assert high.state_value == pytest.approx(1.0, abs=0.1) and len(high.state_values) == 4000  # fewer rows than asked
+    assert paired_difference(high, low, on="states")[0] == pytest.approx(2.0, abs=0.2)
     assert len(high.start_values) == len(episode_starts(data)) == 400 and high.to_dict()["name"] == "high"
 
 
@@ -54,5 +56,7 @@ def test_fqe_refuses_bad_settings_and_non_finite_actions():
     with pytest.raises(ValueError, match="policy 'broken' returned a non-finite action"):
         fitted_q_evaluation(constant(np.nan), data, name="broken")
     other = fit(constant(0.0), bandit_chain(terminate=False, n=100))
-    with pytest.raises(ValueError, match="different start states"):
+    with pytest.raises(ValueError, match="different states"):
         paired_difference(fit(constant(0.0), data), other)
+    with pytest.raises(ValueError, match="on='rows'"):
+        paired_difference(other, other, on="rows")
