@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     suite_bench.add_run_probe_arguments(parser)
-    parser.add_argument("--steps", type=int, default=30_000, help="FQE's TD steps per policy")
+    parser.add_argument("--steps", type=int, default=20_000, help="FQE's TD steps per policy")
     parser.add_argument(
         "--folders",
         nargs="+",
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(RESULT))
     args = parser.parse_args(argv)
     if args.steps < 1:
-        parser.error(f"--steps {args.steps}: give at least 1 (30000 is the default)")
+        parser.error(f"--steps {args.steps}: give at least 1 (20000 is the default)")
     if "rectifier" not in args.folders:
         parser.error(f"--folders {' '.join(args.folders)}: include rectifier (the deployed one: the others' reference)")
     run, anchor = suite_bench.probed_run(parser, args)

@@ -111,12 +111,12 @@ def _policy_actions(policy: Callable[[np.ndarray], np.ndarray], states: torch.Te
 def fitted_q_evaluation(
     policy: Callable[[np.ndarray], np.ndarray],
     data: OfflineData,
-    steps: int = 30_000,
+    steps: int = 20_000,
     gamma: float = 0.99,
     hidden: Sequence[int] = (256, 256),
     batch_size: int = 256,
     lr: float = 3e-4,
-    tau: float = 0.005,
+    tau: float = 0.05,
     seed: int = 0,
     name: str = "policy",
     progress: Callable[[str], None] | None = None,
@@ -132,7 +132,10 @@ def fitted_q_evaluation(
         steps: TD steps (each a minibatch of `batch_size` transitions).
         gamma: the discount (the training's).
         hidden: the Q network's hidden widths.
-        lr, tau: Adam's rate and the target network's Polyak rate.
+        lr, tau: Adam's rate and the target network's Polyak rate. The value travels one bootstrap per target
+            refresh, about 1 / tau steps, and needs a few times 1 / (1 - gamma) of them: at tau 0.005 and 15k steps
+            the SB3 medium policy's value on HalfCheetah medium-expert came out at 139 from the first states, at
+            0.05 at 331 (its discounted reward over 1000 steps is about 430); the expert's 211 and 656.
         seed: initialisation and minibatch draws; the same seed for the policies compared.
         name: names the policy in errors and in the result.
         progress: called with a line of text every 10% of the steps.
@@ -146,7 +149,7 @@ def fitted_q_evaluation(
         ValueError: bad settings, or the policy returned a non-finite action.
     """
     if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps={steps}, batch_size={batch_size}: both must be at least 1 (30000 and 256 are typical)")
+        raise ValueError(f"steps={steps}, batch_size={batch_size}: both must be at least 1 (20000 and 256 are typical)")
     if not 0.0 <= gamma < 1.0:
         raise ValueError(f"gamma={gamma}: use a discount in [0, 1), the training's (0.99 is typical)")
     scaler = ActionScaler(data.action_space)
