@@ -5,6 +5,7 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
@@ -43,3 +44,15 @@ def test_bad_steps_and_a_folder_without_a_rectifier_are_refused_with_the_fix(tmp
         fqe_probe.main(["--run", str(tmp_path), *base])
     assert "no rectifier/ folder there" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_calibration_discounts_from_the_first_step_and_refuses_bad_flags(capsys, tmp_path):
+    import fqe_calibration
+
+    assert fqe_calibration.discounted(np.array([1.0, 1.0, 1.0]), 0.5) == pytest.approx(1.75)
+    with pytest.raises(SystemExit):
+        fqe_calibration.main(["--dataset", "d", "--episodes", "0"])
+    assert "--episodes 0 --steps 20000: give at least 1 of each" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fqe_calibration.main(["--dataset", "spar/hopper/medium-v0", "--policies", "nobody", "--suite", str(tmp_path)])
+    assert "--policies nobody: not found" in capsys.readouterr().err
