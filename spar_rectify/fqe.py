@@ -126,7 +126,8 @@ def fitted_q_evaluation(
 
     Args:
         policy: callable (B, obs_dim) env-unit observations -> (B, act_dim) env-unit actions (a `BasePolicy`, a
-            `RectifiedPolicy`); called once on every next state of the data (in chunks), then no more.
+            `RectifiedPolicy`); called once on the data's next states, first states and sampled states (in chunks),
+            then no more.
         data: the transitions; rewards are divided by their standard deviation for the fit and the estimate is
             given back in reward units.
         steps: TD steps (each a minibatch of `batch_size` transitions).
@@ -135,7 +136,8 @@ def fitted_q_evaluation(
         lr, tau: Adam's rate and the target network's Polyak rate. The value travels one bootstrap per target
             refresh, about 1 / tau steps, and needs a few times 1 / (1 - gamma) of them: at tau 0.005 and 15k steps
             the SB3 medium policy's value on HalfCheetah medium-expert came out at 139 from the first states, at
-            0.05 at 331 (its discounted reward over 1000 steps is about 430); the expert's 211 and 656.
+            0.05 at 331, against 323 discounted from reset in the env; the expert's 211 and 656 against 678
+            (`benchmarks/fqe_calibration.py`).
         seed: initialisation and minibatch draws; the same seed for the policies compared.
         name: names the policy in errors and in the result.
         progress: called with a line of text every 10% of the steps.
@@ -146,12 +148,16 @@ def fitted_q_evaluation(
         an `FQEResult`.
 
     Raises:
-        ValueError: bad settings, or the policy returned a non-finite action.
+        ValueError: bad settings (named with the fix), or the policy returned a non-finite action.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps={steps}, batch_size={batch_size}: both must be at least 1 (20000 and 256 are typical)")
     if not 0.0 <= gamma < 1.0:
         raise ValueError(f"gamma={gamma}: use a discount in [0, 1), the training's (0.99 is typical)")
+    if not 0.0 < tau <= 1.0 or eval_states < 1:
+        raise ValueError(
+            f"tau={tau}, eval_states={eval_states}: use tau in (0, 1] and at least one state (0.05, 10000)"
+        )
     scaler = ActionScaler(data.action_space)
     mean, std = (torch.as_tensor(x) for x in data.obs_stats())
     obs = (data.observations - mean) / std

@@ -51,6 +51,8 @@ def test_fqe_refuses_bad_settings_and_non_finite_actions():
     data = bandit_chain(terminate=False, n=200)
     with pytest.raises(ValueError, match="gamma=1.0"):
         fitted_q_evaluation(constant(0.0), data, gamma=1.0)
+    with pytest.raises(ValueError, match="tau=0.0"):
+        fitted_q_evaluation(constant(0.0), data, tau=0.0)
     with pytest.raises(ValueError, match="steps=0"):
         fitted_q_evaluation(constant(0.0), data, steps=0)
     with pytest.raises(ValueError, match="policy 'broken' returned a non-finite action"):
