@@ -757,9 +757,9 @@ def same_reach_rule_decision(record: dict, rule: str, probes: Path | None = None
     deployed = reach_was_deployed(choice)
     if rule == "alpha_one":
         return not (deployed and choice.get("reach_gain"))
-    if deployed or not reach_offline_alpha(choice):
+    if deployed or reach_offline_alpha(choice) == 0:
         return True
-    return critic_prefers_reach(record, probes) is False
+    return critic_prefers_reach(record, probes) is False  # its alpha above 0, or not recorded: the critic decides
 
 
 def reach_passes(saved: dict, threshold: float, margin: float) -> bool:

@@ -326,6 +326,9 @@ def test_a_record_stays_current_under_another_reach_rule_only_where_it_deploys_t
     assert to_gain(spar(True, 1.0), "larger_gain")  # deployed: the gain rule keeps it
     assert to_gain(spar(False, 0.0), "larger_gain")  # kept out at alpha 0: it cannot contend
     assert not to_gain(spar(False), "larger_gain")  # kept out above 0, nobody asked the critic: re-deploy
+    unrecorded = spar(False)
+    del unrecorded["penalty_choice"]["rectifiers"]
+    assert not to_gain(unrecorded, "larger_gain")  # its offline alpha not recorded: the critic must decide
     assert suite_bench.critic_prefers_reach(spar(False)) is None
     rows = [
         {"dataset": "spar/hopper/medium-v0", "method": "medium-rectified", "seed": 0, "clearly_prefers_reach": False,
