@@ -155,7 +155,7 @@ def larger_gain(row: dict) -> bool | None:
     offline alpha above 0 and the critic clearly prefers it; None where that needed the critic and none was asked."""
     if row["reach_deployed"]:
         return True
-    if not row["reach"]["alpha"]:
+    if row["reach"]["alpha"] == 0:
         return False
     return row["critic_prefers_reach"]
 
