@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None) -> None:
         if (run / folder / "rectifier.json").is_file():
             policies[folder] = RectifiedPolicy(anchor, run / folder, check_anchor=False)
     roles = {}
-    if choice:
-        roles = {"rectifier": "reach" if reach_deployed else "penalised"}
+    if choice:  # where the in-sample candidate went out, the latent policy LSI chose sits in rectifier-lsi/
+        lsi = "rectifier-lsi" if (run / "rectifier-lsi").is_dir() else "rectifier"
+        roles = {"rectifier": "in-sample"} if lsi != "rectifier" else {}
+        roles[lsi] = "reach" if reach_deployed else "penalised"
         roles["rectifier-alternative"] = "penalised" if reach_deployed else "reach"
     results = {
         name: fitted_q_evaluation(
