@@ -16,7 +16,6 @@ results/fqe_calibration.json, with the command.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -90,10 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     row = {"dataset": args.dataset, "steps": args.steps, "gamma": args.gamma, "seed": args.seed, "policies": rows}
     row["command"] = "python benchmarks/fqe_calibration.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    out = Path(args.out)
-    kept = json.loads(out.read_text()) if out.is_file() else []
-    out.write_text(json.dumps(kept + [row], indent=1) + "\n")
-    print(f"appended to {out}")
+    suite_bench.append_result(Path(args.out), row)
+    print(f"appended to {args.out}")
 
 
 if __name__ == "__main__":

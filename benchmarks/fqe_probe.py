@@ -127,11 +127,8 @@ def main(argv: list[str] | None = None) -> None:
             agree[key] = best == best_env
             print(f"best by FQE ({key}): {best}; best in the env: {best_env}")
     row = suite_bench.probe_row(args, run, "fqe_probe.py", steps=args.steps, policies=rows, best_agrees=agree or None)
-    out = Path(args.out)
-    kept = json.loads(out.read_text()) if out.is_file() else []
-    kept = [r for r in kept if (r["run"], r["label"]) != (row["run"], row["label"])] + [row]
-    out.write_text(json.dumps(kept, indent=1) + "\n")
-    print(f"appended to {out}")
+    suite_bench.append_result(Path(args.out), row, replaces=("run", "label"))
+    print(f"appended to {args.out}")
 
 
 if __name__ == "__main__":

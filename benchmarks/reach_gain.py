@@ -67,10 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         reach_deployed=reach_deployed,
     )
     print(json.dumps({k: v for k, v in row.items() if k != "config"}, indent=1))
-    out = Path(args.out)
-    rows = json.loads(out.read_text()) if out.is_file() else []
-    rows = [r for r in rows if (r["run"], r["label"]) != (row["run"], row["label"])] + [row]
-    out.write_text(json.dumps(rows, indent=1) + "\n")
+    suite_bench.append_result(Path(args.out), row, replaces=("run", "label"))
 
 
 if __name__ == "__main__":

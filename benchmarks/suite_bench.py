@@ -1012,12 +1012,15 @@ def save_record(out: Path, tier: str, record: dict, keep_train_seconds: bool = F
     return records
 
 
-def append_result(out: Path, row: dict) -> None:
+def append_result(out: Path, row: dict, replaces: tuple[str, ...] = ()) -> None:
     """Append one row to a probe's results file (a JSON list), re-reading it first, under a lock, so that
-    probes running side by side never drop each other's rows."""
+    probes running side by side never drop each other's rows; with `replaces` (field names, e.g. ("run",
+    "label")), a row that has the same values in them is dropped first (a probe run again replaces its row)."""
     with open(out.with_suffix(".json.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         rows = json.loads(out.read_text()) if out.is_file() else []
+        if replaces:
+            rows = [r for r in rows if [r.get(k) for k in replaces] != [row.get(k) for k in replaces]]
         tmp = out.with_suffix(".json.tmp")
         tmp.write_text(json.dumps([*rows, row], indent=2) + "\n")
         tmp.replace(out)

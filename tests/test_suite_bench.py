@@ -658,3 +658,12 @@ def test_a_tuned_record_that_swept_only_the_deployed_rectifier_of_a_run_with_oth
     assert where_spar_stands.earlier_marks(marked) == ""
     kept = {**swept, "tune": {**swept["tune"], "rectifier": "rectifier"}}
     assert where_spar_stands.OTHER not in where_spar_stands.table([kept])
+
+
+def test_append_result_replaces_a_probe_row_run_again_and_keeps_the_others(tmp_path):
+    out = tmp_path / "probe.json"
+    suite_bench.append_result(out, {"run": "a", "label": "x", "v": 1})
+    suite_bench.append_result(out, {"run": "b", "label": "x", "v": 2})
+    suite_bench.append_result(out, {"run": "a", "label": "x", "v": 3}, replaces=("run", "label"))
+    suite_bench.append_result(out, {"run": "a", "label": "x", "v": 4})  # without replaces: appended
+    assert [r["v"] for r in json.loads(out.read_text())] == [2, 3, 4]
