@@ -94,10 +94,14 @@ class OfflineData:
             100.0 * (np.asarray(returns, np.float64) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
         )
 
+    def episode_ends(self) -> np.ndarray:
+        """(N,) bool: whether each row ends its episode (terminated or truncated)."""
+        return (self.terminations + self.truncations).numpy() > 0
+
     def row_returns(self) -> np.ndarray:
         """(N,) float64 the undiscounted return of the episode each row belongs to (`episode_returns`, spread
         over its rows; a last episode without an end flag counts as one)."""
-        ends = np.flatnonzero((self.terminations + self.truncations).numpy() > 0)
+        ends = np.flatnonzero(self.episode_ends())
         episode = np.searchsorted(ends, np.arange(len(self)))
         return np.asarray(self.episode_returns, np.float64)[np.minimum(episode, len(self.episode_returns) - 1)]
 

@@ -92,8 +92,7 @@ def paired_difference(a: FQEResult, b: FQEResult, on: str = "starts") -> tuple[f
 
 def episode_starts(data: OfflineData) -> np.ndarray:
     """(E,) the row index of each episode's first transition (row 0 and every row after an end flag)."""
-    ends = ((data.terminations + data.truncations) > 0).numpy()
-    return np.flatnonzero(np.r_[True, ends[:-1]])
+    return np.flatnonzero(np.r_[True, data.episode_ends()[:-1]])
 
 
 @torch.no_grad()
