@@ -16,6 +16,10 @@ from the data's first states and from a sample of its states, each with its pair
 rectifier's, and, with --rollout-record, the env score the harness measured for it (the record's top level,
 `alternative`, `rectifier-insample`, `rectifier-lsi`). Appends one row per call to results/fqe_probe.json, with the
 command. Loading the suite's SB3 anchor runs pickle (our files).
+
+`--members 5 --pessimism 1` fits each policy's Q as an ensemble and reads a lower confidence bound (the members' mean
+minus beta times their spread, in the TD targets too; `spar_rectify.fqe`): a policy whose actions keep leaving the
+data is charged for it. Give such a call its own `--label` (a row with the same run and label is replaced).
 """
 
 from __future__ import annotations
@@ -69,10 +73,25 @@ def main(argv: list[str] | None = None) -> None:
         choices=list(FOLDERS),
         help="the rectifiers to fit (default: all)",
     )
+    parser.add_argument(
+        "--members", type=int, default=1, help="Q networks per fit (1: plain FQE; 5 with --pessimism for a bound)"
+    )
+    parser.add_argument(
+        "--pessimism",
+        type=float,
+        default=0.0,
+        help="beta: the members' std subtracted from their mean in targets and values (needs --members >= 2)",
+    )
     parser.add_argument("--out", default=str(RESULT))
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps {args.steps}: give at least 1 (20000 is the default)")
+    if args.members < 1:
+        parser.error(f"--members {args.members}: give at least 1 (1 is plain FQE, 5 for a lower bound)")
+    if not args.pessimism >= 0.0:
+        parser.error(f"--pessimism {args.pessimism}: give a beta >= 0 (0 is the members' mean, 1 is typical)")
+    if args.pessimism > 0.0 and args.members < 2:
+        parser.error(f"--pessimism {args.pessimism} needs the members' spread: add --members 5")
     if "rectifier" not in args.folders:
         parser.error(f"--folders {' '.join(args.folders)}: include rectifier (the deployed one: the others' reference)")
     run, anchor = suite_bench.probed_run(parser, args)
@@ -94,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         name: fitted_q_evaluation(
             policy, data, steps=args.steps, gamma=config.get("gamma", 0.99), seed=args.seed, name=name,
-            progress=lambda line: print(line, flush=True),
+            progress=lambda line: print(line, flush=True), members=args.members, pessimism=args.pessimism,
         )
         for name, policy in policies.items()
     }  # fmt: skip
@@ -126,7 +145,10 @@ def main(argv: list[str] | None = None) -> None:
             best = max(ranked, key=lambda n: rows[n][key])
             agree[key] = best == best_env
             print(f"best by FQE ({key}): {best}; best in the env: {best_env}")
-    row = suite_bench.probe_row(args, run, "fqe_probe.py", steps=args.steps, policies=rows, best_agrees=agree or None)
+    row = suite_bench.probe_row(
+        args, run, "fqe_probe.py", steps=args.steps, members=args.members, pessimism=args.pessimism, policies=rows,
+        best_agrees=agree or None,
+    )  # fmt: skip
     suite_bench.append_result(Path(args.out), row, replaces=("run", "label"))
     print(f"appended to {args.out}")
 

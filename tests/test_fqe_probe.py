@@ -41,6 +41,15 @@ def test_bad_steps_and_a_folder_without_a_rectifier_are_refused_with_the_fix(tmp
         fqe_probe.main(["--run", str(tmp_path), "--folders", "rectifier-alternative", *base])
     assert "--folders rectifier-alternative: include rectifier" in capsys.readouterr().err
     with pytest.raises(SystemExit):
+        fqe_probe.main(["--run", str(tmp_path), "--members", "0", *base])
+    assert "--members 0: give at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fqe_probe.main(["--run", str(tmp_path), "--pessimism", "1", *base])
+    assert "--pessimism 1.0 needs the members' spread: add --members 5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fqe_probe.main(["--run", str(tmp_path), "--members", "5", "--pessimism", "-1", *base])
+    assert "--pessimism -1.0: give a beta >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         fqe_probe.main(["--run", str(tmp_path), *base])
     assert "no rectifier/ folder there" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
