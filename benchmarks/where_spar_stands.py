@@ -127,15 +127,16 @@ def table(records: list[dict]) -> str:
             earlier.setdefault((r["dataset"], r["method"]), []).append((r, mark))
 
     def shown(dataset: str, method: str) -> str:
-        rows = earlier.get((dataset, method), [])
+        current = {r["seed"] for r in cells.get((dataset, method), [])}
+        # a seed with a current record (an adopted variant's, say) shows that one alone, not its older record beside it
+        rows = [(r, mark) for r, mark in earlier.get((dataset, method), []) if r["seed"] not in current]
         if (dataset, method) in cells and rows and all(mark == "³" for _, mark in rows):
             # records that differ only where the record cannot say whether today's cap is lifted stand beside
             # today's (the lift applies only where the probe says so), marked
             used.add("³")
             return cell(cells[(dataset, method)] + [r for r, _ in rows], method) + " ³"
-        if (dataset, method) in cells or (dataset, method) not in earlier:
+        if (dataset, method) in cells or not rows:
             return cell(cells.get((dataset, method), []), method)
-        rows = earlier[(dataset, method)]
         marks = {m for _, mark in rows for m in mark.split()}
         used.update(marks)
         return cell([r for r, _ in rows], method) + " " + " ".join(m for m in FOOTNOTES if m in marks)

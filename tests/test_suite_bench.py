@@ -556,6 +556,11 @@ def test_the_readme_table_adopts_a_variants_record_that_trains_todays_defaults(m
     table = where_spar_stands.table([bc]).splitlines()
     assert "alpha 1) ³ |" in next(r for r in table if r.startswith("| halfcheetah medium-replay |"))
     assert table[-1] == where_spar_stands.FOOTNOTES["³"]
+    # a ³ record of a seed that also has a current record (an adopted variant's) gives way to it; other seeds' stay
+    bc1 = bc | {"seed": 1, "normalized_score": 44.0, "config": bc["config"] | {"seed": 1}}
+    now = {**rect(0, 50.0), "method": "spar", "dataset": "spar/halfcheetah/medium-replay-v0"}
+    row = next(r for r in where_spar_stands.table([bc, bc1, now]).splitlines() if "halfcheetah medium-replay" in r)
+    assert "| 47.0 ± 3.0 (1.0% / 2.0%; seeds 0,1; alpha 1/1) ³ |" in row
 
 
 def test_the_alternative_rectifier_is_scored_at_its_own_alpha_on_the_same_episodes(tmp_path, monkeypatch):
