@@ -248,13 +248,14 @@ def fitted_q_evaluation(
             losses.append(loss.item())
         if progress is not None and step % max(1, steps // 10) == 0:
             progress(f"FQE {name}: step {step}/{steps}, TD loss {loss.item():.4f}")
-    with torch.no_grad():
-        values, start_spread = (
-            x.double().numpy() * reward_std for x in bound(q(torch.cat([obs[starts], start_actions], -1)))
-        )
-        from_rows, row_spread = (
-            x.double().numpy() * reward_std for x in bound(q(torch.cat([obs[rows], row_actions], -1)))
-        )
+
+    @torch.no_grad()
+    def read(at: torch.Tensor, actions: torch.Tensor) -> list[np.ndarray]:
+        """The fitted bound and spread at the data rows `at` with the policy's `actions` there, reward units."""
+        return [x.double().numpy() * reward_std for x in bound(q(torch.cat([obs[at], actions], -1)))]
+
+    values, start_spread = read(starts, start_actions)
+    from_rows, row_spread = read(rows, row_actions)
     return FQEResult(
         name, values, from_rows, steps, float(np.mean(losses)), seed, members, pessimism, start_spread, row_spread
     )
